@@ -1,0 +1,330 @@
+//! Configuration: defaults, then a TOML file, then `COVENANT_*` environment variables, then flags.
+//!
+//! Every setting has a default that runs a working forum on this machine; the file and the
+//! environment only say what differs. The environment name of a setting is its path in the file,
+//! upper-cased and joined by `_`: `[mail] smtp_host` is `COVENANT_MAIL_SMTP_HOST`.
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port the HTTP server listens on.
+    pub bind: String,
+    /// Folder holding the SQLite database, the mail folder and backups.
+    pub data_dir: PathBuf,
+    /// `postgres://…` to run on PostgreSQL; empty for the embedded SQLite file in `data_dir`.
+    pub database_url: String,
+    /// The address members reach the forum at, used in links sent by email.
+    pub base_url: String,
+    /// The forum's name, shown in every page header and email.
+    pub site_name: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Size of the database connection pool.
+    pub db_max_connections: u32,
+    /// Take the client's address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    pub argon2: Argon2Config,
+    pub session: SessionConfig,
+    pub mail: MailConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Argon2Config {
+    /// Memory cost in KiB.
+    pub memory_kib: u32,
+    /// Number of passes.
+    pub iterations: u32,
+    /// Degree of parallelism.
+    pub parallelism: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// How long a sign-in lasts without activity, in days.
+    pub max_age_days: i64,
+    /// Mark cookies `Secure`. Defaults to true when `base_url` starts with `https://`.
+    pub secure_cookies: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    /// `file` writes each message as an `.eml` file under `<data_dir>/mail`; `smtp` sends it.
+    pub transport: MailTransportKind,
+    /// The sender address of every message.
+    pub from: String,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_username: String,
+    pub smtp_password: String,
+    /// `starttls`, `tls` or `none`.
+    pub smtp_security: SmtpSecurity,
+    /// Seconds between two looks at the outbox when nothing wakes the worker.
+    pub poll_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransportKind {
+    File,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    Starttls,
+    Tls,
+    None,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("covenant-data"),
+            database_url: String::new(),
+            base_url: "http://127.0.0.1:8080".into(),
+            site_name: "Covenant Forum".into(),
+            max_body_bytes: 256 * 1024,
+            db_max_connections: 8,
+            trust_forwarded_for: false,
+            argon2: Argon2Config::default(),
+            session: SessionConfig::default(),
+            mail: MailConfig::default(),
+        }
+    }
+}
+
+impl Default for Argon2Config {
+    /// OWASP's recommended argon2id settings: 19 MiB, two passes, one lane.
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            max_age_days: 30,
+            secure_cookies: None,
+        }
+    }
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            transport: MailTransportKind::File,
+            from: "Covenant Forum <forum@localhost>".into(),
+            smtp_host: String::new(),
+            smtp_port: 587,
+            smtp_username: String::new(),
+            smtp_password: String::new(),
+            smtp_security: SmtpSecurity::Starttls,
+            poll_seconds: 5,
+        }
+    }
+}
+
+impl Config {
+    /// Builds the configuration from the optional file and the process environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Builds the configuration from the optional file and the given environment.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let mut table = toml::Table::try_from(Config::default()).context("encoding defaults")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the configuration file {}", path.display()))?;
+            let from_file: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("in the configuration file {}", path.display()))?;
+            // Deserialize once on its own so that unknown keys are reported against the file.
+            let _: Config = from_file
+                .clone()
+                .try_into()
+                .with_context(|| format!("in the configuration file {}", path.display()))?;
+            merge(&mut table, from_file);
+        }
+        for (name, value) in env {
+            let Some(path) = name.strip_prefix("COVENANT_") else {
+                continue;
+            };
+            // Variables that are flags of the command line, not settings.
+            if matches!(path, "CONFIG" | "TEST_DATABASE_URL" | "LOG_FORMAT") {
+                continue;
+            }
+            apply_env(&mut table, &path.to_ascii_lowercase(), &value)
+                .with_context(|| format!("in the environment variable {name}"))?;
+        }
+        let config: Config = table.try_into().context("reading the configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !self.database_url.is_empty()
+            && !self.database_url.starts_with("postgres://")
+            && !self.database_url.starts_with("postgresql://")
+            && !self.database_url.starts_with("sqlite:")
+        {
+            bail!("database_url must start with postgres://, postgresql:// or sqlite:");
+        }
+        if !self.base_url.starts_with("http://") && !self.base_url.starts_with("https://") {
+            bail!("base_url must start with http:// or https://");
+        }
+        if self.mail.transport == MailTransportKind::Smtp && self.mail.smtp_host.is_empty() {
+            bail!("mail.smtp_host is required when mail.transport is smtp");
+        }
+        if self.session.max_age_days < 1 {
+            bail!("session.max_age_days must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Whether session cookies carry the `Secure` flag.
+    pub fn secure_cookies(&self) -> bool {
+        self.session
+            .secure_cookies
+            .unwrap_or_else(|| self.base_url.starts_with("https://"))
+    }
+
+    /// The base URL without a trailing slash, for building links.
+    pub fn base_url(&self) -> &str {
+        self.base_url.trim_end_matches('/')
+    }
+}
+
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(existing)), toml::Value::Table(incoming)) => {
+                merge(existing, incoming)
+            }
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Sets the setting named by `path` (`mail_smtp_host`) from an environment string, keeping the
+/// setting's type. Section names are matched first so that `mail_smtp_host` finds `[mail]`.
+fn apply_env(table: &mut toml::Table, path: &str, raw: &str) -> anyhow::Result<()> {
+    if let Some(existing) = table.get(path) {
+        let value = match existing {
+            toml::Value::Integer(_) => {
+                toml::Value::Integer(raw.parse().context("expected a number")?)
+            }
+            toml::Value::Boolean(_) => {
+                toml::Value::Boolean(raw.parse().context("expected true or false")?)
+            }
+            _ => toml::Value::String(raw.to_string()),
+        };
+        table.insert(path.to_string(), value);
+        return Ok(());
+    }
+    for (section, value) in table.iter_mut() {
+        if let (Some(rest), toml::Value::Table(inner)) =
+            (path.strip_prefix(&format!("{section}_")), value)
+        {
+            return apply_env(inner, rest, raw);
+        }
+    }
+    // Options with no default (such as `session.secure_cookies`) are absent from the table.
+    if let Some((section, key)) = path.split_once('_')
+        && let Some(toml::Value::Table(inner)) = table.get_mut(section)
+    {
+        let value = raw
+            .parse::<bool>()
+            .map(toml::Value::Boolean)
+            .unwrap_or_else(|_| toml::Value::String(raw.to_string()));
+        inner.insert(key.to_string(), value);
+        return Ok(());
+    }
+    bail!("no such setting")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_run_a_local_forum_on_sqlite() {
+        let config = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(config.bind, "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("covenant-data"));
+        assert!(config.database_url.is_empty());
+        assert!(!config.secure_cookies());
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_and_keeps_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("covenant.toml");
+        std::fs::write(&file, "site_name = \"From file\"\n[mail]\nsmtp_port = 25\n").unwrap();
+        let config = Config::load_from(
+            Some(&file),
+            env(&[
+                ("COVENANT_MAIL_SMTP_PORT", "2525"),
+                ("COVENANT_ARGON2_MEMORY_KIB", "4096"),
+                ("COVENANT_SESSION_SECURE_COOKIES", "true"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.site_name, "From file");
+        assert_eq!(config.mail.smtp_port, 2525);
+        assert_eq!(config.argon2.memory_kib, 4096);
+        assert!(config.secure_cookies());
+    }
+
+    #[test]
+    fn unknown_settings_and_bad_values_are_refused_with_their_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("covenant.toml");
+        std::fs::write(&file, "colour = \"blue\"\n").unwrap();
+        let error = format!(
+            "{:#}",
+            Config::load_from(Some(&file), env(&[])).unwrap_err()
+        );
+        assert!(
+            error.contains("covenant.toml") && error.contains("colour"),
+            "{error}"
+        );
+
+        let error = format!(
+            "{:#}",
+            Config::load_from(None, env(&[("COVENANT_MAIL_SMTP_PORT", "many")])).unwrap_err()
+        );
+        assert!(error.contains("COVENANT_MAIL_SMTP_PORT"), "{error}");
+
+        let error = format!(
+            "{:#}",
+            Config::load_from(None, env(&[("COVENANT_DATABASE_URL", "mysql://x")])).unwrap_err()
+        );
+        assert!(error.contains("database_url"), "{error}");
+    }
+}

@@ -1,0 +1,306 @@
+//! The forum's actions: topics, replies, blog articles and comments, edits, deletions and
+//! moderation, with who may do what. Reading goes straight to the store.
+
+use crate::accounts::Origin;
+use crate::domain::{PostBody, Role, TopicTitle, slugify};
+use crate::error::{Error, Result};
+use crate::markdown;
+use crate::store::{self, NewPost, PostRow, SessionUser, Store, TopicRow};
+use anyhow::Context;
+
+pub const TOPICS_PER_PAGE: i64 = 30;
+pub const POSTS_PER_PAGE: i64 = 20;
+
+/// The signed-in member acting, as far as the forum cares.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user_id: i64,
+    pub role: Role,
+    pub email_verified: bool,
+}
+
+impl From<&SessionUser> for Actor {
+    fn from(user: &SessionUser) -> Self {
+        Self {
+            user_id: user.user_id,
+            role: Role::parse(&user.role).unwrap_or(Role::Member),
+            email_verified: user.email_verified_at.is_some(),
+        }
+    }
+}
+
+impl Actor {
+    fn may_post(&self) -> Result<()> {
+        if self.email_verified {
+            Ok(())
+        } else {
+            Err(Error::EmailNotVerified)
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Forum {
+    store: Store,
+}
+
+/// Where a new post landed.
+#[derive(Debug, Clone, Copy)]
+pub struct PostPlace {
+    pub topic_id: i64,
+    pub post_id: i64,
+    pub post_number: i64,
+}
+
+impl Forum {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Opens a discussion in a category with its first post.
+    pub async fn create_topic(
+        &self,
+        actor: &Actor,
+        category_slug: &str,
+        title: &str,
+        body: &str,
+        origin: &Origin,
+    ) -> Result<PostPlace> {
+        actor.may_post()?;
+        let (title, body) = parse_title_and_body(title, body)?;
+        let category = self
+            .store
+            .category_by_slug(category_slug)
+            .await?
+            .ok_or_else(|| {
+                Error::invalid(crate::domain::InvalidField::new(
+                    "category",
+                    "does not exist",
+                ))
+            })?;
+        self.insert_topic_with_post(
+            actor,
+            "discussion",
+            Some(category.id),
+            &title,
+            &title.slug(),
+            &body,
+            origin,
+        )
+        .await
+    }
+
+    /// Publishes a blog article; staff only. Its slug is unique among articles.
+    pub async fn create_article(
+        &self,
+        actor: &Actor,
+        title: &str,
+        body: &str,
+        origin: &Origin,
+    ) -> Result<(PostPlace, String)> {
+        if !actor.role.can_moderate() {
+            return Err(Error::Forbidden);
+        }
+        let (title, body) = parse_title_and_body(title, body)?;
+        let base = title.slug();
+        for attempt in 0..20 {
+            let slug = if attempt == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{}", attempt + 1)
+            };
+            if self.store.blog_topic_by_slug(&slug).await?.is_some() {
+                continue;
+            }
+            match self
+                .insert_topic_with_post(actor, "blog", None, &title, &slug, &body, origin)
+                .await
+            {
+                Err(Error::Conflict { .. }) => continue,
+                placed => return placed.map(|place| (place, slug)),
+            }
+        }
+        Err(Error::Conflict { field: "title" })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_topic_with_post(
+        &self,
+        actor: &Actor,
+        kind: &str,
+        category_id: Option<i64>,
+        title: &TopicTitle,
+        slug: &str,
+        body: &PostBody,
+        origin: &Origin,
+    ) -> Result<PostPlace> {
+        let now = crate::now();
+        let html = markdown::render(body.as_str());
+        let mut tx = self.store.begin().await?;
+        let topic_id = store::insert_topic(
+            &mut tx,
+            kind,
+            category_id,
+            actor.user_id,
+            title.as_str(),
+            slug,
+            now,
+        )
+        .await?;
+        let (post_id, post_number) = store::insert_post(
+            &mut tx,
+            &NewPost {
+                topic_id,
+                user_id: actor.user_id,
+                body_md: body.as_str(),
+                body_html: &html,
+                now,
+                ip: origin.ip.expose(),
+                user_agent: origin.user_agent.expose(),
+            },
+        )
+        .await?;
+        tx.commit().await.context("committing a new topic")?;
+        tracing::info!(topic_id, user_id = actor.user_id, kind, "topic created");
+        Ok(PostPlace {
+            topic_id,
+            post_id,
+            post_number,
+        })
+    }
+
+    /// Replies to a topic (a comment, on a blog article).
+    pub async fn reply(
+        &self,
+        actor: &Actor,
+        topic_id: i64,
+        body: &str,
+        origin: &Origin,
+    ) -> Result<PostPlace> {
+        actor.may_post()?;
+        let body = PostBody::parse(body)?;
+        let topic = self.visible_topic(topic_id, actor).await?;
+        let now = crate::now();
+        let html = markdown::render(body.as_str());
+        let mut tx = self.store.begin().await?;
+        let (post_id, post_number) = store::insert_post(
+            &mut tx,
+            &NewPost {
+                topic_id: topic.id,
+                user_id: actor.user_id,
+                body_md: body.as_str(),
+                body_html: &html,
+                now,
+                ip: origin.ip.expose(),
+                user_agent: origin.user_agent.expose(),
+            },
+        )
+        .await?;
+        tx.commit().await.context("committing a reply")?;
+        tracing::info!(topic_id, post_id, user_id = actor.user_id, "reply posted");
+        Ok(PostPlace {
+            topic_id,
+            post_id,
+            post_number,
+        })
+    }
+
+    /// Replaces the text of one's own post.
+    pub async fn edit(&self, actor: &Actor, post_id: i64, body: &str) -> Result<PostRow> {
+        let body = PostBody::parse(body)?;
+        let post = self.own_live_post(actor, post_id).await?;
+        let html = markdown::render(body.as_str());
+        let mut tx = self.store.begin().await?;
+        store::update_post_body(&mut tx, post.id, body.as_str(), &html, crate::now()).await?;
+        tx.commit().await.context("committing an edit")?;
+        tracing::info!(post_id, user_id = actor.user_id, "post edited");
+        self.store
+            .post_by_id(post_id)
+            .await?
+            .ok_or(Error::NotFound("post"))
+    }
+
+    /// Deletes the content of one's own post.
+    pub async fn delete(&self, actor: &Actor, post_id: i64) -> Result<PostRow> {
+        let post = self.own_live_post(actor, post_id).await?;
+        let mut tx = self.store.begin().await?;
+        store::delete_post_content(&mut tx, post.id, crate::now()).await?;
+        tx.commit().await.context("committing a deletion")?;
+        tracing::info!(
+            post_id,
+            user_id = actor.user_id,
+            "post deleted by its author"
+        );
+        Ok(post)
+    }
+
+    /// Hides or shows a post; moderators only.
+    pub async fn set_hidden(&self, actor: &Actor, post_id: i64, hidden: bool) -> Result<PostRow> {
+        if !actor.role.can_moderate() {
+            return Err(Error::Forbidden);
+        }
+        let post = self
+            .store
+            .post_by_id(post_id)
+            .await?
+            .ok_or(Error::NotFound("post"))?;
+        let mut tx = self.store.begin().await?;
+        let (at, by) = if hidden {
+            (Some(crate::now()), Some(actor.user_id))
+        } else {
+            (None, None)
+        };
+        store::set_post_hidden(&mut tx, post.id, at, by).await?;
+        tx.commit().await.context("committing a moderation")?;
+        tracing::info!(
+            post_id,
+            moderator_id = actor.user_id,
+            hidden,
+            "post moderated"
+        );
+        Ok(post)
+    }
+
+    async fn visible_topic(&self, topic_id: i64, _actor: &Actor) -> Result<TopicRow> {
+        match self.store.topic_by_id(topic_id).await? {
+            Some(topic) if topic.hidden == 0 => Ok(topic),
+            _ => Err(Error::NotFound("topic")),
+        }
+    }
+
+    async fn own_live_post(&self, actor: &Actor, post_id: i64) -> Result<PostRow> {
+        let post = self
+            .store
+            .post_by_id(post_id)
+            .await?
+            .ok_or(Error::NotFound("post"))?;
+        if post.deleted_at.is_some() {
+            return Err(Error::NotFound("post"));
+        }
+        if post.user_id != actor.user_id {
+            return Err(Error::Forbidden);
+        }
+        Ok(post)
+    }
+}
+
+fn parse_title_and_body(title: &str, body: &str) -> Result<(TopicTitle, PostBody)> {
+    let title = TopicTitle::parse(title);
+    let body = PostBody::parse(body);
+    match (title, body) {
+        (Ok(title), Ok(body)) => Ok((title, body)),
+        (title, body) => Err(Error::Invalid(
+            [title.err(), body.err()].into_iter().flatten().collect(),
+        )),
+    }
+}
+
+/// The slug shown in a topic's URL; kept for callers that only have the title.
+pub fn topic_slug(title: &str) -> String {
+    slugify(title)
+}
+
+/// How many pages `total` items make at `per_page` a page (at least one).
+pub fn page_count(total: i64, per_page: i64) -> i64 {
+    ((total + per_page - 1) / per_page).max(1)
+}

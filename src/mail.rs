@@ -1,0 +1,230 @@
+//! Email: the messages Covenant writes, and the worker that delivers the outbox.
+//!
+//! A message is queued in the same transaction as the change it reports, under an idempotency
+//! key, so it is neither lost when the process dies nor queued twice for the same event. The
+//! worker claims due messages, hands them to the transport and marks them sent; a message whose
+//! claim lapses (the node died mid-send) is tried again. The file transport names each file by
+//! the message's key, so a retry rewrites the same file instead of adding a copy; over SMTP the
+//! Message-ID is derived from the key, for the same reason.
+
+use crate::config::{Config, MailTransportKind, SmtpSecurity};
+use crate::store::{self, QueuedMail, Store, Tx};
+use anyhow::Context;
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// One message, before it is queued.
+pub struct Mail {
+    pub subject: String,
+    pub body: String,
+}
+
+impl Mail {
+    pub fn verify_email(site: &str, username: &str, link: &str) -> Self {
+        Self {
+            subject: format!("Confirm your email address for {site}"),
+            body: format!(
+                "Hello {username},\n\n\
+                 Someone, probably you, opened an account on {site} with this address.\n\
+                 To confirm it, open this link within 48 hours:\n\n{link}\n\n\
+                 If it was not you, ignore this message: the account stays unconfirmed and \
+                 nothing more will be sent.\n"
+            ),
+        }
+    }
+
+    pub fn password_reset(site: &str, username: &str, link: &str) -> Self {
+        Self {
+            subject: format!("Reset your password on {site}"),
+            body: format!(
+                "Hello {username},\n\n\
+                 A new password was asked for your account on {site}.\n\
+                 To choose one, open this link within the hour:\n\n{link}\n\n\
+                 If you did not ask, ignore this message: your password stays as it is.\n"
+            ),
+        }
+    }
+
+    /// Queues the message in the caller's transaction. Returns false if `key` was queued before.
+    pub async fn enqueue(
+        &self,
+        tx: &mut Tx,
+        key: &str,
+        recipient: &str,
+        user_id: Option<i64>,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        store::enqueue_mail(
+            tx,
+            &store::OutgoingMail {
+                idempotency_key: key,
+                recipient,
+                user_id,
+                subject: &self.subject,
+                body_text: &self.body,
+                now,
+            },
+        )
+        .await
+    }
+}
+
+enum Transport {
+    Folder(PathBuf),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+/// Delivers the outbox.
+#[derive(Clone)]
+pub struct Mailer {
+    store: Store,
+    transport: Arc<Transport>,
+    from: Mailbox,
+    poll: Duration,
+    wake: Arc<Notify>,
+}
+
+const LEASE_SECONDS: i64 = 120;
+const BATCH: i64 = 50;
+
+impl Mailer {
+    pub fn new(store: Store, config: &Config) -> anyhow::Result<Self> {
+        let from: Mailbox = config
+            .mail
+            .from
+            .parse()
+            .context("mail.from is not a valid sender address")?;
+        let transport = match config.mail.transport {
+            MailTransportKind::File => Transport::Folder(config.data_dir.join("mail")),
+            MailTransportKind::Smtp => {
+                let mail = &config.mail;
+                let builder = match mail.smtp_security {
+                    SmtpSecurity::Tls => {
+                        AsyncSmtpTransport::<Tokio1Executor>::relay(&mail.smtp_host)?
+                    }
+                    SmtpSecurity::Starttls => {
+                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&mail.smtp_host)?
+                    }
+                    SmtpSecurity::None => {
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&mail.smtp_host)
+                    }
+                };
+                let mut builder = builder.port(mail.smtp_port);
+                if !mail.smtp_username.is_empty() {
+                    builder = builder.credentials(Credentials::new(
+                        mail.smtp_username.clone(),
+                        mail.smtp_password.clone(),
+                    ));
+                }
+                Transport::Smtp(builder.build())
+            }
+        };
+        Ok(Self {
+            store,
+            transport: Arc::new(transport),
+            from,
+            poll: Duration::from_secs(config.mail.poll_seconds.max(1)),
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Tells the worker that something was queued, so it need not wait for its next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Delivers every message that is due now; returns how many were sent.
+    pub async fn deliver_due(&self) -> anyhow::Result<usize> {
+        let mut sent = 0;
+        loop {
+            let now = crate::now();
+            let batch = self
+                .store
+                .claim_due_mail(now, now + LEASE_SECONDS, BATCH)
+                .await?;
+            if batch.is_empty() {
+                return Ok(sent);
+            }
+            for mail in batch {
+                match self.send(&mail).await {
+                    Ok(()) => {
+                        self.store.mark_mail_sent(mail.id, crate::now()).await?;
+                        sent += 1;
+                    }
+                    Err(error) => {
+                        let delay = (30_i64 << mail.attempts.clamp(0, 10)).min(6 * 3600);
+                        tracing::warn!(mail_id = mail.id, attempts = mail.attempts, error = %error, "email delivery failed");
+                        self.store
+                            .mark_mail_failed(mail.id, &error_kind(&error), crate::now() + delay)
+                            .await?;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send(&self, queued: &QueuedMail) -> anyhow::Result<()> {
+        let key_digest = Sha256::digest(queued.idempotency_key.as_bytes());
+        let key_hex: String = key_digest[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let to: Mailbox = queued
+            .recipient
+            .parse()
+            .context("the recipient address cannot be parsed")?;
+        let domain = self.from.email.domain().to_string();
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(queued.subject.clone())
+            .message_id(Some(format!("<{key_hex}@{domain}>")))
+            .header(ContentType::TEXT_PLAIN)
+            .body(queued.body_text.clone())
+            .context("building an email")?;
+        match &*self.transport {
+            Transport::Folder(dir) => {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .context("creating the mail folder")?;
+                let name = format!("{:010}-{key_hex}.eml", queued.id);
+                let partial = dir.join(format!(".{name}.partial"));
+                tokio::fs::write(&partial, message.formatted())
+                    .await
+                    .context("writing an email file")?;
+                tokio::fs::rename(&partial, dir.join(name))
+                    .await
+                    .context("publishing an email file")?;
+            }
+            Transport::Smtp(smtp) => {
+                smtp.send(message).await.context("sending over SMTP")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until `shutdown` fires, delivering whenever woken or every poll interval.
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if let Err(error) = self.deliver_due().await {
+                tracing::error!(error = %format!("{error:#}"), "the mail worker failed a round");
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.poll) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// The error's outermost description, without any address or content.
+fn error_kind(error: &anyhow::Error) -> String {
+    error.to_string()
+}

@@ -1,0 +1,196 @@
+//! Bulk loading for generated data: many rows per statement, many statements per transaction.
+
+use super::{Store, Tx};
+use anyhow::Context;
+use sqlx::Any;
+use sqlx::query_builder::QueryBuilder;
+
+pub struct BulkUser {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    pub birth_year: i64,
+    pub bio: String,
+    pub created_at: i64,
+}
+
+pub struct BulkTopic {
+    pub id: i64,
+    pub category_id: i64,
+    pub user_id: i64,
+    pub title: String,
+    pub slug: String,
+    pub created_at: i64,
+    pub last_posted_at: i64,
+    pub n_posts: i64,
+}
+
+pub struct BulkPost {
+    pub id: i64,
+    pub topic_id: i64,
+    pub user_id: i64,
+    pub post_number: i64,
+    pub body_md: String,
+    pub body_html: String,
+    pub created_at: i64,
+    pub ip: String,
+    pub user_agent: String,
+}
+
+impl Store {
+    /// The largest id in use in each of users, topics and posts.
+    pub async fn max_ids(&self) -> anyhow::Result<(i64, i64, i64)> {
+        let row: (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM users), \
+             (SELECT COALESCE(MAX(id), 0) FROM topics), (SELECT COALESCE(MAX(id), 0) FROM posts)",
+        )
+        .fetch_one(self.pool())
+        .await
+        .context("reading the largest ids")?;
+        Ok(row)
+    }
+
+    /// Ids of the categories whose slugs are given, inserting those missing.
+    pub async fn ensure_categories(
+        &self,
+        categories: &[(&str, &str, &str)],
+    ) -> anyhow::Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(categories.len());
+        for (slug, name, description) in categories {
+            let id = match self.category_by_slug(slug).await? {
+                Some(existing) => existing.id,
+                None => self.insert_category(slug, name, description).await?,
+            };
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// Moves PostgreSQL's id sequences past rows inserted with explicit ids.
+    pub async fn finish_bulk_load(&self) -> anyhow::Result<()> {
+        let mut tx = self.begin().await?;
+        for table in ["users", "topics", "posts"] {
+            self.resync_identity(&mut tx, table).await?;
+        }
+        tx.commit().await.context("finishing a bulk load")?;
+        Ok(())
+    }
+}
+
+/// Rows that can be written many to a statement.
+#[allow(async_fn_in_trait)]
+pub trait BulkRows: Sized {
+    /// How many rows go in one statement (bound parameters stay under both engines' limits).
+    const PER_STATEMENT: usize;
+    async fn insert(tx: &mut Tx, rows: &[Self]) -> anyhow::Result<()>;
+}
+
+impl BulkRows for BulkUser {
+    const PER_STATEMENT: usize = 1000;
+    async fn insert(tx: &mut Tx, rows: &[Self]) -> anyhow::Result<()> {
+        bulk_insert_users(tx, rows).await
+    }
+}
+
+impl BulkRows for BulkTopic {
+    const PER_STATEMENT: usize = 1000;
+    async fn insert(tx: &mut Tx, rows: &[Self]) -> anyhow::Result<()> {
+        bulk_insert_topics(tx, rows).await
+    }
+}
+
+impl BulkRows for BulkPost {
+    const PER_STATEMENT: usize = 500;
+    async fn insert(tx: &mut Tx, rows: &[Self]) -> anyhow::Result<()> {
+        bulk_insert_posts(tx, rows).await
+    }
+}
+
+impl Store {
+    /// Writes `rows` in one transaction, many rows to a statement.
+    pub async fn bulk_insert<T: BulkRows>(&self, rows: &[T]) -> anyhow::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for part in rows.chunks(T::PER_STATEMENT) {
+            T::insert(&mut tx, part).await?;
+        }
+        tx.commit().await.context("committing a bulk insert")?;
+        Ok(())
+    }
+}
+
+async fn bulk_insert_users(tx: &mut Tx, users: &[BulkUser]) -> anyhow::Result<()> {
+    let mut builder: QueryBuilder<Any> = QueryBuilder::new(
+        "INSERT INTO users (id, username, username_lower, email, email_lower, password_hash, \
+         birth_year, bio, email_verified_at, created_at) ",
+    );
+    builder.push_values(users, |mut row, u| {
+        row.push_bind(u.id)
+            .push_bind(u.username.clone())
+            .push_bind(u.username.to_ascii_lowercase())
+            .push_bind(u.email.clone())
+            .push_bind(u.email.to_lowercase())
+            .push_bind(u.password_hash.clone())
+            .push_bind(u.birth_year)
+            .push_bind(u.bio.clone())
+            .push_bind(u.created_at)
+            .push_bind(u.created_at);
+    });
+    builder
+        .build()
+        .execute(&mut **tx)
+        .await
+        .context("inserting demo users")?;
+    Ok(())
+}
+
+async fn bulk_insert_topics(tx: &mut Tx, topics: &[BulkTopic]) -> anyhow::Result<()> {
+    let mut builder: QueryBuilder<Any> = QueryBuilder::new(
+        "INSERT INTO topics (id, kind, category_id, user_id, title, slug, created_at, \
+         last_posted_at, n_posts) ",
+    );
+    builder.push_values(topics, |mut row, t| {
+        row.push_bind(t.id)
+            .push_bind("discussion")
+            .push_bind(t.category_id)
+            .push_bind(t.user_id)
+            .push_bind(t.title.clone())
+            .push_bind(t.slug.clone())
+            .push_bind(t.created_at)
+            .push_bind(t.last_posted_at)
+            .push_bind(t.n_posts);
+    });
+    builder
+        .build()
+        .execute(&mut **tx)
+        .await
+        .context("inserting demo topics")?;
+    Ok(())
+}
+
+async fn bulk_insert_posts(tx: &mut Tx, posts: &[BulkPost]) -> anyhow::Result<()> {
+    let mut builder: QueryBuilder<Any> = QueryBuilder::new(
+        "INSERT INTO posts (id, topic_id, user_id, post_number, body_md, body_html, created_at, \
+         ip, user_agent) ",
+    );
+    builder.push_values(posts, |mut row, p| {
+        row.push_bind(p.id)
+            .push_bind(p.topic_id)
+            .push_bind(p.user_id)
+            .push_bind(p.post_number)
+            .push_bind(p.body_md.clone())
+            .push_bind(p.body_html.clone())
+            .push_bind(p.created_at)
+            .push_bind(p.ip.clone())
+            .push_bind(p.user_agent.clone());
+    });
+    builder
+        .build()
+        .execute(&mut **tx)
+        .await
+        .context("inserting demo posts")?;
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! Categories, topics (forum discussions and blog articles) and their posts.
+
+use super::{Store, Tx, unique_violation};
+use anyhow::Context;
+use serde::Serialize;
+use sqlx::FromRow;
+
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
+pub struct CategoryRow {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub n_topics: i64,
+}
+
+/// A topic as lists show it.
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
+pub struct TopicRow {
+    pub id: i64,
+    /// `discussion` or `blog`.
+    pub kind: String,
+    pub category_id: Option<i64>,
+    pub title: String,
+    pub slug: String,
+    pub author: String,
+    pub created_at: i64,
+    pub last_posted_at: i64,
+    pub n_posts: i64,
+    #[serde(skip)]
+    pub hidden: i64,
+}
+
+/// A post as a topic page shows it. Personal data recorded with it (IP, user agent) is not read.
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
+pub struct PostRow {
+    pub id: i64,
+    pub topic_id: i64,
+    pub post_number: i64,
+    #[serde(skip)]
+    pub user_id: i64,
+    pub author: String,
+    pub body_md: String,
+    pub body_html: String,
+    pub created_at: i64,
+    pub edited_at: Option<i64>,
+    pub hidden_at: Option<i64>,
+    pub deleted_at: Option<i64>,
+}
+
+pub struct NewPost<'a> {
+    pub topic_id: i64,
+    pub user_id: i64,
+    pub body_md: &'a str,
+    pub body_html: &'a str,
+    pub now: i64,
+    pub ip: &'a str,
+    pub user_agent: &'a str,
+}
+
+const TOPIC_COLUMNS: &str = "t.id, t.kind, t.category_id, t.title, t.slug, u.username AS author, \
+     t.created_at, t.last_posted_at, t.n_posts, t.hidden";
+const POST_COLUMNS: &str = "p.id, p.topic_id, p.post_number, p.user_id, u.username AS author, \
+     p.body_md, p.body_html, p.created_at, p.edited_at, p.hidden_at, p.deleted_at";
+
+impl Store {
+    pub async fn categories(&self) -> anyhow::Result<Vec<CategoryRow>> {
+        sqlx::query_as(
+            "SELECT c.id, c.slug, c.name, c.description, \
+             (SELECT COUNT(*) FROM topics t WHERE t.category_id = c.id AND t.hidden = 0) AS n_topics \
+             FROM categories c ORDER BY c.position, c.id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .context("listing categories")
+    }
+
+    pub async fn category_by_slug(&self, slug: &str) -> anyhow::Result<Option<CategoryRow>> {
+        sqlx::query_as(
+            "SELECT c.id, c.slug, c.name, c.description, \
+             (SELECT COUNT(*) FROM topics t WHERE t.category_id = c.id AND t.hidden = 0) AS n_topics \
+             FROM categories c WHERE c.slug = $1",
+        )
+        .bind(slug)
+        .fetch_optional(self.pool())
+        .await
+        .context("reading a category")
+    }
+
+    pub async fn insert_category(
+        &self,
+        slug: &str,
+        name: &str,
+        description: &str,
+    ) -> anyhow::Result<i64> {
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO categories (slug, name, description, position) \
+             VALUES ($1, $2, $3, (SELECT COALESCE(MAX(position), 0) + 1 FROM categories)) \
+             RETURNING id",
+        )
+        .bind(slug)
+        .bind(name)
+        .bind(description)
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| unique_violation(e, &[("slug", "slug")], "inserting a category"))?;
+        Ok(id)
+    }
+
+    /// Visible topics of one kind, newest activity first; in one category when given.
+    pub async fn topics(
+        &self,
+        kind: &str,
+        category_id: Option<i64>,
+        limit: i64,
+        offset: i64,
+    ) -> anyhow::Result<Vec<TopicRow>> {
+        let filter = if category_id.is_some() {
+            "AND t.category_id = $4"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {TOPIC_COLUMNS} FROM topics t JOIN users u ON u.id = t.user_id \
+             WHERE t.kind = $1 AND t.hidden = 0 {filter} \
+             ORDER BY t.last_posted_at DESC, t.id DESC LIMIT $2 OFFSET $3"
+        );
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(kind)
+            .bind(limit)
+            .bind(offset);
+        if let Some(id) = category_id {
+            query = query.bind(id);
+        }
+        query.fetch_all(self.pool()).await.context("listing topics")
+    }
+
+    pub async fn count_topics(&self, kind: &str, category_id: Option<i64>) -> anyhow::Result<i64> {
+        let (n,): (i64,) = match category_id {
+            Some(id) => sqlx::query_as(
+                "SELECT COUNT(*) FROM topics WHERE kind = $1 AND hidden = 0 AND category_id = $2",
+            )
+            .bind(kind)
+            .bind(id)
+            .fetch_one(self.pool())
+            .await,
+            None => {
+                sqlx::query_as("SELECT COUNT(*) FROM topics WHERE kind = $1 AND hidden = 0")
+                    .bind(kind)
+                    .fetch_one(self.pool())
+                    .await
+            }
+        }
+        .context("counting topics")?;
+        Ok(n)
+    }
+
+    pub async fn topic_by_id(&self, id: i64) -> anyhow::Result<Option<TopicRow>> {
+        let sql = format!(
+            "SELECT {TOPIC_COLUMNS} FROM topics t JOIN users u ON u.id = t.user_id WHERE t.id = $1"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading a topic")
+    }
+
+    pub async fn blog_topic_by_slug(&self, slug: &str) -> anyhow::Result<Option<TopicRow>> {
+        let sql = format!(
+            "SELECT {TOPIC_COLUMNS} FROM topics t JOIN users u ON u.id = t.user_id \
+             WHERE t.kind = 'blog' AND t.slug = $1"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(slug)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading a blog article")
+    }
+
+    /// A page of a topic's posts in order.
+    pub async fn posts_of_topic(
+        &self,
+        topic_id: i64,
+        limit: i64,
+        offset: i64,
+    ) -> anyhow::Result<Vec<PostRow>> {
+        let sql = format!(
+            "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.user_id \
+             WHERE p.topic_id = $1 ORDER BY p.post_number LIMIT $2 OFFSET $3"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(topic_id)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.pool())
+            .await
+            .context("reading a topic's posts")
+    }
+
+    pub async fn post_by_id(&self, id: i64) -> anyhow::Result<Option<PostRow>> {
+        let sql = format!(
+            "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.user_id WHERE p.id = $1"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading a post")
+    }
+
+    /// A member's most recent posts that anyone may see.
+    pub async fn public_posts_of_user(
+        &self,
+        user_id: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<(PostRow, String, String)>> {
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            post: PostRow,
+            topic_title: String,
+            topic_slug: String,
+        }
+        let sql = format!(
+            "SELECT {POST_COLUMNS}, t.title AS topic_title, t.slug AS topic_slug \
+             FROM posts p JOIN users u ON u.id = p.user_id JOIN topics t ON t.id = p.topic_id \
+             WHERE p.user_id = $1 AND p.hidden_at IS NULL AND p.deleted_at IS NULL \
+             AND t.hidden = 0 ORDER BY p.created_at DESC, p.id DESC LIMIT $2"
+        );
+        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .context("reading a member's posts")?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.post, r.topic_title, r.topic_slug))
+            .collect())
+    }
+
+    pub async fn count_public_posts_of_user(&self, user_id: i64) -> anyhow::Result<i64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM posts WHERE user_id = $1 AND hidden_at IS NULL \
+             AND deleted_at IS NULL",
+        )
+        .bind(user_id)
+        .fetch_one(self.pool())
+        .await
+        .context("counting a member's posts")?;
+        Ok(n)
+    }
+}
+
+/// Creates a topic without posts; its first post follows with [`insert_post`].
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_topic(
+    tx: &mut Tx,
+    kind: &str,
+    category_id: Option<i64>,
+    user_id: i64,
+    title: &str,
+    slug: &str,
+    now: i64,
+) -> anyhow::Result<i64> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO topics (kind, category_id, user_id, title, slug, created_at, last_posted_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+    )
+    .bind(kind)
+    .bind(category_id)
+    .bind(user_id)
+    .bind(title)
+    .bind(slug)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| unique_violation(e, &[("slug", "title")], "inserting a topic"))?;
+    Ok(id)
+}
+
+/// Appends a post to a topic, numbering it after the topic's last post.
+pub async fn insert_post(tx: &mut Tx, post: &NewPost<'_>) -> anyhow::Result<(i64, i64)> {
+    let (post_number,): (i64,) = sqlx::query_as(
+        "UPDATE topics SET n_posts = n_posts + 1, last_posted_at = $1 WHERE id = $2 \
+         RETURNING n_posts",
+    )
+    .bind(post.now)
+    .bind(post.topic_id)
+    .fetch_one(&mut **tx)
+    .await
+    .context("numbering a new post")?;
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO posts (topic_id, user_id, post_number, body_md, body_html, created_at, ip, \
+         user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+    )
+    .bind(post.topic_id)
+    .bind(post.user_id)
+    .bind(post_number)
+    .bind(post.body_md)
+    .bind(post.body_html)
+    .bind(post.now)
+    .bind(post.ip)
+    .bind(post.user_agent)
+    .fetch_one(&mut **tx)
+    .await
+    .context("inserting a post")?;
+    Ok((id, post_number))
+}
+
+pub async fn update_post_body(
+    tx: &mut Tx,
+    post_id: i64,
+    body_md: &str,
+    body_html: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE posts SET body_md = $1, body_html = $2, edited_at = $3 WHERE id = $4")
+        .bind(body_md)
+        .bind(body_html)
+        .bind(now)
+        .bind(post_id)
+        .execute(&mut **tx)
+        .await
+        .context("editing a post")?;
+    Ok(())
+}
+
+/// Deletes a post's content at its author's wish. The row stays so that numbering and replies
+/// keep their places; its text and the IP address and user agent recorded with it go.
+pub async fn delete_post_content(tx: &mut Tx, post_id: i64, now: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE posts SET body_md = '', body_html = '', ip = '', user_agent = '', \
+         deleted_at = $1 WHERE id = $2",
+    )
+    .bind(now)
+    .bind(post_id)
+    .execute(&mut **tx)
+    .await
+    .context("deleting a post")?;
+    Ok(())
+}
+
+/// Hides or shows a post (moderation); `by` is the moderator.
+pub async fn set_post_hidden(
+    tx: &mut Tx,
+    post_id: i64,
+    hidden_at: Option<i64>,
+    by: Option<i64>,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE posts SET hidden_at = $1, hidden_by = $2 WHERE id = $3")
+        .bind(hidden_at)
+        .bind(by)
+        .bind(post_id)
+        .execute(&mut **tx)
+        .await
+        .context("hiding a post")?;
+    Ok(())
+}

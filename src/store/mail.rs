@@ -1,0 +1,115 @@
+//! The durable mail outbox: messages are written in the same transaction as the change that
+//! causes them, then claimed and delivered by a worker, at most one node at a time per message.
+
+use super::{Store, Tx};
+use anyhow::Context;
+use sqlx::FromRow;
+
+pub struct OutgoingMail<'a> {
+    /// Names the message for good: enqueuing the same key twice stores it once.
+    pub idempotency_key: &'a str,
+    pub recipient: &'a str,
+    pub user_id: Option<i64>,
+    pub subject: &'a str,
+    pub body_text: &'a str,
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct QueuedMail {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub recipient: String,
+    pub subject: String,
+    pub body_text: String,
+    pub attempts: i64,
+}
+
+/// Queues a message; returns false when a message with the same key was already queued.
+pub async fn enqueue_mail(tx: &mut Tx, mail: &OutgoingMail<'_>) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO mail_outbox (idempotency_key, recipient, user_id, subject, body_text, \
+         created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+         ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(mail.idempotency_key)
+    .bind(mail.recipient)
+    .bind(mail.user_id)
+    .bind(mail.subject)
+    .bind(mail.body_text)
+    .bind(mail.now)
+    .execute(&mut **tx)
+    .await
+    .context("queuing an email")?;
+    Ok(done.rows_affected() == 1)
+}
+
+impl Store {
+    /// Claims up to `limit` messages that are due and not claimed by a live worker, until
+    /// `lease_until`. A worker that dies leaves its claim to expire; the message is then retried.
+    pub async fn claim_due_mail(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<QueuedMail>> {
+        let sql = format!(
+            "UPDATE mail_outbox SET claimed_until = $1, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM mail_outbox WHERE sent_at IS NULL \
+             AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2) \
+             ORDER BY id LIMIT $3 {}) \
+             RETURNING id, idempotency_key, recipient, subject, body_text, attempts",
+            self.skip_locked()
+        );
+        let mut tx = self.begin().await?;
+        let mut claimed: Vec<QueuedMail> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .context("claiming queued email")?;
+        tx.commit().await.context("claiming queued email")?;
+        claimed.sort_by_key(|m| m.id);
+        Ok(claimed)
+    }
+
+    pub async fn mark_mail_sent(&self, id: i64, now: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE mail_outbox SET sent_at = $1, claimed_until = NULL, last_error = NULL WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .context("marking an email sent")?;
+        Ok(())
+    }
+
+    /// Puts a message back for another try at `next_attempt_at`, keeping the error's kind.
+    pub async fn mark_mail_failed(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: i64,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE mail_outbox SET claimed_until = NULL, last_error = $1, next_attempt_at = $2 \
+             WHERE id = $3",
+        )
+        .bind(error)
+        .bind(next_attempt_at)
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .context("recording an email failure")?;
+        Ok(())
+    }
+
+    /// Messages not yet delivered.
+    pub async fn count_unsent_mail(&self) -> anyhow::Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mail_outbox WHERE sent_at IS NULL")
+            .fetch_one(self.pool())
+            .await
+            .context("counting queued email")?;
+        Ok(n)
+    }
+}

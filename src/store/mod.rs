@@ -1,0 +1,214 @@
+//! The store: the only code that speaks SQL.
+//!
+//! One SQL text serves both stores through sqlx's `Any` driver: the embedded SQLite file (the
+//! default) and PostgreSQL (several nodes). Callers never learn which one runs; where the two
+//! differ (row locking, sequences), the difference is handled here behind one method.
+//! Times are epoch seconds, booleans are 0/1, ids are `i64`.
+
+mod bulk;
+mod forum;
+mod mail;
+mod users;
+
+pub use bulk::*;
+pub use forum::*;
+pub use mail::*;
+pub use users::*;
+
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Which database engine is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+/// The database, shared by every request and job. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    kind: StoreKind,
+}
+
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// A write refused by a uniqueness rule, naming the rule so callers can say which field clashed.
+#[derive(Debug, thiserror::Error)]
+#[error("a record with the same {0} already exists")]
+pub struct Duplicate(pub &'static str);
+
+impl Store {
+    /// Opens the store named by `database_url`, or the SQLite file in `data_dir` when it is empty.
+    pub async fn open(
+        data_dir: &Path,
+        database_url: &str,
+        max_connections: u32,
+    ) -> anyhow::Result<Self> {
+        if database_url.is_empty() {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("creating the data folder {}", data_dir.display()))?;
+            let file = data_dir.join("covenant.db");
+            let url = format!("sqlite://{}?mode=rwc", file.display());
+            Self::connect(&url, max_connections).await
+        } else {
+            Self::connect(database_url, max_connections).await
+        }
+    }
+
+    /// Connects to a database URL (`sqlite:` or `postgres:`).
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let kind = if url.starts_with("sqlite:") {
+            StoreKind::Sqlite
+        } else {
+            StoreKind::Postgres
+        };
+        let options = AnyConnectOptions::from_str(url).context("parsing the database URL")?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if kind == StoreKind::Sqlite {
+                        // WAL lets readers run beside the writer; NORMAL sync is durable in WAL
+                        // mode across process crashes; waiting beats failing when busy.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .context("connecting to the database")?;
+        Ok(Self { pool, kind })
+    }
+
+    pub fn kind(&self) -> StoreKind {
+        self.kind
+    }
+
+    /// Brings the schema up to date. Safe to run on every start and from several nodes.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.kind {
+            StoreKind::Sqlite => &SQLITE_MIGRATIONS,
+            StoreKind::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .context("applying database migrations")?;
+        Ok(())
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write lock at once, so two
+    /// writers queue instead of one failing half-way.
+    pub async fn begin(&self) -> anyhow::Result<Tx> {
+        let tx = match self.kind {
+            StoreKind::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            StoreKind::Postgres => self.pool.begin().await,
+        };
+        tx.context("starting a transaction")
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .context("pinging the database")?;
+        Ok(())
+    }
+
+    /// `FOR UPDATE SKIP LOCKED` where the engine has row locks; SQLite's single writer makes
+    /// the plain form safe there.
+    pub(crate) fn skip_locked(&self) -> &'static str {
+        match self.kind {
+            StoreKind::Sqlite => "",
+            StoreKind::Postgres => "FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// After rows were inserted with explicit ids, moves PostgreSQL's identity past them.
+    pub(crate) async fn resync_identity(&self, tx: &mut Tx, table: &str) -> anyhow::Result<()> {
+        if self.kind == StoreKind::Postgres {
+            let sql = format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+                 GREATEST((SELECT COALESCE(MAX(id), 0) FROM {table}), 1))"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut **tx)
+                .await
+                .with_context(|| format!("moving the id sequence of {table}"))?;
+        }
+        Ok(())
+    }
+
+    /// Reads a setting written by [`Store::setting_or_insert`].
+    pub async fn setting(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let value: Option<(String,)> = sqlx::query_as("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading a setting")?;
+        Ok(value.map(|(v,)| v))
+    }
+
+    /// Returns the stored setting, storing `value` first if there is none. Several nodes
+    /// starting at once all end up with the first value written.
+    pub async fn setting_or_insert(&self, key: &str, value: &str) -> anyhow::Result<String> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .context("storing a setting")?;
+        self.setting(key)
+            .await?
+            .context("a setting vanished right after it was written")
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Maps a unique-constraint violation to [`Duplicate`], naming the field by the constraint's
+/// column; other errors pass through with `context`.
+pub(crate) fn unique_violation(
+    error: sqlx::Error,
+    fields: &[(&'static str, &'static str)],
+    context: &'static str,
+) -> anyhow::Error {
+    if let sqlx::Error::Database(db) = &error
+        && db.is_unique_violation()
+    {
+        let message = db.message().to_string();
+        let constraint = db.constraint().unwrap_or_default().to_string();
+        for (needle, field) in fields {
+            if message.contains(needle) || constraint.contains(needle) {
+                return Duplicate(field).into();
+            }
+        }
+        return Duplicate("value").into();
+    }
+    anyhow::Error::new(error).context(context)
+}

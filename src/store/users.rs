@@ -1,0 +1,302 @@
+//! Accounts, sessions, sign-in records and single-use account tokens.
+
+use super::{Store, Tx, unique_violation};
+use anyhow::Context;
+use sqlx::FromRow;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    pub birth_year: i64,
+    pub role: String,
+    pub bio: String,
+    pub email_verified_at: Option<i64>,
+    pub created_at: i64,
+}
+
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub username_lower: &'a str,
+    pub email: &'a str,
+    pub email_lower: &'a str,
+    pub password_hash: &'a str,
+    pub birth_year: i64,
+    pub created_at: i64,
+}
+
+/// The signed-in member behind a session token.
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionUser {
+    pub user_id: i64,
+    pub username: String,
+    pub role: String,
+    pub email_verified_at: Option<i64>,
+    pub csrf_token: String,
+    pub last_seen_at: i64,
+}
+
+pub struct NewSession<'a> {
+    pub token_hash: &'a str,
+    pub user_id: i64,
+    pub csrf_token: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+    pub ip: &'a str,
+    pub user_agent: &'a str,
+}
+
+const USER_COLUMNS: &str = "id, username, email, password_hash, birth_year, role, bio, \
+                            email_verified_at, created_at";
+
+pub async fn insert_user(tx: &mut Tx, user: &NewUser<'_>) -> anyhow::Result<i64> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO users (username, username_lower, email, email_lower, password_hash, \
+         birth_year, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(user.username)
+    .bind(user.username_lower)
+    .bind(user.email)
+    .bind(user.email_lower)
+    .bind(user.password_hash)
+    .bind(user.birth_year)
+    .bind(user.created_at)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| {
+        unique_violation(
+            e,
+            &[("username_lower", "username"), ("email_lower", "email")],
+            "inserting a user",
+        )
+    })?;
+    Ok(id)
+}
+
+impl Store {
+    pub async fn user_by_id(&self, id: i64) -> anyhow::Result<Option<UserRow>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading a user by id")
+    }
+
+    pub async fn user_by_username(&self, username_lower: &str) -> anyhow::Result<Option<UserRow>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username_lower = $1");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(username_lower)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading a user by username")
+    }
+
+    pub async fn user_by_email(&self, email_lower: &str) -> anyhow::Result<Option<UserRow>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email_lower = $1");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(email_lower)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading a user by email")
+    }
+
+    pub async fn set_role(&self, user_id: i64, role: &str) -> anyhow::Result<bool> {
+        let done = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role)
+            .bind(user_id)
+            .execute(self.pool())
+            .await
+            .context("changing a user's role")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn set_bio(&self, user_id: i64, bio: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE users SET bio = $1 WHERE id = $2")
+            .bind(bio)
+            .bind(user_id)
+            .execute(self.pool())
+            .await
+            .context("changing a user's bio")?;
+        Ok(())
+    }
+
+    pub async fn count_users(&self) -> anyhow::Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(self.pool())
+            .await
+            .context("counting users")?;
+        Ok(n)
+    }
+
+    /// The member behind a session token hash, if the session is still valid at `now`.
+    pub async fn session_user(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> anyhow::Result<Option<SessionUser>> {
+        sqlx::query_as(
+            "SELECT s.user_id, u.username, u.role, u.email_verified_at, s.csrf_token, \
+             s.last_seen_at FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await
+        .context("reading a session")
+    }
+
+    /// Slides a session's expiry forward; called at most every few minutes per session.
+    pub async fn touch_session(
+        &self,
+        token_hash: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> anyhow::Result<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1, expires_at = $2 WHERE token_hash = $3")
+            .bind(now)
+            .bind(expires_at)
+            .bind(token_hash)
+            .execute(self.pool())
+            .await
+            .context("refreshing a session")?;
+        Ok(())
+    }
+
+    pub async fn delete_session(&self, token_hash: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(self.pool())
+            .await
+            .context("deleting a session")?;
+        Ok(())
+    }
+}
+
+/// Opens a session and records the sign-in with its IP address and user agent.
+pub async fn insert_session(tx: &mut Tx, session: &NewSession<'_>) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, \
+         expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
+    )
+    .bind(session.token_hash)
+    .bind(session.user_id)
+    .bind(session.csrf_token)
+    .bind(session.now)
+    .bind(session.expires_at)
+    .bind(session.ip)
+    .bind(session.user_agent)
+    .execute(&mut **tx)
+    .await
+    .context("inserting a session")?;
+    sqlx::query("INSERT INTO sign_ins (user_id, at, ip, user_agent) VALUES ($1, $2, $3, $4)")
+        .bind(session.user_id)
+        .bind(session.now)
+        .bind(session.ip)
+        .bind(session.user_agent)
+        .execute(&mut **tx)
+        .await
+        .context("recording a sign-in")?;
+    Ok(())
+}
+
+/// Ends every session of a member, for example after a password change.
+pub async fn delete_sessions_of_user(tx: &mut Tx, user_id: i64) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await
+        .context("ending a user's sessions")?;
+    Ok(())
+}
+
+pub async fn set_password_hash(tx: &mut Tx, user_id: i64, hash: &str) -> anyhow::Result<()> {
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        .bind(hash)
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await
+        .context("changing a password")?;
+    Ok(())
+}
+
+pub async fn mark_email_verified(tx: &mut Tx, user_id: i64, now: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1) WHERE id = $2",
+    )
+    .bind(now)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await
+    .context("marking an email address verified")?;
+    Ok(())
+}
+
+pub async fn insert_account_token(
+    tx: &mut Tx,
+    token_hash: &str,
+    user_id: i64,
+    purpose: &str,
+    now: i64,
+    expires_at: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO account_tokens (token_hash, user_id, purpose, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .bind(purpose)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut **tx)
+    .await
+    .context("storing an account token")?;
+    Ok(())
+}
+
+/// Marks a token used and returns its user, only if it exists, has this purpose, is unused and
+/// unexpired. One statement, so two clicks on the same link cannot both succeed.
+pub async fn consume_account_token(
+    tx: &mut Tx,
+    token_hash: &str,
+    purpose: &str,
+    now: i64,
+) -> anyhow::Result<Option<i64>> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "UPDATE account_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 \
+         AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
+    )
+    .bind(now)
+    .bind(token_hash)
+    .bind(purpose)
+    .fetch_optional(&mut **tx)
+    .await
+    .context("using an account token")?;
+    Ok(row.map(|(id,)| id))
+}
+
+impl Store {
+    /// Whether a token would be accepted now, without using it (to show the form it guards).
+    pub async fn account_token_is_valid(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT user_id FROM account_tokens WHERE token_hash = $1 AND purpose = $2 \
+             AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(token_hash)
+        .bind(purpose)
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await
+        .context("checking an account token")?;
+        Ok(row.is_some())
+    }
+}

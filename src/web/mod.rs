@@ -1,0 +1,302 @@
+//! The web edge: the only code that knows HTTP, cookies and templates.
+//!
+//! A request passes the middleware (tracing by route, never by URL; panic catching; security
+//! headers; body limit), is routed to a page or API handler, which extracts the viewer and the
+//! input, calls the forum or account services, and renders HTML or JSON.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod forms;
+pub mod pages;
+
+use crate::accounts::Accounts;
+use crate::config::Config;
+use crate::forum::Forum;
+use crate::mail::Mailer;
+use crate::store::Store;
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub accounts: Accounts,
+    pub forum: Forum,
+    pub mailer: Mailer,
+    /// Signs visitors' form tokens; the same on every node (kept in the database).
+    pub form_key: Arc<Vec<u8>>,
+}
+
+impl AppState {
+    /// Opens and migrates the store and prepares the services.
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
+        let store = Store::open(
+            &config.data_dir,
+            &config.database_url,
+            config.db_max_connections,
+        )
+        .await?;
+        store.migrate().await?;
+        Self::with_store(config, store).await
+    }
+
+    pub async fn with_store(config: Config, store: Store) -> anyhow::Result<Self> {
+        let key = store
+            .setting_or_insert("form_key", &crate::accounts::random_token())
+            .await?;
+        let config = Arc::new(config);
+        Ok(Self {
+            accounts: Accounts::new(store.clone(), config.clone())?,
+            forum: Forum::new(store.clone()),
+            mailer: Mailer::new(store.clone(), &config)?,
+            form_key: Arc::new(key.into_bytes()),
+            store,
+            config,
+        })
+    }
+}
+
+static STYLESHEET: &str = include_str!("../../static/style.css");
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+}
+
+async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ok"})),
+        ),
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "health check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "unavailable"})),
+            )
+        }
+    }
+}
+
+fn api_routes() -> Router<AppState> {
+    use api::*;
+    Router::new()
+        .route("/users", post(register))
+        .route("/users/verify-email", post(verify_email))
+        .route("/users/{username}", get(profile))
+        .route("/session", post(create_session).delete(delete_session))
+        .route("/password-reset", post(request_password_reset))
+        .route("/password-reset/complete", post(complete_password_reset))
+        .route("/me", get(me))
+        .route("/categories", get(categories))
+        .route("/categories/{slug}/topics", get(category_topics))
+        .route("/topics", post(create_topic))
+        .route("/topics/{id}", get(topic))
+        .route("/topics/{id}/posts", post(reply))
+        .route(
+            "/posts/{id}",
+            axum::routing::patch(edit_post).delete(delete_post),
+        )
+        .route("/posts/{id}/hide", post(hide_post))
+        .route("/posts/{id}/unhide", post(unhide_post))
+        .route("/blog", get(blog).post(create_article))
+        .route("/blog/{slug}", get(blog_article))
+        .route("/blog/{slug}/comments", post(comment))
+        .fallback(api::not_found)
+}
+
+/// Every route of the forum.
+pub fn router(state: AppState) -> Router {
+    use pages::*;
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/", get(home))
+        .route("/c/{slug}", get(category))
+        .route("/t/{slug}/{id}", get(topic))
+        .route("/t/{slug}/{id}/reply", post(reply))
+        .route("/new-topic", get(new_topic_form).post(new_topic))
+        .route("/posts/{id}/edit", get(edit_post_form).post(edit_post))
+        .route("/posts/{id}/delete", post(delete_post))
+        .route("/posts/{id}/hide", post(hide_post))
+        .route("/posts/{id}/unhide", post(unhide_post))
+        .route("/blog", get(blog_index))
+        .route("/blog/new", get(new_article_form).post(new_article))
+        .route("/blog/{slug}", get(blog_article))
+        .route("/blog/{slug}/reply", post(blog_comment))
+        .route("/u/{username}", get(profile))
+        .route("/register", get(register_form).post(register))
+        .route(
+            "/verify-email/{token}",
+            get(verify_email_form).post(verify_email),
+        )
+        .route("/sign-in", get(sign_in_form).post(sign_in))
+        .route("/sign-out", post(sign_out))
+        .route(
+            "/password-reset",
+            get(password_reset_form).post(password_reset_request),
+        )
+        .route(
+            "/password-reset/{token}",
+            get(password_reset_token_form).post(password_reset),
+        )
+        .route("/privacy", get(privacy_placeholder))
+        .route("/cookie-settings", get(privacy_placeholder))
+        .route("/privacy-choices", get(privacy_placeholder))
+        .route("/static/style.css", get(stylesheet))
+        .route("/healthz", get(healthz))
+        .route("/api/openapi.json", get(api::openapi))
+        .nest("/api/v1", api_routes())
+        .fallback(pages::not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(header_layer(
+            "content-security-policy",
+            "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ))
+        .layer(header_layer("x-content-type-options", "nosniff"))
+        .layer(header_layer("referrer-policy", "same-origin"))
+        .layer(header_layer("x-frame-options", "DENY"))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a handler panicked");
+            error::PageError(crate::error::Error::Internal(anyhow::anyhow!(
+                "handler panicked"
+            )))
+            .into_response()
+        }))
+        .layer(
+            // Spans name the route template, never the URL: links carry tokens.
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let route = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "unmatched".into());
+                tracing::info_span!("request", method = %request.method(), route)
+            }),
+        )
+        .with_state(state)
+}
+
+fn header_layer(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(
+        HeaderName::from_static(name),
+        HeaderValue::from_static(value),
+    )
+}
+
+/// A running server: its address, and the switch that stops it.
+pub struct RunningServer {
+    pub local_addr: SocketAddr,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets requests in flight finish, stops the workers.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        self.state.store.close().await;
+    }
+
+    /// Waits until the server stops on its own (it does not, unless `stop` is called elsewhere).
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Starts serving on `listener` with the mail worker beside it.
+pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<RunningServer> {
+    let local_addr = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    let (shutdown, watcher) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let mut http_watcher = watcher.clone();
+    tasks.spawn(async move {
+        let stopping = async move {
+            let _ = http_watcher.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopping)
+            .await
+        {
+            tracing::error!(%error, "the HTTP server stopped with an error");
+        }
+    });
+    tasks.spawn(state.mailer.clone().run(watcher));
+    Ok(RunningServer {
+        local_addr,
+        state,
+        shutdown,
+        tasks,
+    })
+}
+
+/// `covenant serve`: binds, serves, and stops cleanly on Ctrl-C or SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let bind = config.bind.clone();
+    let state = AppState::open(config).await?;
+    let listener = TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("listening on {bind}"))?;
+    let server = start(state, listener).await?;
+    tracing::info!(address = %server.local_addr, "Covenant is serving");
+    println!("Covenant is serving on http://{}", server.local_addr);
+    let stop = server.shutdown_handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests in flight");
+        let _ = stop.send(true);
+    });
+    server.wait().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

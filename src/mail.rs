@@ -10,7 +10,8 @@
 use crate::config::{Config, MailTransportKind, SmtpSecurity};
 use crate::store::{self, QueuedMail, Store, Tx};
 use anyhow::Context;
-use lettre::message::{Mailbox, header::ContentType};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sha2::{Digest, Sha256};
@@ -186,7 +187,7 @@ impl Mailer {
             .subject(queued.subject.clone())
             .message_id(Some(format!("<{key_hex}@{domain}>")))
             .header(ContentType::TEXT_PLAIN)
-            .body(queued.body_text.clone())
+            .body(readable_body(&queued.body_text))
             .context("building an email")?;
         match &*self.transport {
             Transport::Folder(dir) => {
@@ -221,6 +222,18 @@ impl Mailer {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// The text as it is (8bit), so that links stay whole for people and tools reading the raw
+/// message. lettre would switch to quoted-printable past 76 characters a line; the standard
+/// allows 998, which our messages never approach, so only longer text gets lettre's choice.
+fn readable_body(text: &str) -> Body {
+    let text = text.replace("\r\n", "\n").replace('\n', "\r\n");
+    if text.lines().all(|line| line.len() <= 998) {
+        Body::dangerous_pre_encoded(text.into_bytes(), ContentTransferEncoding::EightBit)
+    } else {
+        Body::new(text)
     }
 }
 

@@ -164,6 +164,7 @@ fn config_with(cli_config: Option<&PathBuf>, store: &StoreArgs) -> anyhow::Resul
     if let Some(url) = &store.database_url {
         config.database_url = url.clone();
     }
+    config.validate()?;
     Ok(config)
 }
 

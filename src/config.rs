@@ -177,7 +177,8 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Checks settings that must agree with each other; called again after flags are applied.
+    pub fn validate(&self) -> anyhow::Result<()> {
         if !self.database_url.is_empty()
             && !self.database_url.starts_with("postgres://")
             && !self.database_url.starts_with("postgresql://")

@@ -2,8 +2,6 @@
 
 use super::{Store, Tx};
 use anyhow::Context;
-use sqlx::Any;
-use sqlx::query_builder::QueryBuilder;
 
 pub struct BulkUser {
     pub id: i64,
@@ -122,25 +120,45 @@ impl Store {
     }
 }
 
+/// `($1, $2, …), ($n+1, …)` for `rows` rows of `columns` values. sqlx's `QueryBuilder` writes
+/// `?` placeholders for the `Any` driver, which PostgreSQL refuses; `$N` suits both engines.
+fn values_clause(columns: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 6);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 async fn bulk_insert_users(tx: &mut Tx, users: &[BulkUser]) -> anyhow::Result<()> {
-    let mut builder: QueryBuilder<Any> = QueryBuilder::new(
+    let sql = format!(
         "INSERT INTO users (id, username, username_lower, email, email_lower, password_hash, \
-         birth_year, bio, email_verified_at, created_at) ",
+         birth_year, bio, email_verified_at, created_at) VALUES {}",
+        values_clause(10, users.len())
     );
-    builder.push_values(users, |mut row, u| {
-        row.push_bind(u.id)
-            .push_bind(u.username.clone())
-            .push_bind(u.username.to_ascii_lowercase())
-            .push_bind(u.email.clone())
-            .push_bind(u.email.to_lowercase())
-            .push_bind(u.password_hash.clone())
-            .push_bind(u.birth_year)
-            .push_bind(u.bio.clone())
-            .push_bind(u.created_at)
-            .push_bind(u.created_at);
-    });
-    builder
-        .build()
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for u in users {
+        query = query
+            .bind(u.id)
+            .bind(u.username.clone())
+            .bind(u.username.to_ascii_lowercase())
+            .bind(u.email.clone())
+            .bind(u.email.to_lowercase())
+            .bind(u.password_hash.clone())
+            .bind(u.birth_year)
+            .bind(u.bio.clone())
+            .bind(u.created_at)
+            .bind(u.created_at);
+    }
+    query
         .execute(&mut **tx)
         .await
         .context("inserting demo users")?;
@@ -148,23 +166,25 @@ async fn bulk_insert_users(tx: &mut Tx, users: &[BulkUser]) -> anyhow::Result<()
 }
 
 async fn bulk_insert_topics(tx: &mut Tx, topics: &[BulkTopic]) -> anyhow::Result<()> {
-    let mut builder: QueryBuilder<Any> = QueryBuilder::new(
+    let sql = format!(
         "INSERT INTO topics (id, kind, category_id, user_id, title, slug, created_at, \
-         last_posted_at, n_posts) ",
+         last_posted_at, n_posts) VALUES {}",
+        values_clause(9, topics.len())
     );
-    builder.push_values(topics, |mut row, t| {
-        row.push_bind(t.id)
-            .push_bind("discussion")
-            .push_bind(t.category_id)
-            .push_bind(t.user_id)
-            .push_bind(t.title.clone())
-            .push_bind(t.slug.clone())
-            .push_bind(t.created_at)
-            .push_bind(t.last_posted_at)
-            .push_bind(t.n_posts);
-    });
-    builder
-        .build()
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for t in topics {
+        query = query
+            .bind(t.id)
+            .bind("discussion")
+            .bind(t.category_id)
+            .bind(t.user_id)
+            .bind(t.title.clone())
+            .bind(t.slug.clone())
+            .bind(t.created_at)
+            .bind(t.last_posted_at)
+            .bind(t.n_posts);
+    }
+    query
         .execute(&mut **tx)
         .await
         .context("inserting demo topics")?;
@@ -172,23 +192,25 @@ async fn bulk_insert_topics(tx: &mut Tx, topics: &[BulkTopic]) -> anyhow::Result
 }
 
 async fn bulk_insert_posts(tx: &mut Tx, posts: &[BulkPost]) -> anyhow::Result<()> {
-    let mut builder: QueryBuilder<Any> = QueryBuilder::new(
+    let sql = format!(
         "INSERT INTO posts (id, topic_id, user_id, post_number, body_md, body_html, created_at, \
-         ip, user_agent) ",
+         ip, user_agent) VALUES {}",
+        values_clause(9, posts.len())
     );
-    builder.push_values(posts, |mut row, p| {
-        row.push_bind(p.id)
-            .push_bind(p.topic_id)
-            .push_bind(p.user_id)
-            .push_bind(p.post_number)
-            .push_bind(p.body_md.clone())
-            .push_bind(p.body_html.clone())
-            .push_bind(p.created_at)
-            .push_bind(p.ip.clone())
-            .push_bind(p.user_agent.clone());
-    });
-    builder
-        .build()
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for p in posts {
+        query = query
+            .bind(p.id)
+            .bind(p.topic_id)
+            .bind(p.user_id)
+            .bind(p.post_number)
+            .bind(p.body_md.clone())
+            .bind(p.body_html.clone())
+            .bind(p.created_at)
+            .bind(p.ip.clone())
+            .bind(p.user_agent.clone());
+    }
+    query
         .execute(&mut **tx)
         .await
         .context("inserting demo posts")?;

@@ -265,3 +265,35 @@ on_both_stores! {
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     }
 }
+
+on_both_stores! {
+    /// Proves: F4
+    async fn long_topics_are_paginated_and_replies_land_on_their_page(app) {
+        let token = app.member("talker").await;
+        let created: serde_json::Value = app.client.post(app.url("/api/v1/topics")).bearer_auth(&token)
+            .json(&serde_json::json!({"category": "general", "title": "A long talk", "body": "Post number 1"}))
+            .send().await.unwrap().json().await.unwrap();
+        let id = created["topic_id"].as_i64().unwrap();
+        for n in 2..=25 {
+            let response = app.client.post(app.url(&format!("/api/v1/topics/{id}/posts"))).bearer_auth(&token)
+                .json(&serde_json::json!({"body": format!("Post number {n}")})).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::CREATED);
+        }
+        let path = format!("/t/a-long-talk/{id}");
+        let first = app.page(&app.client, &path).await;
+        assert!(first.contains("Post number 20") && !first.contains("Post number 21"));
+        assert!(first.contains("Page 1 of 2") && first.contains("?page=2"));
+        let second = app.page(&app.client, &format!("{path}?page=2")).await;
+        assert!(second.contains("Post number 25") && !second.contains("Post number 20<"));
+        let response = app.client.get(app.url(&format!("{path}?page=3"))).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let api: serde_json::Value = app.client.get(app.url(&format!("/api/v1/topics/{id}?page=2"))).send().await.unwrap().json().await.unwrap();
+        assert_eq!(api["posts"].as_array().unwrap().len(), 5);
+        // A wrong slug redirects to the right one.
+        let response = app.client.get(app.url(&format!("/t/old-title/{id}"))).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::PERMANENT_REDIRECT);
+        // The profile lists the member's posts.
+        let profile = app.page(&app.client, "/u/talker").await;
+        assert!(profile.contains("25 posts") && profile.contains("A long talk"));
+    }
+}

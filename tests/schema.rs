@@ -9,7 +9,12 @@ async fn sqlite_columns() -> BTreeSet<(String, String)> {
     let store = covenant::Store::open(dir.path(), "", 1).await.unwrap();
     store.migrate().await.unwrap();
     store.close().await;
-    let pool = sqlx::AnyPool::connect(&format!("sqlite://{}", dir.path().join("covenant.db").display())).await.unwrap();
+    let pool = sqlx::AnyPool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("covenant.db").display()
+    ))
+    .await
+    .unwrap();
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
          WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
@@ -44,5 +49,8 @@ async fn both_migration_folders_build_the_same_tables_and_columns() {
     let postgres: BTreeSet<(String, String)> = rows.into_iter().collect();
     let only_sqlite: Vec<_> = sqlite.difference(&postgres).collect();
     let only_postgres: Vec<_> = postgres.difference(&sqlite).collect();
-    assert!(only_sqlite.is_empty() && only_postgres.is_empty(), "only on SQLite: {only_sqlite:?}; only on PostgreSQL: {only_postgres:?}");
+    assert!(
+        only_sqlite.is_empty() && only_postgres.is_empty(),
+        "only on SQLite: {only_sqlite:?}; only on PostgreSQL: {only_postgres:?}"
+    );
 }

@@ -13,6 +13,7 @@ async fn api_error(response: reqwest::Response) -> (StatusCode, Value) {
 }
 
 on_both_stores! {
+    /// Proves: F1, M1
     async fn registration_refuses_each_bad_field_by_name_and_stores_nothing(app) {
         let cases = [
             (json!({"username": "x", "email": "a@example.org", "password": "long enough pw", "birth_year": 1990}), "username"),
@@ -175,6 +176,7 @@ on_both_stores! {
 }
 
 on_both_stores! {
+    /// Proves: R3
     async fn wrong_passwords_and_unknown_accounts_get_the_same_answer(app) {
         app.member("dave").await;
         let (status_a, a) = api_error(app.client.post(app.url("/api/v1/session"))

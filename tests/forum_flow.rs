@@ -168,7 +168,7 @@ on_both_stores! {
 }
 
 on_both_stores! {
-    /// Proves: F1
+    /// Proves: F1, C1
     async fn visitors_browse_every_public_page_without_getting_a_cookie(app) {
         let token = app.member("hopper").await;
         let created: serde_json::Value = app.client.post(app.url("/api/v1/topics")).bearer_auth(&token)
@@ -234,7 +234,7 @@ on_both_stores! {
 }
 
 on_both_stores! {
-    /// Proves: F6
+    /// Proves: F6, R3, A4
     async fn a_forgotten_password_is_reset_by_emailed_link_and_old_sessions_end(app) {
         let old_token = app.member("turing").await;
         let response = app.client.post(app.url("/api/v1/password-reset"))

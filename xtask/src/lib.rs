@@ -276,6 +276,22 @@ mod tests {
         );
     }
 
+    /// Every module says what it is for in its first line.
+    #[test]
+    fn every_module_starts_with_a_doc_line() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut files = Vec::new();
+        for dir in ["src", "crates/covenant-core/src", "xtask/src"] {
+            collect_rust_files(&root.join(dir), &mut files);
+        }
+        assert!(files.len() > 10);
+        let undocumented: Vec<_> = files
+            .iter()
+            .filter(|f| !std::fs::read_to_string(f).unwrap_or_default().starts_with("//!"))
+            .collect();
+        assert!(undocumented.is_empty(), "modules without a //! line: {undocumented:?}");
+    }
+
     /// The tidy check on the real repository: every promise the registry calls kept or partial
     /// has a test, and every test names promises that exist.
     #[test]

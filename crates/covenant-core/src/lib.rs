@@ -2,9 +2,11 @@
 //! rights and deadlines by jurisdiction, the right-to-know answer, the record of processing).
 //! It must never perform I/O: no clock, no file, no network, no database.
 
+pub mod consent;
 pub mod deadline;
 pub mod diff;
 pub mod policy;
 pub mod right_to_know;
 pub mod rights;
 pub mod ropa;
+pub mod stored;

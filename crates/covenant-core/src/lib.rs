@@ -3,10 +3,13 @@
 //! It must never perform I/O: no clock, no file, no network, no database.
 
 pub mod consent;
+pub mod consent;
 pub mod deadline;
 pub mod diff;
 pub mod policy;
+pub mod retention;
 pub mod right_to_know;
 pub mod rights;
 pub mod ropa;
+pub mod stored;
 pub mod stored;

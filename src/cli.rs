@@ -91,6 +91,43 @@ enum Command {
     /// Manage categories.
     #[command(subcommand)]
     Category(CategoryCommand),
+    /// Check, compare and publish privacy policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Print the record of processing activities of the policy in force.
+    Ropa {
+        #[arg(long, value_enum, default_value = "json")]
+        format: RopaFormat,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum RopaFormat {
+    Json,
+    Csv,
+    Html,
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Validate a policy file; errors name the file, line and field.
+    Check { file: PathBuf },
+    /// Show every change between two policy files, each material or editorial.
+    Diff { old: PathBuf, new: PathBuf },
+    /// Publish a policy file as a new version. A material change emails every member.
+    Publish {
+        file: PathBuf,
+        /// The day the version takes effect (YYYY-MM-DD).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        effective: String,
+        /// Members per notice transaction.
+        #[arg(long, default_value_t = crate::policy::NOTICE_BATCH)]
+        batch_size: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -266,5 +303,196 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("Category {slug} added.");
             Ok(())
         }
+        Command::Policy(command) => run_policy(file, command).await,
+        Command::Ropa { format, store } => {
+            let config = config_with(file, &store)?;
+            let store = open_store(&config).await?;
+            let policies = crate::policy::Policies::load(store, &config).await?;
+            let in_force = policies.current().await?;
+            print!("{}", ropa_text(&in_force.policy, format)?);
+            Ok(())
+        }
+    }
+}
+
+fn read_policy(path: &std::path::Path) -> anyhow::Result<(String, String)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the policy file {}", path.display()))?;
+    Ok((text, path.display().to_string()))
+}
+
+/// Loads a policy file, printing each problem as `file:line: field: message` on failure.
+fn load_policy(path: &std::path::Path) -> anyhow::Result<covenant_core::policy::Policy> {
+    let (text, name) = read_policy(path)?;
+    covenant_core::policy::Policy::from_toml_str(&text, &name).map_err(|error| {
+        for problem in error.problems() {
+            eprintln!("{problem}");
+        }
+        let n = error.problems().len();
+        anyhow::anyhow!(
+            "{name} is not a valid policy ({n} problem{})",
+            if n == 1 { "" } else { "s" }
+        )
+    })
+}
+
+fn class_label(class: covenant_core::diff::ChangeClass) -> &'static str {
+    match class {
+        covenant_core::diff::ChangeClass::Material => "material",
+        covenant_core::diff::ChangeClass::Editorial => "editorial",
+    }
+}
+
+fn print_changes(changes: &covenant_core::diff::PolicyDiff) {
+    for change in changes.changes() {
+        println!(
+            "{:<9}  {}: {}",
+            class_label(change.class),
+            change.path,
+            change.description.replace('\n', " ")
+        );
+    }
+    let verdict = if changes.is_empty() {
+        "no change"
+    } else if changes.is_material() {
+        "material"
+    } else {
+        "editorial"
+    };
+    println!("verdict: {verdict}");
+}
+
+async fn run_policy(file: Option<&PathBuf>, command: PolicyCommand) -> anyhow::Result<()> {
+    match command {
+        PolicyCommand::Check { file } => {
+            let policy = load_policy(&file)?;
+            println!(
+                "OK: {} is a valid policy (version {}: {} categories, {} purposes, {} recipients, {} jurisdictions)",
+                file.display(),
+                policy.version(),
+                policy.categories().len(),
+                policy.purposes().len(),
+                policy.recipients().len(),
+                policy.jurisdictions().len()
+            );
+            Ok(())
+        }
+        PolicyCommand::Diff { old, new } => {
+            let old = load_policy(&old)?;
+            let new = load_policy(&new)?;
+            print_changes(&covenant_core::diff::diff(&old, &new));
+            Ok(())
+        }
+        PolicyCommand::Publish {
+            file: policy_file,
+            effective,
+            batch_size,
+            store,
+        } => {
+            let effective = time::Date::parse(
+                &effective,
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .with_context(|| {
+                format!("--effective {effective:?} is not a date such as 2026-03-01")
+            })?;
+            let (text, name) = read_policy(&policy_file)?;
+            let config = config_with(file, &store)?;
+            let store = open_store(&config).await?;
+            let starting = crate::policy::starting_policy(&config)?;
+            let published = match crate::policy::publish(&store, &starting, &text, &name, effective)
+                .await
+            {
+                Ok(published) => published,
+                Err(crate::policy::PublishError::Invalid(error)) => {
+                    for problem in error.problems() {
+                        eprintln!("{problem}");
+                    }
+                    bail!("{name} is not a valid policy; nothing was published");
+                }
+                Err(crate::policy::PublishError::NoChange { latest_id }) => {
+                    println!("Nothing to publish: {name} says the same as version #{latest_id}.");
+                    return Ok(());
+                }
+                Err(other) => return Err(other.into()),
+            };
+            if published.created {
+                print_changes(&published.diff);
+                println!(
+                    "Published version #{} ({}), effective {}.",
+                    published.version_id,
+                    if published.material {
+                        "material"
+                    } else {
+                        "editorial"
+                    },
+                    effective
+                );
+            } else {
+                println!(
+                    "{name} is already the latest version (#{}); nothing new was stored.",
+                    published.version_id
+                );
+            }
+            if published.material {
+                let progress = crate::policy::queue_notices(
+                    &store,
+                    &config,
+                    published.version_id,
+                    batch_size,
+                    None,
+                )
+                .await?;
+                println!(
+                    "Queued {} notice email(s); {}.",
+                    progress.queued,
+                    if progress.finished {
+                        "every member with an address has one"
+                    } else {
+                        "another process is queuing the rest"
+                    }
+                );
+            } else if published.created {
+                println!("An editorial change: no notice is sent.");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The record of processing in the asked format.
+fn ropa_text(policy: &covenant_core::policy::Policy, format: RopaFormat) -> anyhow::Result<String> {
+    use askama::Template;
+    let record = covenant_core::ropa::record_of_processing(policy);
+    Ok(match format {
+        RopaFormat::Json => {
+            let mut text =
+                serde_json::to_string_pretty(&record).context("encoding the record as JSON")?;
+            text.push('\n');
+            text
+        }
+        RopaFormat::Csv => record
+            .to_csv_rows()
+            .iter()
+            .map(|row| {
+                let cells: Vec<String> = row.iter().map(|cell| csv_cell(cell)).collect();
+                cells.join(",") + "\r\n"
+            })
+            .collect(),
+        RopaFormat::Html => crate::web::privacy::RopaDocument {
+            ropa: crate::web::privacy::RopaView::new(policy),
+            generated_on: crate::policy::today(),
+        }
+        .render()
+        .context("rendering the record as HTML")?,
+    })
+}
+
+/// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
+fn csv_cell(cell: &str) -> String {
+    if cell.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", cell.replace('"', "\"\""))
+    } else {
+        cell.to_string()
     }
 }

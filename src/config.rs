@@ -30,6 +30,47 @@ pub struct Config {
     pub argon2: Argon2Config,
     pub session: SessionConfig,
     pub mail: MailConfig,
+    /// The key that signs the audit log, kept outside the database; empty for
+    /// `<data_dir>/audit.key`, created (mode 0600) on first start. Every node needs the same file.
+    pub audit_key_file: PathBuf,
+    /// The policy file the site starts from until a version is published with
+    /// `covenant policy publish`; empty for the policy built into the binary.
+    pub policy_file: PathBuf,
+    /// Who runs the forum: these facts replace the placeholders of the policy file.
+    pub operator: OperatorConfig,
+}
+
+/// The operator's own facts, shown in the privacy policy. Empty means "keep the policy file's".
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorConfig {
+    /// The controller's legal name.
+    pub name: String,
+    /// The controller's postal address.
+    pub address: String,
+    /// Where privacy questions and requests by email go.
+    pub privacy_email: String,
+    /// How to reach the data protection officer.
+    pub dpo_contact: String,
+    /// The representative in the EU, for an operator established outside it.
+    pub eu_representative: String,
+}
+
+impl OperatorConfig {
+    /// The facts as the policy model takes them: only those given.
+    pub fn facts(&self) -> covenant_core::policy::OperatorFacts {
+        let given = |value: &str| {
+            let value = value.trim();
+            (!value.is_empty()).then(|| value.to_string())
+        };
+        covenant_core::policy::OperatorFacts {
+            name: given(&self.name),
+            address: given(&self.address),
+            privacy_email: given(&self.privacy_email),
+            dpo_contact: given(&self.dpo_contact),
+            eu_representative: given(&self.eu_representative),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +139,9 @@ impl Default for Config {
             argon2: Argon2Config::default(),
             session: SessionConfig::default(),
             mail: MailConfig::default(),
+            audit_key_file: PathBuf::new(),
+            policy_file: PathBuf::new(),
+            operator: OperatorConfig::default(),
         }
     }
 }
@@ -203,6 +247,15 @@ impl Config {
         self.session
             .secure_cookies
             .unwrap_or_else(|| self.base_url.starts_with("https://"))
+    }
+
+    /// Where the audit log's key is kept.
+    pub fn audit_key_path(&self) -> PathBuf {
+        if self.audit_key_file.as_os_str().is_empty() {
+            self.data_dir.join("audit.key")
+        } else {
+            self.audit_key_file.clone()
+        }
     }
 
     /// The base URL without a trailing slash, for building links.
@@ -327,5 +380,31 @@ mod tests {
             Config::load_from(None, env(&[("COVENANT_DATABASE_URL", "mysql://x")])).unwrap_err()
         );
         assert!(error.contains("database_url"), "{error}");
+    }
+
+    #[test]
+    fn operator_facts_come_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("covenant.toml");
+        std::fs::write(&file, "[operator]\nname = \"Door Sensors Ltd\"\n").unwrap();
+        let config = Config::load_from(
+            Some(&file),
+            env(&[
+                ("COVENANT_OPERATOR_PRIVACY_EMAIL", "privacy@doors.example"),
+                ("COVENANT_POLICY_FILE", "/etc/covenant/policy.toml"),
+            ]),
+        )
+        .unwrap();
+        let facts = config.operator.facts();
+        assert_eq!(facts.name.as_deref(), Some("Door Sensors Ltd"));
+        assert_eq!(
+            facts.privacy_email.as_deref(),
+            Some("privacy@doors.example")
+        );
+        assert_eq!(facts.address, None);
+        assert_eq!(
+            config.policy_file,
+            PathBuf::from("/etc/covenant/policy.toml")
+        );
     }
 }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod forum;
 pub mod mail;
 pub mod markdown;
+pub mod policy;
 pub mod secret;
 pub mod store;
 pub mod web;

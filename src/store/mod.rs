@@ -8,11 +8,13 @@
 mod bulk;
 mod forum;
 mod mail;
+mod policy;
 mod users;
 
 pub use bulk::*;
 pub use forum::*;
 pub use mail::*;
+pub use policy::*;
 pub use users::*;
 
 use anyhow::Context;

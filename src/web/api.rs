@@ -24,7 +24,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
         register, verify_email, create_session, delete_session, request_password_reset,
         complete_password_reset, me, categories, category_topics, topic, create_topic, reply,
         edit_post, delete_post, hide_post, unhide_post, blog, blog_article, create_article,
-        comment, profile
+        comment, profile, policy, policy_versions, policy_version, policy_diff, ropa
     ),
     components(schemas(crate::web::error::ErrorCode, crate::domain::InvalidField)),
     modifiers(&BearerAuth)
@@ -658,6 +658,196 @@ pub async fn profile(
         bio: user.bio,
         n_posts,
     }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PolicyVersionMeta {
+    id: i64,
+    /// The `version` written in the policy file.
+    label: String,
+    /// `YYYY-MM-DD`.
+    effective_on: String,
+    /// Epoch seconds.
+    published_at: i64,
+    /// Whether the change from the version before was material (a notice was sent).
+    material: bool,
+    /// SHA-256 of the published file, hex.
+    sha256: String,
+    /// `in force`, `upcoming` or `replaced`.
+    status: &'static str,
+}
+
+fn version_meta(
+    info: &crate::policy::VersionInfo,
+    in_force: Option<i64>,
+    today: &str,
+) -> PolicyVersionMeta {
+    PolicyVersionMeta {
+        id: info.id,
+        label: info.label.clone(),
+        effective_on: info.effective_on.clone(),
+        published_at: info.published_at,
+        material: info.material,
+        sha256: info.sha256.clone(),
+        status: if Some(info.id) == in_force {
+            "in force"
+        } else if info.effective_on.as_str() > today {
+            "upcoming"
+        } else {
+            "replaced"
+        },
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PolicyDocument {
+    /// Absent while no published version is in force (the starting policy is shown).
+    version: Option<PolicyVersionMeta>,
+    /// The whole policy, as in the policy file, with the operator's facts.
+    #[schema(value_type = Object)]
+    policy: serde_json::Value,
+    /// The changes from the version before (empty for the policy in force).
+    #[schema(value_type = Vec<Object>)]
+    changes: Vec<covenant_core::diff::Change>,
+}
+
+fn policy_json(policy: &covenant_core::policy::Policy) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(policy)
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("encoding a policy")))
+}
+
+/// The privacy policy in force.
+#[utoipa::path(get, path = "/api/v1/policy", responses((status = 200, body = PolicyDocument)))]
+pub async fn policy(State(state): State<AppState>) -> ApiResult<axum::Json<PolicyDocument>> {
+    let in_force = state.policy.current().await?;
+    let today = crate::policy::today();
+    let id = in_force.version.as_ref().map(|v| v.id);
+    Ok(axum::Json(PolicyDocument {
+        version: in_force
+            .version
+            .as_ref()
+            .map(|v| version_meta(v, id, &today)),
+        policy: policy_json(&in_force.policy)?,
+        changes: vec![],
+    }))
+}
+
+/// Every published version of the privacy policy, newest first.
+#[utoipa::path(get, path = "/api/v1/policy/versions", responses((status = 200, body = Vec<PolicyVersionMeta>)))]
+pub async fn policy_versions(
+    State(state): State<AppState>,
+) -> ApiResult<axum::Json<Vec<PolicyVersionMeta>>> {
+    let in_force = state.policy.current().await?;
+    let id = in_force.version.as_ref().map(|v| v.id);
+    let today = crate::policy::today();
+    let versions = state.store.policy_versions().await?;
+    Ok(axum::Json(
+        versions
+            .iter()
+            .map(|row| version_meta(&crate::policy::VersionInfo::from(row), id, &today))
+            .collect(),
+    ))
+}
+
+async fn stored_policy(
+    state: &AppState,
+    id: i64,
+) -> Result<
+    (
+        crate::store::PolicyVersionRow,
+        covenant_core::policy::Policy,
+    ),
+    Error,
+> {
+    let row = state
+        .store
+        .policy_version(id)
+        .await?
+        .ok_or(Error::NotFound("policy version"))?;
+    let policy = state
+        .policy
+        .with_operator(crate::policy::parse_stored(&row)?);
+    Ok((row, policy))
+}
+
+/// One published version of the privacy policy, with its changes from the version before.
+#[utoipa::path(get, path = "/api/v1/policy/versions/{id}", params(("id" = i64, Path)),
+    responses((status = 200, body = PolicyDocument), (status = 404, body = ApiErrorBody)))]
+pub async fn policy_version(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<PolicyDocument>> {
+    let id: i64 = id.parse().map_err(|_| Error::NotFound("policy version"))?;
+    let (row, policy) = stored_policy(&state, id).await?;
+    let in_force = state.policy.current().await?;
+    let meta = version_meta(
+        &crate::policy::VersionInfo::from(&row),
+        in_force.version.as_ref().map(|v| v.id),
+        &crate::policy::today(),
+    );
+    Ok(axum::Json(PolicyDocument {
+        version: Some(meta),
+        policy: policy_json(&policy)?,
+        changes: crate::policy::parse_diff(&row.diff_json),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct DiffParams {
+    /// The older version's id.
+    from: Option<String>,
+    /// The newer version's id.
+    to: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PolicyDiffBody {
+    from: i64,
+    to: i64,
+    /// True when any change is material (data collected, purposes, sharing or rights).
+    material: bool,
+    #[schema(value_type = Vec<Object>)]
+    changes: Vec<covenant_core::diff::Change>,
+}
+
+/// The semantic difference between two published versions, each change classified.
+#[utoipa::path(get, path = "/api/v1/policy/diff", params(DiffParams),
+    responses((status = 200, body = PolicyDiffBody), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+pub async fn policy_diff(
+    State(state): State<AppState>,
+    Query(params): Query<DiffParams>,
+) -> ApiResult<axum::Json<PolicyDiffBody>> {
+    let id = |raw: &Option<String>, name: &str| -> Result<i64, Error> {
+        raw.as_deref()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::BadRequest(format!("{name} must be a policy version id")))
+    };
+    let (from, to) = (id(&params.from, "from")?, id(&params.to, "to")?);
+    let (_, old) = stored_policy(&state, from).await?;
+    let (_, new) = stored_policy(&state, to).await?;
+    let changes = covenant_core::diff::diff(&old, &new);
+    Ok(axum::Json(PolicyDiffBody {
+        from,
+        to,
+        material: changes.is_material(),
+        changes: changes.changes().to_vec(),
+    }))
+}
+
+/// The record of processing activities (GDPR Art. 30) of the policy in force. Administrators only.
+#[utoipa::path(get, path = "/api/v1/ropa", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody)))]
+pub async fn ropa(
+    State(state): State<AppState>,
+    viewer: Viewer,
+) -> ApiResult<axum::Json<covenant_core::ropa::RecordOfProcessing>> {
+    if signed_in(&viewer)?.actor().role != crate::domain::Role::Administrator {
+        return Err(Error::Forbidden.into());
+    }
+    let in_force = state.policy.current().await?;
+    Ok(axum::Json(covenant_core::ropa::record_of_processing(
+        &in_force.policy,
+    )))
 }
 
 /// The OpenAPI document.

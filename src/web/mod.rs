@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod forms;
 pub mod pages;
+pub mod privacy;
 
 use crate::accounts::Accounts;
 use crate::config::Config;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub mailer: Mailer,
     /// Signs visitors' form tokens; the same on every node (kept in the database).
     pub form_key: Arc<Vec<u8>>,
+    /// The privacy policy in force, reloaded when another version is published.
+    pub policy: crate::policy::Policies,
 }
 
 impl AppState {
@@ -64,6 +67,7 @@ impl AppState {
             forum: Forum::new(store.clone()),
             mailer: Mailer::new(store.clone(), &config)?,
             form_key: Arc::new(key.into_bytes()),
+            policy: crate::policy::Policies::load(store.clone(), &config).await?,
             store,
             config,
         })
@@ -122,6 +126,11 @@ fn api_routes() -> Router<AppState> {
         .route("/blog", get(blog).post(create_article))
         .route("/blog/{slug}", get(blog_article))
         .route("/blog/{slug}/comments", post(comment))
+        .route("/policy", get(policy))
+        .route("/policy/versions", get(policy_versions))
+        .route("/policy/versions/{id}", get(policy_version))
+        .route("/policy/diff", get(policy_diff))
+        .route("/ropa", get(ropa))
         .fallback(api::not_found)
 }
 
@@ -159,7 +168,15 @@ pub fn router(state: AppState) -> Router {
             "/password-reset/{token}",
             get(password_reset_token_form).post(password_reset),
         )
-        .route("/privacy", get(privacy_placeholder))
+        .route("/privacy", get(privacy::privacy_page))
+        .route("/privacy/history", get(privacy::history))
+        .route("/privacy/versions/{id}", get(privacy::version_page))
+        .route(
+            "/privacy/automated-decisions",
+            get(privacy::automated_decisions),
+        )
+        .route("/privacy/acknowledge", post(privacy::acknowledge))
+        .route("/staff/ropa", get(privacy::staff_ropa))
         .route("/cookie-settings", get(privacy_placeholder))
         .route("/privacy-choices", get(privacy_placeholder))
         .route("/static/style.css", get(stylesheet))
@@ -167,6 +184,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(api::openapi))
         .nest("/api/v1", api_routes())
         .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            privacy::policy_notice,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(header_layer(
             "content-security-policy",
@@ -251,6 +272,24 @@ pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<Run
         }
     });
     tasks.spawn(state.mailer.clone().run(watcher));
+    // A publisher that died mid-run left notices owed; queue them (idempotently) now.
+    let (store, config, mailer) = (
+        state.store.clone(),
+        state.config.clone(),
+        state.mailer.clone(),
+    );
+    tasks.spawn(async move {
+        match crate::policy::resume_notices(&store, &config).await {
+            Ok(0) => {}
+            Ok(queued) => {
+                tracing::info!(queued, "resumed policy notices");
+                mailer.wake();
+            }
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "resuming policy notices failed")
+            }
+        }
+    });
     Ok(RunningServer {
         local_addr,
         state,

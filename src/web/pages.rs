@@ -25,6 +25,8 @@ pub struct Layout {
     pub title: String,
     pub user: Option<LayoutUser>,
     pub csrf: String,
+    /// A material policy change the signed-in member has not acknowledged yet.
+    pub policy_notice: Option<crate::web::privacy::PolicyNotice>,
 }
 
 pub struct LayoutUser {
@@ -33,7 +35,7 @@ pub struct LayoutUser {
 }
 
 impl Layout {
-    fn new(state: &AppState, viewer: &Viewer, title: impl Into<String>) -> Self {
+    pub fn new(state: &AppState, viewer: &Viewer, title: impl Into<String>) -> Self {
         Self {
             site_name: state.config.site_name.clone(),
             title: title.into(),
@@ -42,6 +44,10 @@ impl Layout {
                 email_verified: s.user.email_verified_at.is_some(),
             }),
             csrf: form_token(state, viewer),
+            policy_notice: viewer
+                .0
+                .as_ref()
+                .and_then(|_| crate::web::privacy::pending_notice()),
         }
     }
 }
@@ -95,6 +101,7 @@ impl ErrorPage {
                 title: heading.into(),
                 user: None,
                 csrf: String::new(),
+                policy_notice: None,
             },
             heading: heading.into(),
             message,
@@ -1194,13 +1201,9 @@ pub async fn privacy_placeholder(
             "Cookie Settings",
             "This forum sets one cookie, and only once you sign in: it keeps you signed in. It sets no analytics, advertising or other optional cookies, so there is nothing to switch off here.",
         ),
-        "/privacy-choices" => (
+        _ => (
             "Your Privacy Choices",
             "This forum does not sell personal data or share it for targeted advertising. Requests about your data are answered by the privacy contact named in the privacy policy.",
-        ),
-        _ => (
-            "Privacy",
-            "Registering asks for a username, an email address, a password and your birth year. Your IP address and browser are recorded when you sign in and when you post. Visitors who only read are not tracked and get no cookie.",
         ),
     };
     page(&MessagePage {

@@ -6,6 +6,7 @@
 //! speaks SQL), and the pure `covenant_core` crate (the policy and the decisions taken from it).
 
 pub mod accounts;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod demo;

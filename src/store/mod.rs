@@ -5,6 +5,7 @@
 //! differ (row locking, sequences), the difference is handled here behind one method.
 //! Times are epoch seconds, booleans are 0/1, ids are `i64`.
 
+mod audit;
 mod bulk;
 mod forum;
 mod mail;
@@ -13,6 +14,7 @@ mod users;
 
 pub use bulk::*;
 pub use forum::*;
+pub use audit::*;
 pub use mail::*;
 pub use policy::*;
 pub use users::*;

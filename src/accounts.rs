@@ -4,11 +4,13 @@
 //! random 256-bit values; only their SHA-256 digests are stored, so a copy of the database
 //! cannot be used to sign in. Answers never reveal whether an address has an account.
 
+use crate::audit::{self, AuditKey, AuditKind, Detail, Event};
 use crate::config::{Argon2Config, Config};
 use crate::domain::{BirthYear, EmailAddress, Password, Username};
 use crate::error::{Error, Result};
 use crate::mail::Mail;
 use crate::store::{self, NewSession, NewUser, Store};
+use crate::two_factor;
 use anyhow::Context;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -129,6 +131,14 @@ pub struct Registration<'a> {
     pub birth_year: &'a str,
 }
 
+/// What the member needs to add the account to an authenticator app.
+pub struct TwoFactorSetup {
+    pub secret: String,
+    pub uri: String,
+    /// The URI as an inline SVG QR code.
+    pub qr_svg: Option<String>,
+}
+
 /// A signed-in session as handed to the client.
 pub struct NewSessionToken {
     pub token: String,
@@ -143,15 +153,23 @@ pub struct Accounts {
     store: Store,
     config: Arc<Config>,
     hasher: PasswordHasherConfig,
+    audit: AuditKey,
+}
+
+/// The public handle of a session: a prefix of its token's digest, enough to name it on the
+/// security page and in the audit log, useless for signing in.
+pub fn session_handle(token_hash: &str) -> String {
+    token_hash.chars().take(16).collect()
 }
 
 impl Accounts {
-    pub fn new(store: Store, config: Arc<Config>) -> anyhow::Result<Self> {
+    pub fn new(store: Store, config: Arc<Config>, audit: AuditKey) -> anyhow::Result<Self> {
         let hasher = PasswordHasherConfig::new(&config.argon2)?;
         Ok(Self {
             store,
             config,
             hasher,
+            audit,
         })
     }
 
@@ -212,6 +230,12 @@ impl Accounts {
                 now,
             )
             .await?;
+        audit::record(
+            &mut tx,
+            &self.audit,
+            Event::by_self(AuditKind::AccountRegistered, user_id),
+        )
+        .await?;
         tx.commit().await.context("committing a registration")?;
         tracing::info!(user_id, "account registered");
         Ok(user_id)
@@ -226,6 +250,12 @@ impl Accounts {
                 .await?
                 .ok_or(Error::InvalidToken)?;
         store::mark_email_verified(&mut tx, user_id, now).await?;
+        audit::record(
+            &mut tx,
+            &self.audit,
+            Event::by_self(AuditKind::EmailVerified, user_id),
+        )
+        .await?;
         tx.commit()
             .await
             .context("committing an email verification")?;
@@ -233,11 +263,14 @@ impl Accounts {
         Ok(user_id)
     }
 
-    /// Checks credentials (username or email) and opens a session.
+    /// Checks credentials (username or email) and, when the account has 2-step verification, the
+    /// authenticator or recovery code; then opens a session. A sign-in from a user agent the
+    /// account has not used before is told to the member by email.
     pub async fn sign_in(
         &self,
         login: &str,
         password: &str,
+        code: Option<&str>,
         origin: &Origin,
     ) -> Result<NewSessionToken> {
         let login = login.trim();
@@ -251,18 +284,67 @@ impl Accounts {
         let stored = user.as_ref().map(|u| u.password_hash.as_str());
         if !self.hasher.verify(password, stored).await {
             tracing::info!("sign-in refused");
+            self.record_failed_sign_in(user.as_ref().map(|u| u.id), "password")
+                .await?;
             return Err(Error::BadCredentials);
         }
         let user = user.ok_or(Error::BadCredentials)?;
+        let second_factor = self
+            .store
+            .two_factor_of(user.id)
+            .await?
+            .filter(|tf| tf.enabled_at.is_some());
+        let code = code.map(str::trim).filter(|c| !c.is_empty());
+        if second_factor.is_some() && code.is_none() {
+            return Err(Error::SecondFactorRequired);
+        }
         let now = crate::now();
         let max_age_seconds = self.config.session.max_age_days * 86_400;
         let token = random_token();
         let csrf_token = random_token();
+        let token_hash = token_digest(&token);
         let mut tx = self.store.begin().await?;
+        let mut method = "password";
+        if let (Some(second_factor), Some(code)) = (&second_factor, code) {
+            match self
+                .use_second_factor(&mut tx, user.id, &second_factor.secret, code, now)
+                .await?
+            {
+                Some(used) => method = used,
+                None => {
+                    tx.rollback()
+                        .await
+                        .context("rolling back a refused sign-in")?;
+                    tracing::info!(user_id = user.id, "sign-in refused: second factor");
+                    self.record_failed_sign_in(Some(user.id), "second_factor")
+                        .await?;
+                    return Err(Error::InvalidSecondFactor);
+                }
+            }
+        }
+        let (n_before, n_same_device) =
+            store::sign_ins_from(&mut tx, user.id, origin.user_agent.expose()).await?;
+        if n_before > 0 && n_same_device == 0 {
+            Mail::new_device_sign_in(
+                &self.config.site_name,
+                &user.username,
+                origin.user_agent.expose(),
+                &crate::web::pages::date(now),
+                &format!("{}/account/security", self.config.base_url()),
+            )
+            .enqueue(
+                &mut tx,
+                &format!("new-device:{}:{}", user.id, session_handle(&token_hash)),
+                &user.email,
+                Some(user.id),
+                now,
+            )
+            .await?;
+        }
         store::insert_session(
             &mut tx,
             &NewSession {
-                token_hash: &token_digest(&token),
+                token_hash: &token_hash,
                 user_id: user.id,
                 csrf_token: &csrf_token,
                 now,
@@ -270,6 +352,14 @@ impl Accounts {
                 ip: origin.ip.expose(),
                 user_agent: origin.user_agent.expose(),
             },
+        )
+        .await?;
+        audit::record(
+            &mut tx,
+            &self.audit,
+            Event::by_self(AuditKind::SignedIn, user.id)
+                .detail(Detail::Session(session_handle(&token_hash)))
+                .detail(Detail::Method(method)),
         )
         .await?;
         tx.commit().await.context("committing a sign-in")?;
@@ -282,8 +372,305 @@ impl Accounts {
         })
     }
 
+    /// Checks an authenticator code (each time step once) or a recovery code (each code once)
+    /// inside `tx`; returns how the member proved it, or `None` when the code is refused.
+    async fn use_second_factor(
+        &self,
+        tx: &mut store::Tx,
+        user_id: i64,
+        secret: &str,
+        code: &str,
+        now: i64,
+    ) -> Result<Option<&'static str>> {
+        if two_factor::looks_like_recovery_code(code) {
+            let digest = two_factor::recovery_code_digest(code);
+            if store::use_recovery_code(tx, user_id, &digest, now).await? {
+                audit::record(
+                    tx,
+                    &self.audit,
+                    Event::by_self(AuditKind::RecoveryCodeUsed, user_id),
+                )
+                .await?;
+                return Ok(Some("recovery_code"));
+            }
+            return Ok(None);
+        }
+        match two_factor::matching_step(secret, code, now)? {
+            Some(step) if store::use_totp_step(tx, user_id, step).await? => Ok(Some("totp")),
+            _ => Ok(None),
+        }
+    }
+
+    /// The secret and setup key for turning on 2-step verification; the same pending secret is
+    /// shown until it is confirmed with a code.
+    pub async fn two_factor_setup(&self, user_id: i64, username: &str) -> Result<TwoFactorSetup> {
+        if let Some(existing) = self.store.two_factor_of(user_id).await?
+            && existing.enabled_at.is_some()
+        {
+            return Err(Error::Conflict {
+                field: "2-step verification",
+            });
+        }
+        self.store
+            .insert_pending_two_factor(user_id, &two_factor::new_secret(), crate::now())
+            .await?;
+        let secret = self
+            .store
+            .two_factor_of(user_id)
+            .await?
+            .context("a pending 2-step secret vanished")?
+            .secret;
+        let uri = two_factor::otpauth_uri(&secret, username, &self.config.site_name)?;
+        Ok(TwoFactorSetup {
+            qr_svg: two_factor::qr_svg(&uri),
+            uri,
+            secret,
+        })
+    }
+
+    /// Turns 2-step verification on once the member typed a code from the pending secret;
+    /// returns the ten recovery codes, shown once and stored only as digests.
+    pub async fn enable_two_factor(&self, user_id: i64, code: &str) -> Result<Vec<String>> {
+        let pending = self
+            .store
+            .two_factor_of(user_id)
+            .await?
+            .filter(|tf| tf.enabled_at.is_none())
+            .ok_or(Error::NotFound("pending 2-step verification"))?;
+        let user = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(Error::NotFound("member"))?;
+        let now = crate::now();
+        let mut tx = self.store.begin().await?;
+        let step_ok = match two_factor::matching_step(&pending.secret, code, now)? {
+            Some(step) => store::use_totp_step(&mut tx, user_id, step).await?,
+            None => false,
+        };
+        if !step_ok {
+            tx.rollback().await.context("rolling back a refused code")?;
+            return Err(Error::InvalidSecondFactor);
+        }
+        if !store::enable_two_factor(&mut tx, user_id, now).await? {
+            tx.rollback()
+                .await
+                .context("rolling back a second enrolment")?;
+            return Err(Error::Conflict {
+                field: "2-step verification",
+            });
+        }
+        let codes = two_factor::new_recovery_codes();
+        let digests: Vec<String> = codes
+            .iter()
+            .map(|c| two_factor::recovery_code_digest(c))
+            .collect();
+        store::replace_recovery_codes(&mut tx, user_id, &digests, now).await?;
+        audit::record(
+            &mut tx,
+            &self.audit,
+            Event::by_self(AuditKind::TwoFactorEnabled, user_id).detail(Detail::Method("totp")),
+        )
+        .await?;
+        self.two_factor_notice(&mut tx, &user, true, now).await?;
+        tx.commit()
+            .await
+            .context("committing 2-step verification")?;
+        tracing::info!(user_id, "2-step verification turned on");
+        Ok(codes)
+    }
+
+    /// Turns 2-step verification off; the member proves it with a current code or a recovery
+    /// code.
+    pub async fn disable_two_factor(&self, user_id: i64, code: &str) -> Result<()> {
+        let enabled = self
+            .store
+            .two_factor_of(user_id)
+            .await?
+            .filter(|tf| tf.enabled_at.is_some())
+            .ok_or(Error::NotFound("2-step verification"))?;
+        let user = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(Error::NotFound("member"))?;
+        let now = crate::now();
+        let mut tx = self.store.begin().await?;
+        let Some(method) = self
+            .use_second_factor(&mut tx, user_id, &enabled.secret, code, now)
+            .await?
+        else {
+            tx.rollback().await.context("rolling back a refused code")?;
+            return Err(Error::InvalidSecondFactor);
+        };
+        store::delete_two_factor(&mut tx, user_id).await?;
+        audit::record(
+            &mut tx,
+            &self.audit,
+            Event::by_self(AuditKind::TwoFactorDisabled, user_id).detail(Detail::Method(method)),
+        )
+        .await?;
+        self.two_factor_notice(&mut tx, &user, false, now).await?;
+        tx.commit()
+            .await
+            .context("committing 2-step verification off")?;
+        tracing::info!(user_id, "2-step verification turned off");
+        Ok(())
+    }
+
+    async fn two_factor_notice(
+        &self,
+        tx: &mut store::Tx,
+        user: &store::UserRow,
+        enabled: bool,
+        now: i64,
+    ) -> Result<()> {
+        let state = if enabled { "on" } else { "off" };
+        Mail::two_factor_changed(
+            &self.config.site_name,
+            &user.username,
+            enabled,
+            &format!("{}/account/security", self.config.base_url()),
+        )
+        .enqueue(
+            tx,
+            &format!("two-factor-{state}:{}:{now}", user.id),
+            &user.email,
+            Some(user.id),
+            now,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Changes the password from the security page (the current one is asked again), ends every
+    /// other session and emails a notice.
+    pub async fn change_password(
+        &self,
+        user_id: i64,
+        current_token: &str,
+        current_password: &str,
+        new_password: &str,
+    ) -> Result<()> {
+        let user = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(Error::NotFound("member"))?;
+        if !self
+            .hasher
+            .verify(current_password, Some(&user.password_hash))
+            .await
+        {
+            return Err(Error::invalid(crate::domain::InvalidField::new(
+                "current_password",
+                "is not your current password",
+            )));
+        }
+        let password = Password::parse(new_password)?;
+        let hash = self.hasher.hash(&password).await?;
+        let now = crate::now();
+        let mut tx = self.store.begin().await?;
+        store::set_password_hash(&mut tx, user_id, &hash, now).await?;
+        let ended =
+            store::delete_other_sessions(&mut tx, user_id, &token_digest(current_token)).await?;
+        audit::record(
+            &mut tx,
+            &self.audit,
+            Event::by_self(AuditKind::PasswordChanged, user_id)
+                .detail(Detail::Count(ended.len() as i64)),
+        )
+        .await?;
+        self.password_notice(&mut tx, &user, now).await?;
+        tx.commit().await.context("committing a password change")?;
+        tracing::info!(user_id, "password changed");
+        Ok(())
+    }
+
+    async fn password_notice(
+        &self,
+        tx: &mut store::Tx,
+        user: &store::UserRow,
+        now: i64,
+    ) -> Result<()> {
+        Mail::password_changed(
+            &self.config.site_name,
+            &user.username,
+            &format!("{}/account/security", self.config.base_url()),
+        )
+        .enqueue(
+            tx,
+            &format!("password-changed:{}:{now}", user.id),
+            &user.email,
+            Some(user.id),
+            now,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Ends one of the member's sessions, named by its handle.
+    pub async fn revoke_session(&self, user_id: i64, handle: &str) -> Result<()> {
+        let mut tx = self.store.begin().await?;
+        let Some(ended) = store::delete_session_by_handle(&mut tx, user_id, handle).await? else {
+            tx.rollback().await.context("rolling back a revocation")?;
+            return Err(Error::NotFound("session"));
+        };
+        audit::record(
+            &mut tx,
+            &self.audit,
+            Event::by_self(AuditKind::SessionRevoked, user_id)
+                .detail(Detail::Session(session_handle(&ended))),
+        )
+        .await?;
+        tx.commit().await.context("committing a revocation")?;
+        Ok(())
+    }
+
+    /// Ends every session of the member but the current one; returns how many ended.
+    pub async fn revoke_other_sessions(&self, user_id: i64, current_token: &str) -> Result<usize> {
+        let mut tx = self.store.begin().await?;
+        let ended =
+            store::delete_other_sessions(&mut tx, user_id, &token_digest(current_token)).await?;
+        for hash in &ended {
+            audit::record(
+                &mut tx,
+                &self.audit,
+                Event::by_self(AuditKind::SessionRevoked, user_id)
+                    .detail(Detail::Session(session_handle(hash))),
+            )
+            .await?;
+        }
+        tx.commit().await.context("committing revocations")?;
+        Ok(ended.len())
+    }
+
+    /// A refused sign-in, recorded with the account only when one matched the login.
+    async fn record_failed_sign_in(
+        &self,
+        user_id: Option<i64>,
+        reason: &'static str,
+    ) -> Result<()> {
+        let event = Event::new(AuditKind::SignInFailed)
+            .subject(user_id)
+            .detail(Detail::Reason(reason));
+        audit::record_alone(&self.store, &self.audit, event).await?;
+        Ok(())
+    }
+
     pub async fn sign_out(&self, token: &str) -> Result<()> {
-        self.store.delete_session(&token_digest(token)).await?;
+        let token_hash = token_digest(token);
+        let mut tx = self.store.begin().await?;
+        if let Some(user_id) = store::delete_session(&mut tx, &token_hash).await? {
+            audit::record(
+                &mut tx,
+                &self.audit,
+                Event::by_self(AuditKind::SignedOut, user_id)
+                    .detail(Detail::Session(session_handle(&token_hash))),
+            )
+            .await?;
+        }
+        tx.commit().await.context("committing a sign-out")?;
         Ok(())
     }
 
@@ -334,13 +721,41 @@ impl Accounts {
             store::consume_account_token(&mut tx, &token_digest(token), RESET_PASSWORD, now)
                 .await?
                 .ok_or(Error::InvalidToken)?;
-        store::set_password_hash(&mut tx, user_id, &hash).await?;
+        store::set_password_hash(&mut tx, user_id, &hash, now).await?;
         // Following the link proves the address, as verification would.
         store::mark_email_verified(&mut tx, user_id, now).await?;
         store::delete_sessions_of_user(&mut tx, user_id).await?;
+        if let Some(user) = self.store.user_by_id(user_id).await? {
+            self.password_notice(&mut tx, &user, now).await?;
+        }
+        audit::record(
+            &mut tx,
+            &self.audit,
+            Event::by_self(AuditKind::PasswordReset, user_id).detail(Detail::Method("email_link")),
+        )
+        .await?;
         tx.commit().await.context("committing a password reset")?;
         tracing::info!(user_id, "password reset");
         Ok(user_id)
+    }
+
+    /// Gives a member a role (the operator's `covenant user set-role`), audited with the role
+    /// before and after.
+    pub async fn set_role(&self, user_id: i64, role: crate::domain::Role) -> Result<()> {
+        let mut tx = self.store.begin().await?;
+        let previous = store::set_user_role(&mut tx, user_id, role.as_str())
+            .await?
+            .ok_or(Error::NotFound("member"))?;
+        let mut event = Event::new(AuditKind::RoleChanged)
+            .subject(Some(user_id))
+            .detail(Detail::Role(role));
+        if let Some(previous) = crate::domain::Role::parse(&previous) {
+            event = event.detail(Detail::PreviousRole(previous));
+        }
+        audit::record(&mut tx, &self.audit, event).await?;
+        tx.commit().await.context("committing a role change")?;
+        tracing::info!(user_id, role = role.as_str(), "role changed");
+        Ok(())
     }
 
     pub async fn reset_token_is_valid(&self, token: &str) -> Result<bool> {

@@ -91,6 +91,9 @@ enum Command {
     /// Manage categories.
     #[command(subcommand)]
     Category(CategoryCommand),
+    /// Check the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Check, compare and publish privacy policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -136,6 +139,15 @@ enum UserCommand {
     SetRole {
         username: String,
         role: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Walk the audit chain; report every edited, deleted or reordered entry (exit 1 if any).
+    Verify {
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -272,9 +284,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .user_by_username(&username.to_ascii_lowercase())
                 .await?
                 .with_context(|| format!("no member is called {username}"))?;
-            store.set_role(user.id, role.as_str()).await?;
+            let audit_key = crate::audit::AuditKey::load_or_create(&config.audit_key_path())?;
+            crate::accounts::Accounts::new(store, std::sync::Arc::new(config), audit_key)?
+                .set_role(user.id, role)
+                .await?;
             println!("{} is now {}.", user.username, role.as_str());
             Ok(())
+        }
+        Command::Audit(AuditCommand::Verify { store }) => {
+            let config = config_with(file, &store)?;
+            let store = open_store(&config).await?;
+            let key = crate::audit::AuditKey::load(&config.audit_key_path())?;
+            let verification = crate::audit::verify(&store, &key).await?;
+            if verification.is_intact() {
+                println!(
+                    "OK: the audit log's {} entries are intact.",
+                    verification.entries
+                );
+                Ok(())
+            } else {
+                for problem in &verification.problems {
+                    println!("{problem}");
+                }
+                bail!(
+                    "the audit log was tampered with: {} problem(s) in {} entries",
+                    verification.problems.len(),
+                    verification.entries
+                )
+            }
         }
         Command::Category(CategoryCommand::Add {
             slug,

@@ -22,6 +22,12 @@ pub enum Error {
     Forbidden,
     #[error("verify your email address first")]
     EmailNotVerified,
+    #[error("enter the code from your authenticator app, or a recovery code")]
+    SecondFactorRequired,
+    #[error("that code is wrong, expired or already used")]
+    InvalidSecondFactor,
+    #[error("staff actions need 2-step verification: turn it on at /account/two-factor first")]
+    SecondFactorEnrolmentRequired,
     #[error("this link is invalid, used or expired")]
     InvalidToken,
     #[error("the form expired or came from another site; reload the page and try again")]

@@ -2,6 +2,7 @@
 //! moderation, with who may do what. Reading goes straight to the store.
 
 use crate::accounts::Origin;
+use crate::audit::{self, AuditKey, AuditKind, Detail, Event};
 use crate::domain::{PostBody, Role, TopicTitle, slugify};
 use crate::error::{Error, Result};
 use crate::markdown;
@@ -17,6 +18,8 @@ pub struct Actor {
     pub user_id: i64,
     pub role: Role,
     pub email_verified: bool,
+    /// Whether the account has 2-step verification on.
+    pub two_factor: bool,
 }
 
 impl From<&SessionUser> for Actor {
@@ -25,11 +28,28 @@ impl From<&SessionUser> for Actor {
             user_id: user.user_id,
             role: Role::parse(&user.role).unwrap_or(Role::Member),
             email_verified: user.email_verified_at.is_some(),
+            two_factor: user.two_factor != 0,
         }
     }
 }
 
 impl Actor {
+    /// Staff actions need a staff role and 2-step verification on the account.
+    pub fn require_staff(&self) -> Result<()> {
+        if !self.role.can_moderate() {
+            return Err(Error::Forbidden);
+        }
+        if !self.two_factor {
+            return Err(Error::SecondFactorEnrolmentRequired);
+        }
+        Ok(())
+    }
+
+    /// Whether staff powers apply to what this actor sees (hidden posts and such).
+    pub fn acts_as_staff(&self) -> bool {
+        self.require_staff().is_ok()
+    }
+
     fn may_post(&self) -> Result<()> {
         if self.email_verified {
             Ok(())
@@ -42,6 +62,7 @@ impl Actor {
 #[derive(Clone)]
 pub struct Forum {
     store: Store,
+    audit: AuditKey,
 }
 
 /// Where a new post landed.
@@ -53,8 +74,8 @@ pub struct PostPlace {
 }
 
 impl Forum {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, audit: AuditKey) -> Self {
+        Self { store, audit }
     }
 
     /// Opens a discussion in a category with its first post.
@@ -98,9 +119,7 @@ impl Forum {
         body: &str,
         origin: &Origin,
     ) -> Result<(PostPlace, String)> {
-        if !actor.role.can_moderate() {
-            return Err(Error::Forbidden);
-        }
+        actor.require_staff()?;
         let (title, body) = parse_title_and_body(title, body)?;
         let base = title.slug();
         for attempt in 0..20 {
@@ -236,9 +255,7 @@ impl Forum {
 
     /// Hides or shows a post; moderators only.
     pub async fn set_hidden(&self, actor: &Actor, post_id: i64, hidden: bool) -> Result<PostRow> {
-        if !actor.role.can_moderate() {
-            return Err(Error::Forbidden);
-        }
+        actor.require_staff()?;
         let post = self
             .store
             .post_by_id(post_id)
@@ -251,6 +268,16 @@ impl Forum {
             (None, None)
         };
         store::set_post_hidden(&mut tx, post.id, at, by).await?;
+        let kind = if hidden {
+            AuditKind::PostHidden
+        } else {
+            AuditKind::PostUnhidden
+        };
+        let event = Event::new(kind)
+            .actor(Some(actor.user_id))
+            .subject(Some(post.user_id))
+            .detail(Detail::Post(post.id));
+        audit::record(&mut tx, &self.audit, event).await?;
         tx.commit().await.context("committing a moderation")?;
         tracing::info!(
             post_id,

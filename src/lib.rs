@@ -19,6 +19,7 @@ pub mod policy;
 pub mod secret;
 pub mod store;
 pub mod web;
+pub mod two_factor;
 
 pub use config::Config;
 pub use store::Store;

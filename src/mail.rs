@@ -52,6 +52,62 @@ impl Mail {
         }
     }
 
+    /// Tells a member that their account was signed in to from a device not seen before.
+    pub fn new_device_sign_in(
+        site: &str,
+        username: &str,
+        device: &str,
+        when: &str,
+        link: &str,
+    ) -> Self {
+        let device = if device.trim().is_empty() {
+            "an unnamed browser or app"
+        } else {
+            device
+        };
+        Self {
+            subject: format!("New sign-in to your {site} account"),
+            body: format!(
+                "Hello {username},\n\n\
+                 Your account on {site} was signed in to at {when} from a device we had not \
+                 seen before:\n\n{device}\n\n\
+                 If it was you, there is nothing to do. If not, change your password and end \
+                 the sessions you do not know on your security page:\n\n{link}\n"
+            ),
+        }
+    }
+
+    /// Tells a member that their password was changed.
+    pub fn password_changed(site: &str, username: &str, link: &str) -> Self {
+        Self {
+            subject: format!("Your {site} password was changed"),
+            body: format!(
+                "Hello {username},\n\n\
+                 The password of your account on {site} was just changed.\n\
+                 If it was not you, reset your password at once and review your security \
+                 page:\n\n{link}\n"
+            ),
+        }
+    }
+
+    /// Tells a member that 2-step verification was turned on or off.
+    pub fn two_factor_changed(site: &str, username: &str, enabled: bool, link: &str) -> Self {
+        let (state, subject) = if enabled {
+            ("turned on", "2-step verification is on")
+        } else {
+            ("turned off", "2-step verification is off")
+        };
+        Self {
+            subject: format!("{subject} for your {site} account"),
+            body: format!(
+                "Hello {username},\n\n\
+                 2-step verification was just {state} for your account on {site}.\n\
+                 If it was not you, reset your password at once and review your security \
+                 page:\n\n{link}\n"
+            ),
+        }
+    }
+
     /// Queues the message in the caller's transaction. Returns false if `key` was queued before.
     pub async fn enqueue(
         &self,

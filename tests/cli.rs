@@ -181,7 +181,7 @@ fn demo_members_can_sign_in_with_the_printed_password() {
         assert!(
             state
                 .accounts
-                .sign_in(&user.username, covenant::demo::DEMO_PASSWORD, &origin)
+                .sign_in(&user.username, covenant::demo::DEMO_PASSWORD, None, &origin)
                 .await
                 .is_ok()
         );

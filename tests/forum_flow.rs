@@ -196,6 +196,10 @@ on_both_stores! {
         let moderator = app.member("warden").await;
         let user = app.store.user_by_username("warden").await.unwrap().unwrap();
         app.store.set_role(user.id, "moderator").await.unwrap();
+        // Staff act only with 2-step verification on.
+        let setup = app.state.accounts.two_factor_setup(user.id, "warden").await.unwrap();
+        let code = covenant::two_factor::code_at(&setup.secret, covenant::now()).unwrap();
+        app.state.accounts.enable_two_factor(user.id, &code).await.unwrap();
         let api = &app.client;
 
         // Members may not write blog articles.

@@ -11,6 +11,7 @@ mod forum;
 mod mail;
 mod policy;
 mod users;
+mod security;
 
 pub use bulk::*;
 pub use forum::*;
@@ -19,6 +20,7 @@ pub use mail::*;
 pub use policy::*;
 pub use users::*;
 
+pub use security::*;
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};

@@ -15,6 +15,7 @@ pub struct UserRow {
     pub bio: String,
     pub email_verified_at: Option<i64>,
     pub created_at: i64,
+    pub password_changed_at: Option<i64>,
 }
 
 pub struct NewUser<'a> {
@@ -36,6 +37,8 @@ pub struct SessionUser {
     pub email_verified_at: Option<i64>,
     pub csrf_token: String,
     pub last_seen_at: i64,
+    /// 1 when 2-step verification is on for the account.
+    pub two_factor: i64,
 }
 
 pub struct NewSession<'a> {
@@ -49,12 +52,13 @@ pub struct NewSession<'a> {
 }
 
 const USER_COLUMNS: &str = "id, username, email, password_hash, birth_year, role, bio, \
-                            email_verified_at, created_at";
+                            email_verified_at, created_at, password_changed_at";
 
 pub async fn insert_user(tx: &mut Tx, user: &NewUser<'_>) -> anyhow::Result<i64> {
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO users (username, username_lower, email, email_lower, password_hash, \
-         birth_year, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+         birth_year, created_at, password_changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+         RETURNING id",
     )
     .bind(user.username)
     .bind(user.username_lower)
@@ -139,7 +143,9 @@ impl Store {
     ) -> anyhow::Result<Option<SessionUser>> {
         sqlx::query_as(
             "SELECT s.user_id, u.username, u.role, u.email_verified_at, s.csrf_token, \
-             s.last_seen_at FROM sessions s JOIN users u ON u.id = s.user_id \
+             s.last_seen_at, (SELECT COUNT(*) FROM two_factor t WHERE t.user_id = u.id \
+             AND t.enabled_at IS NOT NULL) AS two_factor \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2",
         )
         .bind(token_hash)
@@ -165,15 +171,39 @@ impl Store {
             .context("refreshing a session")?;
         Ok(())
     }
+}
 
-    pub async fn delete_session(&self, token_hash: &str) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+/// Ends one session; returns its member, if the session existed.
+pub async fn delete_session(tx: &mut Tx, token_hash: &str) -> anyhow::Result<Option<i64>> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id")
             .bind(token_hash)
-            .execute(self.pool())
+            .fetch_optional(&mut **tx)
             .await
             .context("deleting a session")?;
-        Ok(())
+    Ok(row.map(|(id,)| id))
+}
+
+/// Changes a member's role; returns the role they had, or `None` if there is no such member.
+pub async fn set_user_role(
+    tx: &mut Tx,
+    user_id: i64,
+    role: &str,
+) -> anyhow::Result<Option<String>> {
+    let previous: Option<(String,)> = sqlx::query_as("SELECT role FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .context("reading a user's role")?;
+    if previous.is_some() {
+        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role)
+            .bind(user_id)
+            .execute(&mut **tx)
+            .await
+            .context("changing a user's role")?;
     }
+    Ok(previous.map(|(r,)| r))
 }
 
 /// Opens a session and records the sign-in with its IP address and user agent.
@@ -213,9 +243,15 @@ pub async fn delete_sessions_of_user(tx: &mut Tx, user_id: i64) -> anyhow::Resul
     Ok(())
 }
 
-pub async fn set_password_hash(tx: &mut Tx, user_id: i64, hash: &str) -> anyhow::Result<()> {
-    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+pub async fn set_password_hash(
+    tx: &mut Tx,
+    user_id: i64,
+    hash: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
         .bind(hash)
+        .bind(now)
         .bind(user_id)
         .execute(&mut **tx)
         .await

@@ -27,6 +27,13 @@ pub enum ErrorCode {
     Forbidden,
     /// The member must verify their email address first.
     EmailNotVerified,
+    /// The account has 2-step verification: send the authenticator `code` (or a recovery code)
+    /// with the login and password.
+    SecondFactorRequired,
+    /// The 2-step verification code is wrong, expired or was already used.
+    InvalidSecondFactor,
+    /// Staff actions need 2-step verification, which this account has not turned on.
+    SecondFactorEnrolmentRequired,
     /// The token or link is invalid, used or expired.
     InvalidToken,
     /// The form's anti-forgery token is missing or wrong.
@@ -61,6 +68,12 @@ fn classify(error: &Error) -> (StatusCode, ErrorCode) {
         Error::BadCredentials => (StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials),
         Error::Forbidden => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
         Error::EmailNotVerified => (StatusCode::FORBIDDEN, ErrorCode::EmailNotVerified),
+        Error::SecondFactorRequired => (StatusCode::UNAUTHORIZED, ErrorCode::SecondFactorRequired),
+        Error::InvalidSecondFactor => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidSecondFactor),
+        Error::SecondFactorEnrolmentRequired => (
+            StatusCode::FORBIDDEN,
+            ErrorCode::SecondFactorEnrolmentRequired,
+        ),
         Error::InvalidToken => (StatusCode::BAD_REQUEST, ErrorCode::InvalidToken),
         Error::Csrf => (StatusCode::FORBIDDEN, ErrorCode::Csrf),
         Error::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),

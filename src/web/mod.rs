@@ -10,6 +10,8 @@ pub mod error;
 pub mod forms;
 pub mod pages;
 pub mod privacy;
+pub mod security;
+pub mod staff;
 
 use crate::accounts::Accounts;
 use crate::config::Config;
@@ -40,6 +42,8 @@ pub struct AppState {
     pub mailer: Mailer,
     /// Signs visitors' form tokens; the same on every node (kept in the database).
     pub form_key: Arc<Vec<u8>>,
+    /// Signs the audit log; read from a file outside the database.
+    pub audit_key: crate::audit::AuditKey,
     /// The privacy policy in force, reloaded when another version is published.
     pub policy: crate::policy::Policies,
 }
@@ -61,10 +65,12 @@ impl AppState {
         let key = store
             .setting_or_insert("form_key", &crate::accounts::random_token())
             .await?;
+        let audit_key = crate::audit::AuditKey::load_or_create(&config.audit_key_path())?;
         let config = Arc::new(config);
         Ok(Self {
-            accounts: Accounts::new(store.clone(), config.clone())?,
-            forum: Forum::new(store.clone()),
+            accounts: Accounts::new(store.clone(), config.clone(), audit_key.clone())?,
+            forum: Forum::new(store.clone(), audit_key.clone()),
+            audit_key,
             mailer: Mailer::new(store.clone(), &config)?,
             form_key: Arc::new(key.into_bytes()),
             policy: crate::policy::Policies::load(store.clone(), &config).await?,
@@ -177,6 +183,29 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/privacy/acknowledge", post(privacy::acknowledge))
         .route("/staff/ropa", get(privacy::staff_ropa))
+        .route("/staff/audit", get(staff::staff_audit))
+        .route("/account/security", get(security::checkup))
+        .route(
+            "/account/security/sessions/revoke",
+            post(security::revoke_session),
+        )
+        .route(
+            "/account/security/sessions/revoke-others",
+            post(security::revoke_other_sessions),
+        )
+        .route(
+            "/account/security/password",
+            post(security::change_password),
+        )
+        .route("/account/two-factor", get(security::two_factor))
+        .route(
+            "/account/two-factor/enable",
+            post(security::enable_two_factor),
+        )
+        .route(
+            "/account/two-factor/disable",
+            post(security::disable_two_factor),
+        )
         .route("/cookie-settings", get(privacy_placeholder))
         .route("/privacy-choices", get(privacy_placeholder))
         .route("/static/style.css", get(stylesheet))

@@ -52,20 +52,20 @@ impl Layout {
     }
 }
 
-fn page(template: &impl Template) -> PageResult {
+pub(crate) fn page(template: &impl Template) -> PageResult {
     let html = template
         .render()
         .map_err(|e| Error::Internal(anyhow::Error::new(e).context("rendering a page")))?;
     Ok(Html(html).into_response())
 }
 
-fn page_with_status(status: StatusCode, template: &impl Template) -> PageResult {
+pub(crate) fn page_with_status(status: StatusCode, template: &impl Template) -> PageResult {
     let mut response = page(template)?;
     *response.status_mut() = status;
     Ok(response)
 }
 
-fn see_other(location: &str) -> Response {
+pub(crate) fn see_other(location: &str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, location.to_string())]).into_response()
 }
 
@@ -266,7 +266,7 @@ struct PostView {
 
 fn post_views(posts: Vec<PostRow>, viewer: &Viewer) -> Vec<PostView> {
     let actor = viewer.0.as_ref().map(|s| s.actor());
-    let moderator = actor.as_ref().is_some_and(|a| a.role.can_moderate());
+    let moderator = actor.as_ref().is_some_and(|a| a.acts_as_staff());
     posts
         .into_iter()
         .map(|p| {
@@ -629,10 +629,7 @@ pub async fn blog_index(
         )
         .await?;
     page(&BlogIndexPage {
-        can_write: viewer
-            .0
-            .as_ref()
-            .is_some_and(|s| s.actor().role.can_moderate()),
+        can_write: viewer.0.as_ref().is_some_and(|s| s.actor().acts_as_staff()),
         layout: Layout::new(&state, &viewer, "Blog"),
         topics: topic_lines(topics),
         pager: Pager {
@@ -645,9 +642,7 @@ pub async fn blog_index(
 
 pub async fn new_article_form(State(state): State<AppState>, viewer: Viewer) -> PageResult {
     let signed_in = viewer.require()?;
-    if !signed_in.actor().role.can_moderate() {
-        return Err(Error::Forbidden.into());
-    }
+    signed_in.actor().require_staff()?;
     page(&NewTopicPage {
         layout: Layout::new(&state, &viewer, "New blog article"),
         action: "/blog/new",
@@ -997,6 +992,8 @@ struct SignInPage {
     layout: Layout,
     login: String,
     errors: Vec<InvalidField>,
+    /// The account has 2-step verification: ask for the code with the password.
+    ask_code: bool,
 }
 
 pub async fn sign_in_form(State(state): State<AppState>, viewer: Viewer) -> PageResult {
@@ -1004,6 +1001,7 @@ pub async fn sign_in_form(State(state): State<AppState>, viewer: Viewer) -> Page
         layout: Layout::new(&state, &viewer, "Sign in"),
         login: String::new(),
         errors: vec![],
+        ask_code: false,
     })
 }
 
@@ -1015,6 +1013,8 @@ pub struct SignInForm {
     login: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    code: String,
 }
 
 pub async fn sign_in(
@@ -1027,7 +1027,7 @@ pub async fn sign_in(
     check_form(&state, &viewer, &headers, &form.csrf)?;
     match state
         .accounts
-        .sign_in(&form.login, &form.password, &origin.0)
+        .sign_in(&form.login, &form.password, Some(&form.code), &origin.0)
         .await
     {
         Ok(session) => {
@@ -1055,8 +1055,20 @@ pub async fn sign_in(
                     "password",
                     "does not match that username or email address",
                 )],
+                ask_code: false,
             },
         ),
+        Err(error @ (Error::SecondFactorRequired | Error::InvalidSecondFactor)) => {
+            page_with_status(
+                StatusCode::UNAUTHORIZED,
+                &SignInPage {
+                    layout: Layout::new(&state, &viewer, "Sign in"),
+                    login: form.login,
+                    errors: vec![InvalidField::new("code", error.to_string())],
+                    ask_code: true,
+                },
+            )
+        }
         Err(other) => Err(other.into()),
     }
 }

@@ -1,0 +1,351 @@
+//! The member's own security pages: the checkup (`/account/security`: sessions and devices,
+//! recent sign-ins, 2-step verification, password age) and 2-step enrolment
+//! (`/account/two-factor`). Every form is checked against forgery; a member only ever sees and
+//! ends their own sessions.
+
+use crate::accounts::session_handle;
+use crate::domain::InvalidField;
+use crate::error::Error;
+use crate::web::AppState;
+use crate::web::auth::{Viewer, check_form};
+use crate::web::error::PageResult;
+use crate::web::forms::Form;
+use crate::web::pages::{Layout, date, page, page_with_status, see_other};
+use askama::Template;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+
+struct SessionLine {
+    handle: String,
+    device: String,
+    ip: String,
+    started: String,
+    last_seen: String,
+    current: bool,
+}
+
+struct SignInLine {
+    at: String,
+    device: String,
+    ip: String,
+}
+
+#[derive(Template)]
+#[template(path = "account/security.html")]
+struct SecurityPage {
+    layout: Layout,
+    sessions: Vec<SessionLine>,
+    sign_ins: Vec<SignInLine>,
+    two_factor: bool,
+    recovery_codes_left: i64,
+    password_changed: String,
+    password_age_days: i64,
+    staff_without_two_factor: bool,
+    errors: Vec<InvalidField>,
+    notice: Option<String>,
+}
+
+fn device(user_agent: &str) -> String {
+    if user_agent.trim().is_empty() {
+        "Unnamed browser or app".into()
+    } else {
+        user_agent.to_string()
+    }
+}
+
+async fn security_page(
+    state: &AppState,
+    viewer: &Viewer,
+    errors: Vec<InvalidField>,
+    notice: Option<String>,
+) -> Result<SecurityPage, Error> {
+    let signed_in = viewer.require()?;
+    let user_id = signed_in.user.user_id;
+    let now = crate::now();
+    let current = crate::accounts::token_digest(&signed_in.token);
+    let user = state
+        .store
+        .user_by_id(user_id)
+        .await?
+        .ok_or(Error::NotFound("member"))?;
+    let sessions = state
+        .store
+        .sessions_of_user(user_id, now)
+        .await?
+        .into_iter()
+        .map(|s| SessionLine {
+            handle: session_handle(&s.token_hash),
+            current: s.token_hash == current,
+            device: device(&s.user_agent),
+            ip: s.ip,
+            started: date(s.created_at),
+            last_seen: date(s.last_seen_at),
+        })
+        .collect();
+    let sign_ins = state
+        .store
+        .recent_sign_ins(user_id, 10)
+        .await?
+        .into_iter()
+        .map(|s| SignInLine {
+            at: date(s.at),
+            device: device(&s.user_agent),
+            ip: s.ip,
+        })
+        .collect();
+    let changed = user.password_changed_at.unwrap_or(user.created_at);
+    let actor = signed_in.actor();
+    Ok(SecurityPage {
+        layout: Layout::new(state, viewer, "Security checkup"),
+        sessions,
+        sign_ins,
+        two_factor: actor.two_factor,
+        recovery_codes_left: state.store.count_unused_recovery_codes(user_id).await?,
+        password_changed: date(changed),
+        password_age_days: (now - changed).max(0) / 86_400,
+        staff_without_two_factor: actor.role.can_moderate() && !actor.two_factor,
+        errors,
+        notice,
+    })
+}
+
+/// `GET /account/security`.
+pub async fn checkup(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    if viewer.0.is_none() {
+        return Ok(see_other("/sign-in"));
+    }
+    page(&security_page(&state, &viewer, vec![], None).await?)
+}
+
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    session: String,
+}
+
+/// `POST /account/security/sessions/revoke`: ends one of the member's sessions.
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(form): Form<RevokeForm>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let signed_in = viewer.require()?;
+    let handle = form.session.trim();
+    if handle.len() != 16 || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::NotFound("session").into());
+    }
+    state
+        .accounts
+        .revoke_session(signed_in.user.user_id, handle)
+        .await?;
+    if handle == session_handle(&crate::accounts::token_digest(&signed_in.token)) {
+        return Ok(see_other("/"));
+    }
+    Ok(see_other("/account/security"))
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /account/security/sessions/revoke-others`: ends every session but this one.
+pub async fn revoke_other_sessions(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(form): Form<CsrfOnly>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let signed_in = viewer.require()?;
+    state
+        .accounts
+        .revoke_other_sessions(signed_in.user.user_id, &signed_in.token)
+        .await?;
+    Ok(see_other("/account/security"))
+}
+
+#[derive(Deserialize)]
+pub struct ChangePasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /account/security/password`: a new password; every other session ends.
+pub async fn change_password(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(form): Form<ChangePasswordForm>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let signed_in = viewer.require()?;
+    match state
+        .accounts
+        .change_password(
+            signed_in.user.user_id,
+            &signed_in.token,
+            &form.current_password,
+            &form.password,
+        )
+        .await
+    {
+        Ok(()) => {
+            state.mailer.wake();
+            let notice = "Your password is changed and every other session was ended.";
+            page(&security_page(&state, &viewer, vec![], Some(notice.into())).await?)
+        }
+        Err(Error::Invalid(errors)) => page_with_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &security_page(&state, &viewer, errors, None).await?,
+        ),
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "account/two_factor.html")]
+struct TwoFactorPage {
+    layout: Layout,
+    enabled: bool,
+    secret: String,
+    uri: String,
+    qr_svg: String,
+    recovery_codes: Vec<String>,
+    errors: Vec<InvalidField>,
+}
+
+async fn two_factor_page(
+    state: &AppState,
+    viewer: &Viewer,
+    errors: Vec<InvalidField>,
+) -> Result<TwoFactorPage, Error> {
+    let signed_in = viewer.require()?;
+    let layout = Layout::new(state, viewer, "2-step verification");
+    if signed_in.user.two_factor != 0 {
+        return Ok(TwoFactorPage {
+            layout,
+            enabled: true,
+            secret: String::new(),
+            uri: String::new(),
+            qr_svg: String::new(),
+            recovery_codes: vec![],
+            errors,
+        });
+    }
+    let setup = state
+        .accounts
+        .two_factor_setup(signed_in.user.user_id, &signed_in.user.username)
+        .await?;
+    Ok(TwoFactorPage {
+        layout,
+        enabled: false,
+        secret: setup.secret,
+        uri: setup.uri,
+        qr_svg: setup.qr_svg.unwrap_or_default(),
+        recovery_codes: vec![],
+        errors,
+    })
+}
+
+/// `GET /account/two-factor`: the setup key and QR code, or the switch to turn it off.
+pub async fn two_factor(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    if viewer.0.is_none() {
+        return Ok(see_other("/sign-in"));
+    }
+    page(&two_factor_page(&state, &viewer, vec![]).await?)
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// `POST /account/two-factor/enable`: confirms the first code; shows the recovery codes once.
+pub async fn enable_two_factor(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let signed_in = viewer.require()?;
+    match state
+        .accounts
+        .enable_two_factor(signed_in.user.user_id, &form.code)
+        .await
+    {
+        Ok(codes) => {
+            state.mailer.wake();
+            page(&TwoFactorPage {
+                layout: Layout::new(&state, &viewer, "2-step verification is on"),
+                enabled: true,
+                secret: String::new(),
+                uri: String::new(),
+                qr_svg: String::new(),
+                recovery_codes: codes,
+                errors: vec![],
+            })
+        }
+        Err(Error::InvalidSecondFactor) => page_with_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &two_factor_page(
+                &state,
+                &viewer,
+                vec![InvalidField::new(
+                    "code",
+                    Error::InvalidSecondFactor.to_string(),
+                )],
+            )
+            .await?,
+        ),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// `POST /account/two-factor/disable`: needs a current code or a recovery code.
+pub async fn disable_two_factor(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let signed_in = viewer.require()?;
+    match state
+        .accounts
+        .disable_two_factor(signed_in.user.user_id, &form.code)
+        .await
+    {
+        Ok(()) => {
+            state.mailer.wake();
+            Ok(see_other("/account/security"))
+        }
+        Err(Error::InvalidSecondFactor) => page_with_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &two_factor_page(
+                &state,
+                &viewer,
+                vec![InvalidField::new(
+                    "code",
+                    Error::InvalidSecondFactor.to_string(),
+                )],
+            )
+            .await?,
+        ),
+        Err(other) => Err(other.into()),
+    }
+}

@@ -1,0 +1,410 @@
+//! Security: the tamper-evident audit log, 2-step verification, staff needing it, and the
+//! member's security checkup, on both stores.
+
+mod common;
+
+use common::csrf_of;
+use covenant::audit::{self, AuditKey, AuditKind, Problem};
+use reqwest::StatusCode;
+use std::process::Command;
+
+fn audit_key(app: &common::TestApp) -> AuditKey {
+    AuditKey::load(&app.state.config.audit_key_path()).unwrap()
+}
+
+async fn exec(app: &common::TestApp, sql: &str) {
+    let pool = db_pool(app).await;
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+/// A connection of our own, as an attacker with database access only would have.
+async fn db_pool(app: &common::TestApp) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = if app.state.config.database_url.is_empty() {
+        format!(
+            "sqlite://{}",
+            app.data_dir.path().join("covenant.db").display()
+        )
+    } else {
+        app.state.config.database_url.clone()
+    };
+    sqlx::AnyPool::connect(&url).await.unwrap()
+}
+
+/// `covenant audit verify` on the test's store; returns (exit code, output).
+fn verify_cli(app: &common::TestApp) -> (i32, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_covenant"));
+    command
+        .args(["audit", "verify", "--data-dir"])
+        .arg(app.data_dir.path())
+        .env_remove("COVENANT_DATA_DIR")
+        .env_remove("COVENANT_DATABASE_URL");
+    if !app.state.config.database_url.is_empty() {
+        command.args(["--database-url", &app.state.config.database_url]);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+/// Signs in through the sign-in page with a fresh browser; returns the client and the response.
+async fn sign_in_page(
+    app: &common::TestApp,
+    login: &str,
+    code: Option<&str>,
+    user_agent: &str,
+) -> (reqwest::Client, reqwest::Response) {
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .user_agent(user_agent)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = app.page(&browser, "/sign-in").await;
+    let mut fields = vec![
+        ("csrf", csrf_of(&form)),
+        ("login", login.to_string()),
+        ("password", "a long enough password".to_string()),
+    ];
+    if let Some(code) = code {
+        fields.push(("code", code.to_string()));
+    }
+    let response = browser
+        .post(app.url("/sign-in"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    (browser, response)
+}
+
+on_both_stores! {
+    /// Proves: A3
+    async fn audit_verify_finds_edited_deleted_and_swapped_entries(app) {
+        for name in ["ada", "bob", "cyd"] {
+            app.member(name).await;
+        }
+        let key = audit_key(app);
+        let clean = audit::verify(&app.store, &key).await.unwrap();
+        assert!(clean.is_intact(), "{:?}", clean.problems);
+        assert!(clean.entries >= 6, "registrations, verifications and sign-ins are recorded");
+        let (code, text) = verify_cli(app);
+        assert_eq!(code, 0, "{text}");
+        assert!(text.contains("OK"), "{text}");
+
+        // Edit: entry 2 now claims another subject.
+        exec(app, "UPDATE audit_log SET subject_id = 999 WHERE seq = 2").await;
+        // Delete: entry 4 disappears.
+        exec(app, "DELETE FROM audit_log WHERE seq = 4").await;
+        // Swap: entries 6 and 7 trade places (their contents move, numbers stay).
+        exec(app, "UPDATE audit_log SET seq = -6 WHERE seq = 6").await;
+        exec(app, "UPDATE audit_log SET seq = 6 WHERE seq = 7").await;
+        exec(app, "UPDATE audit_log SET seq = 7 WHERE seq = -6").await;
+
+        let found = audit::verify(&app.store, &key).await.unwrap();
+        assert!(found.problems.contains(&Problem::Edited(2)), "{:?}", found.problems);
+        assert!(found.problems.contains(&Problem::Deleted(4)), "{:?}", found.problems);
+        assert!(found.problems.contains(&Problem::Reordered(6)), "{:?}", found.problems);
+        assert!(found.problems.contains(&Problem::Reordered(7)), "{:?}", found.problems);
+        let (code, text) = verify_cli(app);
+        assert_eq!(code, 1, "{text}");
+        for expected in ["entry 2 was edited", "entry 4 was deleted", "entry 6 is out of order", "entry 7 is out of order"] {
+            assert!(text.contains(expected), "{expected}: {text}");
+        }
+    }
+}
+
+on_both_stores! {
+    /// Proves: A3
+    async fn a_database_only_attacker_cannot_rebuild_the_chain_without_the_key(app) {
+        app.member("ada").await;
+        let key = audit_key(app);
+        // Someone who rewrites an entry and recomputes its hash still lacks the MAC key.
+        let pool = db_pool(app).await;
+        let (hash,): (String,) = sqlx::query_as("SELECT entry_hash FROM audit_log WHERE seq = 1").fetch_one(&pool).await.unwrap();
+        sqlx::query("UPDATE audit_log SET mac = $1 WHERE seq = 1").bind(hash).execute(&pool).await.unwrap();
+        pool.close().await;
+        let found = audit::verify(&app.store, &key).await.unwrap();
+        assert_eq!(found.problems, vec![Problem::Edited(1)]);
+        // Deleting the newest entry is caught by the chain's head.
+        exec(app, "UPDATE audit_log SET mac = 'x' WHERE seq = 1").await;
+        let (last,): (i64,) = {
+            let pool = db_pool(app).await;
+            let row = sqlx::query_as("SELECT MAX(seq) FROM audit_log").fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            row
+        };
+        exec(app, &format!("DELETE FROM audit_log WHERE seq = {last}")).await;
+        let found = audit::verify(&app.store, &key).await.unwrap();
+        assert!(found.problems.contains(&Problem::Deleted(last)), "{:?}", found.problems);
+    }
+}
+
+on_both_stores! {
+    /// Proves: A3
+    async fn the_audit_log_holds_identifiers_and_never_an_email_or_address(app) {
+        app.member("zoe").await;
+        let (_, response) = sign_in_page(app, "zoe@example.org", None, "Browser/1").await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let (_, response) = sign_in_page(app, "nobody@example.org", None, "Browser/1").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let pool = db_pool(app).await;
+        let rows: Vec<(Option<i64>, Option<i64>, String, String)> =
+            sqlx::query_as("SELECT actor_id, subject_id, kind, details FROM audit_log ORDER BY seq")
+                .fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        let kinds: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+        for kind in ["account_registered", "email_verified", "signed_in", "sign_in_failed"] {
+            assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+        }
+        let failed = rows.iter().find(|r| r.2 == "sign_in_failed").unwrap();
+        assert_eq!(failed.1, None, "no account matched, so no subject is named");
+        for (_, _, kind, details) in &rows {
+            let text = format!("{kind} {details}");
+            for personal in ["@", "example.org", "127.0.0.1", "Browser", "zoe"] {
+                assert!(!text.contains(personal), "{personal} in {text}");
+            }
+        }
+    }
+}
+
+/// Enrols the member in 2-step verification through the pages; returns the browser and secret.
+async fn enrol(app: &common::TestApp, login: &str) -> (reqwest::Client, String, Vec<String>) {
+    let (browser, response) = sign_in_page(app, login, None, "Enrol/1").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let page = app.page(&browser, "/account/two-factor").await;
+    assert!(page.contains("<svg"), "a QR code is shown");
+    assert!(page.contains("otpauth://totp/"), "the otpauth URI is shown");
+    let secret = page
+        .split("<code id=\"secret\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    // A wrong code does not turn it on.
+    let response = browser
+        .post(app.url("/account/two-factor/enable"))
+        .form(&[("csrf", csrf_of(&page)), ("code", "000000".into())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Codes of the previous step stay valid (clock drift), so enrolling with it leaves the
+    // current code unused for the sign-in that follows.
+    let code = covenant::two_factor::code_at(&secret, covenant::now() - 30).unwrap();
+    let response = browser
+        .post(app.url("/account/two-factor/enable"))
+        .form(&[("csrf", csrf_of(&page)), ("code", code)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let shown = response.text().await.unwrap();
+    let codes: Vec<String> = shown
+        .match_indices("<li><code>")
+        .map(|(i, m)| shown[i + m.len()..].split('<').next().unwrap().to_string())
+        .collect();
+    assert_eq!(codes.len(), 10, "ten recovery codes are shown once");
+    (browser, secret, codes)
+}
+
+on_both_stores! {
+    /// Proves: A4
+    async fn totp_sign_in_refuses_wrong_and_replayed_codes_and_recovery_codes_work_once(app) {
+        app.member("ada").await;
+        let (_, secret, recovery) = enrol(app, "ada").await;
+        app.wait_for_mail("ada@example.org", "2-step verification is on").await;
+
+        // Password alone is no longer enough, on the pages and in the API.
+        let (_, response) = sign_in_page(app, "ada", None, "Enrol/1").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(response.text().await.unwrap().contains("name=\"code\""), "the page asks for the code");
+        let response = app.client.post(app.url("/api/v1/session"))
+            .json(&serde_json::json!({"login": "ada", "password": "a long enough password"})).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "second_factor_required");
+
+        // A wrong code is refused.
+        let response = app.client.post(app.url("/api/v1/session"))
+            .json(&serde_json::json!({"login": "ada", "password": "a long enough password", "code": "123456"})).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_second_factor");
+
+        // The right code signs in, once.
+        let code = covenant::two_factor::code_at(&secret, covenant::now()).unwrap();
+        let (_, response) = sign_in_page(app, "ada", Some(&code), "Enrol/1").await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let response = app.client.post(app.url("/api/v1/session"))
+            .json(&serde_json::json!({"login": "ada", "password": "a long enough password", "code": code})).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "a replayed code is refused");
+
+        // A recovery code works in place of the app's code, once.
+        let response = app.client.post(app.url("/api/v1/session"))
+            .json(&serde_json::json!({"login": "ada", "password": "a long enough password", "code": recovery[3]})).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let response = app.client.post(app.url("/api/v1/session"))
+            .json(&serde_json::json!({"login": "ada", "password": "a long enough password", "code": recovery[3]})).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+        // The codes are stored as digests only.
+        let pool = db_pool(app).await;
+        let stored: Vec<(String,)> = sqlx::query_as("SELECT code_hash FROM recovery_codes").fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        assert_eq!(stored.len(), 10);
+        assert!(stored.iter().all(|(h,)| !recovery.iter().any(|c| h.contains(c.as_str())) && h.len() == 64));
+        let key = audit_key(app);
+        assert!(audit::verify(&app.store, &key).await.unwrap().is_intact());
+    }
+}
+
+on_both_stores! {
+    /// Proves: A3, A4
+    async fn staff_cannot_act_until_they_turn_on_two_step_verification(app) {
+        let author = app.member("writer").await;
+        let moderator = app.member("warden").await;
+        let user = app.store.user_by_username("warden").await.unwrap().unwrap();
+        app.state.accounts.set_role(user.id, covenant::domain::Role::Moderator).await.unwrap();
+        let response = app.client.post(app.url("/api/v1/topics")).bearer_auth(&author)
+            .json(&serde_json::json!({"category": "general", "title": "A topic", "body": "Spam"})).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let post_id = response.json::<serde_json::Value>().await.unwrap()["post_id"].as_i64().unwrap();
+
+        let response = app.client.post(app.url(&format!("/api/v1/posts/{post_id}/hide"))).bearer_auth(&moderator).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "second_factor_enrolment_required");
+        assert!(body["error"]["message"].as_str().unwrap().contains("2-step verification"));
+
+        enrol(app, "warden").await;
+        let response = app.client.post(app.url(&format!("/api/v1/posts/{post_id}/hide"))).bearer_auth(&moderator).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+
+        let pool = db_pool(app).await;
+        let rows: Vec<(Option<i64>, Option<i64>, String, String)> =
+            sqlx::query_as("SELECT actor_id, subject_id, kind, details FROM audit_log WHERE kind IN ('role_changed', 'post_hidden') ORDER BY seq")
+                .fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        assert_eq!(rows[0], (None, Some(user.id), "role_changed".into(), "role=moderator previous_role=member".into()));
+        assert_eq!(rows[1].0, Some(user.id));
+        assert_eq!(rows[1].3, format!("post={post_id}"));
+    }
+}
+
+on_both_stores! {
+    /// Proves: A3, A4
+    async fn administrators_filter_the_audit_log_and_members_cannot_see_it(app) {
+        app.member("ada").await;
+        app.member("root").await;
+        let admin = app.store.user_by_username("root").await.unwrap().unwrap();
+        let ada = app.store.user_by_username("ada").await.unwrap().unwrap();
+        let (member_browser, _) = sign_in_page(app, "ada", None, "B/1").await;
+        let response = member_browser.get(app.url("/staff/audit")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+        app.state.accounts.set_role(admin.id, covenant::domain::Role::Administrator).await.unwrap();
+        let (browser, _, _) = enrol(app, "root").await;
+        let page = app.page(&browser, &format!("/staff/audit?subject={}&kind=signed_in", ada.id)).await;
+        assert!(page.contains("signed_in"));
+        assert!(!page.contains("<td>account_registered</td>"), "the kind filter holds");
+        let page = app.page(&browser, "/staff/audit?from=2000-01-01&until=2000-01-02").await;
+        assert!(page.contains("0 entries"), "the time filter holds");
+        let response = browser.get(app.url("/staff/audit?kind=made_up")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let page = app.page(&browser, &format!("/staff/audit?kind=audit_log_viewed&actor={}", admin.id)).await;
+        assert!(page.contains("<td>audit_log_viewed</td>"), "viewing the log is itself logged");
+    }
+}
+
+on_both_stores! {
+    /// Proves: A4
+    async fn the_checkup_lists_sessions_and_revoking_one_ends_it(app) {
+        app.member("ada").await;
+        let (laptop, _) = sign_in_page(app, "ada", None, "Laptop/1").await;
+        let (phone, _) = sign_in_page(app, "ada", None, "Phone/2").await;
+        app.wait_for_mail("ada@example.org", "New sign-in").await;
+        let notices: Vec<String> = app.mail_to("ada@example.org").into_iter().filter(|m| m.contains("New sign-in")).collect();
+        assert!(notices.iter().any(|m| m.contains("Phone/2")), "a notice names the new device");
+
+        let page = app.page(&laptop, "/account/security").await;
+        assert!(page.contains("Laptop/1") && page.contains("Phone/2"), "sessions show their device");
+        assert!(page.contains("This device"));
+        assert!(page.contains("Recent sign-ins") && page.contains("Off."), "2FA status is shown");
+        assert!(page.contains("days ago"), "the password's age is shown");
+        let phone_handle = page.split("<tr data-session=\"").skip(1)
+            .find(|row| row.contains("Phone/2")).unwrap().split('"').next().unwrap().to_string();
+
+        let response = laptop.post(app.url("/account/security/sessions/revoke"))
+            .form(&[("csrf", csrf_of(&page)), ("session", phone_handle.clone())]).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let home = app.page(&phone, "/").await;
+        assert!(home.contains("href=\"/sign-in\""), "the phone is signed out");
+        let page = app.page(&laptop, "/account/security").await;
+        assert!(!page.contains(&phone_handle));
+
+        // Another member cannot end ada's sessions by naming them.
+        let (other, _) = {
+            app.member("bob").await;
+            sign_in_page(app, "bob", None, "Other/1").await
+        };
+        let bob_page = app.page(&other, "/account/security").await;
+        let laptop_handle = page.split("<tr data-session=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+        let response = other.post(app.url("/account/security/sessions/revoke"))
+            .form(&[("csrf", csrf_of(&bob_page)), ("session", laptop_handle)]).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(app.page(&laptop, "/account/security").await.contains("This device"));
+
+        // A password change ends the other sessions and is told by email.
+        let (tablet, _) = sign_in_page(app, "ada", None, "Tablet/3").await;
+        let response = laptop.post(app.url("/account/security/password"))
+            .form(&[("csrf", csrf_of(&page)), ("current_password", "a long enough password".into()), ("password", "another long password".into())])
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        app.wait_for_mail("ada@example.org", "password was changed").await;
+        assert!(app.page(&tablet, "/").await.contains("href=\"/sign-in\""));
+        assert!(app.page(&laptop, "/account/security").await.contains("This device"));
+        assert!(audit::verify(&app.store, &audit_key(app)).await.unwrap().is_intact());
+    }
+}
+
+/// Proves: A3
+#[test]
+fn every_audit_kind_is_recorded_somewhere_or_reserved() {
+    let mut sources = String::new();
+    let mut stack = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src"
+    ))];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("audit.rs") {
+                sources.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    for kind in AuditKind::ALL {
+        let name = format!("AuditKind::{kind:?}");
+        let used = sources.contains(&name);
+        let reserved = AuditKind::RESERVED.contains(&kind);
+        assert!(
+            used != reserved,
+            "{name}: used outside src/audit.rs = {used}, reserved = {reserved}"
+        );
+    }
+}

@@ -18,8 +18,8 @@ pub mod markdown;
 pub mod policy;
 pub mod secret;
 pub mod store;
-pub mod web;
 pub mod two_factor;
+pub mod web;
 
 pub use config::Config;
 pub use store::Store;

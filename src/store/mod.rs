@@ -10,17 +10,17 @@ mod bulk;
 mod forum;
 mod mail;
 mod policy;
-mod users;
 mod security;
+mod users;
 
+pub use audit::*;
 pub use bulk::*;
 pub use forum::*;
-pub use audit::*;
 pub use mail::*;
 pub use policy::*;
-pub use users::*;
-
 pub use security::*;
+
+pub use users::*;
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};

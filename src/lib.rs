@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod consent;
 pub mod demo;
 pub mod domain;
 pub mod error;

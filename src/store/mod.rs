@@ -7,6 +7,7 @@
 
 mod audit;
 mod bulk;
+mod consent;
 mod forum;
 mod mail;
 mod policy;
@@ -15,12 +16,13 @@ mod users;
 
 pub use audit::*;
 pub use bulk::*;
+pub use consent::*;
 pub use forum::*;
 pub use mail::*;
 pub use policy::*;
 pub use security::*;
-
 pub use users::*;
+
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};

@@ -24,7 +24,9 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
         register, verify_email, create_session, delete_session, request_password_reset,
         complete_password_reset, me, categories, category_topics, topic, create_topic, reply,
         edit_post, delete_post, hide_post, unhide_post, blog, blog_article, create_article,
-        comment, profile, policy, policy_versions, policy_version, policy_diff, ropa
+        comment, profile, policy, policy_versions, policy_version, policy_diff, ropa,
+        crate::web::consent::api_decision, crate::web::consent::api_record_choice,
+        crate::web::consent::api_receipts, crate::web::consent::api_written_opt_out
     ),
     components(schemas(crate::web::error::ErrorCode, crate::domain::InvalidField)),
     modifiers(&BearerAuth)

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod consent;
 pub mod error;
 pub mod forms;
 pub mod pages;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub audit_key: crate::audit::AuditKey,
     /// The privacy policy in force, reloaded when another version is published.
     pub policy: crate::policy::Policies,
+    /// Consent records and the per-request consent context.
+    pub consent: crate::consent::Consent,
 }
 
 impl AppState {
@@ -74,6 +77,7 @@ impl AppState {
             mailer: Mailer::new(store.clone(), &config)?,
             form_key: Arc::new(key.into_bytes()),
             policy: crate::policy::Policies::load(store.clone(), &config).await?,
+            consent: crate::consent::Consent::new(store.clone()),
             store,
             config,
         })
@@ -132,6 +136,13 @@ fn api_routes() -> Router<AppState> {
         .route("/blog", get(blog).post(create_article))
         .route("/blog/{slug}", get(blog_article))
         .route("/blog/{slug}/comments", post(comment))
+        .route("/consent/decision", get(consent::api_decision))
+        .route("/consent/choices", post(consent::api_record_choice))
+        .route("/consent/receipts", get(consent::api_receipts))
+        .route(
+            "/consent/written-opt-outs",
+            post(consent::api_written_opt_out),
+        )
         .route("/policy", get(policy))
         .route("/policy/versions", get(policy_versions))
         .route("/policy/versions/{id}", get(policy_version))
@@ -206,8 +217,18 @@ pub fn router(state: AppState) -> Router {
             "/account/two-factor/disable",
             post(security::disable_two_factor),
         )
-        .route("/cookie-settings", get(privacy_placeholder))
-        .route("/privacy-choices", get(privacy_placeholder))
+        .route("/consent", post(consent::banner_choice))
+        .route(
+            "/cookie-settings",
+            get(consent::cookie_settings).post(consent::save_cookie_settings),
+        )
+        .route(
+            "/privacy-choices",
+            get(consent::privacy_choices).post(consent::save_privacy_choices),
+        )
+        .route("/.well-known/gpc.json", get(consent::gpc_json))
+        .route("/static/analytics.js", get(consent::analytics_js))
+        .route("/static/advertising.js", get(consent::advertising_js))
         .route("/static/style.css", get(stylesheet))
         .route("/healthz", get(healthz))
         .route("/api/openapi.json", get(api::openapi))
@@ -216,6 +237,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             privacy::policy_notice,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            consent::consent_context,
         ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(header_layer(

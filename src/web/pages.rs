@@ -27,6 +27,8 @@ pub struct Layout {
     pub csrf: String,
     /// A material policy change the signed-in member has not acknowledged yet.
     pub policy_notice: Option<crate::web::privacy::PolicyNotice>,
+    /// The request's one consent decision: the banner and every optional tag ask it.
+    pub consent: crate::web::consent::RequestConsent,
 }
 
 pub struct LayoutUser {
@@ -48,7 +50,17 @@ impl Layout {
                 .0
                 .as_ref()
                 .and_then(|_| crate::web::privacy::pending_notice()),
+            consent: crate::web::consent::current(),
         }
+    }
+
+    /// The first-visit banner: until a choice exists, and only where its forms can be sent.
+    pub fn show_banner(&self) -> bool {
+        self.consent.context.show_banner() && !self.csrf.is_empty()
+    }
+
+    pub fn banner_intro(&self) -> &'static str {
+        crate::consent::COOKIE_NOTICE_INTRO
     }
 }
 
@@ -102,6 +114,7 @@ impl ErrorPage {
                 user: None,
                 csrf: String::new(),
                 policy_notice: None,
+                consent: crate::web::consent::current(),
             },
             heading: heading.into(),
             message,
@@ -1031,6 +1044,7 @@ pub async fn sign_in(
         .await
     {
         Ok(session) => {
+            crate::web::consent::merge_at_sign_in(&state, &headers, session.user_id).await;
             // A new token on every sign-in: a session id planted before sign-in is worthless.
             if let Some(old) = &viewer.0 {
                 state.accounts.sign_out(&old.token).await?;
@@ -1200,29 +1214,6 @@ pub async fn password_reset(
         ),
         Err(other) => Err(other.into()),
     }
-}
-
-/// A page that a later part of the privacy work fills; it says so rather than pretending.
-pub async fn privacy_placeholder(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    uri: axum::http::Uri,
-) -> PageResult {
-    let (title, text) = match uri.path() {
-        "/cookie-settings" => (
-            "Cookie Settings",
-            "This forum sets one cookie, and only once you sign in: it keeps you signed in. It sets no analytics, advertising or other optional cookies, so there is nothing to switch off here.",
-        ),
-        _ => (
-            "Your Privacy Choices",
-            "This forum does not sell personal data or share it for targeted advertising. Requests about your data are answered by the privacy contact named in the privacy policy.",
-        ),
-    };
-    page(&MessagePage {
-        layout: Layout::new(&state, &viewer, title),
-        paragraphs: vec![text.into()],
-        link: None,
-    })
 }
 
 pub async fn not_found() -> PageError {

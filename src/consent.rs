@@ -1,0 +1,746 @@
+//! Consent on the server (promises C1–C4): the per-request consent context every page asks
+//! before writing an optional tag, recording choices as immutable evidence, GPC recorded once
+//! per subject, the stricter merge at sign-in, written opt-outs and receipts.
+//! The decisions are `covenant_core::consent`'s; this module only gathers their inputs from the
+//! store and writes their evidence back. It knows no HTTP and never logs a consent id.
+
+use crate::accounts::random_token;
+use crate::error::{Error, Result};
+use crate::policy::Policies;
+use crate::store::{self, ConsentRecordRow, NewConsentRecord, Store};
+use anyhow::Context;
+use covenant_core::consent::{
+    Choice, ConsentRecord, ConsentState, ConsentSubject, Decision, Method, Receipt, Signals,
+    decide, stricter,
+};
+use covenant_core::policy::{CookieCategory, Policy};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+/// The first sentence of the banner and of the Cookie Settings page; part of the hashed notice.
+pub const COOKIE_NOTICE_INTRO: &str = "This forum needs one cookie to work. Anything optional \
+    stays off until you choose, and you can change your mind at any time on the Cookie Settings \
+    page.";
+
+/// What the Your Privacy Choices page says; part of its hashed notice.
+pub const CHOICES_NOTICE: &str = "You can opt out of the sale or sharing of your personal \
+    information and of targeted advertising. A Global Privacy Control signal from your browser \
+    does the same, and anyone known to be under 16 is always opted out.";
+
+/// The statement a GPC signal is recorded under (no text is shown: the browser spoke).
+pub const GPC_NOTICE: &str = "A request with the Global Privacy Control signal (Sec-GPC: 1) \
+    is an opt-out of sale, sharing and targeted advertising.";
+
+/// Anyone who may still be 15 in the current year, knowing only the birth year, counts as
+/// under 16: selling or sharing a minor's data by mistake is the worse error.
+const ADULT_AGE_FOR_ADVERTISING: i64 = 16;
+
+/// The policy version and the hash of the exact text a choice was made under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeStamp {
+    pub policy_version: String,
+    pub text_hash: String,
+}
+
+impl NoticeStamp {
+    pub fn new(policy: &Policy, text: &str) -> Self {
+        Self {
+            policy_version: policy.version().to_string(),
+            text_hash: sha256_hex(text),
+        }
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// One cookie category as the banner and the settings page show it.
+#[derive(Debug, Clone)]
+pub struct NoticeGroup {
+    pub category: CookieCategory,
+    pub name: String,
+    pub description: String,
+    pub optional: bool,
+}
+
+/// The cookie notice: the exact text the banner and the Cookie Settings page show, from the
+/// policy's cookie groups, with its stamp.
+#[derive(Debug, Clone)]
+pub struct CookieNotice {
+    pub intro: &'static str,
+    pub groups: Vec<NoticeGroup>,
+    pub stamp: NoticeStamp,
+}
+
+impl CookieNotice {
+    pub fn of(policy: &Policy) -> Self {
+        let groups: Vec<NoticeGroup> = policy
+            .cookies()
+            .iter()
+            .map(|group| NoticeGroup {
+                category: group.category,
+                name: group.name.clone(),
+                description: group.description.clone(),
+                optional: group.optional,
+            })
+            .collect();
+        let mut text = COOKIE_NOTICE_INTRO.to_string();
+        for group in &groups {
+            text.push('\n');
+            text.push_str(&group.name);
+            text.push_str(": ");
+            text.push_str(&group.description);
+        }
+        Self {
+            intro: COOKIE_NOTICE_INTRO,
+            stamp: NoticeStamp::new(policy, &text),
+            groups,
+        }
+    }
+
+    pub fn optional_categories(&self) -> impl Iterator<Item = CookieCategory> + '_ {
+        self.groups
+            .iter()
+            .filter(|group| group.optional)
+            .map(|group| group.category)
+    }
+}
+
+/// A written opt-out request, by the subject line the law names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrittenOptOut {
+    /// California (CCPA/CPRA): opt-out of sale and sharing.
+    California,
+    /// Nevada (NRS 603A): opt-out of sale.
+    NevadaSale,
+}
+
+impl WrittenOptOut {
+    pub fn subject_line(self) -> &'static str {
+        match self {
+            WrittenOptOut::California => "California Opt-Out",
+            WrittenOptOut::NevadaSale => "Nevada Sale Opt-Out",
+        }
+    }
+
+    /// Accepts the subject line as written, ignoring case and surrounding space.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        [WrittenOptOut::California, WrittenOptOut::NevadaSale]
+            .into_iter()
+            .find(|kind| kind.subject_line().eq_ignore_ascii_case(text))
+    }
+}
+
+/// What the server knows about one request's consent: computed once per request, then asked
+/// by every template and handler. Optional tags are written only when it says so.
+#[derive(Clone, Default)]
+pub struct ConsentContext {
+    state: ConsentState,
+    signals: Signals,
+    device: Option<String>,
+    account: Option<i64>,
+    /// Whether the person (not only their browser's GPC signal) has made any choice.
+    chosen: bool,
+}
+
+impl std::fmt::Debug for ConsentContext {
+    // The consent id is an identifier: it stays out of any debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsentContext")
+            .field("state", &self.state)
+            .field("signals", &self.signals)
+            .field("has_device", &self.device.is_some())
+            .field("account", &self.account)
+            .field("chosen", &self.chosen)
+            .finish()
+    }
+}
+
+impl ConsentContext {
+    /// The decision for one category, for this request.
+    pub fn decide(&self, category: CookieCategory) -> Decision {
+        decide(&self.state, category, self.signals)
+    }
+
+    pub fn allows(&self, category: CookieCategory) -> bool {
+        self.decide(category).allowed
+    }
+
+    /// The first-visit banner shows until the person has chosen something.
+    pub fn show_banner(&self) -> bool {
+        !self.chosen
+    }
+
+    /// Whether the analytics tag may be written into this page.
+    pub fn analytics_tag(&self) -> bool {
+        analytics_allowed(self)
+    }
+
+    /// Whether the advertising tag may be written into this page.
+    pub fn advertising_tag(&self) -> bool {
+        self.allows(CookieCategory::Advertising)
+    }
+
+    /// The request carries `Sec-GPC: 1`.
+    pub fn gpc(&self) -> bool {
+        self.signals.gpc
+    }
+
+    pub fn known_minor_under_16(&self) -> bool {
+        self.signals.known_minor_under_16
+    }
+
+    pub fn device(&self) -> Option<&str> {
+        self.device.as_deref()
+    }
+
+    pub fn account(&self) -> Option<i64> {
+        self.account
+    }
+
+    pub fn state(&self) -> &ConsentState {
+        &self.state
+    }
+
+    /// Every subject a choice made in this request is recorded for.
+    pub fn subjects(&self) -> Vec<ConsentSubject> {
+        let mut subjects = Vec::new();
+        if let Some(device) = &self.device {
+            subjects.push(ConsentSubject::Device(device.clone()));
+        }
+        if let Some(account) = self.account {
+            subjects.push(ConsentSubject::Account(account));
+        }
+        subjects
+    }
+}
+
+/// The analytics gate: the visitor-statistics collector is fed only when this says yes.
+pub fn analytics_allowed(context: &ConsentContext) -> bool {
+    context.allows(CookieCategory::Analytics)
+}
+
+/// Who a request speaks for, as the web edge found it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestSubjects<'a> {
+    /// The consent id of the device cookie, if the browser has one.
+    pub device: Option<&'a str>,
+    pub account: Option<i64>,
+    pub gpc: bool,
+}
+
+/// Whether `text` can be a consent id we issued: 43 characters of URL-safe base64.
+pub fn is_consent_id(text: &str) -> bool {
+    text.len() == 43
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A fresh random consent id for a device (256 bits).
+pub fn new_consent_id() -> String {
+    random_token()
+}
+
+fn parse_row(row: &ConsentRecordRow) -> anyhow::Result<ConsentRecord> {
+    Ok(ConsentRecord {
+        id: row.receipt_id.clone(),
+        subject: ConsentSubject::parse(&row.subject)?,
+        category: CookieCategory::parse(&row.category)?,
+        choice: Choice::parse(&row.choice)?,
+        method: Method::parse(&row.method)?,
+        policy_version: row.policy_version.clone(),
+        text_hash: row.text_hash.clone(),
+        recorded_at: OffsetDateTime::from_unix_timestamp(row.recorded_at)
+            .context("a consent record's time is out of range")?,
+    })
+}
+
+fn parse_rows(rows: &[ConsentRecordRow]) -> Result<Vec<ConsentRecord>> {
+    rows.iter()
+        .map(|row| parse_row(row).with_context(|| format!("consent record {}", row.id)))
+        .collect::<anyhow::Result<_>>()
+        .map_err(Error::Internal)
+}
+
+/// The latest record per category, by the same rule the core folds with.
+fn latest_by_category(records: &[ConsentRecord]) -> [Option<&ConsentRecord>; 4] {
+    let mut latest: [Option<&ConsentRecord>; 4] = [None; 4];
+    for record in records {
+        let slot = &mut latest[category_slot(record.category)];
+        if slot.is_none_or(|held| held.recorded_at <= record.recorded_at) {
+            *slot = Some(record);
+        }
+    }
+    latest
+}
+
+fn category_slot(category: CookieCategory) -> usize {
+    CookieCategory::ALL
+        .iter()
+        .position(|c| *c == category)
+        .expect("every category is in ALL")
+}
+
+/// The consent services, over the store.
+#[derive(Clone)]
+pub struct Consent {
+    store: Store,
+}
+
+impl Consent {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// The consent context of one request: the subject's standing choices (at sign-in merged,
+    /// afterwards the stricter of device and account), GPC and age. A GPC signal is recorded
+    /// the first time a subject sends it, never again.
+    pub async fn context(
+        &self,
+        request: RequestSubjects<'_>,
+        policies: &Policies,
+        now: i64,
+    ) -> Result<ConsentContext> {
+        let device = request.device.filter(|id| is_consent_id(id));
+        let mut device_records = match device {
+            Some(id) => {
+                self.records(&ConsentSubject::Device(id.to_string()))
+                    .await?
+            }
+            None => vec![],
+        };
+        let (mut account_records, birth_year) = match request.account {
+            Some(user_id) => (
+                self.records(&ConsentSubject::Account(user_id)).await?,
+                self.store.birth_year_of(user_id).await?,
+            ),
+            None => (vec![], None),
+        };
+        let needs_gpc_record = |records: &[ConsentRecord]| {
+            request.gpc && !records.iter().any(|record| record.method == Method::Gpc)
+        };
+        if (device.is_some() && needs_gpc_record(&device_records))
+            || (request.account.is_some() && needs_gpc_record(&account_records))
+        {
+            // The policy in force is read only when a GPC record may be written.
+            let in_force = policies.current().await?;
+            let policy = &in_force.policy;
+            if let Some(id) = device {
+                let subject = ConsentSubject::Device(id.to_string());
+                if let Some(record) = self
+                    .record_gpc_once(&subject, &device_records, policy, now)
+                    .await?
+                {
+                    device_records.push(record);
+                }
+            }
+            if let Some(user_id) = request.account {
+                let subject = ConsentSubject::Account(user_id);
+                if let Some(record) = self
+                    .record_gpc_once(&subject, &account_records, policy, now)
+                    .await?
+                {
+                    account_records.push(record);
+                }
+            }
+        }
+        let device_state = ConsentState::from_records(&device_records);
+        let account_state = ConsentState::from_records(&account_records);
+        let state = if request.account.is_some() {
+            stricter(&device_state, &account_state)
+        } else {
+            device_state
+        };
+        let chosen = CookieCategory::ALL.iter().any(|category| {
+            state
+                .standing(*category)
+                .is_some_and(|standing| standing.method != Method::Gpc)
+        });
+        let year = OffsetDateTime::from_unix_timestamp(now)
+            .map(|t| i64::from(t.year()))
+            .unwrap_or(i64::MAX);
+        Ok(ConsentContext {
+            state,
+            signals: Signals {
+                gpc: request.gpc,
+                known_minor_under_16: birth_year
+                    .is_some_and(|born| year - born <= ADULT_AGE_FOR_ADVERTISING),
+                restricted: false,
+                objected: false,
+            },
+            device: device.map(str::to_string),
+            account: request.account,
+            chosen,
+        })
+    }
+
+    pub async fn records(&self, subject: &ConsentSubject) -> Result<Vec<ConsentRecord>> {
+        let rows = self.store.consent_records_of(&subject.to_string()).await?;
+        parse_rows(&rows)
+    }
+
+    /// Records the GPC opt-out of `subject` unless it was recorded before (by this or another
+    /// node): the records already read answer most requests without a write.
+    async fn record_gpc_once(
+        &self,
+        subject: &ConsentSubject,
+        known: &[ConsentRecord],
+        policy: &Policy,
+        now: i64,
+    ) -> Result<Option<ConsentRecord>> {
+        if known.iter().any(|record| record.method == Method::Gpc) {
+            return Ok(None);
+        }
+        let key = subject.to_string();
+        if self.store.gpc_recorded(&key).await? {
+            return Ok(None);
+        }
+        let stamp = NoticeStamp::new(policy, GPC_NOTICE);
+        let mut tx = self.store.begin().await?;
+        let (record, id) = insert_record(
+            &mut tx,
+            subject,
+            CookieCategory::Advertising,
+            Choice::Denied,
+            Method::Gpc,
+            &stamp,
+            now,
+        )
+        .await?;
+        if !store::claim_gpc_marker(&mut tx, &key, id, now).await? {
+            // Another request recorded it first; its record stands alone.
+            tx.rollback()
+                .await
+                .context("abandoning a second GPC record")?;
+            return Ok(None);
+        }
+        tx.commit().await.context("recording a GPC signal")?;
+        tracing::info!(subject_kind = subject_kind(subject), "GPC signal recorded");
+        Ok(Some(record))
+    }
+
+    /// Records one choice per category for every subject, in one transaction; every record is
+    /// new evidence and nothing earlier changes. Necessary cookies take no choice.
+    pub async fn record_choices(
+        &self,
+        subjects: &[ConsentSubject],
+        choices: &[(CookieCategory, Choice)],
+        method: Method,
+        stamp: &NoticeStamp,
+        now: i64,
+    ) -> Result<Vec<ConsentRecord>> {
+        if let Some((category, _)) = choices.iter().find(|(c, _)| !c.is_optional()) {
+            return Err(Error::BadRequest(format!(
+                "the {category} category is always on and takes no choice"
+            )));
+        }
+        if subjects.is_empty() || choices.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut tx = self.store.begin().await?;
+        let mut records = Vec::new();
+        for subject in subjects {
+            for (category, choice) in choices {
+                let (record, _) =
+                    insert_record(&mut tx, subject, *category, *choice, method, stamp, now).await?;
+                records.push(record);
+            }
+        }
+        tx.commit().await.context("recording consent choices")?;
+        tracing::info!(
+            n_records = records.len(),
+            method = method.as_str(),
+            "consent choices recorded"
+        );
+        Ok(records)
+    }
+
+    /// At sign-in the stricter of the device's and the account's choices wins, per category;
+    /// whichever side differs gets a record (method `account_sync`) carrying the winning
+    /// record's policy version and text hash.
+    pub async fn merge_at_sign_in(
+        &self,
+        device: Option<&str>,
+        user_id: i64,
+        now: i64,
+    ) -> Result<()> {
+        let device = device.filter(|id| is_consent_id(id)).map(str::to_string);
+        let account_subject = ConsentSubject::Account(user_id);
+        let account_records = self.records(&account_subject).await?;
+        let device_subject = device.map(ConsentSubject::Device);
+        let device_records = match &device_subject {
+            Some(subject) => self.records(subject).await?,
+            None => vec![],
+        };
+        let device_state = ConsentState::from_records(&device_records);
+        let account_state = ConsentState::from_records(&account_records);
+        let merged = stricter(&device_state, &account_state);
+        let device_latest = latest_by_category(&device_records);
+        let account_latest = latest_by_category(&account_records);
+        let mut writes: Vec<(ConsentSubject, CookieCategory, Choice, NoticeStamp)> = vec![];
+        for category in CookieCategory::ALL
+            .iter()
+            .copied()
+            .filter(|c| c.is_optional())
+        {
+            let Some(winner) = merged.standing(category) else {
+                continue;
+            };
+            let slot = category_slot(category);
+            let from_device = device_state.standing(category) == Some(winner);
+            let source = if from_device {
+                device_latest[slot]
+            } else {
+                account_latest[slot]
+            };
+            let Some(source) = source else { continue };
+            let stamp = NoticeStamp {
+                policy_version: source.policy_version.clone(),
+                text_hash: source.text_hash.clone(),
+            };
+            if account_state.choice(category) != Some(winner.choice) {
+                writes.push((
+                    account_subject.clone(),
+                    category,
+                    winner.choice,
+                    stamp.clone(),
+                ));
+            }
+            if let Some(subject) = &device_subject
+                && device_state.choice(category) != Some(winner.choice)
+            {
+                writes.push((subject.clone(), category, winner.choice, stamp));
+            }
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.store.begin().await?;
+        for (subject, category, choice, stamp) in &writes {
+            insert_record(
+                &mut tx,
+                subject,
+                *category,
+                *choice,
+                Method::AccountSync,
+                stamp,
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await.context("merging consent at sign-in")?;
+        tracing::info!(
+            user_id,
+            n_records = writes.len(),
+            "consent merged at sign-in"
+        );
+        Ok(())
+    }
+
+    /// Applies a written "California Opt-Out" or "Nevada Sale Opt-Out" request to an account.
+    pub async fn written_opt_out(
+        &self,
+        user_id: i64,
+        kind: WrittenOptOut,
+        policy: &Policy,
+        now: i64,
+    ) -> Result<ConsentRecord> {
+        if self.store.birth_year_of(user_id).await?.is_none() {
+            return Err(Error::NotFound("account"));
+        }
+        let stamp = NoticeStamp::new(policy, kind.subject_line());
+        let mut records = self
+            .record_choices(
+                &[ConsentSubject::Account(user_id)],
+                &[(CookieCategory::Advertising, Choice::Denied)],
+                Method::WrittenRequest,
+                &stamp,
+                now,
+            )
+            .await?;
+        Ok(records.remove(0))
+    }
+
+    /// Every record of an account as ISO/IEC TS 27560-style receipts, oldest first.
+    pub async fn receipts(&self, user_id: i64, policy: &Policy) -> Result<Vec<Receipt>> {
+        let records = self.records(&ConsentSubject::Account(user_id)).await?;
+        Ok(records
+            .iter()
+            .map(|record| Receipt::from_record(record, policy.controller()))
+            .collect())
+    }
+
+    /// The standing choices of one subject, without request signals.
+    pub async fn state_of(&self, subject: &ConsentSubject) -> Result<ConsentState> {
+        Ok(ConsentState::from_records(&self.records(subject).await?))
+    }
+
+    /// Whether an account is known to be under 16 (for decisions asked through the API).
+    pub async fn known_minor(&self, user_id: i64, now: i64) -> Result<bool> {
+        let year = OffsetDateTime::from_unix_timestamp(now)
+            .map(|t| i64::from(t.year()))
+            .unwrap_or(i64::MAX);
+        Ok(self
+            .store
+            .birth_year_of(user_id)
+            .await?
+            .is_some_and(|born| year - born <= ADULT_AGE_FOR_ADVERTISING))
+    }
+}
+
+fn subject_kind(subject: &ConsentSubject) -> &'static str {
+    match subject {
+        ConsentSubject::Device(_) => "device",
+        ConsentSubject::Account(_) => "account",
+    }
+}
+
+async fn insert_record(
+    tx: &mut store::Tx,
+    subject: &ConsentSubject,
+    category: CookieCategory,
+    choice: Choice,
+    method: Method,
+    stamp: &NoticeStamp,
+    now: i64,
+) -> Result<(ConsentRecord, i64)> {
+    let receipt_id = random_token();
+    let subject_text = subject.to_string();
+    let id = store::insert_consent_record(
+        tx,
+        &NewConsentRecord {
+            receipt_id: &receipt_id,
+            subject: &subject_text,
+            category: category.as_str(),
+            choice: choice.as_str(),
+            method: method.as_str(),
+            policy_version: &stamp.policy_version,
+            text_hash: &stamp.text_hash,
+            recorded_at: now,
+        },
+    )
+    .await?;
+    let record = ConsentRecord {
+        id: receipt_id,
+        subject: subject.clone(),
+        category,
+        choice,
+        method,
+        policy_version: stamp.policy_version.clone(),
+        text_hash: stamp.text_hash.clone(),
+        recorded_at: OffsetDateTime::from_unix_timestamp(now)
+            .context("the clock is out of range")?,
+    };
+    Ok((record, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(state: ConsentState, signals: Signals) -> ConsentContext {
+        ConsentContext {
+            state,
+            signals,
+            device: None,
+            account: None,
+            chosen: true,
+        }
+    }
+
+    fn record(category: CookieCategory, choice: Choice, at: i64) -> ConsentRecord {
+        ConsentRecord {
+            id: format!("r{at}"),
+            subject: ConsentSubject::Device("d".into()),
+            category,
+            choice,
+            method: Method::SettingsPage,
+            policy_version: "1".into(),
+            text_hash: "h".into(),
+            recorded_at: OffsetDateTime::from_unix_timestamp(at).unwrap(),
+        }
+    }
+
+    #[test]
+    fn analytics_is_off_without_a_choice() {
+        assert!(!analytics_allowed(&ConsentContext::default()));
+        assert!(ConsentContext::default().show_banner());
+    }
+
+    #[test]
+    fn analytics_follows_the_latest_choice() {
+        let granted =
+            ConsentState::from_records(&[record(CookieCategory::Analytics, Choice::Granted, 10)]);
+        assert!(analytics_allowed(&context(granted, Signals::default())));
+        let withdrawn = ConsentState::from_records(&[
+            record(CookieCategory::Analytics, Choice::Granted, 10),
+            record(CookieCategory::Analytics, Choice::Denied, 20),
+        ]);
+        assert!(!analytics_allowed(&context(withdrawn, Signals::default())));
+    }
+
+    #[test]
+    fn analytics_stops_while_processing_is_restricted() {
+        let granted =
+            ConsentState::from_records(&[record(CookieCategory::Analytics, Choice::Granted, 10)]);
+        let signals = Signals {
+            restricted: true,
+            ..Signals::default()
+        };
+        assert!(!analytics_allowed(&context(granted, signals)));
+    }
+
+    #[test]
+    fn gpc_keeps_advertising_off_but_not_analytics() {
+        let state = ConsentState::from_records(&[
+            record(CookieCategory::Analytics, Choice::Granted, 10),
+            record(CookieCategory::Advertising, Choice::Granted, 10),
+        ]);
+        let signals = Signals {
+            gpc: true,
+            ..Signals::default()
+        };
+        let context = context(state, signals);
+        assert!(analytics_allowed(&context));
+        assert!(!context.advertising_tag());
+    }
+
+    #[test]
+    fn consent_ids_are_only_what_we_issue() {
+        assert!(is_consent_id(&new_consent_id()));
+        assert!(!is_consent_id("short"));
+        assert!(!is_consent_id(&"a;".repeat(22)[..43]));
+    }
+
+    #[test]
+    fn written_opt_out_subjects_are_read_as_written() {
+        assert_eq!(
+            WrittenOptOut::parse(" california opt-out "),
+            Some(WrittenOptOut::California)
+        );
+        assert_eq!(
+            WrittenOptOut::parse("Nevada Sale Opt-Out"),
+            Some(WrittenOptOut::NevadaSale)
+        );
+        assert_eq!(WrittenOptOut::parse("Opt-Out"), None);
+    }
+
+    #[test]
+    fn the_notice_hash_changes_with_the_text_shown() {
+        let policy = Policy::default_policy();
+        let notice = CookieNotice::of(&policy);
+        assert_eq!(notice.stamp.policy_version, policy.version());
+        assert_eq!(notice.stamp.text_hash.len(), 64);
+        assert_ne!(
+            notice.stamp.text_hash,
+            NoticeStamp::new(&policy, CHOICES_NOTICE).text_hash
+        );
+        assert!(notice.optional_categories().all(|c| c.is_optional()));
+    }
+}

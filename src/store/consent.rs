@@ -1,0 +1,114 @@
+//! Consent evidence: immutable consent records and the one-per-subject GPC marker.
+//! Records are only ever inserted; nothing here updates one (a trigger refuses it anyway).
+
+use super::{Store, Tx};
+use anyhow::Context;
+use sqlx::FromRow;
+
+/// One stored consent record, as TEXT names; the service parses them into core types.
+#[derive(Debug, Clone, FromRow)]
+pub struct ConsentRecordRow {
+    pub id: i64,
+    pub receipt_id: String,
+    pub subject: String,
+    pub category: String,
+    pub choice: String,
+    pub method: String,
+    pub policy_version: String,
+    pub text_hash: String,
+    pub recorded_at: i64,
+}
+
+pub struct NewConsentRecord<'a> {
+    pub receipt_id: &'a str,
+    pub subject: &'a str,
+    pub category: &'a str,
+    pub choice: &'a str,
+    pub method: &'a str,
+    pub policy_version: &'a str,
+    pub text_hash: &'a str,
+    pub recorded_at: i64,
+}
+
+const RECORD_COLUMNS: &str =
+    "id, receipt_id, subject, category, choice, method, policy_version, text_hash, recorded_at";
+
+pub async fn insert_consent_record(
+    tx: &mut Tx,
+    record: &NewConsentRecord<'_>,
+) -> anyhow::Result<i64> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO consent_records (receipt_id, subject, category, choice, method, \
+         policy_version, text_hash, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         RETURNING id",
+    )
+    .bind(record.receipt_id)
+    .bind(record.subject)
+    .bind(record.category)
+    .bind(record.choice)
+    .bind(record.method)
+    .bind(record.policy_version)
+    .bind(record.text_hash)
+    .bind(record.recorded_at)
+    .fetch_one(&mut **tx)
+    .await
+    .context("inserting a consent record")?;
+    Ok(id)
+}
+
+/// Claims the GPC marker of `subject`; true only for the first claim ever, so the signal is
+/// recorded once however many requests carry it, and by whichever node sees it first.
+pub async fn claim_gpc_marker(
+    tx: &mut Tx,
+    subject: &str,
+    record_id: i64,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let claimed: Option<(String,)> = sqlx::query_as(
+        "INSERT INTO consent_gpc (subject, record_id, first_seen_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (subject) DO NOTHING RETURNING subject",
+    )
+    .bind(subject)
+    .bind(record_id)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await
+    .context("claiming the GPC marker")?;
+    Ok(claimed.is_some())
+}
+
+impl Store {
+    /// A subject's records, oldest first (the order the core folds them in).
+    pub async fn consent_records_of(&self, subject: &str) -> anyhow::Result<Vec<ConsentRecordRow>> {
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM consent_records WHERE subject = $1 \
+             ORDER BY recorded_at, id"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(subject)
+            .fetch_all(self.pool())
+            .await
+            .context("reading consent records")
+    }
+
+    /// Whether the GPC signal of `subject` was already recorded.
+    pub async fn gpc_recorded(&self, subject: &str) -> anyhow::Result<bool> {
+        let found: Option<(i64,)> =
+            sqlx::query_as("SELECT record_id FROM consent_gpc WHERE subject = $1")
+                .bind(subject)
+                .fetch_optional(self.pool())
+                .await
+                .context("reading the GPC marker")?;
+        Ok(found.is_some())
+    }
+
+    /// The birth year of an account, for the age rules; `None` if there is no such account.
+    pub async fn birth_year_of(&self, user_id: i64) -> anyhow::Result<Option<i64>> {
+        let found: Option<(i64,)> = sqlx::query_as("SELECT birth_year FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading a birth year")?;
+        Ok(found.map(|(year,)| year))
+    }
+}

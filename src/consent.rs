@@ -667,12 +667,14 @@ mod tests {
         }
     }
 
+    /// Proves: C1
     #[test]
     fn analytics_is_off_without_a_choice() {
         assert!(!analytics_allowed(&ConsentContext::default()));
         assert!(ConsentContext::default().show_banner());
     }
 
+    /// Proves: C1
     #[test]
     fn analytics_follows_the_latest_choice() {
         let granted =
@@ -685,6 +687,7 @@ mod tests {
         assert!(!analytics_allowed(&context(withdrawn, Signals::default())));
     }
 
+    /// Proves: C1
     #[test]
     fn analytics_stops_while_processing_is_restricted() {
         let granted =
@@ -696,6 +699,7 @@ mod tests {
         assert!(!analytics_allowed(&context(granted, signals)));
     }
 
+    /// Proves: C2
     #[test]
     fn gpc_keeps_advertising_off_but_not_analytics() {
         let state = ConsentState::from_records(&[

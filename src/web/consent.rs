@@ -384,6 +384,8 @@ pub async fn save_cookie_settings(
         }
     }
     let context = current().context;
+    // The form sends every switch; only what changed (or was never chosen) is new evidence.
+    choices.retain(|(category, choice)| context.state().choice(*category) != Some(*choice));
     let cookie = record_browser_choices(
         &state,
         &context,

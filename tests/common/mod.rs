@@ -52,10 +52,9 @@ pub async fn fresh_postgres_database(admin_url: &str) -> String {
     sqlx::any::install_default_drivers();
     let name = format!(
         "covenant_test_{}",
-        covenant::accounts::random_token()
+        &covenant::accounts::random_token()
             .to_lowercase()
             .replace(['-', '_'], "")[..20]
-            .to_string()
     );
     let admin = sqlx::AnyPool::connect(admin_url)
         .await
@@ -73,9 +72,11 @@ pub async fn fresh_postgres_database(admin_url: &str) -> String {
 
 /// A test configuration: cheap password hashing, quick mail polling, a private data folder.
 pub fn test_config(data_dir: PathBuf, database_url: String) -> Config {
-    let mut config = Config::default();
-    config.data_dir = data_dir;
-    config.database_url = database_url;
+    let mut config = Config {
+        data_dir,
+        database_url,
+        ..Config::default()
+    };
     config.argon2.memory_kib = 1024;
     config.argon2.iterations = 1;
     config.mail.poll_seconds = 1;

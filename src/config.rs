@@ -214,6 +214,7 @@ impl Config {
                 continue;
             }
             apply_env(&mut table, &path.to_ascii_lowercase(), &value)
+                .and_then(|()| Ok(table.clone().try_into::<Config>().map(|_| ())?))
                 .with_context(|| format!("in the environment variable {name}"))?;
         }
         let config: Config = table.try_into().context("reading the configuration")?;
@@ -278,7 +279,9 @@ fn merge(into: &mut toml::Table, from: toml::Table) {
 }
 
 /// Sets the setting named by `path` (`mail_smtp_host`) from an environment string, keeping the
-/// setting's type. Section names are matched first so that `mail_smtp_host` finds `[mail]`.
+/// setting's type. Section names are matched first so that `mail_smtp_host` finds `[mail]`;
+/// a key with no default (an optional setting) is written as given and checked when the whole
+/// configuration is read.
 fn apply_env(table: &mut toml::Table, path: &str, raw: &str) -> anyhow::Result<()> {
     if let Some(existing) = table.get(path) {
         let value = match existing {
@@ -297,19 +300,18 @@ fn apply_env(table: &mut toml::Table, path: &str, raw: &str) -> anyhow::Result<(
         if let (Some(rest), toml::Value::Table(inner)) =
             (path.strip_prefix(&format!("{section}_")), value)
         {
+            if !inner.contains_key(rest)
+                && !inner.keys().any(|k| rest.starts_with(&format!("{k}_")))
+            {
+                let value = raw
+                    .parse::<bool>()
+                    .map(toml::Value::Boolean)
+                    .unwrap_or_else(|_| toml::Value::String(raw.to_string()));
+                inner.insert(rest.to_string(), value);
+                return Ok(());
+            }
             return apply_env(inner, rest, raw);
         }
-    }
-    // Options with no default (such as `session.secure_cookies`) are absent from the table.
-    if let Some((section, key)) = path.split_once('_')
-        && let Some(toml::Value::Table(inner)) = table.get_mut(section)
-    {
-        let value = raw
-            .parse::<bool>()
-            .map(toml::Value::Boolean)
-            .unwrap_or_else(|_| toml::Value::String(raw.to_string()));
-        inner.insert(key.to_string(), value);
-        return Ok(());
     }
     bail!("no such setting")
 }

@@ -39,7 +39,6 @@ pub fn render_plain_paragraphs(text: &str) -> String {
                 '&' => out.push_str("&amp;"),
                 '<' => out.push_str("&lt;"),
                 '>' => out.push_str("&gt;"),
-                '"' => out.push_str("&quot;"),
                 c => out.push(c),
             }
         }
@@ -97,7 +96,9 @@ mod tests {
 
     #[test]
     fn plain_paragraphs_render_like_markdown() {
-        let text = "Hello there & welcome\n\nSecond <para>";
+        let text = "Hello there & welcome.\n\nSecond paragraph, with \"quotes\".";
         assert_eq!(render_plain_paragraphs(text), render(text));
+        // Anything that looks like markup stays inert text.
+        assert_eq!(render_plain_paragraphs("<b>x</b>"), "<p>&lt;b&gt;x&lt;/b&gt;</p>\n");
     }
 }

@@ -172,7 +172,11 @@ async fn bulk_insert_users(kind: StoreKind, tx: &mut Tx, users: &[BulkUser]) -> 
     Ok(())
 }
 
-async fn bulk_insert_topics(kind: StoreKind, tx: &mut Tx, topics: &[BulkTopic]) -> anyhow::Result<()> {
+async fn bulk_insert_topics(
+    kind: StoreKind,
+    tx: &mut Tx,
+    topics: &[BulkTopic],
+) -> anyhow::Result<()> {
     let sql = format!(
         "INSERT INTO topics (id, kind, category_id, user_id, title, slug, created_at, \
          last_posted_at, n_posts) VALUES {}",

@@ -287,9 +287,16 @@ mod tests {
         assert!(files.len() > 10);
         let undocumented: Vec<_> = files
             .iter()
-            .filter(|f| !std::fs::read_to_string(f).unwrap_or_default().starts_with("//!"))
+            .filter(|f| {
+                !std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .starts_with("//!")
+            })
             .collect();
-        assert!(undocumented.is_empty(), "modules without a //! line: {undocumented:?}");
+        assert!(
+            undocumented.is_empty(),
+            "modules without a //! line: {undocumented:?}"
+        );
     }
 
     /// The tidy check on the real repository: every promise the registry calls kept or partial

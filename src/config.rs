@@ -209,8 +209,9 @@ impl Config {
             let Some(path) = name.strip_prefix("COVENANT_") else {
                 continue;
             };
-            // Variables that are flags of the command line, not settings.
-            if matches!(path, "CONFIG" | "TEST_DATABASE_URL" | "LOG_FORMAT") {
+            // Variables that are flags of the command line, not settings; `COVENANT_TEST_*`
+            // belong to the test suite (database, chromedriver) and reach the binary it runs.
+            if matches!(path, "CONFIG" | "LOG_FORMAT") || path.starts_with("TEST_") {
                 continue;
             }
             apply_env(&mut table, &path.to_ascii_lowercase(), &value)
@@ -325,6 +326,22 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn test_suite_variables_are_not_settings() {
+        let config = Config::load_from(
+            None,
+            env(&[
+                (
+                    "COVENANT_TEST_DATABASE_URL",
+                    "postgres://x@127.0.0.1/postgres",
+                ),
+                ("COVENANT_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"),
+            ]),
+        )
+        .unwrap();
+        assert!(config.database_url.is_empty());
     }
 
     #[test]

@@ -99,6 +99,9 @@ mod tests {
         let text = "Hello there & welcome.\n\nSecond paragraph, with \"quotes\".";
         assert_eq!(render_plain_paragraphs(text), render(text));
         // Anything that looks like markup stays inert text.
-        assert_eq!(render_plain_paragraphs("<b>x</b>"), "<p>&lt;b&gt;x&lt;/b&gt;</p>\n");
+        assert_eq!(
+            render_plain_paragraphs("<b>x</b>"),
+            "<p>&lt;b&gt;x&lt;/b&gt;</p>\n"
+        );
     }
 }

@@ -171,6 +171,10 @@ on_both_stores! {
         let response = app.client.post(app.url("/new-topic"))
             .form(&[("csrf", csrf_of(&token_page).as_str()), ("category", "general"), ("title", "Forged"), ("body", "x")]).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        // The session cookie does not sign in API calls: only a bearer token does.
+        let response = app.client.post(app.url("/api/v1/topics"))
+            .json(&json!({"category": "general", "title": "By cookie", "body": "x"})).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(app.store.count_topics("discussion", None).await.unwrap(), 0);
     }
 }

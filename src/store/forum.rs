@@ -87,6 +87,15 @@ impl Store {
         .context("reading a category")
     }
 
+    /// A category's slug and name, without counting its topics.
+    pub async fn category_name(&self, id: i64) -> anyhow::Result<Option<(String, String)>> {
+        sqlx::query_as("SELECT slug, name FROM categories WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading a category's name")
+    }
+
     pub async fn insert_category(
         &self,
         slug: &str,

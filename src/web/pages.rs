@@ -349,13 +349,11 @@ async fn render_topic(
         return Err(Error::NotFound("page"));
     }
     let category = match topic.category_id {
-        Some(_) => state
+        Some(id) => state
             .store
-            .categories()
+            .category_name(id)
             .await?
-            .into_iter()
-            .find(|c| Some(c.id) == topic.category_id)
-            .map(|c| (format!("/c/{}", c.slug), c.name)),
+            .map(|(slug, name)| (format!("/c/{slug}"), name)),
         None => None,
     };
     let href = topic_href(&topic);

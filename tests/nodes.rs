@@ -1,0 +1,386 @@
+//! Whole `covenant serve` processes: several nodes over one PostgreSQL database, and servers
+//! killed with SIGKILL in the middle of work, then restarted on the same data.
+
+mod common;
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// One `covenant serve` process.
+struct Node {
+    child: Child,
+    base: String,
+    data_dir: PathBuf,
+}
+
+impl Node {
+    fn start(data_dir: &Path, database_url: &str) -> Node {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_covenant"))
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+            ])
+            .env("COVENANT_DATABASE_URL", database_url)
+            .env("COVENANT_BASE_URL", &base)
+            .env("COVENANT_ARGON2_MEMORY_KIB", "1024")
+            .env("COVENANT_ARGON2_ITERATIONS", "1")
+            .env("COVENANT_MAIL_POLL_SECONDS", "1")
+            .env("COVENANT_DB_MAX_CONNECTIONS", "4")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting covenant serve");
+        Node {
+            child,
+            base,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(response) = client.get(format!("{}/healthz", self.base)).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the node at {} did not become healthy", self.base);
+    }
+
+    fn kill_hard(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().unwrap();
+    }
+
+    fn mail_files(&self) -> Vec<(String, String)> {
+        let dir = self.data_dir.join("mail");
+        let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                    .map(|e| {
+                        (
+                            e.file_name().to_string_lossy().to_string(),
+                            std::fs::read_to_string(e.path()).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Registers a member on `node`, confirms the address from whichever node's mail folder the
+/// message landed in, and returns a bearer token.
+async fn member(node: &Node, all: &[&Node], username: &str) -> String {
+    let client = reqwest::Client::new();
+    let email = format!("{username}@example.org");
+    let response = client
+        .post(format!("{}/api/v1/users", node.base))
+        .json(&json!({"username": username, "email": email, "password": "a long enough password", "birth_year": 1990}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let mut token = None;
+    for _ in 0..200 {
+        token = all
+            .iter()
+            .flat_map(|n| n.mail_files())
+            .find_map(|(_, mail)| {
+                let to_line = mail
+                    .lines()
+                    .any(|l| l.starts_with("To: ") && l.contains(&email));
+                let start = mail.find("/verify-email/")?;
+                to_line.then(|| {
+                    mail[start + "/verify-email/".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap()
+                        .to_string()
+                })
+            });
+        if token.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let token = token.expect("the verification mail was delivered by one of the nodes");
+    let response = client
+        .post(format!("{}/api/v1/users/verify-email", node.base))
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let session: Value = client
+        .post(format!("{}/api/v1/session", node.base))
+        .json(&json!({"login": username, "password": "a long enough password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    session["token"].as_str().unwrap().to_string()
+}
+
+/// Proves: F4
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_sessions_and_posts_and_send_each_email_once() {
+    let Some(admin) = common::postgres_url() else {
+        eprintln!("skipped on PostgreSQL: COVENANT_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let url = common::fresh_postgres_database(&admin).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Node::start(dir_a.path(), &url);
+    a.wait_ready().await;
+    let b = Node::start(dir_b.path(), &url);
+    b.wait_ready().await;
+    let client = reqwest::Client::new();
+
+    // Sessions work on either node.
+    let token = member(&a, &[&a, &b], "roamer").await;
+    let me: Value = client
+        .get(format!("{}/api/v1/me", b.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["username"], "roamer");
+    let created: Value = client
+        .post(format!("{}/api/v1/topics", b.base))
+        .bearer_auth(&token)
+        .json(
+            &json!({"category": "general", "title": "Written on node B", "body": "Read on node A"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let topic: Value = client
+        .get(format!("{}/api/v1/topics/{}", a.base, created["topic_id"]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(topic["posts"][0]["body_md"], "Read on node A");
+
+    // Many emails queued through both nodes: each one is written by exactly one node.
+    let mut expected = 1;
+    for i in 0..12 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let response = client
+            .post(format!("{}/api/v1/users", node.base))
+            .json(&json!({"username": format!("crowd{i}"), "email": format!("crowd{i}@example.org"), "password": "a long enough password", "birth_year": 1990}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        expected += 1;
+    }
+    for _ in 0..200 {
+        if a.mail_files().len() + b.mail_files().len() >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut recipients: Vec<String> = a
+        .mail_files()
+        .into_iter()
+        .chain(b.mail_files())
+        .filter_map(|(_, mail)| {
+            mail.lines()
+                .find(|l| l.starts_with("To: "))
+                .map(str::to_string)
+        })
+        .collect();
+    recipients.sort();
+    let before = recipients.len();
+    recipients.dedup();
+    assert_eq!(before, expected, "every queued message was sent");
+    assert_eq!(
+        recipients.len(),
+        before,
+        "no message was sent by both nodes"
+    );
+}
+
+async fn replies_survive_a_hard_kill(database_url: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path(), &database_url);
+    node.wait_ready().await;
+    let token = member(&node, &[&node], "steady").await;
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{}/api/v1/topics", node.base))
+        .bearer_auth(&token)
+        .json(&json!({"category": "general", "title": "A stream of replies", "body": "Start"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let topic_id = created["topic_id"].as_i64().unwrap();
+
+    // Four writers post replies until the server dies under them.
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(i64, String)>::new()));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (client, base, token, acknowledged) = (
+            client.clone(),
+            node.base.clone(),
+            token.clone(),
+            acknowledged.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            for n in 0.. {
+                let body = format!("reply {w}-{n}");
+                let sent = client
+                    .post(format!("{base}/api/v1/topics/{topic_id}/posts"))
+                    .bearer_auth(&token)
+                    .json(&json!({"body": body}))
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == 201 => {
+                        let place: Value = match response.json().await {
+                            Ok(place) => place,
+                            Err(_) => return,
+                        };
+                        acknowledged
+                            .lock()
+                            .unwrap()
+                            .push((place["post_id"].as_i64().unwrap(), body));
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    node.kill_hard();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() > 5,
+        "the stream was running when the server died ({} replies)",
+        acknowledged.len()
+    );
+
+    let node = Node::start(dir.path(), &database_url);
+    node.wait_ready().await;
+    let mut stored = std::collections::HashMap::new();
+    for page in 1.. {
+        let topic: Value = client
+            .get(format!(
+                "{}/api/v1/topics/{topic_id}?page={page}",
+                node.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let posts = topic["posts"].as_array().unwrap();
+        if posts.is_empty() {
+            break;
+        }
+        for post in posts {
+            stored.insert(
+                post["id"].as_i64().unwrap(),
+                post["body_md"].as_str().unwrap().to_string(),
+            );
+        }
+    }
+    for (id, body) in &acknowledged {
+        assert_eq!(
+            stored.get(id),
+            Some(body),
+            "acknowledged reply {id} survived the crash"
+        );
+    }
+    // Post numbers stay gapless and unique after the crash.
+    let mut numbers: Vec<i64> = Vec::new();
+    let store = covenant::Store::open(dir.path(), &database_url, 1)
+        .await
+        .unwrap();
+    for post in store.posts_of_topic(topic_id, 100_000, 0).await.unwrap() {
+        numbers.push(post.post_number);
+    }
+    assert_eq!(numbers, (1..=numbers.len() as i64).collect::<Vec<_>>());
+    if database_url.is_empty() {
+        let (verdict,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+            .fetch_one(
+                &sqlx::AnyPool::connect(&format!(
+                    "sqlite://{}",
+                    dir.path().join("covenant.db").display()
+                ))
+                .await
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            verdict, "ok",
+            "SQLite's integrity check passes after the crash"
+        );
+    }
+    store.close().await;
+}
+
+/// Proves: F4
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_reply_survives_a_hard_kill_on_sqlite() {
+    sqlx::any::install_default_drivers();
+    replies_survive_a_hard_kill(String::new()).await;
+}
+
+/// Proves: F4
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_reply_survives_a_hard_kill_on_postgres() {
+    let Some(admin) = common::postgres_url() else {
+        eprintln!("skipped on PostgreSQL: COVENANT_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let url = common::fresh_postgres_database(&admin).await;
+    replies_survive_a_hard_kill(url).await;
+}

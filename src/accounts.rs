@@ -295,6 +295,9 @@ impl Accounts {
                 .user_by_username(&login.to_ascii_lowercase())
                 .await?
         };
+        // A closed account is kept for storage only: it signs in no more, and is refused
+        // exactly like an unknown login.
+        let user = user.filter(|u| u.closed_at.is_none());
         let stored = user.as_ref().map(|u| u.password_hash.as_str());
         if !self.hasher.verify(password, stored).await {
             tracing::info!("sign-in refused");
@@ -691,7 +694,8 @@ impl Accounts {
     /// Sends a reset link if the address has an account; says nothing either way.
     pub async fn request_password_reset(&self, email: &str) -> Result<()> {
         let email = EmailAddress::parse(email)?;
-        let Some(user) = self.store.user_by_email(&email.canonical()).await? else {
+        let user = self.store.user_by_email(&email.canonical()).await?;
+        let Some(user) = user.filter(|u| u.closed_at.is_none()) else {
             tracing::info!("password reset asked for an address with no account");
             return Ok(());
         };

@@ -40,10 +40,24 @@ pub enum AuditKind {
     PersonalDataRead,
     /// A disclosure to a third party or an authority (not built yet).
     Disclosure,
+    /// A member closed their account, or staff did: the relationship ended (T1).
+    AccountClosed,
+    /// The sweep restricted records to storage and security (T2).
+    DataRestricted,
+    /// The sweep deleted records (T4).
+    DataDeleted,
+    /// The sweep anonymized records (T4).
+    DataAnonymized,
+    /// Privacy staff placed a legal hold (T3).
+    LegalHoldPlaced,
+    /// Privacy staff released a legal hold (T3).
+    LegalHoldReleased,
+    /// A sweep run went through every subject.
+    SweepFinished,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 17] = [
+    pub const ALL: [AuditKind; 24] = [
         Self::AccountRegistered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -61,6 +75,13 @@ impl AuditKind {
         Self::AuditLogViewed,
         Self::PersonalDataRead,
         Self::Disclosure,
+        Self::AccountClosed,
+        Self::DataRestricted,
+        Self::DataDeleted,
+        Self::DataAnonymized,
+        Self::LegalHoldPlaced,
+        Self::LegalHoldReleased,
+        Self::SweepFinished,
     ];
 
     /// Kinds kept for work that is planned but not built; nothing writes them yet.
@@ -85,6 +106,13 @@ impl AuditKind {
             Self::AuditLogViewed => "audit_log_viewed",
             Self::PersonalDataRead => "personal_data_read",
             Self::Disclosure => "disclosure",
+            Self::AccountClosed => "account_closed",
+            Self::DataRestricted => "data_restricted",
+            Self::DataDeleted => "data_deleted",
+            Self::DataAnonymized => "data_anonymized",
+            Self::LegalHoldPlaced => "legal_hold_placed",
+            Self::LegalHoldReleased => "legal_hold_released",
+            Self::SweepFinished => "sweep_finished",
         }
     }
 
@@ -106,6 +134,10 @@ pub enum Detail {
     Reason(&'static str),
     Method(&'static str),
     Count(i64),
+    /// A data category key of the policy (`user.contact.email`); only `[a-z0-9._]` is kept.
+    Category(String),
+    Hold(i64),
+    SweepRun(i64),
 }
 
 impl Detail {
@@ -125,6 +157,18 @@ impl Detail {
             Self::Reason(reason) => format!("reason={reason}"),
             Self::Method(method) => format!("method={method}"),
             Self::Count(n) => format!("count={n}"),
+            Self::Category(key) => {
+                let key: String = key
+                    .chars()
+                    .filter(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '.' || *c == '_'
+                    })
+                    .take(64)
+                    .collect();
+                format!("category={key}")
+            }
+            Self::Hold(id) => format!("hold={id}"),
+            Self::SweepRun(id) => format!("sweep_run={id}"),
         }
     }
 }

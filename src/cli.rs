@@ -97,6 +97,27 @@ enum Command {
     /// Check, compare and publish privacy policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Apply the retention rules: restrict, delete or anonymize what is due, in resumable,
+    /// audited batches. With --dry-run, print what would happen and why, changing nothing.
+    Sweep {
+        /// Change nothing; print, per category, what a sweep would do now and why.
+        #[arg(long)]
+        dry_run: bool,
+        /// Take the verdicts as of this day (YYYY-MM-DD, UTC midnight) instead of now.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        now: Option<String>,
+        /// Members per transaction [default: retention.sweep_batch].
+        #[arg(long)]
+        batch_size: Option<i64>,
+        /// Stop after this many batches, leaving the run open to resume (for rehearsing a crash).
+        #[arg(long, hide = true)]
+        stop_after_batches: Option<u64>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Place, release and list legal holds.
+    #[command(subcommand)]
+    Hold(HoldCommand),
     /// Print the record of processing activities of the policy in force.
     Ropa {
         #[arg(long, value_enum, default_value = "json")]
@@ -128,6 +149,41 @@ enum PolicyCommand {
         /// Members per notice transaction.
         #[arg(long, default_value_t = crate::policy::NOTICE_BATCH)]
         batch_size: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HoldCommand {
+    /// Place a hold: what it covers is kept, neither restricted nor removed, until released.
+    Add {
+        /// The member whose data is held (username); everyone's when not given.
+        #[arg(long)]
+        subject: Option<String>,
+        /// A category key to hold (repeat for several); every category when not given.
+        #[arg(long = "category", value_name = "KEY")]
+        categories: Vec<String>,
+        /// First creation day of the records held (YYYY-MM-DD).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: Option<String>,
+        /// Last creation day of the records held (YYYY-MM-DD, included).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        until: Option<String>,
+        /// The claim reference or order the hold serves.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Release a standing hold.
+    Release {
+        id: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List every hold, standing ones first.
+    List {
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -341,6 +397,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Policy(command) => run_policy(file, command).await,
+        Command::Sweep {
+            dry_run,
+            now,
+            batch_size,
+            stop_after_batches,
+            store,
+        } => {
+            let config = config_with(file, &store)?;
+            let now = match now {
+                Some(day) => crate::retention::parse_day(&day)
+                    .with_context(|| format!("--now {day:?} is not a day such as 2031-03-15"))?
+                    .midnight()
+                    .assume_utc(),
+                None => time::OffsetDateTime::now_utc(),
+            };
+            let batch_size = batch_size.unwrap_or(config.retention.sweep_batch);
+            let state = crate::web::AppState::open(config).await?;
+            run_sweep(&state, now, dry_run, batch_size, stop_after_batches).await
+        }
+        Command::Hold(command) => run_hold(file, command).await,
         Command::Ropa { format, store } => {
             let config = config_with(file, &store)?;
             let store = open_store(&config).await?;
@@ -531,5 +607,171 @@ fn csv_cell(cell: &str) -> String {
         format!("\"{}\"", cell.replace('"', "\"\""))
     } else {
         cell.to_string()
+    }
+}
+
+async fn run_sweep(
+    state: &crate::web::AppState,
+    now: time::OffsetDateTime,
+    dry_run: bool,
+    batch_size: i64,
+    stop_after_batches: Option<u64>,
+) -> anyhow::Result<()> {
+    use covenant_core::retention::VerdictState;
+    use std::io::IsTerminal;
+    let total = state.store.count_closed_accounts_to_sweep().await?;
+    // A progress bar on long runs, on a terminal only (scripts and tests read plain lines).
+    let bar = (total > 10_000 && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} closed accounts ({per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let started = std::time::Instant::now();
+    let options = crate::retention::SweepOptions {
+        now,
+        dry_run,
+        batch_size,
+        stop_after_batches,
+    };
+    let report = state
+        .retention
+        .sweep(&options, &|n| {
+            if let Some(bar) = &bar {
+                bar.inc(n);
+            }
+        })
+        .await?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let as_of = time::OffsetDateTime::from_unix_timestamp(report.as_of)
+        .map(|t| t.date().to_string())
+        .unwrap_or_default();
+    if dry_run {
+        println!("Dry run as of {as_of}: nothing was changed. A sweep now would do this:");
+    } else {
+        match report.run_id {
+            Some(id) => println!("Sweep run #{id} as of {as_of}:"),
+            None => println!("Sweep as of {as_of}:"),
+        }
+    }
+    println!(
+        "{:<32} {:<10} {:>10}  why (first record; others differ only in their days)",
+        "category", "action", "records"
+    );
+    for ((category, action), line) in &report.lines {
+        println!(
+            "{category:<32} {action:<10} {:>10}  {}",
+            line.records, line.example_reason
+        );
+    }
+    if report.lines.is_empty() {
+        println!("(nothing is due)");
+    }
+    let records = report.total(VerdictState::Restrict)
+        + report.total(VerdictState::Delete)
+        + report.total(VerdictState::Anonymize);
+    println!(
+        "{} closed account(s) in {} batch(es), {records} record(s) {}, in {seconds:.2} s ({:.0} records/s).",
+        report.subjects,
+        report.batches,
+        if dry_run { "would change" } else { "changed" },
+        records as f64 / seconds.max(1e-9),
+    );
+    if !report.finished {
+        println!("Stopped before the end: the next sweep resumes after the last batch.");
+    }
+    Ok(())
+}
+
+async fn run_hold(file: Option<&PathBuf>, command: HoldCommand) -> anyhow::Result<()> {
+    match command {
+        HoldCommand::Add {
+            subject,
+            categories,
+            from,
+            until,
+            reason,
+            store,
+        } => {
+            let config = config_with(file, &store)?;
+            let state = crate::web::AppState::open(config).await?;
+            let subject_user_id = match subject {
+                Some(name) => Some(
+                    state
+                        .store
+                        .user_by_username(&name.to_ascii_lowercase())
+                        .await?
+                        .with_context(|| format!("no member is called {name}"))?
+                        .id,
+                ),
+                None => None,
+            };
+            let request = crate::retention::HoldRequest {
+                subject_user_id,
+                categories: categories.join(" "),
+                created_from: from.unwrap_or_default(),
+                created_until: until.unwrap_or_default(),
+                reason,
+            };
+            let id = match state.retention.place_hold(None, &request).await {
+                Ok(id) => id,
+                Err(crate::error::Error::Invalid(fields)) => {
+                    for field in &fields {
+                        eprintln!("{field}");
+                    }
+                    bail!("the hold was not placed");
+                }
+                Err(other) => return Err(other.into()),
+            };
+            println!("Legal hold #{id} placed.");
+            Ok(())
+        }
+        HoldCommand::Release { id, store } => {
+            let config = config_with(file, &store)?;
+            let state = crate::web::AppState::open(config).await?;
+            state.retention.release_hold(None, id).await?;
+            println!("Legal hold #{id} released.");
+            Ok(())
+        }
+        HoldCommand::List { store } => {
+            let config = config_with(file, &store)?;
+            let state = crate::web::AppState::open(config).await?;
+            let holds = state.retention.holds().await?;
+            if holds.is_empty() {
+                println!("No legal holds.");
+            }
+            for hold in holds {
+                let subject = hold
+                    .subject_user_id
+                    .map(|id| format!("member {id}"))
+                    .unwrap_or_else(|| "everyone".into());
+                let categories = if hold.categories.is_empty() {
+                    "every category".to_string()
+                } else {
+                    hold.categories.clone()
+                };
+                let days = format!(
+                    "{}..{}",
+                    hold.created_from.as_deref().unwrap_or(""),
+                    hold.created_until.as_deref().unwrap_or("")
+                );
+                let status = match hold.released_at {
+                    Some(at) => format!("released {}", crate::web::pages::date(at)),
+                    None => "standing".into(),
+                };
+                println!(
+                    "#{} {status}: {subject}, {categories}, created {days}; reason: {}",
+                    hold.id, hold.reason
+                );
+            }
+            Ok(())
+        }
     }
 }

@@ -38,6 +38,33 @@ pub struct Config {
     pub policy_file: PathBuf,
     /// Who runs the forum: these facts replace the placeholders of the policy file.
     pub operator: OperatorConfig,
+    pub retention: RetentionConfig,
+}
+
+/// Retention sweeps and visitor statistics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// The jurisdiction (`eu_eea`, `california`, … `other`) whose limitation period applies to
+    /// members whose residence is not recorded.
+    pub default_jurisdiction: String,
+    /// Minutes between two sweeps inside `serve`; 0 turns the schedule off.
+    pub sweep_interval_minutes: u64,
+    /// Members per sweep transaction.
+    pub sweep_batch: i64,
+    /// Seconds between two writes of the page views counted in memory.
+    pub stats_flush_seconds: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            default_jurisdiction: "other".into(),
+            sweep_interval_minutes: 60,
+            sweep_batch: 200,
+            stats_flush_seconds: 10,
+        }
+    }
 }
 
 /// The operator's own facts, shown in the privacy policy. Empty means "keep the policy file's".
@@ -142,6 +169,7 @@ impl Default for Config {
             audit_key_file: PathBuf::new(),
             policy_file: PathBuf::new(),
             operator: OperatorConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -240,6 +268,22 @@ impl Config {
         }
         if self.session.max_age_days < 1 {
             bail!("session.max_age_days must be at least 1");
+        }
+        if self
+            .retention
+            .default_jurisdiction
+            .parse::<covenant_core::policy::Jurisdiction>()
+            .is_err()
+        {
+            bail!(
+                "retention.default_jurisdiction must be one of eu_eea, uk, california, nevada, virginia, colorado, connecticut, montana, oregon, texas, utah or other"
+            );
+        }
+        if self.retention.sweep_batch < 1 {
+            bail!("retention.sweep_batch must be at least 1");
+        }
+        if self.retention.stats_flush_seconds < 1 {
+            bail!("retention.stats_flush_seconds must be at least 1");
         }
         Ok(())
     }

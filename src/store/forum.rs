@@ -58,10 +58,18 @@ pub struct NewPost<'a> {
     pub user_agent: &'a str,
 }
 
-const TOPIC_COLUMNS: &str = "t.id, t.kind, t.category_id, t.title, t.slug, u.username AS author, \
+// Restriction (T2) is enforced here, on every read of posts and topics: the name of a member
+// whose account record is restricted, and the text of a restricted post, are stored but never
+// shown; pages and the API get a placeholder instead.
+const TOPIC_COLUMNS: &str = "t.id, t.kind, t.category_id, t.title, t.slug, \
+     CASE WHEN u.restricted_at IS NULL THEN u.username ELSE 'former member' END AS author, \
      t.created_at, t.last_posted_at, t.n_posts, t.hidden";
-const POST_COLUMNS: &str = "p.id, p.topic_id, p.post_number, p.user_id, u.username AS author, \
-     p.body_md, p.body_html, p.created_at, p.edited_at, p.hidden_at, p.deleted_at";
+const POST_COLUMNS: &str = "p.id, p.topic_id, p.post_number, p.user_id, \
+     CASE WHEN u.restricted_at IS NULL THEN u.username ELSE 'former member' END AS author, \
+     CASE WHEN p.restricted_at IS NULL THEN p.body_md ELSE '' END AS body_md, \
+     CASE WHEN p.restricted_at IS NULL THEN p.body_html \
+     ELSE '<p><em>Kept in storage only: its author closed their account.</em></p>' END AS body_html, \
+     p.created_at, p.edited_at, p.hidden_at, p.deleted_at";
 
 impl Store {
     pub async fn categories(&self) -> anyhow::Result<Vec<CategoryRow>> {

@@ -57,6 +57,8 @@ impl Store {
             "UPDATE mail_outbox SET claimed_until = $1, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM mail_outbox WHERE sent_at IS NULL \
              AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2) \
+             AND (user_id IS NULL OR user_id NOT IN \
+             (SELECT id FROM users WHERE closed_at IS NOT NULL)) \
              ORDER BY id LIMIT $3 {}) \
              RETURNING id, idempotency_key, recipient, subject, body_text, attempts",
             self.skip_locked()

@@ -11,7 +11,9 @@ mod consent;
 mod forum;
 mod mail;
 mod policy;
+mod retention;
 mod security;
+mod stats;
 mod users;
 
 pub use audit::*;
@@ -20,7 +22,9 @@ pub use consent::*;
 pub use forum::*;
 pub use mail::*;
 pub use policy::*;
+pub use retention::*;
 pub use security::*;
+pub use stats::*;
 pub use users::*;
 
 use anyhow::Context;

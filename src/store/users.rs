@@ -16,6 +16,8 @@ pub struct UserRow {
     pub email_verified_at: Option<i64>,
     pub created_at: i64,
     pub password_changed_at: Option<i64>,
+    /// When the account was closed; a closed account signs in and receives mail no more.
+    pub closed_at: Option<i64>,
 }
 
 pub struct NewUser<'a> {
@@ -52,7 +54,7 @@ pub struct NewSession<'a> {
 }
 
 const USER_COLUMNS: &str = "id, username, email, password_hash, birth_year, role, bio, \
-                            email_verified_at, created_at, password_changed_at";
+                            email_verified_at, created_at, password_changed_at, closed_at";
 
 pub async fn insert_user(tx: &mut Tx, user: &NewUser<'_>) -> anyhow::Result<i64> {
     let (id,): (i64,) = sqlx::query_as(
@@ -155,10 +157,12 @@ impl Store {
         .context("reading a session")
     }
 
-    /// Slides a session's expiry forward; called at most every few minutes per session.
+    /// Slides a session's expiry forward and notes the member's last activity (T1); called at
+    /// most every few minutes per session.
     pub async fn touch_session(
         &self,
         token_hash: &str,
+        user_id: i64,
         now: i64,
         expires_at: i64,
     ) -> anyhow::Result<()> {
@@ -169,7 +173,7 @@ impl Store {
             .execute(self.pool())
             .await
             .context("refreshing a session")?;
-        Ok(())
+        self.touch_last_active(user_id, now).await
     }
 }
 
@@ -230,6 +234,12 @@ pub async fn insert_session(tx: &mut Tx, session: &NewSession<'_>) -> anyhow::Re
         .execute(&mut **tx)
         .await
         .context("recording a sign-in")?;
+    sqlx::query("UPDATE users SET last_active_at = $1 WHERE id = $2")
+        .bind(session.now)
+        .bind(session.user_id)
+        .execute(&mut **tx)
+        .await
+        .context("noting a member's activity")?;
     Ok(())
 }
 

@@ -653,6 +653,7 @@ pub async fn profile(
         .store
         .user_by_username(&username.to_ascii_lowercase())
         .await?
+        .filter(|user| user.closed_at.is_none())
         .ok_or(Error::NotFound("member"))?;
     let n_posts = state.store.count_public_posts_of_user(user.id).await?;
     Ok(axum::Json(Profile {

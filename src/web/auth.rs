@@ -102,7 +102,10 @@ impl FromRequestParts<AppState> for Viewer {
                     && now - user.last_seen_at > SESSION_TOUCH_SECONDS
                 {
                     let expires = now + state.config.session.max_age_days * 86_400;
-                    state.store.touch_session(&digest, now, expires).await?;
+                    state
+                        .store
+                        .touch_session(&digest, user.user_id, now, expires)
+                        .await?;
                 }
                 Viewer(user.map(|user| SignedIn {
                     user,

@@ -11,6 +11,7 @@ pub mod error;
 pub mod forms;
 pub mod pages;
 pub mod privacy;
+pub mod retention;
 pub mod security;
 pub mod staff;
 
@@ -49,6 +50,10 @@ pub struct AppState {
     pub policy: crate::policy::Policies,
     /// Consent records and the per-request consent context.
     pub consent: crate::consent::Consent,
+    /// Relationship ends, legal holds and sweeps.
+    pub retention: crate::retention::Retention,
+    /// Topic views counted in memory for the visitor statistics.
+    pub visits: crate::stats::VisitCounter,
 }
 
 impl AppState {
@@ -70,13 +75,21 @@ impl AppState {
             .await?;
         let audit_key = crate::audit::AuditKey::load_or_create(&config.audit_key_path())?;
         let config = Arc::new(config);
+        let policy = crate::policy::Policies::load(store.clone(), &config).await?;
         Ok(Self {
+            retention: crate::retention::Retention::new(
+                store.clone(),
+                audit_key.clone(),
+                policy.clone(),
+                &config,
+            ),
+            visits: crate::stats::VisitCounter::new(store.clone()),
             accounts: Accounts::new(store.clone(), config.clone(), audit_key.clone())?,
             forum: Forum::new(store.clone(), audit_key.clone()),
             audit_key,
             mailer: Mailer::new(store.clone(), &config)?,
             form_key: Arc::new(key.into_bytes()),
-            policy: crate::policy::Policies::load(store.clone(), &config).await?,
+            policy,
             consent: crate::consent::Consent::new(store.clone()),
             store,
             config,
@@ -195,6 +208,16 @@ pub fn router(state: AppState) -> Router {
         .route("/privacy/acknowledge", post(privacy::acknowledge))
         .route("/staff/ropa", get(privacy::staff_ropa))
         .route("/staff/audit", get(staff::staff_audit))
+        .route(
+            "/staff/holds",
+            get(retention::staff_holds).post(retention::place_hold),
+        )
+        .route("/staff/holds/{id}/release", post(retention::release_hold))
+        .route(
+            "/account/close",
+            get(retention::close_form).post(retention::close_account),
+        )
+        .route("/stats", get(retention::stats_page))
         .route("/account/security", get(security::checkup))
         .route(
             "/account/security/sessions/revoke",
@@ -325,7 +348,19 @@ pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<Run
             tracing::error!(%error, "the HTTP server stopped with an error");
         }
     });
-    tasks.spawn(state.mailer.clone().run(watcher));
+    tasks.spawn(state.mailer.clone().run(watcher.clone()));
+    tasks.spawn(state.visits.clone().run(
+        std::time::Duration::from_secs(state.config.retention.stats_flush_seconds),
+        watcher.clone(),
+    ));
+    if state.config.retention.sweep_interval_minutes > 0 {
+        tasks.spawn(crate::retention::run_schedule(
+            state.retention.clone(),
+            state.config.retention.sweep_batch,
+            std::time::Duration::from_secs(state.config.retention.sweep_interval_minutes * 60),
+            watcher,
+        ));
+    }
     // A publisher that died mid-run left notices owed; queue them (idempotently) now.
     let (store, config, mailer) = (
         state.store.clone(),

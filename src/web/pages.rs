@@ -124,10 +124,10 @@ impl ErrorPage {
 
 #[derive(Template)]
 #[template(path = "message.html")]
-struct MessagePage {
-    layout: Layout,
-    paragraphs: Vec<String>,
-    link: Option<(String, String)>,
+pub(crate) struct MessagePage {
+    pub(crate) layout: Layout,
+    pub(crate) paragraphs: Vec<String>,
+    pub(crate) link: Option<(String, String)>,
 }
 
 pub struct Pager {
@@ -378,6 +378,7 @@ async fn render_topic(
 pub async fn topic(
     State(state): State<AppState>,
     viewer: Viewer,
+    headers: HeaderMap,
     Path((slug, id)): Path<(String, String)>,
     Query(query): Query<PageQuery>,
 ) -> PageResult {
@@ -394,7 +395,8 @@ pub async fn topic(
     if topic.slug != slug {
         return Ok(Redirect::permanent(&topic_href(&topic)).into_response());
     }
-    page(
+    let topic_id = topic.id;
+    let response = page(
         &render_topic(
             &state,
             &viewer,
@@ -406,7 +408,9 @@ pub async fn topic(
             },
         )
         .await?,
-    )
+    )?;
+    crate::web::retention::count_view(&state, &headers, topic_id);
+    Ok(response)
 }
 
 pub async fn blog_article(
@@ -860,6 +864,7 @@ pub async fn profile(
         .store
         .user_by_username(&username.to_ascii_lowercase())
         .await?
+        .filter(|user| user.closed_at.is_none())
         .ok_or(Error::NotFound("member"))?;
     let posts = state.store.public_posts_of_user(user.id, 20).await?;
     let n_posts = state.store.count_public_posts_of_user(user.id).await?;

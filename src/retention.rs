@@ -1,0 +1,737 @@
+//! Retention in the running forum (promises T1–T4): each member's relationship, its end (an
+//! account closed), legal holds, and the sweep that restricts, deletes and anonymizes what the
+//! core's `retention_verdict` says is due, in resumable, audited batches.
+//! The verdicts are `covenant_core::retention`'s; this module gathers their inputs and carries
+//! them out through the store. It never logs or audits a personal value (ids and category keys
+//! only), and it never decides a day or a reason itself.
+//!
+//! What is swept is the explicit list [`Swept::ALL`] (account record, posts, sign-ins, sessions,
+//! mail): it must move to the data inventory once that exists, so that an undeclared column
+//! cannot escape the sweep.
+
+use crate::audit::{self, AuditKey, AuditKind, Detail, Event};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::policy::Policies;
+use crate::store::{self, DeviceColumn, HoldRow, NewHold, RelationshipRow, Store, SweepTotals, Tx};
+use anyhow::Context;
+use covenant_core::policy::{CategoryKey, Jurisdiction, Policy};
+use covenant_core::retention::{
+    Account, ClosureReason, Hold, HoldScope, Relationship, Subscription, Verdict, VerdictState,
+    retention_verdict,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use time::{Date, OffsetDateTime};
+
+/// The kinds of personal record the sweep acts on, each governed by one category's rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swept {
+    /// `users.username`, `users.bio`; restricting it restricts the whole account record.
+    Username,
+    /// `users.email` and the mail queued to it (`mail_outbox`).
+    Email,
+    /// `users.birth_year`.
+    BirthYear,
+    /// `users.password_hash`, `two_factor`, `recovery_codes`, `account_tokens`, `sessions`.
+    Credentials,
+    /// `ip` of `posts`, `sign_ins` and `sessions`.
+    IpAddress,
+    /// `user_agent` of `posts`, `sign_ins` and `sessions`.
+    UserAgent,
+    /// `posts` and `topics` the member wrote.
+    PublicContent,
+}
+
+impl Swept {
+    pub const ALL: [Swept; 7] = [
+        Swept::Username,
+        Swept::Email,
+        Swept::BirthYear,
+        Swept::Credentials,
+        Swept::IpAddress,
+        Swept::UserAgent,
+        Swept::PublicContent,
+    ];
+
+    pub fn category(self) -> &'static str {
+        match self {
+            Swept::Username => "user.account.username",
+            Swept::Email => "user.contact.email",
+            Swept::BirthYear => "user.account.birth_year",
+            Swept::Credentials => "user.authorization.credentials",
+            Swept::IpAddress => "user.device.ip_address",
+            Swept::UserAgent => "user.device.user_agent",
+            Swept::PublicContent => "user.content.public",
+        }
+    }
+
+    /// Whether its records live in the account's own row (one record, created with it) rather
+    /// than in tables whose rows each have their own creation time.
+    fn in_account_row(self) -> bool {
+        matches!(
+            self,
+            Swept::Username | Swept::BirthYear | Swept::Credentials
+        )
+    }
+}
+
+/// The relationship the core's verdicts take, from the stored state.
+pub fn relationship_of(row: &RelationshipRow) -> Relationship {
+    let at = |epoch: i64| {
+        OffsetDateTime::from_unix_timestamp(epoch).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    };
+    let account = match row.closed_at {
+        Some(closed) => Account::Closed {
+            at: at(closed),
+            reason: row
+                .closed_reason
+                .as_deref()
+                .and_then(|r| ClosureReason::parse(r).ok())
+                .unwrap_or(ClosureReason::ByMember),
+        },
+        None => Account::Active,
+    };
+    let subscription = match (row.news_subscribed_at, row.news_ended_at) {
+        (Some(since), ended) if ended.is_none_or(|ended| ended < since) => Subscription::Active,
+        (_, Some(ended)) => Subscription::Ended { at: at(ended) },
+        _ => Subscription::None,
+    };
+    Relationship {
+        subject: row.id.to_string(),
+        account,
+        subscription,
+        last_activity: Some(at(row.last_active_at.unwrap_or(row.created_at))),
+    }
+}
+
+/// A stored hold as the core reads it.
+pub fn hold_of(row: &HoldRow) -> Hold {
+    Hold {
+        scope: HoldScope {
+            subject: row.subject_user_id.map(|id| id.to_string()),
+            categories: row
+                .categories
+                .split_whitespace()
+                .filter_map(|key| CategoryKey::parse(key).ok())
+                .collect(),
+            created_from: row.created_from.as_deref().and_then(parse_day),
+            created_until: row.created_until.as_deref().and_then(parse_day),
+        },
+        reason: row.reason.clone(),
+        released_at: row
+            .released_at
+            .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok()),
+    }
+}
+
+/// A day written `YYYY-MM-DD`.
+pub fn parse_day(text: &str) -> Option<Date> {
+    Date::parse(
+        text.trim(),
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()
+}
+
+fn midnight(day: Date) -> i64 {
+    day.midnight().assume_utc().unix_timestamp()
+}
+
+/// How a sweep is run.
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
+    /// The moment the verdicts are taken at (the clock, or `--now` for a rehearsal).
+    pub now: OffsetDateTime,
+    /// Do everything in transactions that are rolled back: nothing changes, the report is
+    /// exactly what a real run would do now.
+    pub dry_run: bool,
+    /// Members per transaction.
+    pub batch_size: i64,
+    /// Stop (as a crash would) after this many committed batches; for tests.
+    pub stop_after_batches: Option<u64>,
+}
+
+/// One line of a sweep's report: a category and what happened to its records.
+#[derive(Debug, Clone, Default)]
+pub struct ReportLine {
+    /// Records acted on (for `held`: members' categories kept by a hold).
+    pub records: u64,
+    /// The verdict's reason for the first of them (the others differ only in their days).
+    pub example_reason: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SweepReport {
+    /// Keyed by category and the verdict's stored name (`restrict`, `delete`, …).
+    pub lines: BTreeMap<(&'static str, &'static str), ReportLine>,
+    pub subjects: u64,
+    pub batches: u64,
+    /// Every subject was visited (false when stopped early).
+    pub finished: bool,
+    pub run_id: Option<i64>,
+    /// The moment the verdicts were taken at (a resumed run keeps its own).
+    pub as_of: i64,
+}
+
+impl SweepReport {
+    fn add(&mut self, category: &'static str, state: VerdictState, n: u64, reason: &str) {
+        let line = self.lines.entry((category, state.as_str())).or_default();
+        if line.example_reason.is_empty() {
+            line.example_reason = reason.to_string();
+        }
+        line.records += n;
+    }
+
+    pub fn total(&self, state: VerdictState) -> u64 {
+        self.lines
+            .iter()
+            .filter(|((_, s), _)| *s == state.as_str())
+            .map(|(_, line)| line.records)
+            .sum()
+    }
+}
+
+/// Relationship ends, legal holds and sweeps.
+#[derive(Clone)]
+pub struct Retention {
+    store: Store,
+    audit: AuditKey,
+    policies: Policies,
+    default_jurisdiction: Jurisdiction,
+}
+
+impl Retention {
+    pub fn new(store: Store, audit: AuditKey, policies: Policies, config: &Arc<Config>) -> Self {
+        Self {
+            store,
+            audit,
+            policies,
+            default_jurisdiction: config
+                .retention
+                .default_jurisdiction
+                .parse()
+                .unwrap_or(Jurisdiction::Other),
+        }
+    }
+
+    /// Ends a member's account (an end of the relationship, T1): it signs in no more, its
+    /// sessions end, no more mail goes to it; the sweep takes it from there. Returns false if
+    /// it was already closed.
+    pub async fn close_account(
+        &self,
+        user_id: i64,
+        reason: ClosureReason,
+        actor_id: Option<i64>,
+    ) -> Result<bool> {
+        let now = crate::now();
+        let mut tx = self.store.begin().await?;
+        let closed = store::close_account(&mut tx, user_id, reason.as_str(), now).await?;
+        if closed {
+            audit::record(
+                &mut tx,
+                &self.audit,
+                Event::new(AuditKind::AccountClosed)
+                    .actor(actor_id)
+                    .subject(Some(user_id))
+                    .detail(Detail::Reason(reason.as_str())),
+            )
+            .await?;
+        }
+        tx.commit().await.context("committing an account closure")?;
+        if closed {
+            tracing::info!(user_id, reason = reason.as_str(), "account closed");
+        }
+        Ok(closed)
+    }
+
+    /// The verdict for each swept category of one member, as staff and exports show it.
+    pub async fn verdicts_of(
+        &self,
+        user_id: i64,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(&'static str, Verdict)>> {
+        let row = self
+            .store
+            .relationship(user_id)
+            .await?
+            .ok_or(Error::NotFound("member"))?;
+        let policy = self.policies.current().await?.policy.clone();
+        let holds: Vec<Hold> = self.store.holds().await?.iter().map(hold_of).collect();
+        let relationship = relationship_of(&row);
+        let jurisdiction = policy.jurisdiction(self.jurisdiction_of(&row));
+        let created = at(row.created_at);
+        Ok(Swept::ALL
+            .iter()
+            .filter_map(|item| {
+                let key = CategoryKey::parse(item.category()).ok()?;
+                let rule = policy.retention_for(&key)?;
+                let verdict =
+                    retention_verdict(rule, jurisdiction, &relationship, &holds, created, now);
+                Some((item.category(), verdict))
+            })
+            .collect())
+    }
+
+    fn jurisdiction_of(&self, row: &RelationshipRow) -> Jurisdiction {
+        row.jurisdiction
+            .as_deref()
+            .and_then(|j| j.parse().ok())
+            .unwrap_or(self.default_jurisdiction)
+    }
+
+    /// Runs (or, with `dry_run`, rehearses) a sweep. A real run resumes the open run if a
+    /// previous one was cut short, keeping that run's moment; several sweepers (nodes) share
+    /// one run, batch by batch, through the lock on its cursor.
+    pub async fn sweep(
+        &self,
+        options: &SweepOptions,
+        after_batch: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<SweepReport> {
+        let policy = self.policies.current().await?.policy.clone();
+        let mut report = SweepReport::default();
+        let started = crate::now();
+        let (run_id, as_of, mut cursor) = if options.dry_run {
+            (None, options.now.unix_timestamp(), 0)
+        } else {
+            let run = self
+                .store
+                .open_sweep_run(options.now.unix_timestamp(), started)
+                .await?;
+            (Some(run.id), run.as_of, run.after_user_id)
+        };
+        report.run_id = run_id;
+        report.as_of = as_of;
+        let now = at(as_of);
+        let batch_size = options.batch_size.max(1);
+        loop {
+            let mut tx = self.store.begin().await?;
+            if let Some(run_id) = run_id {
+                let run = self.store.lock_sweep_run(&mut tx, run_id).await?;
+                if run.finished_at.is_some() {
+                    // Another sweeper finished this run while we waited for the lock.
+                    tx.rollback()
+                        .await
+                        .context("leaving a finished sweep run")?;
+                    report.finished = true;
+                    break;
+                }
+                cursor = run.after_user_id;
+            }
+            let subjects = self
+                .store
+                .closed_subjects_after(&mut tx, cursor, batch_size)
+                .await?;
+            let Some(last) = subjects.last().map(|s| s.id) else {
+                if let Some(run_id) = run_id {
+                    store::finish_sweep_run(&mut tx, run_id, crate::now()).await?;
+                    audit::record(
+                        &mut tx,
+                        &self.audit,
+                        Event::new(AuditKind::SweepFinished)
+                            .detail(Detail::SweepRun(run_id))
+                            .detail(Detail::Count(report.subjects as i64)),
+                    )
+                    .await?;
+                    tx.commit().await.context("finishing a sweep run")?;
+                } else {
+                    tx.rollback().await.context("ending a dry run")?;
+                }
+                report.finished = true;
+                break;
+            };
+            let holds: Vec<Hold> = self
+                .store
+                .standing_holds(&mut tx)
+                .await?
+                .iter()
+                .map(hold_of)
+                .collect();
+            let mut totals = SweepTotals::default();
+            let mut ghost = None;
+            for subject in &subjects {
+                self.sweep_subject(
+                    &mut tx,
+                    &policy,
+                    &holds,
+                    subject,
+                    now,
+                    run_id,
+                    &mut ghost,
+                    &mut report,
+                    &mut totals,
+                )
+                .await?;
+            }
+            totals.n_subjects = subjects.len() as i64;
+            report.subjects += subjects.len() as u64;
+            cursor = last;
+            match run_id {
+                Some(run_id) => {
+                    store::advance_sweep_run(&mut tx, run_id, last, &totals).await?;
+                    tx.commit().await.context("committing a sweep batch")?;
+                }
+                None => tx
+                    .rollback()
+                    .await
+                    .context("rolling back a dry-run batch")?,
+            }
+            report.batches += 1;
+            after_batch(subjects.len() as u64);
+            if options
+                .stop_after_batches
+                .is_some_and(|stop| report.batches >= stop)
+            {
+                break;
+            }
+        }
+        if !options.dry_run {
+            tracing::info!(
+                run_id = ?report.run_id,
+                subjects = report.subjects,
+                restricted = report.total(VerdictState::Restrict),
+                deleted = report.total(VerdictState::Delete),
+                anonymized = report.total(VerdictState::Anonymize),
+                finished = report.finished,
+                "sweep"
+            );
+        }
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn sweep_subject(
+        &self,
+        tx: &mut Tx,
+        policy: &Policy,
+        holds: &[Hold],
+        subject: &RelationshipRow,
+        now: OffsetDateTime,
+        run_id: Option<i64>,
+        ghost: &mut Option<i64>,
+        report: &mut SweepReport,
+        totals: &mut SweepTotals,
+    ) -> anyhow::Result<()> {
+        let relationship = relationship_of(subject);
+        let jurisdiction = policy.jurisdiction(self.jurisdiction_of(subject));
+        let created = at(subject.created_at);
+        let user_id = subject.id;
+        let name = relationship.subject.clone();
+        let mut all_removed = true;
+        for item in Swept::ALL {
+            let Ok(key) = CategoryKey::parse(item.category()) else {
+                all_removed = false;
+                continue;
+            };
+            let Some(rule) = policy.retention_for(&key) else {
+                // The policy keeps no rule for it: nothing may be decided, so it stays.
+                all_removed = false;
+                continue;
+            };
+            let verdict = retention_verdict(rule, jurisdiction, &relationship, &[], created, now);
+            if verdict.state == VerdictState::Keep {
+                all_removed = false;
+                continue;
+            }
+            // Holds over this member and category; their days decide which records they keep.
+            let covering: Vec<&Hold> = holds
+                .iter()
+                .filter(|hold| {
+                    hold.released_at.is_none_or(|released| released > now)
+                        && hold.scope.subject.as_deref().is_none_or(|s| s == name)
+                        && (hold.scope.categories.is_empty()
+                            || hold.scope.categories.contains(&key))
+                })
+                .collect();
+            let whole = covering.iter().any(|hold| {
+                (hold.scope.created_from.is_none() && hold.scope.created_until.is_none())
+                    || (item.in_account_row() && hold.covers(&name, &key, created, now))
+            });
+            if whole {
+                let held: Vec<Hold> = covering.iter().map(|h| (*h).clone()).collect();
+                let why = retention_verdict(rule, jurisdiction, &relationship, &held, created, now);
+                report.add(item.category(), VerdictState::Held, 1, &why.reason);
+                totals.n_held += 1;
+                all_removed = false;
+                continue;
+            }
+            if !covering.is_empty() {
+                all_removed = false;
+            }
+            let excluded: Vec<(i64, i64)> = covering
+                .iter()
+                .map(|hold| {
+                    (
+                        hold.scope
+                            .created_from
+                            .map(midnight)
+                            .unwrap_or(i64::MIN / 2),
+                        hold.scope
+                            .created_until
+                            .and_then(|d| d.next_day())
+                            .map(midnight)
+                            .unwrap_or(i64::MAX / 2),
+                    )
+                })
+                .collect();
+            let n = match verdict.state {
+                VerdictState::Restrict => {
+                    all_removed = false;
+                    match item {
+                        Swept::Username => {
+                            store::restrict_account(tx, user_id, now.unix_timestamp()).await?
+                        }
+                        Swept::PublicContent => {
+                            store::restrict_posts(tx, user_id, now.unix_timestamp(), &excluded)
+                                .await?
+                        }
+                        // Enforced by the closed account itself: it signs in no more, receives
+                        // no mail, and no page shows these.
+                        _ => 0,
+                    }
+                }
+                VerdictState::Delete | VerdictState::Anonymize => match item {
+                    Swept::Username => store::anonymize_username(tx, user_id).await?,
+                    Swept::Email => store::delete_email(tx, user_id, &excluded).await?,
+                    Swept::BirthYear => store::delete_birth_year(tx, user_id).await?,
+                    Swept::Credentials => store::delete_credentials(tx, user_id).await?,
+                    Swept::IpAddress => {
+                        store::delete_device_column(tx, user_id, DeviceColumn::Ip, &excluded)
+                            .await?
+                    }
+                    Swept::UserAgent => {
+                        store::delete_device_column(tx, user_id, DeviceColumn::UserAgent, &excluded)
+                            .await?
+                    }
+                    Swept::PublicContent if device_held(holds, &name, now) => {
+                        // Anonymized posts lose their IP address and user agent; while a hold
+                        // keeps those, the posts stay with their author.
+                        all_removed = false;
+                        report.add(item.category(), VerdictState::Held, 1, &verdict.reason);
+                        totals.n_held += 1;
+                        0
+                    }
+                    Swept::PublicContent => {
+                        let ghost_id = match *ghost {
+                            Some(id) => id,
+                            None => {
+                                let id = self.store.ghost_user(tx, now.unix_timestamp()).await?;
+                                *ghost = Some(id);
+                                id
+                            }
+                        };
+                        store::anonymize_posts(tx, user_id, ghost_id, &excluded).await?
+                    }
+                },
+                VerdictState::Keep | VerdictState::Held => 0,
+            };
+            if n == 0 {
+                continue;
+            }
+            let kind = match verdict.state {
+                VerdictState::Restrict => {
+                    totals.n_restricted += n as i64;
+                    AuditKind::DataRestricted
+                }
+                VerdictState::Delete => {
+                    totals.n_deleted += n as i64;
+                    AuditKind::DataDeleted
+                }
+                _ => {
+                    totals.n_anonymized += n as i64;
+                    AuditKind::DataAnonymized
+                }
+            };
+            let mut event = Event::new(kind)
+                .subject(Some(user_id))
+                .detail(Detail::Category(item.category().to_string()))
+                .detail(Detail::Count(n as i64));
+            if let Some(run_id) = run_id {
+                event = event.detail(Detail::SweepRun(run_id));
+            }
+            audit::record(tx, &self.audit, event).await?;
+            report.add(item.category(), verdict.state, n, &verdict.reason);
+        }
+        if all_removed {
+            store::mark_anonymized(tx, user_id, now.unix_timestamp()).await?;
+        }
+        Ok(())
+    }
+
+    /// Places a legal hold (T3); `actor_id` is the staff member, `None` for the operator's
+    /// command line.
+    pub async fn place_hold(&self, actor_id: Option<i64>, hold: &HoldRequest) -> Result<i64> {
+        let policy = self.policies.current().await?.policy.clone();
+        let mut invalid = Vec::new();
+        let mut keys = Vec::new();
+        for key in hold.categories.split([' ', ',']).filter(|k| !k.is_empty()) {
+            match CategoryKey::parse(key) {
+                Ok(key) if policy.category(&key).is_some() => keys.push(key.to_string()),
+                _ => invalid.push(crate::domain::InvalidField::new(
+                    "categories",
+                    "must be category keys of the policy, such as user.contact.email",
+                )),
+            }
+        }
+        let day = |text: &str, field: &'static str, invalid: &mut Vec<_>| {
+            let text = text.trim();
+            if text.is_empty() {
+                return None;
+            }
+            let parsed = parse_day(text);
+            if parsed.is_none() {
+                invalid.push(crate::domain::InvalidField::new(
+                    field,
+                    "must be a day such as 2026-01-31",
+                ));
+            }
+            parsed
+        };
+        let from = day(&hold.created_from, "from", &mut invalid);
+        let until = day(&hold.created_until, "until", &mut invalid);
+        if let (Some(from), Some(until)) = (from, until)
+            && from > until
+        {
+            invalid.push(crate::domain::InvalidField::new(
+                "until",
+                "must not be before the first day",
+            ));
+        }
+        let reason = hold.reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            invalid.push(crate::domain::InvalidField::new(
+                "reason",
+                "must name the claim or order, in at most 500 characters",
+            ));
+        }
+        if let Some(subject) = hold.subject_user_id
+            && self.store.relationship(subject).await?.is_none()
+        {
+            invalid.push(crate::domain::InvalidField::new(
+                "subject",
+                "no such member",
+            ));
+        }
+        if !invalid.is_empty() {
+            invalid.dedup_by(|a, b| a.field == b.field);
+            return Err(Error::Invalid(invalid));
+        }
+        keys.sort();
+        keys.dedup();
+        let format = |d: Date| d.to_string();
+        let (from, until) = (from.map(format), until.map(format));
+        let mut tx = self.store.begin().await?;
+        let id = store::insert_hold(
+            &mut tx,
+            &NewHold {
+                subject_user_id: hold.subject_user_id,
+                categories: &keys.join(" "),
+                created_from: from.as_deref(),
+                created_until: until.as_deref(),
+                reason,
+                created_by: actor_id,
+                now: crate::now(),
+            },
+        )
+        .await?;
+        let mut event = Event::new(AuditKind::LegalHoldPlaced)
+            .actor(actor_id)
+            .subject(hold.subject_user_id)
+            .detail(Detail::Hold(id));
+        for key in &keys {
+            event = event.detail(Detail::Category(key.clone()));
+        }
+        audit::record(&mut tx, &self.audit, event).await?;
+        tx.commit().await.context("committing a legal hold")?;
+        tracing::info!(hold_id = id, "legal hold placed");
+        Ok(id)
+    }
+
+    /// Releases a standing hold; the next sweep treats what it kept like everything else.
+    pub async fn release_hold(&self, actor_id: Option<i64>, hold_id: i64) -> Result<()> {
+        let mut tx = self.store.begin().await?;
+        if !store::release_hold(&mut tx, hold_id, actor_id, crate::now()).await? {
+            return Err(Error::NotFound("standing legal hold"));
+        }
+        audit::record(
+            &mut tx,
+            &self.audit,
+            Event::new(AuditKind::LegalHoldReleased)
+                .actor(actor_id)
+                .detail(Detail::Hold(hold_id)),
+        )
+        .await?;
+        tx.commit().await.context("committing a hold release")?;
+        tracing::info!(hold_id, "legal hold released");
+        Ok(())
+    }
+
+    pub async fn holds(&self) -> Result<Vec<HoldRow>> {
+        Ok(self.store.holds().await?)
+    }
+}
+
+/// A hold as staff ask for it, before it is checked.
+#[derive(Debug, Clone, Default)]
+pub struct HoldRequest {
+    pub subject_user_id: Option<i64>,
+    /// Category keys separated by spaces or commas; empty for every category.
+    pub categories: String,
+    /// First creation day covered (`YYYY-MM-DD`), empty for no bound.
+    pub created_from: String,
+    /// Last creation day covered, empty for no bound.
+    pub created_until: String,
+    /// The claim reference or order.
+    pub reason: String,
+}
+
+/// Whether a standing hold covers this member's IP addresses or user agents, on any days.
+fn device_held(holds: &[Hold], subject: &str, now: OffsetDateTime) -> bool {
+    holds.iter().any(|hold| {
+        hold.released_at.is_none_or(|released| released > now)
+            && hold.scope.subject.as_deref().is_none_or(|s| s == subject)
+            && (hold.scope.categories.is_empty()
+                || hold.scope.categories.iter().any(|key| {
+                    matches!(
+                        key.as_str(),
+                        "user.device.ip_address" | "user.device.user_agent"
+                    )
+                }))
+    })
+}
+
+fn at(epoch: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(epoch).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Runs a sweep every `interval` inside `serve`, until shutdown. Several nodes may run it: they
+/// share the open run.
+pub async fn run_schedule(
+    retention: Retention,
+    batch_size: i64,
+    interval: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        let options = SweepOptions {
+            now: OffsetDateTime::now_utc(),
+            dry_run: false,
+            batch_size,
+            stop_after_batches: None,
+        };
+        // Stopping mid-run drops the batch in flight (its transaction rolls back); the next
+        // start resumes the open run after the last committed batch.
+        tokio::select! {
+            result = retention.sweep(&options, &|_| {}) => {
+                if let Err(error) = result {
+                    tracing::error!(error = %format!("{error:#}"), "the scheduled sweep failed");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

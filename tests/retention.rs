@@ -1,0 +1,374 @@
+//! Retention on the running forum, on both stores, with the clock under the test's control:
+//! closing an account, restriction then anonymization on the verdict's days, dry runs, sweeps
+//! cut short and resumed, concurrent sweepers, and legal holds.
+
+mod common;
+
+use common::csrf_of;
+use covenant::retention::{HoldRequest, SweepOptions, SweepReport};
+use covenant_core::retention::{ClosureReason, VerdictState};
+use reqwest::StatusCode;
+use time::{Date, OffsetDateTime};
+
+fn day_at(day: Date) -> OffsetDateTime {
+    day.midnight().assume_utc()
+}
+
+fn today() -> Date {
+    OffsetDateTime::now_utc().date()
+}
+
+async fn sweep(app: &common::TestApp, now: Date, dry_run: bool) -> SweepReport {
+    sweep_with(app, now, dry_run, 100, None).await
+}
+
+async fn sweep_with(
+    app: &common::TestApp,
+    now: Date,
+    dry_run: bool,
+    batch_size: i64,
+    stop_after_batches: Option<u64>,
+) -> SweepReport {
+    let options = SweepOptions {
+        now: day_at(now),
+        dry_run,
+        batch_size,
+        stop_after_batches,
+    };
+    app.state.retention.sweep(&options, &|_| {}).await.unwrap()
+}
+
+async fn user_id(app: &common::TestApp, username: &str) -> i64 {
+    app.store
+        .user_by_username(username)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+/// A member with one topic (so posts, an IP address and a sign-in exist); returns the topic's
+/// path and the member's id.
+async fn member_with_topic(app: &common::TestApp, username: &str) -> (String, i64) {
+    let token = app.member(username).await;
+    let created: serde_json::Value = app
+        .client
+        .post(app.url("/api/v1/topics"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"category": "general", "title": "A topic worth reading", "body": "Words worth keeping"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = created["url"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(&app.address)
+        .unwrap()
+        .to_string();
+    (path, user_id(app, username).await)
+}
+
+/// The day the username of a member is to be anonymized, from the verdict itself.
+async fn removal_day(app: &common::TestApp, user_id: i64) -> Date {
+    let verdicts = app
+        .state
+        .retention
+        .verdicts_of(user_id, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let (_, username) = verdicts
+        .iter()
+        .find(|(category, _)| *category == "user.account.username")
+        .unwrap();
+    username
+        .remove_on
+        .expect("a closed account has a removal day")
+}
+
+async fn audit_details(app: &common::TestApp, kind: &str) -> Vec<(Option<i64>, String)> {
+    app.store
+        .audit_rows_after(0, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|row| row.kind == kind)
+        .map(|row| (row.subject_id, row.details))
+        .collect()
+}
+
+async fn close(app: &common::TestApp, user_id: i64) {
+    assert!(
+        app.state
+            .retention
+            .close_account(user_id, ClosureReason::ByMember, Some(user_id))
+            .await
+            .unwrap()
+    );
+}
+
+on_both_stores! {
+    /// Proves: T1
+    async fn a_member_closes_their_account_from_the_security_page(app) {
+        let browser = app.new_client();
+        app.member("ada").await;
+        let form = app.page(&browser, "/sign-in").await;
+        let response = browser.post(app.url("/sign-in"))
+            .form(&[("csrf", csrf_of(&form).as_str()), ("login", "ada"), ("password", "a long enough password")])
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let security = app.page(&browser, "/account/security").await;
+        assert!(security.contains("href=\"/account/close\""));
+        let page = app.page(&browser, "/account/close").await;
+        // A forged form (no token) is refused and changes nothing.
+        let forged = browser.post(app.url("/account/close")).form(&[("confirm", "yes")]).send().await.unwrap();
+        assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+        let id = user_id(app, "ada").await;
+        assert!(app.store.relationship(id).await.unwrap().unwrap().closed_at.is_none());
+        let response = browser.post(app.url("/account/close"))
+            .form(&[("csrf", csrf_of(&page).as_str()), ("confirm", "yes")])
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let relationship = app.store.relationship(id).await.unwrap().unwrap();
+        assert!(relationship.closed_at.is_some());
+        assert_eq!(relationship.closed_reason.as_deref(), Some("by_member"));
+        // Signed out everywhere, and the account signs in no more.
+        assert_eq!(browser.get(app.url("/account/security")).send().await.unwrap().status(), StatusCode::SEE_OTHER);
+        let refused = app.client.post(app.url("/api/v1/session"))
+            .json(&serde_json::json!({"login": "ada", "password": "a long enough password"}))
+            .send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(app.client.get(app.url("/u/ada")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+        let closed = audit_details(app, "account_closed").await;
+        assert_eq!(closed, vec![(Some(id), "reason=by_member".to_string())]);
+    }
+}
+
+on_both_stores! {
+    /// Proves: T1, T2, T4, F3
+    async fn a_closed_account_is_restricted_then_anonymized_on_the_verdicts_day(app) {
+        let (topic, id) = member_with_topic(app, "grace").await;
+        let (_, other) = member_with_topic(app, "linus").await;
+        // An open account is kept whatever the day.
+        let report = sweep(app, today() + time::Duration::days(365 * 30), false).await;
+        assert_eq!(report.subjects, 0);
+        close(app, id).await;
+        let remove_on = removal_day(app, id).await;
+        assert!(remove_on > today() + time::Duration::days(365));
+
+        // Day of closing: restricted to storage; pages show a placeholder, not the name or text.
+        let report = sweep(app, today(), false).await;
+        assert_eq!(report.total(VerdictState::Restrict), 2, "the account record and one post");
+        assert_eq!(report.total(VerdictState::Delete) + report.total(VerdictState::Anonymize), 0);
+        let html = app.page(&app.client, &topic).await;
+        assert!(!html.contains("grace") && !html.contains("Words worth keeping"), "{html}");
+        assert!(html.contains("former member") && html.contains("Kept in storage only"));
+        let user = app.store.user_by_id(id).await.unwrap().unwrap();
+        assert_eq!(user.username, "grace", "restricted, not yet removed");
+        assert!(!app.store.recent_sign_ins(id, 10).await.unwrap()[0].ip.is_empty());
+        let restricted = audit_details(app, "data_restricted").await;
+        assert!(restricted.iter().all(|(subject, _)| *subject == Some(id)));
+        assert!(restricted.iter().any(|(_, d)| d.contains("category=user.content.public") && d.contains("count=1")));
+
+        // The day before removal: still restricted. Only the sign-in secrets, whose rule adds
+        // no months to the limitation period, are already gone.
+        let report = sweep(app, remove_on.previous_day().unwrap(), false).await;
+        let categories: Vec<_> = report.lines.keys().copied().collect();
+        assert_eq!(categories, [("user.authorization.credentials", "delete")]);
+        assert_eq!(app.store.user_by_id(id).await.unwrap().unwrap().username, "grace");
+
+        // The day of removal: deleted and anonymized, every step audited.
+        let report = sweep(app, remove_on, false).await;
+        assert!(report.total(VerdictState::Delete) > 0 && report.total(VerdictState::Anonymize) > 0);
+        let user = app.store.user_by_id(id).await.unwrap().unwrap();
+        assert_eq!(user.username, format!("deleted-{id}"));
+        assert!(!user.email.contains("grace") && user.password_hash.is_empty() && user.birth_year == 0);
+        assert!(app.store.recent_sign_ins(id, 10).await.unwrap().iter().all(|s| s.ip.is_empty() && s.user_agent.is_empty()));
+        let html = app.page(&app.client, &topic).await;
+        assert!(html.contains("deleted user") && html.contains("Words worth keeping"), "{html}");
+        assert!(!html.contains("grace"));
+        let anonymized = audit_details(app, "data_anonymized").await;
+        assert!(anonymized.iter().any(|(s, d)| *s == Some(id) && d.contains("category=user.account.username")));
+        let deleted = audit_details(app, "data_deleted").await;
+        for category in ["user.contact.email", "user.device.ip_address"] {
+            assert!(deleted.iter().any(|(s, d)| *s == Some(id) && d.contains(category)), "{category}");
+        }
+        // Nothing is left for later sweeps, and the other member was never touched.
+        assert_eq!(sweep(app, remove_on + time::Duration::days(400), false).await.subjects, 0);
+        assert_eq!(app.store.user_by_id(other).await.unwrap().unwrap().username, "linus");
+        assert!(covenant::audit::verify(&app.store, &app.state.audit_key).await.unwrap().is_intact());
+    }
+}
+
+on_both_stores! {
+    /// Proves: T4
+    async fn a_dry_run_reports_what_and_why_and_changes_nothing(app) {
+        let (_, id) = member_with_topic(app, "barbara").await;
+        close(app, id).await;
+        let remove_on = removal_day(app, id).await;
+        let head = app.store.audit_head().await.unwrap();
+        let report = sweep(app, remove_on, true).await;
+        assert!(report.run_id.is_none());
+        let email = &report.lines[&("user.contact.email", "delete")];
+        assert!(email.records >= 1);
+        assert!(email.example_reason.contains("account was closed") && email.example_reason.contains("deleted"), "{}", email.example_reason);
+        assert!(report.lines.contains_key(&("user.content.public", "anonymize")));
+        // Nothing changed: not the member, not the audit log; the real run then does the same.
+        assert_eq!(app.store.audit_head().await.unwrap(), head);
+        let user = app.store.user_by_id(id).await.unwrap().unwrap();
+        assert_eq!(user.username, "barbara");
+        assert!(app.store.relationship(id).await.unwrap().unwrap().restricted_at.is_none());
+        let real = sweep(app, remove_on, false).await;
+        let counts = |r: &SweepReport| r.lines.iter().map(|(k, l)| (*k, l.records)).collect::<Vec<_>>();
+        assert_eq!(counts(&real), counts(&report));
+    }
+}
+
+/// Thirty closed demo members with posts, sign-ins and all.
+async fn closed_demo_members(app: &common::TestApp) -> Vec<i64> {
+    covenant::demo::generate(
+        &app.store,
+        &covenant::demo::Plan {
+            users: 30,
+            topics: 10,
+            posts: 90,
+            seed: 7,
+        },
+        false,
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for id in 1..=30 {
+        if app.store.relationship(id).await.unwrap().is_some() {
+            close(app, id).await;
+            ids.push(id);
+        }
+    }
+    assert_eq!(ids.len(), 30);
+    ids
+}
+
+/// How many times each member's username was anonymized, by the audit log.
+async fn anonymizations_per_member(
+    app: &common::TestApp,
+) -> std::collections::BTreeMap<i64, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for (subject, details) in audit_details(app, "data_anonymized").await {
+        if details.contains("category=user.account.username") {
+            *counts.entry(subject.unwrap()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+on_both_stores! {
+    /// Proves: T4
+    async fn a_sweep_cut_short_between_batches_resumes_and_loses_or_repeats_nothing(app) {
+        let ids = closed_demo_members(app).await;
+        let far = today() + time::Duration::days(365 * 20);
+        let first = sweep_with(app, far, false, 4, Some(2)).await;
+        assert!(!first.finished);
+        assert_eq!(first.subjects, 8);
+        // The next sweep, started later, resumes the same run as of its own day.
+        let rest = sweep_with(app, far + time::Duration::days(30), false, 4, None).await;
+        assert!(rest.finished);
+        assert_eq!(rest.run_id, first.run_id);
+        assert_eq!(rest.as_of, first.as_of);
+        assert_eq!(first.subjects + rest.subjects, 30);
+        let counts = anonymizations_per_member(app).await;
+        assert_eq!(counts.keys().copied().collect::<Vec<_>>(), ids);
+        assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+        for id in ids {
+            assert_eq!(app.store.user_by_id(id).await.unwrap().unwrap().username, format!("deleted-{id}"));
+        }
+    }
+}
+
+on_both_stores! {
+    /// Proves: T4
+    async fn two_sweepers_at_once_never_process_a_member_twice(app) {
+        let ids = closed_demo_members(app).await;
+        let far = today() + time::Duration::days(365 * 20);
+        let (a, b) = tokio::join!(
+            sweep_with(app, far, false, 3, None),
+            sweep_with(app, far, false, 3, None)
+        );
+        assert_eq!(a.subjects + b.subjects, 30, "{} + {}", a.subjects, b.subjects);
+        let counts = anonymizations_per_member(app).await;
+        assert_eq!(counts.keys().copied().collect::<Vec<_>>(), ids);
+        assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    }
+}
+
+on_both_stores! {
+    /// Proves: T3
+    async fn a_legal_hold_keeps_what_it_covers_until_released(app) {
+        let (_, held) = member_with_topic(app, "alan").await;
+        let (_, free) = member_with_topic(app, "edsger").await;
+        close(app, held).await;
+        close(app, free).await;
+        let bad = app.state.retention.place_hold(None, &HoldRequest {
+            categories: "user.not.a_category".into(), reason: " ".into(), ..Default::default()
+        }).await;
+        assert!(matches!(bad, Err(covenant::error::Error::Invalid(_))));
+        let hold = app.state.retention.place_hold(None, &HoldRequest {
+            subject_user_id: Some(held),
+            reason: "Claim 2026-17".into(),
+            ..Default::default()
+        }).await.unwrap();
+        let remove_on = removal_day(app, held).await;
+        let report = sweep(app, remove_on, false).await;
+        assert!(report.lines[&("user.account.username", "held")].example_reason.contains("Claim 2026-17"));
+        let user = app.store.user_by_id(held).await.unwrap().unwrap();
+        assert_eq!(user.username, "alan");
+        assert!(app.store.relationship(held).await.unwrap().unwrap().restricted_at.is_none(), "held data is not restricted either");
+        assert_eq!(app.store.user_by_id(free).await.unwrap().unwrap().username, format!("deleted-{free}"));
+
+        app.state.retention.release_hold(None, hold).await.unwrap();
+        assert!(app.state.retention.release_hold(None, hold).await.is_err(), "released once");
+        sweep(app, remove_on, false).await;
+        assert_eq!(app.store.user_by_id(held).await.unwrap().unwrap().username, format!("deleted-{held}"));
+        assert_eq!(audit_details(app, "legal_hold_placed").await, vec![(Some(held), format!("hold={hold}"))]);
+        assert_eq!(audit_details(app, "legal_hold_released").await.len(), 1);
+    }
+}
+
+on_both_stores! {
+    /// Proves: T3
+    async fn a_hold_over_a_date_range_keeps_only_the_records_created_in_it(app) {
+        let (_, id) = member_with_topic(app, "frances").await;
+        close(app, id).await;
+        // Holds the IP addresses of everyone, for records created today only.
+        let day = today().to_string();
+        app.state.retention.place_hold(None, &HoldRequest {
+            categories: "user.device.ip_address".into(),
+            created_from: day.clone(),
+            created_until: day,
+            reason: "Order 99".into(),
+            ..Default::default()
+        }).await.unwrap();
+        let remove_on = removal_day(app, id).await;
+        sweep(app, remove_on, false).await;
+        let sign_in = &app.store.recent_sign_ins(id, 1).await.unwrap()[0];
+        assert!(!sign_in.ip.is_empty(), "held by the date range");
+        assert!(sign_in.user_agent.is_empty(), "not held: another category");
+        assert_eq!(app.store.user_by_id(id).await.unwrap().unwrap().username, format!("deleted-{id}"));
+    }
+}
+
+on_both_stores! {
+    /// Proves: T3
+    async fn staff_place_and_release_holds_on_their_page_and_members_cannot(app) {
+        app.member("member").await;
+        let browser = app.new_client();
+        let form = app.page(&browser, "/sign-in").await;
+        browser.post(app.url("/sign-in"))
+            .form(&[("csrf", csrf_of(&form).as_str()), ("login", "member"), ("password", "a long enough password")])
+            .send().await.unwrap();
+        let response = browser.get(app.url("/staff/holds")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    }
+}

@@ -170,9 +170,10 @@ impl TestApp {
             .collect()
     }
 
-    /// Waits (up to ten seconds) for a message to `recipient` whose subject contains `subject`.
+    /// Waits (up to thirty seconds: CI machines can be busy) for a message to `recipient` whose
+    /// subject contains `subject`.
     pub async fn wait_for_mail(&self, recipient: &str, subject: &str) -> String {
-        for _ in 0..100 {
+        for _ in 0..300 {
             if let Some(mail) = self.mail_to(recipient).into_iter().find(|m| {
                 m.lines()
                     .any(|l| l.starts_with("Subject: ") && l.contains(subject))

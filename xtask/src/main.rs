@@ -61,6 +61,18 @@ fn evidence(args: &[String]) -> ExitCode {
     let results = parse_test_output(&stdout);
     let n_failed = results.values().filter(|o| **o == Outcome::Failed).count();
     if !output.status.success() || n_failed > 0 {
+        // The failing tests' own output: every block from `failures:` to its `test result:`.
+        let mut in_failures = false;
+        for line in stdout.lines() {
+            if line == "failures:" {
+                in_failures = true;
+            } else if line.starts_with("test result:") {
+                in_failures = false;
+            }
+            if in_failures {
+                eprintln!("{line}");
+            }
+        }
         eprintln!("{}", String::from_utf8_lossy(&output.stderr));
         failures.push(format!("the test suite failed ({n_failed} failing tests)"));
     }

@@ -6,7 +6,7 @@
 
 use crate::audit::{self, AuditKey, AuditKind, Detail, Event};
 use crate::config::{Argon2Config, Config};
-use crate::domain::{BirthYear, EmailAddress, Password, Username};
+use crate::domain::{BirthYear, EmailAddress, InvalidField, MINIMUM_AGE, Password, Username};
 use crate::error::{Error, Result};
 use crate::mail::Mail;
 use crate::store::{self, NewSession, NewUser, Store};
@@ -17,6 +17,10 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use covenant_core::age::{
+    AgeVerdict, Birth, Residence, ResidenceError, age_verdict, parse_birth_date,
+};
+use covenant_core::policy::Policy;
 use rand::RngExt;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -143,7 +147,42 @@ pub struct Registration<'a> {
     pub email: &'a str,
     pub password: &'a str,
     pub birth_year: &'a str,
+    /// ISO 3166-1 alpha-2 country code of residence.
+    pub country: &'a str,
+    /// Two-letter state code, for residents of the US.
+    pub us_state: &'a str,
+    /// `YYYY-MM-DD`, asked only when the year alone cannot decide the age rules; never kept.
+    pub birth_date: &'a str,
+    /// A parent's address, asked when the jurisdiction needs a parent's consent.
+    pub parent_email: &'a str,
+    /// The member ticked the (never pre-ticked) product-news box.
+    pub news: bool,
 }
+
+/// What a registration led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered {
+    pub user_id: i64,
+    /// The account waits for a parent's consent before it can post.
+    pub awaiting_parent: bool,
+}
+
+/// The text a parent is shown before consenting; its hash is kept with the consent.
+pub fn parent_consent_text(site: &str, username: &str) -> String {
+    format!(
+        "You are asked, as a parent or guardian, to let your child use the account \"{username}\" \
+         on {site}. With your consent the account can post in public discussions under its \
+         username. We keep the account's email address, birth year, country, posts, and the \
+         address and browser of each sign-in and post, as our privacy policy describes; we never \
+         sell or share a minor's data for advertising. You can withdraw your consent and have \
+         the account and its data deleted at any time through the privacy page."
+    )
+}
+
+/// The line a parent ticks to also allow product-news email for the child.
+pub const PARENT_NEWS_TEXT: &str = "Also allow occasional product-news email to my child.";
+
+const PARENT_CONSENT_DAYS: i64 = 7;
 
 /// What the member needs to add the account to an authenticator app.
 pub struct TwoFactorSetup {
@@ -187,10 +226,22 @@ impl Accounts {
         })
     }
 
-    /// Creates an account and queues the verification email, in one transaction.
-    pub async fn register(&self, form: &Registration<'_>) -> Result<i64> {
+    /// Creates an account and queues the verification email, in one transaction. The age rules
+    /// of the jurisdiction where the person lives decide first: someone below the minimum age
+    /// is refused before anything is parsed further, and nothing they typed is kept or logged.
+    pub async fn register(&self, form: &Registration<'_>, policy: &Policy) -> Result<Registered> {
         let now = crate::now();
-        let current_year = time::OffsetDateTime::now_utc().year() as i64;
+        let today = time::OffsetDateTime::now_utc().date();
+        let current_year = i64::from(today.year());
+        if let Ok(year) = form.birth_year.trim().parse::<i64>()
+            && year <= current_year
+            && current_year - year < MINIMUM_AGE
+        {
+            tracing::info!("registration refused: below the minimum age");
+            return Err(Error::BelowMinimumAge {
+                minimum_age: MINIMUM_AGE as u8,
+            });
+        }
         let mut invalid = Vec::new();
         let username = Username::parse(form.username)
             .map_err(|e| invalid.push(e))
@@ -204,10 +255,81 @@ impl Accounts {
         let birth_year = BirthYear::parse(form.birth_year, current_year)
             .map_err(|e| invalid.push(e))
             .ok();
-        let (Some(username), Some(email), Some(password), Some(birth_year)) =
-            (username, email, password, birth_year)
+        let us_state = Some(form.us_state).filter(|s| !s.trim().is_empty());
+        let residence = Residence::new(form.country, us_state)
+            .map_err(|e| {
+                let field = match e {
+                    ResidenceError::NoCountry => "country",
+                    ResidenceError::NoUsState => "us_state",
+                };
+                invalid.push(InvalidField::new(field, e.to_string()));
+            })
+            .ok();
+        let birth_date = match form.birth_date.trim() {
+            "" => None,
+            text => match parse_birth_date(text) {
+                Some(date) => Some(date),
+                None => {
+                    invalid.push(InvalidField::new(
+                        "birth_date",
+                        "must be a date such as 2010-04-30",
+                    ));
+                    None
+                }
+            },
+        };
+        let (Some(username), Some(email), Some(password), Some(birth_year), Some(residence)) =
+            (username, email, password, birth_year, residence)
         else {
             return Err(Error::Invalid(invalid));
+        };
+        if !invalid.is_empty() {
+            return Err(Error::Invalid(invalid));
+        }
+        if let Some(date) = birth_date
+            && i64::from(date.year()) != birth_year.get()
+        {
+            return Err(Error::invalid(InvalidField::new(
+                "birth_date",
+                "must be in the birth year given",
+            )));
+        }
+        let jurisdiction = residence.jurisdiction();
+        let birth = Birth {
+            year: birth_year.get() as i32,
+            date: birth_date,
+        };
+        let parent_email = match age_verdict(policy.jurisdiction(jurisdiction), birth, today) {
+            AgeVerdict::Refused { minimum_age } => {
+                tracing::info!("registration refused: below the minimum age");
+                return Err(Error::BelowMinimumAge { minimum_age });
+            }
+            AgeVerdict::NeedsBirthDate => {
+                return Err(Error::invalid(InvalidField::new(
+                    "birth_date",
+                    "is needed where you live, as your birth year alone cannot tell which \
+                     age rule applies; it decides this once and is not kept",
+                )));
+            }
+            AgeVerdict::NeedsParentalConsent { under } => {
+                let parent = EmailAddress::parse(form.parent_email).map_err(|_| {
+                    InvalidField::new(
+                        "parent_email",
+                        format!(
+                            "where you live, members under {under} need a parent's consent: \
+                             give a parent's email address and we will ask them"
+                        ),
+                    )
+                })?;
+                if parent.canonical() == email.canonical() {
+                    return Err(Error::invalid(InvalidField::new(
+                        "parent_email",
+                        "must be a parent's address, not your own",
+                    )));
+                }
+                Some(parent)
+            }
+            AgeVerdict::Admitted => None,
         };
         let password_hash = self.hasher.hash(&password).await?;
         let mut tx = self.store.begin().await?;
@@ -224,6 +346,28 @@ impl Accounts {
             },
         )
         .await?;
+        store::set_residence(
+            &mut tx,
+            user_id,
+            &store::NewResidence {
+                country: residence.country(),
+                us_state: residence.us_state(),
+                jurisdiction: jurisdiction.as_str(),
+                parent_consent_needed: parent_email.is_some(),
+            },
+        )
+        .await?;
+        if form.news {
+            crate::news::News::record_in(
+                &mut tx,
+                user_id,
+                true,
+                crate::news::NewsMethod::Registration,
+                policy.version(),
+                now,
+            )
+            .await?;
+        }
         let token = random_token();
         store::insert_account_token(
             &mut tx,
@@ -244,6 +388,10 @@ impl Accounts {
                 now,
             )
             .await?;
+        if let Some(parent) = &parent_email {
+            self.ask_parent(&mut tx, user_id, username.as_str(), parent, now)
+                .await?;
+        }
         audit::record(
             &mut tx,
             &self.audit,
@@ -251,7 +399,103 @@ impl Accounts {
         )
         .await?;
         tx.commit().await.context("committing a registration")?;
-        tracing::info!(user_id, "account registered");
+        tracing::info!(
+            user_id,
+            awaiting_parent = parent_email.is_some(),
+            "account registered"
+        );
+        Ok(Registered {
+            user_id,
+            awaiting_parent: parent_email.is_some(),
+        })
+    }
+
+    /// Stores a request for a parent's consent and emails the parent a single-use link.
+    async fn ask_parent(
+        &self,
+        tx: &mut store::Tx,
+        user_id: i64,
+        username: &str,
+        parent: &EmailAddress,
+        now: i64,
+    ) -> Result<()> {
+        let token = random_token();
+        let digest = token_digest(&token);
+        store::insert_parental_request(
+            tx,
+            &store::NewParentalRequest {
+                user_id,
+                parent_email: parent.as_str(),
+                token_hash: &digest,
+                now,
+                expires_at: now + PARENT_CONSENT_DAYS * 86_400,
+            },
+        )
+        .await?;
+        let link = format!("{}/parental-consent/{token}", self.config.base_url());
+        Mail::parental_consent(&self.config.site_name, username, &link)
+            .enqueue(
+                tx,
+                &format!("parental-consent:{user_id}:{}", &digest[..16]),
+                parent.as_str(),
+                Some(user_id),
+                now,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The minor's username behind a parent's link, to show on the consent page.
+    pub async fn parental_request(&self, token: &str) -> Result<String> {
+        Ok(self
+            .store
+            .parental_request(&token_digest(token), crate::now())
+            .await?
+            .ok_or(Error::InvalidToken)?
+            .username)
+    }
+
+    /// Records a parent's consent from their link, with the policy version and the hash of the
+    /// text shown; the minor's account can post from now on.
+    pub async fn give_parental_consent(
+        &self,
+        token: &str,
+        news_allowed: bool,
+        policy: &Policy,
+    ) -> Result<i64> {
+        let digest = token_digest(token);
+        let now = crate::now();
+        let request = self
+            .store
+            .parental_request(&digest, now)
+            .await?
+            .ok_or(Error::InvalidToken)?;
+        let mut shown = parent_consent_text(&self.config.site_name, &request.username);
+        shown.push('\n');
+        shown.push_str(PARENT_NEWS_TEXT);
+        let mut tx = self.store.begin().await?;
+        let user_id = store::give_parental_consent(
+            &mut tx,
+            &store::ParentalConsentGiven {
+                token_hash: &digest,
+                now,
+                policy_version: policy.version(),
+                text_hash: &crate::news::sha256_hex(&shown),
+                news_allowed,
+            },
+        )
+        .await?
+        .ok_or(Error::InvalidToken)?;
+        audit::record(
+            &mut tx,
+            &self.audit,
+            Event::new(AuditKind::ParentalConsentGiven)
+                .subject(Some(user_id))
+                .detail(Detail::Method("email_link")),
+        )
+        .await?;
+        tx.commit().await.context("committing a parent's consent")?;
+        tracing::info!(user_id, "parental consent recorded");
         Ok(user_id)
     }
 

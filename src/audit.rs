@@ -36,6 +36,10 @@ pub enum AuditKind {
     RecoveryCodeUsed,
     SessionRevoked,
     AuditLogViewed,
+    /// A parent consented, from the emailed link, to a minor's account (promise M1).
+    ParentalConsentGiven,
+    /// Staff published a feedback message its sender agreed to publish (promise F6).
+    FeedbackPublished,
     /// A staff read of personal data through the purpose gate (not built yet).
     PersonalDataRead,
     /// A disclosure to a third party or an authority (not built yet).
@@ -57,7 +61,7 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 24] = [
+    pub const ALL: [AuditKind; 26] = [
         Self::AccountRegistered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -73,6 +77,8 @@ impl AuditKind {
         Self::RecoveryCodeUsed,
         Self::SessionRevoked,
         Self::AuditLogViewed,
+        Self::ParentalConsentGiven,
+        Self::FeedbackPublished,
         Self::PersonalDataRead,
         Self::Disclosure,
         Self::AccountClosed,
@@ -104,6 +110,8 @@ impl AuditKind {
             Self::RecoveryCodeUsed => "recovery_code_used",
             Self::SessionRevoked => "session_revoked",
             Self::AuditLogViewed => "audit_log_viewed",
+            Self::ParentalConsentGiven => "parental_consent_given",
+            Self::FeedbackPublished => "feedback_published",
             Self::PersonalDataRead => "personal_data_read",
             Self::Disclosure => "disclosure",
             Self::AccountClosed => "account_closed",
@@ -126,6 +134,7 @@ impl AuditKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Detail {
     Post(i64),
+    Feedback(i64),
     Role(Role),
     PreviousRole(Role),
     /// A session's public handle (a prefix of its token digest, not the token).
@@ -144,6 +153,7 @@ impl Detail {
     fn render(&self) -> String {
         match self {
             Self::Post(id) => format!("post={id}"),
+            Self::Feedback(id) => format!("feedback={id}"),
             Self::Role(role) => format!("role={}", role.as_str()),
             Self::PreviousRole(role) => format!("previous_role={}", role.as_str()),
             Self::Session(handle) => {

@@ -118,6 +118,9 @@ enum Command {
     /// Place, release and list legal holds.
     #[command(subcommand)]
     Hold(HoldCommand),
+    /// Product-news mail to the members who asked for it.
+    #[command(subcommand)]
+    News(NewsCommand),
     /// Print the record of processing activities of the policy in force.
     Ropa {
         #[arg(long, value_enum, default_value = "json")]
@@ -195,6 +198,21 @@ enum UserCommand {
     SetRole {
         username: String,
         role: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NewsCommand {
+    /// Queue a newsletter to every current subscriber (each message carries one-click
+    /// unsubscribe). Running it again with the same subject and body sends nothing twice.
+    Send {
+        #[arg(long)]
+        subject: String,
+        /// A plain-text file holding the body.
+        #[arg(long, value_name = "FILE")]
+        body_file: PathBuf,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -417,6 +435,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             run_sweep(&state, now, dry_run, batch_size, stop_after_batches).await
         }
         Command::Hold(command) => run_hold(file, command).await,
+        Command::News(NewsCommand::Send {
+            subject,
+            body_file,
+            store,
+        }) => {
+            let body = std::fs::read_to_string(&body_file)
+                .with_context(|| format!("reading the body file {}", body_file.display()))?;
+            let config = config_with(file, &store)?;
+            let store = open_store(&config).await?;
+            let news = crate::news::News::open(store, &config).await?;
+            let (newsletter, queued) =
+                news.send(&subject, &body, crate::now())
+                    .await
+                    .map_err(|e| match e {
+                        crate::error::Error::Internal(e) => e,
+                        other => anyhow::anyhow!("{other}"),
+                    })?;
+            println!(
+                "Newsletter {newsletter}: {queued} messages queued; the server's mail worker \
+                 delivers them."
+            );
+            Ok(())
+        }
         Command::Ropa { format, store } => {
             let config = config_with(file, &store)?;
             let store = open_store(&config).await?;

@@ -22,6 +22,10 @@ pub enum Error {
     Forbidden,
     #[error("verify your email address first")]
     EmailNotVerified,
+    #[error("members must be at least {minimum_age} years old")]
+    BelowMinimumAge { minimum_age: u8 },
+    #[error("a parent has to agree before this account can post: we emailed them a link")]
+    ParentalConsentPending,
     #[error("enter the code from your authenticator app, or a recovery code")]
     SecondFactorRequired,
     #[error("that code is wrong, expired or already used")]

@@ -20,6 +20,8 @@ pub struct Actor {
     pub email_verified: bool,
     /// Whether the account has 2-step verification on.
     pub two_factor: bool,
+    /// A minor whose parent has not consented yet (promise M1).
+    pub awaiting_parent: bool,
 }
 
 impl From<&SessionUser> for Actor {
@@ -29,6 +31,7 @@ impl From<&SessionUser> for Actor {
             role: Role::parse(&user.role).unwrap_or(Role::Member),
             email_verified: user.email_verified_at.is_some(),
             two_factor: user.two_factor != 0,
+            awaiting_parent: user.parent_consent_needed != 0 && user.parent_consented_at.is_none(),
         }
     }
 }
@@ -51,6 +54,9 @@ impl Actor {
     }
 
     fn may_post(&self) -> Result<()> {
+        if self.awaiting_parent {
+            return Err(Error::ParentalConsentPending);
+        }
         if self.email_verified {
             Ok(())
         } else {

@@ -10,7 +10,9 @@
 use crate::config::{Config, MailTransportKind, SmtpSecurity};
 use crate::store::{self, QueuedMail, Store, Tx};
 use anyhow::Context;
-use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::header::{
+    ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue,
+};
 use lettre::message::{Body, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -108,6 +110,23 @@ impl Mail {
         }
     }
 
+    /// Asks a parent to agree before their child's account can post (promise M1).
+    pub fn parental_consent(site: &str, username: &str, link: &str) -> Self {
+        Self {
+            subject: format!("Your child asks to join {site}"),
+            body: format!(
+                "Hello,\n\n\
+                 Someone who says they are your child opened the account \"{username}\" on {site} \
+                 and gave this address as a parent's. Where they live, the law asks for a \
+                 parent's consent before a person of their age can use the forum.\n\n\
+                 To read what the account involves and decide, open this link within 7 days:\n\n\
+                 {link}\n\n\
+                 If you do nothing, the account stays unable to post. You can also ask us to \
+                 delete the account and everything it holds from the privacy page.\n"
+            ),
+        }
+    }
+
     /// Queues the message in the caller's transaction. Returns false if `key` was queued before.
     pub async fn enqueue(
         &self,
@@ -116,6 +135,41 @@ impl Mail {
         recipient: &str,
         user_id: Option<i64>,
         now: i64,
+    ) -> anyhow::Result<bool> {
+        self.enqueue_with(tx, key, recipient, user_id, now, None)
+            .await
+    }
+
+    /// Queues a non-essential message (product news), which carries a one-click unsubscribe
+    /// address (RFC 8058) in its headers.
+    pub async fn enqueue_unsubscribable(
+        &self,
+        tx: &mut Tx,
+        key: &str,
+        recipient: &str,
+        user_id: i64,
+        now: i64,
+        unsubscribe_url: &str,
+    ) -> anyhow::Result<bool> {
+        self.enqueue_with(
+            tx,
+            key,
+            recipient,
+            Some(user_id),
+            now,
+            Some(unsubscribe_url),
+        )
+        .await
+    }
+
+    async fn enqueue_with(
+        &self,
+        tx: &mut Tx,
+        key: &str,
+        recipient: &str,
+        user_id: Option<i64>,
+        now: i64,
+        list_unsubscribe: Option<&str>,
     ) -> anyhow::Result<bool> {
         store::enqueue_mail(
             tx,
@@ -126,6 +180,7 @@ impl Mail {
                 subject: &self.subject,
                 body_text: &self.body,
                 now,
+                list_unsubscribe,
             },
         )
         .await
@@ -209,7 +264,7 @@ impl Mailer {
                 return Ok(sent);
             }
             for mail in batch {
-                match self.send(&mail).await {
+                match self.transmit(&mail).await {
                     Ok(()) => {
                         self.store.mark_mail_sent(mail.id, crate::now()).await?;
                         sent += 1;
@@ -226,7 +281,11 @@ impl Mailer {
         }
     }
 
-    async fn send(&self, queued: &QueuedMail) -> anyhow::Result<()> {
+    /// Hands one claimed message to the transport without marking it sent: the worker marks
+    /// it afterwards. A crash in between leaves the claim to lapse and the message to be
+    /// transmitted again, under the same file name and Message-ID (both derived from the
+    /// message's id and key), so the retry replaces rather than repeats it.
+    pub async fn transmit(&self, queued: &QueuedMail) -> anyhow::Result<()> {
         let key_digest = Sha256::digest(queued.idempotency_key.as_bytes());
         let key_hex: String = key_digest[..12]
             .iter()
@@ -237,12 +296,19 @@ impl Mailer {
             .parse()
             .context("the recipient address cannot be parsed")?;
         let domain = self.from.email.domain().to_string();
-        let message = Message::builder()
+        let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(queued.subject.clone())
             .message_id(Some(format!("<{key_hex}@{domain}>")))
-            .header(ContentType::TEXT_PLAIN)
+            .header(ContentType::TEXT_PLAIN);
+        if let Some(url) = &queued.list_unsubscribe {
+            // RFC 8058: the mail client POSTs `List-Unsubscribe=One-Click` to the address.
+            builder = builder
+                .header(ListUnsubscribe(format!("<{url}>")))
+                .header(ListUnsubscribePost);
+        }
+        let message = builder
             .body(readable_body(&queued.body_text))
             .context("building an email")?;
         match &*self.transport {
@@ -278,6 +344,42 @@ impl Mailer {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// `List-Unsubscribe: <https://…>` (RFC 2369).
+#[derive(Clone)]
+struct ListUnsubscribe(String);
+
+impl Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+
+    fn parse(text: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(text.to_string()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
+#[derive(Clone)]
+struct ListUnsubscribePost;
+
+impl Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".to_string())
     }
 }
 

@@ -16,12 +16,12 @@ on_both_stores! {
     /// Proves: F1, M1
     async fn registration_refuses_each_bad_field_by_name_and_stores_nothing(app) {
         let cases = [
-            (json!({"username": "x", "email": "a@example.org", "password": "long enough pw", "birth_year": 1990}), "username"),
-            (json!({"username": "valid", "email": "not-an-email", "password": "long enough pw", "birth_year": 1990}), "email"),
-            (json!({"username": "valid", "email": "a@example.org", "password": "short", "birth_year": 1990}), "password"),
-            (json!({"username": "valid", "email": "a@example.org", "password": "long enough pw", "birth_year": "nineteen"}), "birth_year"),
-            (json!({"username": "valid", "email": "a@example.org", "password": "long enough pw", "birth_year": 2020}), "birth_year"),
-            (json!({"email": "a@example.org", "password": "long enough pw", "birth_year": 1990}), "username"),
+            (json!({"username": "x", "email": "a@example.org", "password": "long enough pw", "birth_year": 1990, "country": "GB"}), "username"),
+            (json!({"username": "valid", "email": "not-an-email", "password": "long enough pw", "birth_year": 1990, "country": "GB"}), "email"),
+            (json!({"username": "valid", "email": "a@example.org", "password": "short", "birth_year": 1990, "country": "GB"}), "password"),
+            (json!({"username": "valid", "email": "a@example.org", "password": "long enough pw", "birth_year": "nineteen", "country": "GB"}), "birth_year"),
+            (json!({"username": "valid", "email": "a@example.org", "password": "long enough pw", "birth_year": 1990}), "country"),
+            (json!({"email": "a@example.org", "password": "long enough pw", "birth_year": 1990, "country": "GB"}), "username"),
         ];
         for (body, field) in cases {
             let (status, error) = api_error(app.client.post(app.url("/api/v1/users")).json(&body).send().await.unwrap()).await;
@@ -35,7 +35,7 @@ on_both_stores! {
         // The form says the same, keeps what was typed (but not the password) and names the field.
         let form = app.page(&app.client, "/register").await;
         let response = app.client.post(app.url("/register"))
-            .form(&[("csrf", csrf_of(&form).as_str()), ("username", "ok_name"), ("email", "nope"), ("password", "long enough pw"), ("birth_year", "1990")])
+            .form(&[("csrf", csrf_of(&form).as_str()), ("username", "ok_name"), ("email", "nope"), ("password", "long enough pw"), ("birth_year", "1990"), ("country", "GB")])
             .send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
         let html = response.text().await.unwrap();
@@ -48,13 +48,13 @@ on_both_stores! {
     async fn duplicate_usernames_and_emails_are_refused_whatever_their_case(app) {
         app.member("alice").await;
         let (status, error) = api_error(app.client.post(app.url("/api/v1/users"))
-            .json(&json!({"username": "ALICE", "email": "other@example.org", "password": "long enough pw", "birth_year": 1990}))
+            .json(&json!({"username": "ALICE", "email": "other@example.org", "password": "long enough pw", "birth_year": 1990, "country": "GB"}))
             .send().await.unwrap()).await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(error["error"]["code"], "conflict");
         assert_eq!(error["error"]["fields"][0]["field"], "username");
         let (status, error) = api_error(app.client.post(app.url("/api/v1/users"))
-            .json(&json!({"username": "alice2", "email": "Alice@Example.org", "password": "long enough pw", "birth_year": 1990}))
+            .json(&json!({"username": "alice2", "email": "Alice@Example.org", "password": "long enough pw", "birth_year": 1990, "country": "GB"}))
             .send().await.unwrap()).await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(error["error"]["fields"][0]["field"], "email");
@@ -196,7 +196,7 @@ on_both_stores! {
 on_both_stores! {
     async fn unverified_members_cannot_post_until_they_confirm(app) {
         let response = app.client.post(app.url("/api/v1/users"))
-            .json(&json!({"username": "fresh", "email": "fresh@example.org", "password": "a long enough password", "birth_year": 1990}))
+            .json(&json!({"username": "fresh", "email": "fresh@example.org", "password": "a long enough password", "birth_year": 1990, "country": "GB"}))
             .send().await.unwrap();
         assert_eq!(response.status(), StatusCode::CREATED);
         let token = app.bearer("fresh").await;

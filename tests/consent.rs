@@ -369,7 +369,7 @@ on_both_stores! {
     async fn a_member_known_to_be_under_16_is_never_opted_in_to_advertising(app) {
         let year = time::OffsetDateTime::now_utc().year() - 14;
         let response = app.client.post(app.url("/api/v1/users"))
-            .json(&json!({"username": "kim", "email": "kim@example.org", "password": "a long enough password", "birth_year": year}))
+            .json(&json!({"username": "kim", "email": "kim@example.org", "password": "a long enough password", "birth_year": year, "country": "US", "us_state": "CA"}))
             .send().await.unwrap();
         assert_eq!(response.status(), 201);
         let mail = app.wait_for_mail("kim@example.org", "Confirm").await;

@@ -19,7 +19,7 @@ on_both_stores! {
         let response = browser
             .post(app.url("/register"))
             .form(&[("csrf", csrf_of(&form).as_str()), ("username", "ada"), ("email", "ada@example.org"),
-                    ("password", "a long enough password"), ("birth_year", "1990")])
+                    ("password", "a long enough password"), ("birth_year", "1990"), ("country", "GB")])
             .send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response.text().await.unwrap().contains("Check your email"));

@@ -13,6 +13,8 @@ pub struct OutgoingMail<'a> {
     pub subject: &'a str,
     pub body_text: &'a str,
     pub now: i64,
+    /// The one-click unsubscribe address of non-essential mail (RFC 8058); `None` otherwise.
+    pub list_unsubscribe: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -23,13 +25,14 @@ pub struct QueuedMail {
     pub subject: String,
     pub body_text: String,
     pub attempts: i64,
+    pub list_unsubscribe: Option<String>,
 }
 
 /// Queues a message; returns false when a message with the same key was already queued.
 pub async fn enqueue_mail(tx: &mut Tx, mail: &OutgoingMail<'_>) -> anyhow::Result<bool> {
     let done = sqlx::query(
         "INSERT INTO mail_outbox (idempotency_key, recipient, user_id, subject, body_text, \
-         created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+         created_at, next_attempt_at, list_unsubscribe) VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
          ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(mail.idempotency_key)
@@ -38,6 +41,7 @@ pub async fn enqueue_mail(tx: &mut Tx, mail: &OutgoingMail<'_>) -> anyhow::Resul
     .bind(mail.subject)
     .bind(mail.body_text)
     .bind(mail.now)
+    .bind(mail.list_unsubscribe)
     .execute(&mut **tx)
     .await
     .context("queuing an email")?;
@@ -60,7 +64,8 @@ impl Store {
              AND (user_id IS NULL OR user_id NOT IN \
              (SELECT id FROM users WHERE closed_at IS NOT NULL)) \
              ORDER BY id LIMIT $3 {}) \
-             RETURNING id, idempotency_key, recipient, subject, body_text, attempts",
+             RETURNING id, idempotency_key, recipient, subject, body_text, attempts, \
+             list_unsubscribe",
             self.skip_locked()
         );
         let mut tx = self.begin().await?;

@@ -41,6 +41,9 @@ pub struct SessionUser {
     pub last_seen_at: i64,
     /// 1 when 2-step verification is on for the account.
     pub two_factor: i64,
+    /// 1 for a minor who needs a parent's consent; posting waits for `parent_consented_at`.
+    pub parent_consent_needed: i64,
+    pub parent_consented_at: Option<i64>,
 }
 
 pub struct NewSession<'a> {
@@ -146,7 +149,8 @@ impl Store {
         sqlx::query_as(
             "SELECT s.user_id, u.username, u.role, u.email_verified_at, s.csrf_token, \
              s.last_seen_at, (SELECT COUNT(*) FROM two_factor t WHERE t.user_id = u.id \
-             AND t.enabled_at IS NOT NULL) AS two_factor \
+             AND t.enabled_at IS NOT NULL) AS two_factor, u.parent_consent_needed, \
+             u.parent_consented_at \
              FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2",
         )

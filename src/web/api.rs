@@ -62,6 +62,23 @@ pub struct RegisterRequest {
     #[serde(default)]
     #[schema(value_type = i64)]
     birth_year: serde_json::Value,
+    /// ISO 3166-1 alpha-2 code of the country of residence; `ZZ` for one not listed.
+    #[serde(default)]
+    country: String,
+    /// Two-letter state code, required when `country` is `US`.
+    #[serde(default)]
+    us_state: String,
+    /// `YYYY-MM-DD`, required only when the birth year alone cannot decide the age rules
+    /// (the error names `birth_date`); used once, never kept.
+    #[serde(default)]
+    birth_date: String,
+    /// A parent's address, required where the member's age needs a parent's consent (the
+    /// error names `parent_email`).
+    #[serde(default)]
+    parent_email: String,
+    /// Opt in to product-news email. Never assumed.
+    #[serde(default)]
+    news: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -69,6 +86,8 @@ pub struct Registered {
     user_id: i64,
     /// Always true: a verification link was sent to the address.
     verification_sent: bool,
+    /// True when the account waits for a parent's consent (emailed) before it can post.
+    awaiting_parent: bool,
 }
 
 /// Create an account; a verification link is emailed.
@@ -83,21 +102,31 @@ pub async fn register(
         serde_json::Value::String(s) => s.clone(),
         _ => String::new(),
     };
-    let user_id = state
+    let policy = state.policy.current().await?;
+    let registered = state
         .accounts
-        .register(&Registration {
-            username: &body.username,
-            email: &body.email,
-            password: &body.password,
-            birth_year: &birth_year,
-        })
+        .register(
+            &Registration {
+                username: &body.username,
+                email: &body.email,
+                password: &body.password,
+                birth_year: &birth_year,
+                country: &body.country,
+                us_state: &body.us_state,
+                birth_date: &body.birth_date,
+                parent_email: &body.parent_email,
+                news: body.news,
+            },
+            &policy.policy,
+        )
         .await?;
     state.mailer.wake();
     Ok((
         StatusCode::CREATED,
         axum::Json(Registered {
-            user_id,
+            user_id: registered.user_id,
             verification_sent: true,
+            awaiting_parent: registered.awaiting_parent,
         }),
     )
         .into_response())

@@ -27,6 +27,10 @@ pub enum ErrorCode {
     Forbidden,
     /// The member must verify their email address first.
     EmailNotVerified,
+    /// The person is below the minimum age where they live; nothing they sent was kept.
+    BelowMinimumAge,
+    /// The account belongs to a minor whose parent has not consented yet.
+    ParentalConsentPending,
     /// The account has 2-step verification: send the authenticator `code` (or a recovery code)
     /// with the login and password.
     SecondFactorRequired,
@@ -68,6 +72,10 @@ fn classify(error: &Error) -> (StatusCode, ErrorCode) {
         Error::BadCredentials => (StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials),
         Error::Forbidden => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
         Error::EmailNotVerified => (StatusCode::FORBIDDEN, ErrorCode::EmailNotVerified),
+        Error::BelowMinimumAge { .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::BelowMinimumAge)
+        }
+        Error::ParentalConsentPending => (StatusCode::FORBIDDEN, ErrorCode::ParentalConsentPending),
         Error::SecondFactorRequired => (StatusCode::UNAUTHORIZED, ErrorCode::SecondFactorRequired),
         Error::InvalidSecondFactor => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidSecondFactor),
         Error::SecondFactorEnrolmentRequired => (

@@ -10,6 +10,7 @@ pub mod consent;
 pub mod error;
 pub mod forms;
 pub mod pages;
+pub mod people;
 pub mod privacy;
 pub mod retention;
 pub mod security;
@@ -54,6 +55,10 @@ pub struct AppState {
     pub retention: crate::retention::Retention,
     /// Topic views counted in memory for the visitor statistics.
     pub visits: crate::stats::VisitCounter,
+    /// Product-news subscriptions, unsubscribe tokens and newsletters.
+    pub news: crate::news::News,
+    /// Feedback messages, published only with their sender's agreement.
+    pub feedback: crate::feedback::Feedback,
 }
 
 impl AppState {
@@ -74,6 +79,7 @@ impl AppState {
             .setting_or_insert("form_key", &crate::accounts::random_token())
             .await?;
         let audit_key = crate::audit::AuditKey::load_or_create(&config.audit_key_path())?;
+        let news = crate::news::News::open(store.clone(), &config).await?;
         let config = Arc::new(config);
         let policy = crate::policy::Policies::load(store.clone(), &config).await?;
         Ok(Self {
@@ -86,11 +92,13 @@ impl AppState {
             visits: crate::stats::VisitCounter::new(store.clone()),
             accounts: Accounts::new(store.clone(), config.clone(), audit_key.clone())?,
             forum: Forum::new(store.clone(), audit_key.clone()),
+            feedback: crate::feedback::Feedback::new(store.clone(), audit_key.clone()),
             audit_key,
             mailer: Mailer::new(store.clone(), &config)?,
             form_key: Arc::new(key.into_bytes()),
             policy,
             consent: crate::consent::Consent::new(store.clone()),
+            news,
             store,
             config,
         })
@@ -184,6 +192,32 @@ pub fn router(state: AppState) -> Router {
         .route("/blog/{slug}/reply", post(blog_comment))
         .route("/u/{username}", get(profile))
         .route("/register", get(register_form).post(register))
+        .route(
+            "/unsubscribe/{token}",
+            get(people::unsubscribe_page).post(people::unsubscribe),
+        )
+        .route(
+            "/account/email",
+            get(people::email_preferences).post(people::save_email_preferences),
+        )
+        .route(
+            "/parental-consent/{token}",
+            get(people::parental_consent_page).post(people::give_parental_consent),
+        )
+        .route(
+            "/parental-consent-recorded",
+            get(people::parental_consent_recorded),
+        )
+        .route(
+            "/feedback",
+            get(people::feedback_form).post(people::send_feedback),
+        )
+        .route("/feedback/published", get(people::published_feedback))
+        .route("/staff/feedback", get(people::staff_feedback))
+        .route(
+            "/staff/feedback/{id}/publish",
+            post(people::publish_feedback),
+        )
         .route(
             "/verify-email/{token}",
             get(verify_email_form).post(verify_email),

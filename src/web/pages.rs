@@ -892,17 +892,44 @@ struct RegisterPage {
     username: String,
     email: String,
     birth_year: String,
+    country: String,
+    us_state: String,
+    news: bool,
+    ask_birth_date: bool,
+    ask_parent: bool,
+    news_text: &'static str,
+    countries: &'static [(&'static str, &'static str)],
+    us_states: &'static [(&'static str, &'static str)],
     errors: Vec<InvalidField>,
 }
 
+impl RegisterPage {
+    /// An empty form: nothing typed is shown back.
+    fn empty(layout: Layout) -> Self {
+        Self {
+            layout,
+            username: String::new(),
+            email: String::new(),
+            birth_year: String::new(),
+            country: String::new(),
+            us_state: String::new(),
+            news: false,
+            ask_birth_date: false,
+            ask_parent: false,
+            news_text: crate::news::NEWS_OPT_IN_TEXT,
+            countries: crate::web::people::COUNTRIES,
+            us_states: crate::web::people::US_STATES,
+            errors: vec![],
+        }
+    }
+}
+
 pub async fn register_form(State(state): State<AppState>, viewer: Viewer) -> PageResult {
-    page(&RegisterPage {
-        layout: Layout::new(&state, &viewer, "Create an account"),
-        username: String::new(),
-        email: String::new(),
-        birth_year: String::new(),
-        errors: vec![],
-    })
+    page(&RegisterPage::empty(Layout::new(
+        &state,
+        &viewer,
+        "Create an account",
+    )))
 }
 
 #[derive(Deserialize)]
@@ -917,6 +944,17 @@ pub struct RegisterForm {
     password: String,
     #[serde(default)]
     birth_year: String,
+    #[serde(default)]
+    country: String,
+    #[serde(default)]
+    us_state: String,
+    #[serde(default)]
+    birth_date: String,
+    #[serde(default)]
+    parent_email: String,
+    /// Present only when the (never pre-ticked) box is ticked.
+    #[serde(default)]
+    news: Option<String>,
 }
 
 pub async fn register(
@@ -926,40 +964,66 @@ pub async fn register(
     Form(form): Form<RegisterForm>,
 ) -> PageResult {
     check_form(&state, &viewer, &headers, &form.csrf)?;
+    let policy = state.policy.current().await?;
     let result = state
         .accounts
-        .register(&Registration {
-            username: &form.username,
-            email: &form.email,
-            password: &form.password,
-            birth_year: &form.birth_year,
-        })
+        .register(
+            &Registration {
+                username: &form.username,
+                email: &form.email,
+                password: &form.password,
+                birth_year: &form.birth_year,
+                country: &form.country,
+                us_state: &form.us_state,
+                birth_date: &form.birth_date,
+                parent_email: &form.parent_email,
+                news: form.news.is_some(),
+            },
+            &policy.policy,
+        )
         .await;
     let errors = match result {
-        Ok(_) => {
+        Ok(registered) => {
             state.mailer.wake();
+            let mut paragraphs = vec![
+                "Your account is created. We sent a link to the address you gave: open it to confirm the address.".to_string(),
+            ];
+            if registered.awaiting_parent {
+                paragraphs.push("Where you live, a parent has to agree before you can post: we emailed the parent you named a link to do so.".into());
+            }
             return page(&MessagePage {
                 layout: Layout::new(&state, &viewer, "Check your email"),
-                paragraphs: vec![
-                    "Your account is created. We sent a link to the address you gave: open it to confirm the address and start posting.".into(),
-                ],
+                paragraphs,
                 link: Some(("/sign-in".into(), "Sign in".into())),
             });
+        }
+        Err(Error::BelowMinimumAge { minimum_age }) => {
+            // Nothing typed is shown back or kept: the form starts empty.
+            let mut empty = RegisterPage::empty(Layout::new(&state, &viewer, "Create an account"));
+            empty.errors = vec![InvalidField::new(
+                "birth_year",
+                format!(
+                    "members must be at least {minimum_age} years old; nothing you typed was kept"
+                ),
+            )];
+            return page_with_status(StatusCode::UNPROCESSABLE_ENTITY, &empty);
         }
         Err(Error::Invalid(errors)) => errors,
         Err(Error::Conflict { field }) => vec![InvalidField::new(field, "is already taken")],
         Err(other) => return Err(other.into()),
     };
-    page_with_status(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        &RegisterPage {
-            layout: Layout::new(&state, &viewer, "Create an account"),
-            username: form.username,
-            email: form.email,
-            birth_year: form.birth_year,
-            errors,
-        },
-    )
+    let asks = |field: &str| errors.iter().any(|e| e.field == field);
+    let mut again = RegisterPage::empty(Layout::new(&state, &viewer, "Create an account"));
+    again.ask_birth_date = asks("birth_date");
+    again.ask_parent = asks("parent_email");
+    again.username = form.username;
+    again.email = form.email;
+    again.birth_year = form.birth_year;
+    again.country = form.country;
+    again.us_state = form.us_state;
+    again.news = form.news.is_some();
+    again.errors = errors;
+    page_with_status(StatusCode::UNPROCESSABLE_ENTITY, &again)
 }
 
 #[derive(Template)]

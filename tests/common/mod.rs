@@ -212,7 +212,7 @@ impl TestApp {
         let response = self
             .client
             .post(self.url("/api/v1/users"))
-            .json(&serde_json::json!({"username": username, "email": email, "password": "a long enough password", "birth_year": 1990}))
+            .json(&serde_json::json!({"username": username, "email": email, "password": "a long enough password", "birth_year": 1990, "country": "GB"}))
             .send()
             .await
             .unwrap();

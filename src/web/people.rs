@@ -1,0 +1,469 @@
+//! Pages for the people the policy names (promises F6, M1): one-click unsubscribe (RFC 8058),
+//! the member's email preferences, and a parent's consent for a minor's account. Also the
+//! country and state lists the registration form offers.
+
+use crate::error::Error;
+use crate::news::{NEWS_OPT_IN_TEXT, NewsMethod};
+use crate::web::AppState;
+use crate::web::auth::{Viewer, check_form};
+use crate::web::error::PageResult;
+use crate::web::forms::{Form, decode_form};
+use crate::web::pages::{Layout, date, page, see_other};
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+
+/// Countries offered at registration: every EU/EEA country, the UK, the US and a few more
+/// by name; anyone else picks "another country" (`ZZ`, a code ISO 3166 leaves unassigned).
+pub const COUNTRIES: &[(&str, &str)] = &[
+    ("AU", "Australia"),
+    ("AT", "Austria"),
+    ("BE", "Belgium"),
+    ("BR", "Brazil"),
+    ("BG", "Bulgaria"),
+    ("CA", "Canada"),
+    ("HR", "Croatia"),
+    ("CY", "Cyprus"),
+    ("CZ", "Czechia"),
+    ("DK", "Denmark"),
+    ("EE", "Estonia"),
+    ("FI", "Finland"),
+    ("FR", "France"),
+    ("DE", "Germany"),
+    ("GR", "Greece"),
+    ("HU", "Hungary"),
+    ("IS", "Iceland"),
+    ("IN", "India"),
+    ("IE", "Ireland"),
+    ("IT", "Italy"),
+    ("JP", "Japan"),
+    ("LV", "Latvia"),
+    ("LI", "Liechtenstein"),
+    ("LT", "Lithuania"),
+    ("LU", "Luxembourg"),
+    ("MT", "Malta"),
+    ("MX", "Mexico"),
+    ("NL", "Netherlands"),
+    ("NZ", "New Zealand"),
+    ("NO", "Norway"),
+    ("PL", "Poland"),
+    ("PT", "Portugal"),
+    ("RO", "Romania"),
+    ("SK", "Slovakia"),
+    ("SI", "Slovenia"),
+    ("ES", "Spain"),
+    ("SE", "Sweden"),
+    ("CH", "Switzerland"),
+    ("GB", "United Kingdom"),
+    ("US", "United States"),
+    ("ZZ", "Another country"),
+];
+
+/// US states and DC by postal code, for residents of the US.
+pub const US_STATES: &[(&str, &str)] = &[
+    ("AL", "Alabama"),
+    ("AK", "Alaska"),
+    ("AZ", "Arizona"),
+    ("AR", "Arkansas"),
+    ("CA", "California"),
+    ("CO", "Colorado"),
+    ("CT", "Connecticut"),
+    ("DE", "Delaware"),
+    ("DC", "District of Columbia"),
+    ("FL", "Florida"),
+    ("GA", "Georgia"),
+    ("HI", "Hawaii"),
+    ("ID", "Idaho"),
+    ("IL", "Illinois"),
+    ("IN", "Indiana"),
+    ("IA", "Iowa"),
+    ("KS", "Kansas"),
+    ("KY", "Kentucky"),
+    ("LA", "Louisiana"),
+    ("ME", "Maine"),
+    ("MD", "Maryland"),
+    ("MA", "Massachusetts"),
+    ("MI", "Michigan"),
+    ("MN", "Minnesota"),
+    ("MS", "Mississippi"),
+    ("MO", "Missouri"),
+    ("MT", "Montana"),
+    ("NE", "Nebraska"),
+    ("NV", "Nevada"),
+    ("NH", "New Hampshire"),
+    ("NJ", "New Jersey"),
+    ("NM", "New Mexico"),
+    ("NY", "New York"),
+    ("NC", "North Carolina"),
+    ("ND", "North Dakota"),
+    ("OH", "Ohio"),
+    ("OK", "Oklahoma"),
+    ("OR", "Oregon"),
+    ("PA", "Pennsylvania"),
+    ("RI", "Rhode Island"),
+    ("SC", "South Carolina"),
+    ("SD", "South Dakota"),
+    ("TN", "Tennessee"),
+    ("TX", "Texas"),
+    ("UT", "Utah"),
+    ("VT", "Vermont"),
+    ("VA", "Virginia"),
+    ("WA", "Washington"),
+    ("WV", "West Virginia"),
+    ("WI", "Wisconsin"),
+    ("WY", "Wyoming"),
+];
+
+#[derive(Template)]
+#[template(path = "unsubscribe.html")]
+struct UnsubscribePage {
+    layout: Layout,
+    action: String,
+}
+
+/// The page an unsubscribe link opens: a confirm button, so that a link scanner fetching the
+/// URL does not unsubscribe anyone.
+pub async fn unsubscribe_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(token): Path<String>,
+) -> PageResult {
+    if state.news.token_user(&token).is_none() {
+        return Err(Error::InvalidToken.into());
+    }
+    page(&UnsubscribePage {
+        layout: Layout::new(&state, &viewer, "Leave the product-news list"),
+        action: format!("/unsubscribe/{token}"),
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct OneClick {
+    #[serde(default, rename = "List-Unsubscribe")]
+    list_unsubscribe: String,
+}
+
+/// The one-click unsubscribe (RFC 8058): works without a session or cookie, the signed token
+/// in the address being the proof. No anti-forgery token is asked: a mail provider posts
+/// here on its own, and a forger cannot know the token. Any body is accepted; the standard's
+/// `List-Unsubscribe=One-Click` marks the mail client's post, the rest the page's button.
+pub async fn unsubscribe(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> PageResult {
+    let form: OneClick = decode_form(&body).unwrap_or_default();
+    let method = if form.list_unsubscribe == "One-Click" {
+        NewsMethod::OneClick
+    } else {
+        NewsMethod::UnsubscribePage
+    };
+    let policy = state.policy.current().await?;
+    state
+        .news
+        .unsubscribe(&token, method, policy.policy.version())
+        .await?;
+    page(&crate::web::pages::MessagePage {
+        layout: Layout::new(&state, &viewer, "You left the product-news list"),
+        paragraphs: vec![
+            "You will get no more product news from us. Messages about your account, and \
+             notices of changes to the privacy policy, still reach you."
+                .into(),
+        ],
+        link: Some(("/".into(), "Go to the forum".into())),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "account/email.html")]
+struct EmailPreferencesPage {
+    layout: Layout,
+    news_text: &'static str,
+    subscribed: bool,
+    since: String,
+    minor_without_parent: bool,
+    notice: Option<&'static str>,
+}
+
+async fn render_preferences(
+    state: &AppState,
+    viewer: &Viewer,
+    notice: Option<&'static str>,
+) -> PageResult {
+    let signed_in = viewer.require()?;
+    let user_id = signed_in.user.user_id;
+    let choice = state.store.news_choice_of(user_id).await?;
+    let facts = state
+        .store
+        .age_facts_of(user_id)
+        .await?
+        .ok_or(Error::NotFound("member"))?;
+    let year = time::OffsetDateTime::now_utc().year() as i64;
+    page(&EmailPreferencesPage {
+        layout: Layout::new(state, viewer, "Email preferences"),
+        news_text: NEWS_OPT_IN_TEXT,
+        subscribed: choice.as_ref().is_some_and(|c| c.subscribed != 0),
+        since: choice.map(|c| date(c.recorded_at)).unwrap_or_default(),
+        minor_without_parent: year - facts.birth_year <= crate::news::NEWS_ADULT_AGE
+            && facts.parent_allows_news == 0,
+        notice,
+    })
+}
+
+pub async fn email_preferences(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    render_preferences(&state, &viewer, None).await
+}
+
+#[derive(Deserialize)]
+pub struct PreferencesForm {
+    #[serde(default)]
+    csrf: String,
+    /// Present only when the box is ticked.
+    #[serde(default)]
+    news: Option<String>,
+}
+
+pub async fn save_email_preferences(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(form): Form<PreferencesForm>,
+) -> PageResult {
+    let signed_in = viewer.require()?;
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let policy = state.policy.current().await?;
+    state
+        .news
+        .choose(
+            signed_in.user.user_id,
+            form.news.is_some(),
+            NewsMethod::AccountPage,
+            policy.policy.version(),
+        )
+        .await?;
+    render_preferences(&state, &viewer, Some("Your choice is saved.")).await
+}
+
+#[derive(Template)]
+#[template(path = "parental_consent.html")]
+struct ParentalConsentPage {
+    layout: Layout,
+    action: String,
+    text: String,
+    news_text: &'static str,
+}
+
+/// What a parent sees from the emailed link: the account, what it involves, and a consent
+/// button (nothing is recorded by opening the link).
+pub async fn parental_consent_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(token): Path<String>,
+) -> PageResult {
+    let username = state.accounts.parental_request(&token).await?;
+    page(&ParentalConsentPage {
+        layout: Layout::new(&state, &viewer, "A parent's consent"),
+        action: format!("/parental-consent/{token}"),
+        text: crate::accounts::parent_consent_text(&state.config.site_name, &username),
+        news_text: crate::accounts::PARENT_NEWS_TEXT,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ParentalConsentForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    news: Option<String>,
+}
+
+pub async fn give_parental_consent(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(form): Form<ParentalConsentForm>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let policy = state.policy.current().await?;
+    state
+        .accounts
+        .give_parental_consent(&token, form.news.is_some(), &policy.policy)
+        .await?;
+    Ok(see_other("/parental-consent-recorded"))
+}
+
+pub async fn parental_consent_recorded(
+    State(state): State<AppState>,
+    viewer: Viewer,
+) -> PageResult {
+    page(&crate::web::pages::MessagePage {
+        layout: Layout::new(&state, &viewer, "Thank you"),
+        paragraphs: vec![
+            "Your consent is recorded, with the date and the text you saw. The account can \
+             now post. You can withdraw it and have the account deleted at any time from the \
+             privacy page."
+                .into(),
+        ],
+        link: Some(("/privacy".into(), "Read the privacy policy".into())),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "feedback.html")]
+struct FeedbackPage {
+    layout: Layout,
+    may_publish_text: &'static str,
+    may_name_text: &'static str,
+    errors: Vec<crate::domain::InvalidField>,
+    sent: bool,
+}
+
+pub async fn feedback_form(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    viewer.require()?;
+    page(&FeedbackPage {
+        layout: Layout::new(&state, &viewer, "Feedback and support"),
+        may_publish_text: crate::feedback::MAY_PUBLISH_TEXT,
+        may_name_text: crate::feedback::MAY_NAME_TEXT,
+        errors: vec![],
+        sent: false,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct FeedbackForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    body: String,
+    /// Present only when ticked; never pre-ticked.
+    #[serde(default)]
+    may_publish: Option<String>,
+    #[serde(default)]
+    may_name: Option<String>,
+}
+
+pub async fn send_feedback(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(form): Form<FeedbackForm>,
+) -> PageResult {
+    let signed_in = viewer.require()?;
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let result = state
+        .feedback
+        .submit(
+            &signed_in.actor(),
+            &form.body,
+            form.may_publish.is_some(),
+            form.may_name.is_some(),
+        )
+        .await;
+    let errors = match result {
+        Ok(_) => vec![],
+        Err(Error::Invalid(errors)) => errors,
+        Err(other) => return Err(other.into()),
+    };
+    page(&FeedbackPage {
+        layout: Layout::new(&state, &viewer, "Feedback and support"),
+        may_publish_text: crate::feedback::MAY_PUBLISH_TEXT,
+        may_name_text: crate::feedback::MAY_NAME_TEXT,
+        sent: errors.is_empty(),
+        errors,
+    })
+}
+
+struct PublishedLine {
+    author: String,
+    body: String,
+    when: String,
+}
+
+#[derive(Template)]
+#[template(path = "feedback_published.html")]
+struct PublishedFeedbackPage {
+    layout: Layout,
+    lines: Vec<PublishedLine>,
+}
+
+pub async fn published_feedback(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    let lines = state
+        .feedback
+        .published()
+        .await?
+        .into_iter()
+        .map(|item| PublishedLine {
+            author: item.author.unwrap_or_else(|| "A member".into()),
+            body: item.body,
+            when: date(item.published_at),
+        })
+        .collect();
+    page(&PublishedFeedbackPage {
+        layout: Layout::new(&state, &viewer, "What members told us"),
+        lines,
+    })
+}
+
+struct StaffFeedbackLine {
+    id: i64,
+    username: String,
+    body: String,
+    received: String,
+    may_publish: bool,
+    may_name: bool,
+    published: bool,
+}
+
+#[derive(Template)]
+#[template(path = "staff/feedback.html")]
+struct StaffFeedbackPage {
+    layout: Layout,
+    lines: Vec<StaffFeedbackLine>,
+}
+
+pub async fn staff_feedback(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    let signed_in = viewer.require()?;
+    let lines = state
+        .feedback
+        .for_staff(&signed_in.actor())
+        .await?
+        .into_iter()
+        .map(|row| StaffFeedbackLine {
+            id: row.id,
+            username: row.username,
+            body: row.body,
+            received: date(row.created_at),
+            may_publish: row.may_publish != 0,
+            may_name: row.may_name != 0,
+            published: row.published_at.is_some(),
+        })
+        .collect();
+    page(&StaffFeedbackPage {
+        layout: Layout::new(&state, &viewer, "Feedback"),
+        lines,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn publish_feedback(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> PageResult {
+    let signed_in = viewer.require()?;
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let id: i64 = id.parse().map_err(|_| Error::NotFound("feedback"))?;
+    state.feedback.publish(&signed_in.actor(), id).await?;
+    Ok(see_other("/staff/feedback"))
+}

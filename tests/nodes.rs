@@ -101,7 +101,7 @@ async fn member(node: &Node, all: &[&Node], username: &str) -> String {
     let email = format!("{username}@example.org");
     let response = client
         .post(format!("{}/api/v1/users", node.base))
-        .json(&json!({"username": username, "email": email, "password": "a long enough password", "birth_year": 1990}))
+        .json(&json!({"username": username, "email": email, "password": "a long enough password", "birth_year": 1990, "country": "GB"}))
         .send()
         .await
         .unwrap();
@@ -204,7 +204,7 @@ async fn two_nodes_share_sessions_and_posts_and_send_each_email_once() {
         let node = if i % 2 == 0 { &a } else { &b };
         let response = client
             .post(format!("{}/api/v1/users", node.base))
-            .json(&json!({"username": format!("crowd{i}"), "email": format!("crowd{i}@example.org"), "password": "a long enough password", "birth_year": 1990}))
+            .json(&json!({"username": format!("crowd{i}"), "email": format!("crowd{i}@example.org"), "password": "a long enough password", "birth_year": 1990, "country": "GB"}))
             .send()
             .await
             .unwrap();

@@ -101,6 +101,9 @@ on_both_stores! {
         let user = app.store.user_by_username("reader").await.unwrap().unwrap();
         let choice = app.store.news_choice_of(user.id).await.unwrap().unwrap();
         assert_eq!((choice.subscribed, choice.method.as_str()), (0, "one_click"));
+        let relationship = app.store.relationship(user.id).await.unwrap().unwrap();
+        assert!(relationship.news_subscribed_at.is_some() && relationship.news_ended_at.is_some(),
+            "unsubscribing ends the subscription relationship for retention");
 
         // The link opened in a browser shows a confirm button and changes nothing by itself.
         let page = app.page(&provider, url.trim_start_matches(&app.address)).await;
@@ -286,7 +289,7 @@ on_both_stores! {
         let user = app.store.user_by_username("lea").await.unwrap().unwrap();
         let facts = app.store.age_facts_of(user.id).await.unwrap().unwrap();
         assert!(facts.parent_consented_at.is_some() && !facts.awaiting_parent());
-        assert_eq!(facts.jurisdiction.as_deref(), Some("eu_eea"));
+        assert_eq!(facts.jurisdiction.as_deref(), Some("eu_eea"), "retention reads the same column");
         assert_eq!(facts.parent_allows_news, 0, "the parent did not tick product news");
         assert_eq!(post_topic(app, &bearer).await.0, StatusCode::CREATED);
         let again = parent.post(app.url(&path)).form(&[("csrf", csrf_of(&page).as_str())]).send().await.unwrap();

@@ -2,11 +2,11 @@
 -- consent for minors, product-news subscriptions and the newsletters sent to them.
 -- Times are epoch seconds (BIGINT), booleans are BIGINT 0/1, so that one SQL text runs on both stores.
 
--- Residence decides the jurisdiction (M1, J1). NULL for accounts made before it was asked.
--- parent_consent_needed is 1 for a minor who may not post until a parent consents.
+-- Residence decides the jurisdiction (M1, J1; users.jurisdiction comes with 0008). NULL for
+-- accounts made before it was asked. parent_consent_needed is 1 for a minor who may not post
+-- until a parent consents.
 ALTER TABLE users ADD COLUMN country TEXT;
 ALTER TABLE users ADD COLUMN us_state TEXT;
-ALTER TABLE users ADD COLUMN jurisdiction TEXT;
 ALTER TABLE users ADD COLUMN parent_consent_needed BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN parent_consented_at BIGINT;
 ALTER TABLE users ADD COLUMN parent_allows_news BIGINT NOT NULL DEFAULT 0;
@@ -29,7 +29,8 @@ CREATE TABLE parental_consents (
 CREATE INDEX parental_consents_user ON parental_consents(user_id);
 
 -- Product-news subscription evidence: every opt-in and opt-out is a new row, never updated; the
--- latest row of a member is their standing choice. method: registration, account_page,
+-- latest row of a member is their standing choice (mirrored, for retention, in
+-- users.news_subscribed_at and users.news_ended_at from 0008). method: registration, account_page,
 -- one_click (RFC 8058), unsubscribe_page.
 CREATE TABLE news_subscriptions (
     id             INTEGER PRIMARY KEY,

@@ -150,6 +150,19 @@ pub async fn insert_news_choice(tx: &mut Tx, choice: &NewsChoice<'_>) -> anyhow:
     .execute(&mut **tx)
     .await
     .context("recording a product-news choice")?;
+    // The subscription is a relationship of its own for retention (T1): it starts with an
+    // opt-in and ends with the opt-out.
+    let relationship = if choice.subscribed {
+        "UPDATE users SET news_subscribed_at = $1, news_ended_at = NULL WHERE id = $2"
+    } else {
+        "UPDATE users SET news_ended_at = $1 WHERE id = $2 AND news_subscribed_at IS NOT NULL"
+    };
+    sqlx::query(relationship)
+        .bind(choice.now)
+        .bind(choice.user_id)
+        .execute(&mut **tx)
+        .await
+        .context("recording the product-news relationship")?;
     Ok(())
 }
 
@@ -237,8 +250,8 @@ impl Store {
         .context("reading a member's product-news choice")
     }
 
-    /// Current subscribers with an id above `after`, in id order: members whose latest choice
-    /// is subscribed, and who are not minors, unless a parent allowed product news. A member
+    /// Current subscribers with an id above `after`, in id order: members of open accounts
+    /// whose latest choice is subscribed, and who are not minors, unless a parent allowed product news. A member
     /// counts as a minor while the birth year says they may still be under `adult_age`.
     pub async fn news_subscribers(
         &self,
@@ -249,7 +262,7 @@ impl Store {
     ) -> anyhow::Result<Vec<Subscriber>> {
         sqlx::query_as(
             "SELECT u.id AS user_id, u.username, u.email FROM users u \
-             WHERE u.id > $1 \
+             WHERE u.id > $1 AND u.closed_at IS NULL \
              AND (u.birth_year < $3 - $4 OR u.parent_allows_news = 1) \
              AND 1 = (SELECT s.subscribed FROM news_subscriptions s WHERE s.user_id = u.id \
                       ORDER BY s.id DESC LIMIT 1) \

@@ -31,6 +31,10 @@ fn every_subcommand_has_help() {
         vec!["demo-data", "--help"],
         vec!["user", "set-role", "--help"],
         vec!["category", "add", "--help"],
+        vec!["sweep", "--help"],
+        vec!["hold", "add", "--help"],
+        vec!["hold", "release", "--help"],
+        vec!["hold", "list", "--help"],
     ] {
         let output = covenant(&args);
         assert!(output.status.success(), "{args:?}: {}", text(&output));
@@ -301,4 +305,76 @@ fn migrate_and_demo_data_run_on_postgresql_too() {
         !dir.path().join("covenant.db").exists(),
         "no SQLite file when running on PostgreSQL"
     );
+}
+
+/// Proves: T3, T4
+#[test]
+fn an_operator_rehearses_a_sweep_and_places_a_hold_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let output = covenant(&[
+        "demo-data",
+        "--users",
+        "5",
+        "--topics",
+        "2",
+        "--posts",
+        "6",
+        "--data-dir",
+        data,
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let output = covenant(&[
+        "hold",
+        "add",
+        "--category",
+        "user.contact.email",
+        "--reason",
+        "Claim 7",
+        "--data-dir",
+        data,
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("Legal hold #1 placed."));
+    let output = covenant(&[
+        "hold",
+        "add",
+        "--category",
+        "user.nonsense",
+        "--reason",
+        "x",
+        "--data-dir",
+        data,
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output).contains("categories"), "{}", text(&output));
+    let listed = text(&covenant(&["hold", "list", "--data-dir", data]));
+    assert!(
+        listed.contains("#1 standing: everyone, user.contact.email"),
+        "{listed}"
+    );
+    let output = covenant(&[
+        "sweep",
+        "--dry-run",
+        "--now",
+        "2040-01-01",
+        "--data-dir",
+        data,
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("Dry run as of 2040-01-01: nothing was changed"),
+        "{}",
+        text(&output)
+    );
+    let output = covenant(&["sweep", "--now", "yesterday", "--data-dir", data]);
+    assert_eq!(output.status.code(), Some(1));
+    let output = covenant(&["hold", "release", "1", "--data-dir", data]);
+    assert!(
+        text(&output).contains("Legal hold #1 released."),
+        "{}",
+        text(&output)
+    );
+    let output = covenant(&["hold", "release", "1", "--data-dir", data]);
+    assert_eq!(output.status.code(), Some(1));
 }

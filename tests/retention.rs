@@ -372,3 +372,22 @@ on_both_stores! {
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
     }
 }
+
+on_both_stores! {
+    /// Proves: T1
+    async fn closing_an_account_ends_its_news_subscription_so_its_data_is_not_kept_forever(app) {
+        let response = app.client.post(app.url("/api/v1/users"))
+            .json(&serde_json::json!({"username": "reader", "email": "reader@example.org",
+                "password": "a long enough password", "birth_year": 1990, "country": "GB", "news": true}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let id = user_id(app, "reader").await;
+        assert!(app.store.relationship(id).await.unwrap().unwrap().news_subscribed_at.is_some());
+        close(app, id).await;
+        let relationship = app.store.relationship(id).await.unwrap().unwrap();
+        assert!(relationship.news_ended_at.is_some());
+        let remove_on = removal_day(app, id).await;
+        sweep(app, remove_on, false).await;
+        assert_eq!(app.store.user_by_id(id).await.unwrap().unwrap().username, format!("deleted-{id}"));
+    }
+}

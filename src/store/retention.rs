@@ -209,7 +209,9 @@ impl Store {
     }
 }
 
-/// Ends a member's account; returns false if it was already closed. Its sessions end with it.
+/// Ends a member's account; returns false if it was already closed. Its sessions and its
+/// product-news subscription end with it: a closed account receives no mail, so a subscription
+/// left standing would only keep its data forever.
 pub async fn close_account(
     tx: &mut Tx,
     user_id: i64,
@@ -225,6 +227,15 @@ pub async fn close_account(
     .execute(&mut **tx)
     .await
     .context("closing an account")?;
+    sqlx::query(
+        "UPDATE users SET news_ended_at = $1 WHERE id = $2 AND news_subscribed_at IS NOT NULL \
+         AND (news_ended_at IS NULL OR news_ended_at < news_subscribed_at)",
+    )
+    .bind(now)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await
+    .context("ending a closed account's subscription")?;
     super::delete_sessions_of_user(tx, user_id).await?;
     Ok(done.rows_affected() == 1)
 }

@@ -58,10 +58,26 @@ pub enum AuditKind {
     LegalHoldReleased,
     /// A sweep run went through every subject.
     SweepFinished,
+    /// A privacy request was received (one entry per right asked).
+    RequestReceived,
+    /// A privacy request moved in its life cycle; `method=` names the core event.
+    RequestTransitioned,
+    /// A verified request was handed to fulfilment.
+    RequestHandedToFulfilment,
+    RequestAssigned,
+    RequestNoteAdded,
+    /// The deadline was extended, with notice to the requester.
+    RequestExtended,
+    /// A message (template or reminder) was sent about a request.
+    RequestMessageSent,
+    /// An agent uploaded evidence of authority.
+    RequestEvidenceAdded,
+    /// A wrong verification code was entered.
+    RequestCodeFailed,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 26] = [
+    pub const ALL: [AuditKind; 35] = [
         Self::AccountRegistered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -88,6 +104,15 @@ impl AuditKind {
         Self::LegalHoldPlaced,
         Self::LegalHoldReleased,
         Self::SweepFinished,
+        Self::RequestReceived,
+        Self::RequestTransitioned,
+        Self::RequestHandedToFulfilment,
+        Self::RequestAssigned,
+        Self::RequestNoteAdded,
+        Self::RequestExtended,
+        Self::RequestMessageSent,
+        Self::RequestEvidenceAdded,
+        Self::RequestCodeFailed,
     ];
 
     /// Kinds kept for work that is planned but not built; nothing writes them yet.
@@ -121,6 +146,15 @@ impl AuditKind {
             Self::LegalHoldPlaced => "legal_hold_placed",
             Self::LegalHoldReleased => "legal_hold_released",
             Self::SweepFinished => "sweep_finished",
+            Self::RequestReceived => "request_received",
+            Self::RequestTransitioned => "request_transitioned",
+            Self::RequestHandedToFulfilment => "request_handed_to_fulfilment",
+            Self::RequestAssigned => "request_assigned",
+            Self::RequestNoteAdded => "request_note_added",
+            Self::RequestExtended => "request_extended",
+            Self::RequestMessageSent => "request_message_sent",
+            Self::RequestEvidenceAdded => "request_evidence_added",
+            Self::RequestCodeFailed => "request_code_failed",
         }
     }
 
@@ -135,6 +169,8 @@ impl AuditKind {
 pub enum Detail {
     Post(i64),
     Feedback(i64),
+    /// A privacy request, by number.
+    Request(i64),
     Role(Role),
     PreviousRole(Role),
     /// A session's public handle (a prefix of its token digest, not the token).
@@ -154,6 +190,7 @@ impl Detail {
         match self {
             Self::Post(id) => format!("post={id}"),
             Self::Feedback(id) => format!("feedback={id}"),
+            Self::Request(id) => format!("request={id}"),
             Self::Role(role) => format!("role={}", role.as_str()),
             Self::PreviousRole(role) => format!("previous_role={}", role.as_str()),
             Self::Session(handle) => {

@@ -121,6 +121,9 @@ enum Command {
     /// Product-news mail to the members who asked for it.
     #[command(subcommand)]
     News(NewsCommand),
+    /// Privacy requests: the yearly report.
+    #[command(subcommand)]
+    Privacy(PrivacyCommand),
     /// Print the record of processing activities of the policy in force.
     Ropa {
         #[arg(long, value_enum, default_value = "json")]
@@ -135,6 +138,20 @@ enum RopaFormat {
     Json,
     Csv,
     Html,
+}
+
+#[derive(Subcommand, Debug)]
+enum PrivacyCommand {
+    /// Requests received in a year, per right: complied with in whole or in part, denied by
+    /// reason, and the mean and median days to respond.
+    Report {
+        #[arg(long, value_name = "YYYY")]
+        year: i32,
+        #[arg(long, value_enum, default_value = "json")]
+        format: RopaFormat,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -194,7 +211,7 @@ enum HoldCommand {
 
 #[derive(Subcommand, Debug)]
 enum UserCommand {
-    /// Give a member a role: member, moderator or administrator.
+    /// Give a member a role: member, moderator, administrator or privacy_officer.
     SetRole {
         username: String,
         role: String,
@@ -350,7 +367,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store,
         }) => {
             let Some(role) = crate::domain::Role::parse(&role) else {
-                bail!("unknown role {role:?}: use member, moderator or administrator");
+                bail!(
+                    "unknown role {role:?}: use member, moderator, administrator or privacy_officer"
+                );
             };
             let config = config_with(file, &store)?;
             let store = open_store(&config).await?;
@@ -456,6 +475,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "Newsletter {newsletter}: {queued} messages queued; the server's mail worker \
                  delivers them."
             );
+            Ok(())
+        }
+        Command::Privacy(PrivacyCommand::Report {
+            year,
+            format,
+            store,
+        }) => {
+            let config = config_with(file, &store)?;
+            let store = open_store(&config).await?;
+            let report = crate::requests::report::for_year(&store, year).await?;
+            let text = match format {
+                RopaFormat::Json => {
+                    serde_json::to_string_pretty(&report).context("encoding the report")? + "\n"
+                }
+                RopaFormat::Csv => report.csv(),
+                RopaFormat::Html => report.html(),
+            };
+            print!("{text}");
             Ok(())
         }
         Command::Ropa { format, store } => {

@@ -39,6 +39,8 @@ pub struct Config {
     /// Who runs the forum: these facts replace the placeholders of the policy file.
     pub operator: OperatorConfig,
     pub retention: RetentionConfig,
+    /// Privacy requests: verification, reminders, holidays, evidence and alarms.
+    pub requests: RequestsConfig,
 }
 
 /// Retention sweeps and visitor statistics.
@@ -63,6 +65,49 @@ impl Default for RetentionConfig {
             sweep_interval_minutes: 60,
             sweep_batch: 200,
             stats_flush_seconds: 10,
+        }
+    }
+}
+
+/// How privacy requests are handled (promises R3-R5).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestsConfig {
+    /// Days after which a request nobody verified closes as unverifiable.
+    pub unverified_close_days: i64,
+    /// Days between two reminders to verify.
+    pub reminder_days: i64,
+    /// Minutes an emailed code stays valid.
+    pub code_minutes: i64,
+    /// Wrong codes allowed before the request closes as unverifiable.
+    pub code_attempts: i64,
+    /// Requests (or new codes) accepted per subject address per hour.
+    pub per_address_per_hour: i64,
+    /// Requests, codes and code attempts accepted per client address per hour.
+    pub per_ip_per_hour: i64,
+    /// Largest evidence file an agent may upload.
+    pub evidence_max_bytes: usize,
+    /// Days before the due date at which a request counts as nearly due.
+    pub nearly_due_days: i64,
+    /// Holidays (YYYY-MM-DD) that do not count as business days.
+    pub holidays: Vec<String>,
+    /// Seconds between two runs of the request job (reminders, closing, alarms).
+    pub job_seconds: u64,
+}
+
+impl Default for RequestsConfig {
+    fn default() -> Self {
+        Self {
+            unverified_close_days: 7,
+            reminder_days: 2,
+            code_minutes: 15,
+            code_attempts: 5,
+            per_address_per_hour: 3,
+            per_ip_per_hour: 20,
+            evidence_max_bytes: 5 * 1024 * 1024,
+            nearly_due_days: 3,
+            holidays: Vec::new(),
+            job_seconds: 60,
         }
     }
 }
@@ -170,6 +215,7 @@ impl Default for Config {
             policy_file: PathBuf::new(),
             operator: OperatorConfig::default(),
             retention: RetentionConfig::default(),
+            requests: RequestsConfig::default(),
         }
     }
 }
@@ -265,6 +311,15 @@ impl Config {
         }
         if self.mail.transport == MailTransportKind::Smtp && self.mail.smtp_host.is_empty() {
             bail!("mail.smtp_host is required when mail.transport is smtp");
+        }
+        for day in &self.requests.holidays {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            if time::Date::parse(day, &format).is_err() {
+                bail!("requests.holidays must be days such as 2026-12-25");
+            }
+        }
+        if self.requests.unverified_close_days < 1 || self.requests.code_attempts < 1 {
+            bail!("requests.unverified_close_days and requests.code_attempts must be at least 1");
         }
         if self.session.max_age_days < 1 {
             bail!("session.max_age_days must be at least 1");

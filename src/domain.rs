@@ -261,6 +261,8 @@ pub enum Role {
     Member,
     Moderator,
     Administrator,
+    /// Handles privacy requests (R2-R6); no moderation powers.
+    PrivacyOfficer,
 }
 
 impl Role {
@@ -269,6 +271,7 @@ impl Role {
             "member" => Some(Self::Member),
             "moderator" => Some(Self::Moderator),
             "administrator" => Some(Self::Administrator),
+            "privacy_officer" => Some(Self::PrivacyOfficer),
             _ => None,
         }
     }
@@ -278,12 +281,23 @@ impl Role {
             Self::Member => "member",
             Self::Moderator => "moderator",
             Self::Administrator => "administrator",
+            Self::PrivacyOfficer => "privacy_officer",
         }
     }
 
     /// Moderators and administrators may hide posts and write blog articles.
     pub fn can_moderate(self) -> bool {
         matches!(self, Self::Moderator | Self::Administrator)
+    }
+
+    /// Privacy officers and administrators handle privacy requests.
+    pub fn handles_privacy_requests(self) -> bool {
+        matches!(self, Self::PrivacyOfficer | Self::Administrator)
+    }
+
+    /// Any staff role: these accounts must turn on 2-step verification before acting.
+    pub fn is_staff(self) -> bool {
+        self != Self::Member
     }
 }
 

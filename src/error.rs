@@ -40,6 +40,11 @@ pub enum Error {
     BadRequest(String),
     #[error("the request body is too large")]
     PayloadTooLarge,
+    #[error("too many attempts; wait an hour and try again")]
+    TooManyRequests,
+    /// A privacy request cannot take this step now; the message names why (no personal data).
+    #[error("{0}")]
+    RequestRefused(String),
     #[error(transparent)]
     Internal(anyhow::Error),
 }

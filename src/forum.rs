@@ -48,6 +48,18 @@ impl Actor {
         Ok(())
     }
 
+    /// Privacy-request staff actions: a privacy officer or administrator with 2-step
+    /// verification on.
+    pub fn require_privacy_staff(&self) -> Result<()> {
+        if !self.role.handles_privacy_requests() {
+            return Err(Error::Forbidden);
+        }
+        if !self.two_factor {
+            return Err(Error::SecondFactorEnrolmentRequired);
+        }
+        Ok(())
+    }
+
     /// Whether staff powers apply to what this actor sees (hidden posts and such).
     pub fn acts_as_staff(&self) -> bool {
         self.require_staff().is_ok()

@@ -19,6 +19,7 @@ pub mod mail;
 pub mod markdown;
 pub mod news;
 pub mod policy;
+pub mod requests;
 pub mod retention;
 pub mod secret;
 pub mod stats;

@@ -26,7 +26,10 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
         edit_post, delete_post, hide_post, unhide_post, blog, blog_article, create_article,
         comment, profile, policy, policy_versions, policy_version, policy_diff, ropa,
         crate::web::consent::api_decision, crate::web::consent::api_record_choice,
-        crate::web::consent::api_receipts, crate::web::consent::api_written_opt_out
+        crate::web::consent::api_receipts, crate::web::consent::api_written_opt_out,
+        crate::web::requests::api_create, crate::web::requests::api_verify,
+        crate::web::requests::api_mine, crate::web::requests::api_appeal,
+        crate::web::requests::api_queue, crate::web::requests::api_staff_action
     ),
     components(schemas(crate::web::error::ErrorCode, crate::domain::InvalidField)),
     modifiers(&BearerAuth)

@@ -46,6 +46,10 @@ pub enum ErrorCode {
     BadRequest,
     /// The request body exceeds the configured limit.
     PayloadTooLarge,
+    /// Too many attempts from this address or for this email address; try again later.
+    RateLimited,
+    /// The privacy request cannot take this step in its current state.
+    RequestStateConflict,
     /// Something failed on the server; the cause is in the server's log.
     Internal,
 }
@@ -86,6 +90,8 @@ fn classify(error: &Error) -> (StatusCode, ErrorCode) {
         Error::Csrf => (StatusCode::FORBIDDEN, ErrorCode::Csrf),
         Error::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
         Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
+        Error::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+        Error::RequestRefused(_) => (StatusCode::CONFLICT, ErrorCode::RequestStateConflict),
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
     }
 }

@@ -12,6 +12,7 @@ pub mod forms;
 pub mod pages;
 pub mod people;
 pub mod privacy;
+pub mod requests;
 pub mod retention;
 pub mod security;
 pub mod staff;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub news: crate::news::News,
     /// Feedback messages, published only with their sender's agreement.
     pub feedback: crate::feedback::Feedback,
+    /// The privacy-request workflow.
+    pub requests: crate::requests::Requests,
 }
 
 impl AppState {
@@ -82,6 +85,7 @@ impl AppState {
         let news = crate::news::News::open(store.clone(), &config).await?;
         let config = Arc::new(config);
         let policy = crate::policy::Policies::load(store.clone(), &config).await?;
+        let consent = crate::consent::Consent::new(store.clone());
         Ok(Self {
             retention: crate::retention::Retention::new(
                 store.clone(),
@@ -90,6 +94,13 @@ impl AppState {
                 &config,
             ),
             visits: crate::stats::VisitCounter::new(store.clone()),
+            requests: crate::requests::Requests::new(
+                store.clone(),
+                config.clone(),
+                audit_key.clone(),
+                policy.clone(),
+                consent.clone(),
+            ),
             accounts: Accounts::new(store.clone(), config.clone(), audit_key.clone())?,
             forum: Forum::new(store.clone(), audit_key.clone()),
             feedback: crate::feedback::Feedback::new(store.clone(), audit_key.clone()),
@@ -97,7 +108,7 @@ impl AppState {
             mailer: Mailer::new(store.clone(), &config)?,
             form_key: Arc::new(key.into_bytes()),
             policy,
-            consent: crate::consent::Consent::new(store.clone()),
+            consent,
             news,
             store,
             config,
@@ -169,6 +180,17 @@ fn api_routes() -> Router<AppState> {
         .route("/policy/versions/{id}", get(policy_version))
         .route("/policy/diff", get(policy_diff))
         .route("/ropa", get(ropa))
+        .route(
+            "/privacy-requests",
+            post(requests::api_create).get(requests::api_mine),
+        )
+        .route("/privacy-requests/verify", post(requests::api_verify))
+        .route("/privacy-requests/appeal", post(requests::api_appeal))
+        .route("/staff/privacy-requests", get(requests::api_queue))
+        .route(
+            "/staff/privacy-requests/{id}/actions",
+            post(requests::api_staff_action),
+        )
         .fallback(api::not_found)
 }
 
@@ -252,6 +274,48 @@ pub fn router(state: AppState) -> Router {
             get(retention::close_form).post(retention::close_account),
         )
         .route("/stats", get(retention::stats_page))
+        .route("/account/privacy", get(requests::account_privacy))
+        .route("/account/privacy/requests", post(requests::account_request))
+        .route(
+            "/privacy/requests/new",
+            get(requests::new_request_form).post(requests::new_request),
+        )
+        .route("/privacy/requests/sent", get(requests::request_sent))
+        .route(
+            "/privacy/requests/verify/{token}",
+            get(requests::verify_form).post(requests::verify),
+        )
+        .route(
+            "/privacy/requests/verify/{token}/resend",
+            post(requests::resend_code),
+        )
+        .route(
+            "/privacy/requests/status/{token}",
+            get(requests::status_page),
+        )
+        .route(
+            "/privacy/requests/status/{token}/appeal",
+            post(requests::appeal),
+        )
+        .route(
+            "/privacy/requests/status/{token}/withdraw",
+            post(requests::withdraw),
+        )
+        .route(
+            "/privacy/requests/status/{token}/evidence",
+            post(requests::upload_evidence).layer(DefaultBodyLimit::max(
+                state.config.requests.evidence_max_bytes + 64 * 1024,
+            )),
+        )
+        .route("/staff/requests", get(requests::staff_queue))
+        .route(
+            "/staff/requests/log",
+            get(requests::staff_log_form).post(requests::staff_log),
+        )
+        .route("/staff/requests/report", get(requests::staff_report))
+        .route("/staff/requests/{id}", get(requests::staff_request))
+        .route("/staff/requests/{id}/actions", post(requests::staff_action))
+        .route("/metrics", get(requests::metrics))
         .route("/account/security", get(security::checkup))
         .route(
             "/account/security/sessions/revoke",
@@ -383,6 +447,12 @@ pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<Run
         }
     });
     tasks.spawn(state.mailer.clone().run(watcher.clone()));
+    tasks.spawn(
+        state
+            .requests
+            .clone()
+            .run(state.mailer.clone(), watcher.clone()),
+    );
     tasks.spawn(state.visits.clone().run(
         std::time::Duration::from_secs(state.config.retention.stats_flush_seconds),
         watcher.clone(),

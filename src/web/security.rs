@@ -104,7 +104,7 @@ async fn security_page(
         recovery_codes_left: state.store.count_unused_recovery_codes(user_id).await?,
         password_changed: date(changed),
         password_age_days: (now - changed).max(0) / 86_400,
-        staff_without_two_factor: actor.role.can_moderate() && !actor.two_factor,
+        staff_without_two_factor: actor.role.is_staff() && !actor.two_factor,
         errors,
         notice,
     })

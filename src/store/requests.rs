@@ -1,0 +1,760 @@
+//! Privacy requests: submissions (who asked, for whom, how identity is proven), one request per
+//! right with its life cycle and clock, staff notes, agents' evidence and the intake throttle.
+//! It stores what the workflow (`crate::requests`) decided; it decides nothing itself.
+
+use super::{Store, Tx};
+use anyhow::Context;
+use sqlx::FromRow;
+
+pub struct NewSubmission<'a> {
+    pub channel: &'a str,
+    pub relationship: &'a str,
+    pub requester_name: &'a str,
+    pub requester_email: &'a str,
+    pub subject_email: &'a str,
+    pub subject_user_id: Option<i64>,
+    pub requester_user_id: Option<i64>,
+    pub region: &'a str,
+    pub postal_code: &'a str,
+    pub jurisdiction: &'a str,
+    pub comments: &'a str,
+    pub emailed_message: Option<&'a str>,
+    pub logged_by: Option<i64>,
+    pub subject_token_digest: &'a str,
+    pub requester_token_digest: &'a str,
+    pub code_digest: Option<&'a str>,
+    pub code_expires_at: Option<i64>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SubmissionRow {
+    pub id: i64,
+    pub channel: String,
+    pub relationship: String,
+    pub requester_name: String,
+    pub requester_email: String,
+    pub subject_email: String,
+    pub subject_user_id: Option<i64>,
+    pub requester_user_id: Option<i64>,
+    pub region: String,
+    pub postal_code: String,
+    pub jurisdiction: String,
+    pub comments: String,
+    pub emailed_message: Option<String>,
+    pub logged_by: Option<i64>,
+    pub subject_token_digest: String,
+    pub requester_token_digest: String,
+    pub code_digest: Option<String>,
+    pub code_expires_at: Option<i64>,
+    pub code_attempts: i64,
+    pub subject_confirmed_at: Option<i64>,
+    pub verification: String,
+    pub created_at: i64,
+}
+
+const SUBMISSION_COLUMNS: &str = "id, channel, relationship, requester_name, requester_email, \
+    subject_email, subject_user_id, requester_user_id, region, postal_code, jurisdiction, \
+    comments, emailed_message, logged_by, subject_token_digest, requester_token_digest, \
+    code_digest, code_expires_at, code_attempts, subject_confirmed_at, verification, created_at";
+
+pub struct NewRequest<'a> {
+    pub submission_id: i64,
+    pub right_name: &'a str,
+    pub jurisdiction: &'a str,
+    pub written_opt_out: Option<&'a str>,
+    pub state: &'a str,
+    pub required_level: &'a str,
+    pub status_json: &'a str,
+    pub received_at: i64,
+    pub received_on: &'a str,
+    pub due_on: &'a str,
+    pub next_reminder_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct RequestRow {
+    pub id: i64,
+    pub submission_id: i64,
+    pub right_name: String,
+    pub jurisdiction: String,
+    pub written_opt_out: Option<String>,
+    pub state: String,
+    pub verification: String,
+    pub required_level: String,
+    pub status_json: String,
+    pub received_at: i64,
+    pub received_on: String,
+    pub due_on: String,
+    pub extended_due_on: Option<String>,
+    pub extension_reason: Option<String>,
+    pub appeal_due_on: Option<String>,
+    pub assigned_to: Option<i64>,
+    pub decline_code: Option<String>,
+    pub decision_text: Option<String>,
+    pub closed_at: Option<i64>,
+    pub handed_to_fulfilment_at: Option<i64>,
+    pub next_reminder_at: Option<i64>,
+    pub reminders_sent: i64,
+}
+
+const REQUEST_COLUMNS: &str = "id, submission_id, right_name, jurisdiction, written_opt_out, \
+    state, verification, required_level, status_json, received_at, received_on, due_on, \
+    extended_due_on, extension_reason, appeal_due_on, assigned_to, decline_code, decision_text, \
+    closed_at, handed_to_fulfilment_at, next_reminder_at, reminders_sent";
+
+/// What a transition changes on the request's row.
+pub struct RequestUpdate<'a> {
+    pub id: i64,
+    pub state: &'a str,
+    pub verification: &'a str,
+    pub status_json: &'a str,
+    pub decline_code: Option<&'a str>,
+    pub decision_text: Option<&'a str>,
+    pub closed_at: Option<i64>,
+    pub appeal_due_on: Option<&'a str>,
+    pub next_reminder_at: Option<i64>,
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct NoteRow {
+    pub id: i64,
+    pub author_id: Option<i64>,
+    pub body: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct EvidenceRow {
+    pub id: i64,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub uploaded_at: i64,
+}
+
+/// One line of the staff queue.
+#[derive(Debug, Clone, FromRow)]
+pub struct QueueRow {
+    pub id: i64,
+    pub right_name: String,
+    pub jurisdiction: String,
+    pub state: String,
+    pub verification: String,
+    pub received_on: String,
+    pub due_on: String,
+    pub extended_due_on: Option<String>,
+    pub assigned_to: Option<i64>,
+    pub channel: String,
+    pub relationship: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct QueueFilter {
+    pub right_name: Option<String>,
+    pub state: Option<String>,
+    pub jurisdiction: Option<String>,
+    pub assigned_to: Option<i64>,
+    /// Only requests still waiting for an answer.
+    pub open_only: bool,
+}
+
+/// The states in which a request still waits for an answer (the clock runs).
+pub const OPEN_STATES: &str =
+    "('received', 'verifying', 'verified', 'in_progress', 'appealed', 'appeal_reversed')";
+
+/// One request as the yearly report counts it.
+#[derive(Debug, Clone, FromRow)]
+pub struct ReportRow {
+    pub right_name: String,
+    pub state: String,
+    pub decline_code: Option<String>,
+    pub received_at: i64,
+    pub closed_at: Option<i64>,
+}
+
+pub async fn insert_submission(tx: &mut Tx, s: &NewSubmission<'_>) -> anyhow::Result<i64> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO privacy_submissions (channel, relationship, requester_name, \
+         requester_email, subject_email, subject_user_id, requester_user_id, region, \
+         postal_code, jurisdiction, comments, emailed_message, logged_by, \
+         subject_token_digest, requester_token_digest, code_digest, code_expires_at, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+         $16, $17, $18) RETURNING id",
+    )
+    .bind(s.channel)
+    .bind(s.relationship)
+    .bind(s.requester_name)
+    .bind(s.requester_email)
+    .bind(s.subject_email)
+    .bind(s.subject_user_id)
+    .bind(s.requester_user_id)
+    .bind(s.region)
+    .bind(s.postal_code)
+    .bind(s.jurisdiction)
+    .bind(s.comments)
+    .bind(s.emailed_message)
+    .bind(s.logged_by)
+    .bind(s.subject_token_digest)
+    .bind(s.requester_token_digest)
+    .bind(s.code_digest)
+    .bind(s.code_expires_at)
+    .bind(s.created_at)
+    .fetch_one(&mut **tx)
+    .await
+    .context("inserting a privacy request submission")?;
+    Ok(id)
+}
+
+pub async fn insert_request(tx: &mut Tx, r: &NewRequest<'_>) -> anyhow::Result<i64> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO privacy_requests (submission_id, right_name, jurisdiction, \
+         written_opt_out, state, required_level, status_json, received_at, received_on, \
+         due_on, next_reminder_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+         $10, $11, $8) RETURNING id",
+    )
+    .bind(r.submission_id)
+    .bind(r.right_name)
+    .bind(r.jurisdiction)
+    .bind(r.written_opt_out)
+    .bind(r.state)
+    .bind(r.required_level)
+    .bind(r.status_json)
+    .bind(r.received_at)
+    .bind(r.received_on)
+    .bind(r.due_on)
+    .bind(r.next_reminder_at)
+    .fetch_one(&mut **tx)
+    .await
+    .context("inserting a privacy request")?;
+    Ok(id)
+}
+
+/// Reads a request inside a transaction, locking its row on PostgreSQL so that two staff
+/// members acting at once take turns (SQLite's writer lock already serializes them).
+pub async fn request_for_update(
+    tx: &mut Tx,
+    store: &Store,
+    id: i64,
+) -> anyhow::Result<Option<RequestRow>> {
+    let lock = if store.skip_locked().is_empty() {
+        ""
+    } else {
+        "FOR UPDATE"
+    };
+    let sql = format!("SELECT {REQUEST_COLUMNS} FROM privacy_requests WHERE id = $1 {lock}");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .context("reading a privacy request to change it")
+}
+
+pub async fn submission_in_tx(tx: &mut Tx, id: i64) -> anyhow::Result<SubmissionRow> {
+    let sql = format!("SELECT {SUBMISSION_COLUMNS} FROM privacy_submissions WHERE id = $1");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await
+        .context("reading a privacy request submission")
+}
+
+pub async fn update_request(tx: &mut Tx, u: &RequestUpdate<'_>) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE privacy_requests SET state = $1, verification = $2, status_json = $3, \
+         decline_code = COALESCE($4, decline_code), decision_text = COALESCE($5, decision_text), \
+         closed_at = $6, appeal_due_on = COALESCE($7, appeal_due_on), next_reminder_at = $8, \
+         updated_at = $9 WHERE id = $10",
+    )
+    .bind(u.state)
+    .bind(u.verification)
+    .bind(u.status_json)
+    .bind(u.decline_code)
+    .bind(u.decision_text)
+    .bind(u.closed_at)
+    .bind(u.appeal_due_on)
+    .bind(u.next_reminder_at)
+    .bind(u.now)
+    .bind(u.id)
+    .execute(&mut **tx)
+    .await
+    .context("updating a privacy request")?;
+    Ok(())
+}
+
+pub async fn mark_handed_to_fulfilment(tx: &mut Tx, id: i64, now: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE privacy_requests SET handed_to_fulfilment_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .context("marking a request handed to fulfilment")?;
+    Ok(())
+}
+
+pub async fn set_extension(
+    tx: &mut Tx,
+    id: i64,
+    extended_due_on: &str,
+    reason: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE privacy_requests SET extended_due_on = $1, extension_reason = $2, \
+         overdue_alarm_at = NULL, nearly_due_alarm_at = NULL, updated_at = $3 WHERE id = $4",
+    )
+    .bind(extended_due_on)
+    .bind(reason)
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .context("extending a request's deadline")?;
+    Ok(())
+}
+
+pub async fn set_assignee(
+    tx: &mut Tx,
+    id: i64,
+    assignee: Option<i64>,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE privacy_requests SET assigned_to = $1, updated_at = $2 WHERE id = $3")
+        .bind(assignee)
+        .bind(now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .context("assigning a request")?;
+    Ok(())
+}
+
+pub async fn set_reminder(
+    tx: &mut Tx,
+    id: i64,
+    next_reminder_at: Option<i64>,
+    reminders_sent: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE privacy_requests SET next_reminder_at = $1, reminders_sent = $2 WHERE id = $3",
+    )
+    .bind(next_reminder_at)
+    .bind(reminders_sent)
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .context("scheduling a verification reminder")?;
+    Ok(())
+}
+
+pub async fn insert_note(
+    tx: &mut Tx,
+    request_id: i64,
+    author_id: Option<i64>,
+    body: &str,
+    now: i64,
+) -> anyhow::Result<i64> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO privacy_request_notes (request_id, author_id, body, created_at) \
+         VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(request_id)
+    .bind(author_id)
+    .bind(body)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .context("adding a note to a request")?;
+    Ok(id)
+}
+
+pub async fn insert_evidence(
+    tx: &mut Tx,
+    submission_id: i64,
+    content_type: &str,
+    sha256: &str,
+    content: &[u8],
+    now: i64,
+) -> anyhow::Result<i64> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO privacy_request_evidence (submission_id, content_type, size_bytes, sha256, \
+         content, uploaded_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(submission_id)
+    .bind(content_type)
+    .bind(i64::try_from(content.len()).unwrap_or(i64::MAX))
+    .bind(sha256)
+    .bind(content.to_vec())
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .context("storing an agent's evidence")?;
+    Ok(id)
+}
+
+pub async fn insert_link(
+    tx: &mut Tx,
+    token_digest: &str,
+    submission_id: i64,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO privacy_request_links (token_digest, submission_id, created_at) \
+         VALUES ($1, $2, $3)",
+    )
+    .bind(token_digest)
+    .bind(submission_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .context("storing a status link")?;
+    Ok(())
+}
+
+pub async fn count_evidence(tx: &mut Tx, submission_id: i64) -> anyhow::Result<i64> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM privacy_request_evidence WHERE submission_id = $1")
+            .bind(submission_id)
+            .fetch_one(&mut **tx)
+            .await
+            .context("counting an agent's evidence")?;
+    Ok(n)
+}
+
+/// A new code under a new verification link (reminders and "send another code").
+pub async fn set_code(
+    tx: &mut Tx,
+    submission_id: i64,
+    subject_token_digest: &str,
+    code_digest: &str,
+    expires_at: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE privacy_submissions SET code_digest = $1, code_expires_at = $2, \
+         subject_token_digest = $4 WHERE id = $3",
+    )
+    .bind(code_digest)
+    .bind(expires_at)
+    .bind(submission_id)
+    .bind(subject_token_digest)
+    .execute(&mut **tx)
+    .await
+    .context("storing a verification code")?;
+    Ok(())
+}
+
+/// Counts a wrong code; returns the attempts so far.
+pub async fn count_code_attempt(tx: &mut Tx, submission_id: i64) -> anyhow::Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "UPDATE privacy_submissions SET code_attempts = code_attempts + 1 WHERE id = $1 \
+         RETURNING code_attempts",
+    )
+    .bind(submission_id)
+    .fetch_one(&mut **tx)
+    .await
+    .context("counting a verification attempt")?;
+    Ok(n)
+}
+
+pub async fn set_submission_verification(
+    tx: &mut Tx,
+    submission_id: i64,
+    level: &str,
+    subject_confirmed_at: Option<i64>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE privacy_submissions SET verification = $1, \
+         subject_confirmed_at = COALESCE(subject_confirmed_at, $2) WHERE id = $3",
+    )
+    .bind(level)
+    .bind(subject_confirmed_at)
+    .bind(submission_id)
+    .execute(&mut **tx)
+    .await
+    .context("recording a verification")?;
+    Ok(())
+}
+
+/// Counts one hit against `key` in a fixed window; returns the hits in the current window.
+pub async fn throttle_hit(
+    tx: &mut Tx,
+    key: &str,
+    now: i64,
+    window_seconds: i64,
+) -> anyhow::Result<i64> {
+    let (hits,): (i64,) = sqlx::query_as(
+        "INSERT INTO privacy_request_throttle (key, window_start, hits) VALUES ($1, $2, 1) \
+         ON CONFLICT (key) DO UPDATE SET \
+         hits = CASE WHEN privacy_request_throttle.window_start <= $3 THEN 1 \
+                ELSE privacy_request_throttle.hits + 1 END, \
+         window_start = CASE WHEN privacy_request_throttle.window_start <= $3 THEN $2 \
+                ELSE privacy_request_throttle.window_start END \
+         RETURNING hits",
+    )
+    .bind(key)
+    .bind(now)
+    .bind(now - window_seconds)
+    .fetch_one(&mut **tx)
+    .await
+    .context("counting a throttled action")?;
+    Ok(hits)
+}
+
+/// Claims open requests whose day has passed (`due_column` < `today`) and that have not had
+/// this alarm yet, marking them in the same statement; several nodes never claim one twice.
+pub async fn claim_alarms(
+    tx: &mut Tx,
+    store: &Store,
+    mark_column: AlarmColumn,
+    before_day: &str,
+    now: i64,
+) -> anyhow::Result<Vec<i64>> {
+    let column = match mark_column {
+        AlarmColumn::NearlyDue => "nearly_due_alarm_at",
+        AlarmColumn::Overdue => "overdue_alarm_at",
+    };
+    let sql = format!(
+        "UPDATE privacy_requests SET {column} = $1 WHERE id IN (SELECT id FROM \
+         privacy_requests WHERE state IN {OPEN_STATES} AND {column} IS NULL \
+         AND COALESCE(extended_due_on, due_on) <= $2 ORDER BY id LIMIT 200 {}) RETURNING id",
+        store.skip_locked()
+    );
+    let mut ids: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(before_day)
+        .fetch_all(&mut **tx)
+        .await
+        .context("claiming deadline alarms")?;
+    ids.sort();
+    Ok(ids.into_iter().map(|(id,)| id).collect())
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum AlarmColumn {
+    NearlyDue,
+    Overdue,
+}
+
+impl Store {
+    /// The submission whose verification link (sent to the subject) is `digest`.
+    pub async fn submission_by_subject_token(
+        &self,
+        digest: &str,
+    ) -> anyhow::Result<Option<SubmissionRow>> {
+        let sql = format!(
+            "SELECT {SUBMISSION_COLUMNS} FROM privacy_submissions WHERE subject_token_digest = $1"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(digest)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading a submission by its verification link")
+    }
+
+    /// The submission whose status link (sent to the requester) is `digest`.
+    pub async fn submission_by_requester_token(
+        &self,
+        digest: &str,
+    ) -> anyhow::Result<Option<SubmissionRow>> {
+        let sql = format!(
+            "SELECT {SUBMISSION_COLUMNS} FROM privacy_submissions WHERE requester_token_digest = $1 \
+             OR id = (SELECT submission_id FROM privacy_request_links WHERE token_digest = $1)"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(digest)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading a submission by its status link")
+    }
+
+    pub async fn submission(&self, id: i64) -> anyhow::Result<Option<SubmissionRow>> {
+        let sql = format!("SELECT {SUBMISSION_COLUMNS} FROM privacy_submissions WHERE id = $1");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading a submission")
+    }
+
+    pub async fn requests_of_submission(
+        &self,
+        submission_id: i64,
+    ) -> anyhow::Result<Vec<RequestRow>> {
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM privacy_requests WHERE submission_id = $1 ORDER BY id"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(submission_id)
+            .fetch_all(self.pool())
+            .await
+            .context("reading the requests of a submission")
+    }
+
+    pub async fn privacy_request(&self, id: i64) -> anyhow::Result<Option<RequestRow>> {
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM privacy_requests WHERE id = $1");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading a privacy request")
+    }
+
+    /// The requests a member made or that are about them, newest first.
+    pub async fn requests_of_member(&self, user_id: i64) -> anyhow::Result<Vec<RequestRow>> {
+        let columns = REQUEST_COLUMNS
+            .split(", ")
+            .map(|c| format!("r.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM privacy_requests r JOIN privacy_submissions s \
+             ON s.id = r.submission_id WHERE s.subject_user_id = $1 OR s.requester_user_id = $1 \
+             ORDER BY r.id DESC LIMIT 200"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .fetch_all(self.pool())
+            .await
+            .context("reading a member's privacy requests")
+    }
+
+    /// The staff queue: earliest due first.
+    pub async fn request_queue(&self, filter: &QueueFilter) -> anyhow::Result<Vec<QueueRow>> {
+        let open = if filter.open_only {
+            format!("AND r.state IN {OPEN_STATES}")
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "SELECT r.id, r.right_name, r.jurisdiction, r.state, r.verification, r.received_on, \
+             r.due_on, r.extended_due_on, r.assigned_to, s.channel, s.relationship \
+             FROM privacy_requests r JOIN privacy_submissions s ON s.id = r.submission_id \
+             WHERE ($1 IS NULL OR r.right_name = $1) AND ($2 IS NULL OR r.state = $2) \
+             AND ($3 IS NULL OR r.jurisdiction = $3) AND ($4 IS NULL OR r.assigned_to = $4) {open} \
+             ORDER BY COALESCE(r.extended_due_on, r.due_on), r.id LIMIT 500"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(filter.right_name.as_deref())
+            .bind(filter.state.as_deref())
+            .bind(filter.jurisdiction.as_deref())
+            .bind(filter.assigned_to)
+            .fetch_all(self.pool())
+            .await
+            .context("reading the request queue")
+    }
+
+    pub async fn request_notes(&self, request_id: i64) -> anyhow::Result<Vec<NoteRow>> {
+        sqlx::query_as(
+            "SELECT id, author_id, body, created_at FROM privacy_request_notes \
+             WHERE request_id = $1 ORDER BY id",
+        )
+        .bind(request_id)
+        .fetch_all(self.pool())
+        .await
+        .context("reading a request's notes")
+    }
+
+    pub async fn submission_evidence(
+        &self,
+        submission_id: i64,
+    ) -> anyhow::Result<Vec<EvidenceRow>> {
+        sqlx::query_as(
+            "SELECT id, content_type, size_bytes, sha256, uploaded_at \
+             FROM privacy_request_evidence WHERE submission_id = $1 ORDER BY id",
+        )
+        .bind(submission_id)
+        .fetch_all(self.pool())
+        .await
+        .context("reading an agent's evidence")
+    }
+
+    /// Claims up to `limit` unverified requests whose reminder is due, pushing their next
+    /// reminder to `lease_until` so that another node leaves them alone meanwhile.
+    pub async fn claim_unverified_due(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<i64>> {
+        let sql = format!(
+            "UPDATE privacy_requests SET next_reminder_at = $1 WHERE id IN (SELECT id FROM \
+             privacy_requests WHERE state IN ('received', 'verifying') \
+             AND next_reminder_at IS NOT NULL AND next_reminder_at <= $2 ORDER BY id LIMIT $3 {}) \
+             RETURNING id",
+            self.skip_locked()
+        );
+        let mut tx = self.begin().await?;
+        let mut ids: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .context("claiming unverified requests")?;
+        tx.commit().await.context("claiming unverified requests")?;
+        ids.sort();
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// How many open requests are due on or before `day` (for alarms and metrics).
+    pub async fn count_open_due_by(&self, day: &str) -> anyhow::Result<i64> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM privacy_requests WHERE state IN {OPEN_STATES} \
+             AND COALESCE(extended_due_on, due_on) <= $1"
+        );
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(day)
+            .fetch_one(self.pool())
+            .await
+            .context("counting requests by due day")?;
+        Ok(n)
+    }
+
+    /// Addresses of the members who handle privacy requests.
+    pub async fn privacy_staff_emails(&self) -> anyhow::Result<Vec<(i64, String)>> {
+        sqlx::query_as(
+            "SELECT id, email FROM users WHERE role IN ('privacy_officer', 'administrator') \
+             ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .context("reading privacy staff")
+    }
+
+    /// Requests received in `[from, until)` for the yearly report.
+    pub async fn report_rows(&self, from: i64, until: i64) -> anyhow::Result<Vec<ReportRow>> {
+        sqlx::query_as(
+            "SELECT right_name, state, decline_code, received_at, closed_at FROM privacy_requests \
+             WHERE received_at >= $1 AND received_at < $2 ORDER BY id",
+        )
+        .bind(from)
+        .bind(until)
+        .fetch_all(self.pool())
+        .await
+        .context("reading requests for the report")
+    }
+
+    /// Test and operator helper: moves a request's receipt back in time (demo data, tests of
+    /// reminders and deadlines). Never called by the server itself.
+    pub async fn backdate_request(
+        &self,
+        id: i64,
+        received_at: i64,
+        received_on: &str,
+        due_on: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE privacy_requests SET received_at = $1, received_on = $2, due_on = $3 \
+             WHERE id = $4",
+        )
+        .bind(received_at)
+        .bind(received_on)
+        .bind(due_on)
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .context("backdating a request")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,1499 @@
+//! Privacy-request pages and API: the member's `/account/privacy`, the public form, the code
+//! and status pages (appeal, withdraw, agent evidence), the staff console and report, the
+//! JSON API, and `/metrics`. Every form checks its anti-forgery token; visitors' answers are
+//! the same whether or not an address has an account.
+
+use crate::domain::{EmailAddress, InvalidField};
+use crate::error::Error;
+use crate::requests::{
+    self, Channel, Decision, Intake, Relationship, RequestView, SessionProof, Template,
+    jurisdiction_of, parse_right, right_label, right_name,
+};
+use crate::store::{QueueFilter, SubmissionRow};
+use crate::web::AppState;
+use crate::web::auth::{ClientOrigin, Viewer, check_form};
+use crate::web::error::{ApiErrorBody, ApiResult, PageResult};
+use crate::web::forms::{Form, Json};
+use crate::web::pages::{Layout, date, page, page_with_status};
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use covenant_core::policy::{Jurisdiction, Right};
+use covenant_core::requests::{DeclineCode, RequestState};
+use covenant_core::rights::rights_for;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+fn see_other(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(LOCATION, to.to_string())]).into_response()
+}
+
+#[derive(askama::Template)]
+#[template(path = "message.html")]
+struct MessagePage {
+    layout: Layout,
+    paragraphs: Vec<String>,
+    link: Option<(String, String)>,
+}
+
+fn message(
+    state: &AppState,
+    viewer: &Viewer,
+    title: &str,
+    paragraphs: Vec<String>,
+    link: Option<(String, String)>,
+) -> PageResult {
+    page(&MessagePage {
+        layout: Layout::new(state, viewer, title),
+        paragraphs,
+        link,
+    })
+}
+
+/// One request as a row on a page.
+pub struct RequestLine {
+    pub id: i64,
+    pub right: &'static str,
+    pub state: &'static str,
+    pub jurisdiction: String,
+    pub received_on: String,
+    pub due_on: String,
+    pub extended: bool,
+    pub verification: String,
+    pub decision: String,
+    pub granted: bool,
+    pub appeal_open: bool,
+    pub appeal_due_on: String,
+    pub open: bool,
+    pub overdue: bool,
+    pub nearly_due: bool,
+    pub assigned_to: String,
+}
+
+fn state_words(state: RequestState) -> &'static str {
+    match state {
+        RequestState::Received => "received",
+        RequestState::Verifying => "waiting for verification",
+        RequestState::Verified => "verified",
+        RequestState::InProgress => "in progress",
+        RequestState::Fulfilled => "fulfilled",
+        RequestState::PartlyFulfilled => "partly fulfilled",
+        RequestState::Declined => "declined",
+        RequestState::Unverifiable => "closed: unverifiable",
+        RequestState::Withdrawn => "withdrawn",
+        RequestState::Appealed => "appeal under review",
+        RequestState::AppealUpheld => "appeal decided: decision kept",
+        RequestState::AppealReversed => "appeal decided: decision reversed",
+    }
+}
+
+fn line(state: &AppState, view: &RequestView) -> RequestLine {
+    let today = requests::day_of(crate::now());
+    let due = requests::parse_iso(&view.due_on).unwrap_or(today);
+    let open = !view.state().is_terminal();
+    let soon = today.saturating_add(time::Duration::days(state.config.requests.nearly_due_days));
+    let mut decision = view.status.reason().unwrap_or_default().to_string();
+    if let Some(text) = view.row.decision_text.as_deref().filter(|t| !t.is_empty())
+        && !decision.contains(text)
+    {
+        decision = format!("{decision} {text}").trim().to_string();
+    }
+    RequestLine {
+        id: view.row.id,
+        right: right_label(view.right),
+        state: state_words(view.state()),
+        jurisdiction: jurisdiction_name(state, view.jurisdiction),
+        received_on: view.row.received_on.clone(),
+        due_on: view.due_on.clone(),
+        extended: view.row.extended_due_on.is_some(),
+        verification: view.row.verification.replace('_', " "),
+        decision,
+        granted: view.granted,
+        appeal_open: view.appeal_open,
+        appeal_due_on: view.row.appeal_due_on.clone().unwrap_or_default(),
+        open,
+        overdue: open && due < today,
+        nearly_due: open && due >= today && due <= soon,
+        assigned_to: view
+            .row
+            .assigned_to
+            .map(|id| format!("#{id}"))
+            .unwrap_or_default(),
+    }
+}
+
+fn jurisdiction_name(state: &AppState, jurisdiction: Jurisdiction) -> String {
+    state
+        .policy
+        .starting()
+        .jurisdictions()
+        .iter()
+        .find(|j| j.id == jurisdiction)
+        .map(|j| j.name.clone())
+        .unwrap_or_else(|| "Elsewhere".into())
+}
+
+// ---------------------------------------------------------------------------------------
+// The member's page.
+
+#[derive(askama::Template)]
+#[template(path = "requests/account.html")]
+struct AccountPage {
+    layout: Layout,
+    jurisdictions: Vec<(String, String)>,
+    chosen: String,
+    rights: Vec<(&'static str, &'static str)>,
+    due_on: String,
+    deadline: String,
+    lines: Vec<RequestLine>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct AccountQuery {
+    #[serde(default)]
+    jurisdiction: String,
+}
+
+fn jurisdiction_list(state: &AppState) -> Vec<(String, String)> {
+    Jurisdiction::ALL
+        .iter()
+        .map(|j| (j.as_str().to_string(), jurisdiction_name(state, *j)))
+        .collect()
+}
+
+/// `/account/privacy`: the rights of the member's jurisdiction, one click each.
+pub async fn account_privacy(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(query): Query<AccountQuery>,
+) -> PageResult {
+    let signed_in = viewer.require()?;
+    let jurisdiction: Jurisdiction = query.jurisdiction.parse().unwrap_or(Jurisdiction::Other);
+    let policy = state.policy.current().await?.policy.clone();
+    let profile = rights_for(&policy, jurisdiction);
+    let rights = profile
+        .rights
+        .iter()
+        .filter(|r| requests::requestable(**r))
+        .map(|r| (right_name(*r), right_label(*r)))
+        .collect();
+    let due = state.requests.due_date_today(jurisdiction).await?;
+    let views = state
+        .requests
+        .views(
+            state
+                .store
+                .requests_of_member(signed_in.user.user_id)
+                .await?,
+        )
+        .await?;
+    page(&AccountPage {
+        layout: Layout::new(&state, &viewer, "Your privacy rights"),
+        jurisdictions: jurisdiction_list(&state),
+        chosen: jurisdiction.as_str().to_string(),
+        rights,
+        due_on: requests::parse_iso(&format!("{due}"))
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| due.to_string()),
+        deadline: profile.deadline.to_string(),
+        lines: views.iter().map(|v| line(&state, v)).collect(),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct AccountRequestForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    right: String,
+    #[serde(default)]
+    jurisdiction: String,
+}
+
+pub async fn account_request(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    ClientOrigin(origin): ClientOrigin,
+    headers: HeaderMap,
+    Form(form): Form<AccountRequestForm>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let signed_in = viewer.require()?;
+    let right = parse_right(&form.right)
+        .ok_or_else(|| Error::invalid(InvalidField::new("right", "is not a known right")))?;
+    let jurisdiction: Jurisdiction = form.jurisdiction.parse().unwrap_or(Jurisdiction::Other);
+    submit_for_member(
+        &state,
+        signed_in,
+        vec![right],
+        jurisdiction,
+        Channel::Account,
+        &origin,
+    )
+    .await?;
+    Ok(see_other(&format!(
+        "/account/privacy?jurisdiction={}",
+        jurisdiction.as_str()
+    )))
+}
+
+async fn submit_for_member(
+    state: &AppState,
+    signed_in: &crate::web::auth::SignedIn,
+    rights: Vec<Right>,
+    jurisdiction: Jurisdiction,
+    channel: Channel,
+    origin: &crate::accounts::Origin,
+) -> Result<requests::Submitted, Error> {
+    let user = state
+        .store
+        .user_by_id(signed_in.user.user_id)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+    let email = EmailAddress::parse(&user.email)?;
+    state
+        .requests
+        .submit(Intake {
+            channel,
+            relationship: Relationship::Subject,
+            requester_name: user.username.clone(),
+            requester_email: email.clone(),
+            subject_email: email,
+            country: String::new(),
+            state: String::new(),
+            postal_code: String::new(),
+            jurisdiction,
+            rights,
+            comments: String::new(),
+            emailed_message: None,
+            logged_by: None,
+            written_opt_out: None,
+            session: Some(SessionProof {
+                user_id: user.id,
+                two_factor: signed_in.user.two_factor != 0,
+            }),
+            client_ip: origin.ip.expose().clone(),
+        })
+        .await
+}
+
+// ---------------------------------------------------------------------------------------
+// The public form.
+
+#[derive(Deserialize, Default)]
+pub struct PublicForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    requester_name: String,
+    #[serde(default)]
+    requester_email: String,
+    #[serde(default)]
+    relationship: String,
+    #[serde(default)]
+    subject_email: String,
+    #[serde(default)]
+    country: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    postal_code: String,
+    /// One or more rights, by stored name.
+    #[serde(default)]
+    rights: Vec<String>,
+    #[serde(default)]
+    comments: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "requests/new.html")]
+struct NewRequestPage {
+    layout: Layout,
+    form: PublicForm,
+    errors: Vec<String>,
+    rights: Vec<(&'static str, &'static str, bool)>,
+}
+
+fn new_request_page(
+    state: &AppState,
+    viewer: &Viewer,
+    form: PublicForm,
+    errors: Vec<String>,
+) -> NewRequestPage {
+    let rights = requests::RIGHTS
+        .iter()
+        .filter(|(r, _, _)| requests::requestable(*r))
+        .map(|(_, name, label)| (*name, *label, form.rights.iter().any(|r| r == name)))
+        .collect();
+    NewRequestPage {
+        layout: Layout::new(state, viewer, "Make a privacy request"),
+        form,
+        errors,
+        rights,
+    }
+}
+
+pub async fn new_request_form(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    page(&new_request_page(
+        &state,
+        &viewer,
+        PublicForm::default(),
+        Vec::new(),
+    ))
+}
+
+fn parse_rights(names: &[String]) -> Result<Vec<Right>, Error> {
+    names
+        .iter()
+        .map(|name| {
+            parse_right(name).ok_or_else(|| {
+                Error::invalid(InvalidField::new("rights", "holds an unknown right"))
+            })
+        })
+        .collect()
+}
+
+struct PublicIntake<'a> {
+    requester_name: &'a str,
+    requester_email: &'a str,
+    relationship: &'a str,
+    subject_email: &'a str,
+    country: &'a str,
+    state: &'a str,
+    postal_code: &'a str,
+    rights: &'a [String],
+    comments: &'a str,
+}
+
+fn public_intake(
+    input: PublicIntake<'_>,
+    channel: Channel,
+    client_ip: String,
+) -> Result<Intake, Error> {
+    let mut problems = Vec::new();
+    let requester_email = EmailAddress::parse(input.requester_email).map_err(|mut e| {
+        e.field = "requester_email";
+        e
+    });
+    let relationship = Relationship::parse(input.relationship);
+    let subject_raw =
+        if input.subject_email.trim().is_empty() && relationship == Some(Relationship::Subject) {
+            input.requester_email
+        } else {
+            input.subject_email
+        };
+    let subject_email = EmailAddress::parse(subject_raw).map_err(|mut e| {
+        e.field = "subject_email";
+        e
+    });
+    let rights = parse_rights(input.rights);
+    if let Err(e) = &requester_email {
+        problems.push(e.clone());
+    }
+    if let Err(e) = &subject_email {
+        problems.push(e.clone());
+    }
+    if relationship.is_none() {
+        problems.push(InvalidField::new(
+            "relationship",
+            "choose self, agent or parent",
+        ));
+    }
+    match &rights {
+        Err(Error::Invalid(fields)) => problems.extend(fields.iter().cloned()),
+        Err(_) => problems.push(InvalidField::new("rights", "holds an unknown right")),
+        Ok(_) => {}
+    }
+    if !problems.is_empty() {
+        return Err(Error::Invalid(problems));
+    }
+    Ok(Intake {
+        channel,
+        relationship: relationship.unwrap_or(Relationship::Subject),
+        requester_name: input.requester_name.trim().to_string(),
+        requester_email: requester_email?,
+        subject_email: subject_email?,
+        country: input.country.to_string(),
+        state: input.state.to_string(),
+        postal_code: input.postal_code.to_string(),
+        jurisdiction: jurisdiction_of(input.country, input.state),
+        rights: rights?,
+        comments: input.comments.to_string(),
+        emailed_message: None,
+        logged_by: None,
+        written_opt_out: None,
+        session: None,
+        client_ip,
+    })
+}
+
+/// `POST /privacy/requests/new`: always the same redirect once the form is valid, so the
+/// answer never tells whether the subject's address has an account.
+pub async fn new_request(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    ClientOrigin(origin): ClientOrigin,
+    headers: HeaderMap,
+    axum::extract::RawForm(raw): axum::extract::RawForm,
+) -> PageResult {
+    // Several `rights` fields: serde_urlencoded cannot gather them into a Vec, so read pairs.
+    let pairs: Vec<(String, String)> = crate::web::forms::decode_form(&raw)?;
+    let mut form = PublicForm::default();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "csrf" => form.csrf = value,
+            "requester_name" => form.requester_name = value,
+            "requester_email" => form.requester_email = value,
+            "relationship" => form.relationship = value,
+            "subject_email" => form.subject_email = value,
+            "country" => form.country = value,
+            "state" => form.state = value,
+            "postal_code" => form.postal_code = value,
+            "rights" => form.rights.push(value),
+            "comments" => form.comments = value,
+            _ => {}
+        }
+    }
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let intake = public_intake(
+        PublicIntake {
+            requester_name: &form.requester_name,
+            requester_email: &form.requester_email,
+            relationship: &form.relationship,
+            subject_email: &form.subject_email,
+            country: &form.country,
+            state: &form.state,
+            postal_code: &form.postal_code,
+            rights: &form.rights,
+            comments: &form.comments,
+        },
+        Channel::Form,
+        origin.ip.expose().clone(),
+    );
+    let result = match intake {
+        Ok(intake) => state.requests.submit(intake).await.map(|_| ()),
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(()) => {
+            state.mailer.wake();
+            Ok(see_other("/privacy/requests/sent"))
+        }
+        Err(Error::Invalid(fields)) => {
+            let errors = fields.iter().map(|f| f.to_string()).collect();
+            page_with_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &new_request_page(&state, &viewer, form, errors),
+            )
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+pub async fn request_sent(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    message(
+        &state,
+        &viewer,
+        "Check your email",
+        vec![
+            "Thank you. If the form was complete, we have sent a message with a code to the \
+             address of the person the request is about. The request goes on once the code is \
+             entered; it closes by itself if nobody confirms it."
+                .into(),
+        ],
+        None,
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Verification.
+
+#[derive(askama::Template)]
+#[template(path = "requests/verify.html")]
+struct VerifyPage {
+    layout: Layout,
+    token: String,
+    error: String,
+}
+
+pub async fn verify_form(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(token): Path<String>,
+) -> PageResult {
+    if !state.requests.verification_link_is_valid(&token).await? {
+        return Err(Error::InvalidToken.into());
+    }
+    page(&VerifyPage {
+        layout: Layout::new(&state, &viewer, "Confirm your privacy request"),
+        token,
+        error: String::new(),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct VerifyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    fact: String,
+}
+
+pub async fn verify(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    ClientOrigin(origin): ClientOrigin,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(form): Form<VerifyForm>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    match state
+        .requests
+        .verify_code(&token, &form.code, &form.fact, origin.ip.expose())
+        .await
+    {
+        Ok(verified) => {
+            state.mailer.wake();
+            if verified.waiting_for_evidence {
+                return message(
+                    &state,
+                    &viewer,
+                    "Thank you for confirming",
+                    vec!["The request goes on as soon as we have the agent's evidence.".into()],
+                    Some((verified.status_link, "Follow the request".into())),
+                );
+            }
+            let location = verified
+                .status_link
+                .strip_prefix(state.config.base_url())
+                .unwrap_or(&verified.status_link)
+                .to_string();
+            Ok(see_other(&location))
+        }
+        Err(Error::InvalidSecondFactor) => page_with_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &VerifyPage {
+                layout: Layout::new(&state, &viewer, "Confirm your privacy request"),
+                token,
+                error: "That code is wrong. Check the latest message we sent.".into(),
+            },
+        ),
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn resend_code(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    ClientOrigin(origin): ClientOrigin,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    state
+        .requests
+        .resend_code(&token, origin.ip.expose())
+        .await?;
+    state.mailer.wake();
+    message(
+        &state,
+        &viewer,
+        "A new code is on its way",
+        vec!["We sent a new code with a new link; the old link no longer works.".into()],
+        None,
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// The status page: decision, appeal, withdrawal, evidence.
+
+#[derive(askama::Template)]
+#[template(path = "requests/status.html")]
+struct StatusPage {
+    layout: Layout,
+    token: String,
+    lines: Vec<RequestLine>,
+    needs_evidence: bool,
+    evidence_count: usize,
+    max_evidence_kib: usize,
+    regulator: Option<(String, String)>,
+}
+
+pub async fn status_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(token): Path<String>,
+) -> PageResult {
+    let (submission, views) = state.requests.by_token(&token).await?;
+    let evidence = state.store.submission_evidence(submission.id).await?;
+    let relationship =
+        Relationship::parse(&submission.relationship).unwrap_or(Relationship::Subject);
+    let policy = state.policy.current().await?.policy.clone();
+    let jurisdiction: Jurisdiction = submission
+        .jurisdiction
+        .parse()
+        .unwrap_or(Jurisdiction::Other);
+    let regulator = rights_for(&policy, jurisdiction)
+        .regulator
+        .map(|r| (r.name, r.url));
+    page(&StatusPage {
+        layout: Layout::new(&state, &viewer, "Your privacy request"),
+        token,
+        lines: views.iter().map(|v| line(&state, v)).collect(),
+        needs_evidence: relationship.acts_for_another(),
+        evidence_count: evidence.len(),
+        max_evidence_kib: state.config.requests.evidence_max_bytes / 1024,
+        regulator,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct AppealForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    request_id: i64,
+    #[serde(default)]
+    statement: String,
+}
+
+pub async fn appeal(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(form): Form<AppealForm>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    state
+        .requests
+        .lodge_appeal(&token, form.request_id, &form.statement)
+        .await?;
+    Ok(see_other(&format!("/privacy/requests/status/{token}")))
+}
+
+#[derive(Deserialize)]
+pub struct WithdrawForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    request_id: i64,
+}
+
+pub async fn withdraw(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(form): Form<WithdrawForm>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    state.requests.withdraw(&token, form.request_id).await?;
+    Ok(see_other(&format!("/privacy/requests/status/{token}")))
+}
+
+/// `POST /privacy/requests/status/{token}/evidence`: a multipart form with `csrf` and one
+/// `evidence` file; its type is read from its first bytes.
+pub async fn upload_evidence(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    mut multipart: Multipart,
+) -> PageResult {
+    let mut csrf = String::new();
+    let mut file: Option<Vec<u8>> = None;
+    let limit = state.config.requests.evidence_max_bytes;
+    let too_large = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge
+        } else {
+            Error::BadRequest("the upload could not be read".into())
+        }
+    };
+    while let Some(field) = multipart.next_field().await.map_err(too_large)? {
+        match field.name() {
+            Some("csrf") => csrf = field.text().await.map_err(too_large)?,
+            Some("evidence") => {
+                let bytes = field.bytes().await.map_err(too_large)?;
+                if bytes.len() > limit {
+                    return Err(Error::PayloadTooLarge.into());
+                }
+                file = Some(bytes.to_vec());
+            }
+            _ => {}
+        }
+    }
+    check_form(&state, &viewer, &headers, &csrf)?;
+    let bytes =
+        file.ok_or_else(|| Error::invalid(InvalidField::new("evidence", "choose a file")))?;
+    state.requests.add_evidence(&token, &bytes).await?;
+    state.mailer.wake();
+    Ok(see_other(&format!("/privacy/requests/status/{token}")))
+}
+
+// ---------------------------------------------------------------------------------------
+// Staff console.
+
+fn require_privacy_staff(viewer: &Viewer) -> Result<i64, Error> {
+    let signed_in = viewer.require()?;
+    signed_in.actor().require_privacy_staff()?;
+    Ok(signed_in.user.user_id)
+}
+
+#[derive(Deserialize, Default)]
+pub struct QueueQuery {
+    #[serde(default)]
+    right: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    jurisdiction: String,
+    #[serde(default)]
+    mine: String,
+    #[serde(default)]
+    all: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "requests/staff_queue.html")]
+struct QueuePage {
+    layout: Layout,
+    query: QueueQuery,
+    lines: Vec<QueueLine>,
+    rights: Vec<(&'static str, &'static str)>,
+    states: Vec<&'static str>,
+    jurisdictions: Vec<(String, String)>,
+    overdue: usize,
+    nearly_due: usize,
+}
+
+pub struct QueueLine {
+    id: i64,
+    right: &'static str,
+    jurisdiction: String,
+    state: String,
+    channel: String,
+    relationship: String,
+    received_on: String,
+    due_on: String,
+    overdue: bool,
+    nearly_due: bool,
+    assigned_to: String,
+}
+
+fn empty_none(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+pub async fn staff_queue(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(query): Query<QueueQuery>,
+) -> PageResult {
+    let staff_id = require_privacy_staff(&viewer)?;
+    let filter = QueueFilter {
+        right_name: empty_none(&query.right),
+        state: empty_none(&query.state),
+        jurisdiction: empty_none(&query.jurisdiction),
+        assigned_to: (!query.mine.is_empty()).then_some(staff_id),
+        open_only: query.all.is_empty() && query.state.is_empty(),
+    };
+    let rows = state.store.request_queue(&filter).await?;
+    let today = requests::day_of(crate::now());
+    let soon = today.saturating_add(time::Duration::days(state.config.requests.nearly_due_days));
+    let lines: Vec<QueueLine> = rows
+        .into_iter()
+        .map(|row| {
+            let due_on = row.extended_due_on.clone().unwrap_or(row.due_on.clone());
+            let due = requests::parse_iso(&due_on).unwrap_or(today);
+            let open = RequestState::parse(&row.state).is_ok_and(|s| !s.is_terminal());
+            QueueLine {
+                id: row.id,
+                right: parse_right(&row.right_name).map(right_label).unwrap_or("?"),
+                jurisdiction: jurisdiction_name(
+                    &state,
+                    row.jurisdiction.parse().unwrap_or(Jurisdiction::Other),
+                ),
+                state: RequestState::parse(&row.state)
+                    .map(state_words)
+                    .unwrap_or("?")
+                    .to_string(),
+                channel: row.channel,
+                relationship: row.relationship,
+                received_on: row.received_on,
+                due_on,
+                overdue: open && due < today,
+                nearly_due: open && due >= today && due <= soon,
+                assigned_to: row
+                    .assigned_to
+                    .map(|id| format!("#{id}"))
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    page(&QueuePage {
+        layout: Layout::new(&state, &viewer, "Privacy requests"),
+        overdue: lines.iter().filter(|l| l.overdue).count(),
+        nearly_due: lines.iter().filter(|l| l.nearly_due).count(),
+        query,
+        lines,
+        rights: requests::RIGHTS.iter().map(|(_, n, l)| (*n, *l)).collect(),
+        states: RequestState::ALL.iter().map(|s| s.as_str()).collect(),
+        jurisdictions: jurisdiction_list(&state),
+    })
+}
+
+#[derive(askama::Template)]
+#[template(path = "requests/staff_request.html")]
+struct StaffRequestPage {
+    layout: Layout,
+    line: RequestLine,
+    submission: SubmissionRow,
+    received: String,
+    notes: Vec<(String, String, String)>,
+    evidence: Vec<(i64, String, i64, String)>,
+    siblings: Vec<i64>,
+    templates: Vec<(&'static str, &'static str)>,
+    codes: Vec<(&'static str, &'static str)>,
+    appealed: bool,
+    decided_by: String,
+}
+
+pub async fn staff_request(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+) -> PageResult {
+    require_privacy_staff(&viewer)?;
+    let (submission, view) = state.requests.view(id).await?;
+    let notes = state
+        .store
+        .request_notes(id)
+        .await?
+        .into_iter()
+        .map(|n| {
+            (
+                date(n.created_at),
+                n.author_id
+                    .map(|a| format!("#{a}"))
+                    .unwrap_or_else(|| "requester".into()),
+                n.body,
+            )
+        })
+        .collect();
+    let evidence = state
+        .store
+        .submission_evidence(submission.id)
+        .await?
+        .into_iter()
+        .map(|e| (e.id, e.content_type, e.size_bytes, e.sha256))
+        .collect();
+    let siblings = state
+        .store
+        .requests_of_submission(submission.id)
+        .await?
+        .into_iter()
+        .map(|r| r.id)
+        .filter(|r| *r != id)
+        .collect();
+    page(&StaffRequestPage {
+        layout: Layout::new(&state, &viewer, format!("Privacy request #{id}")),
+        received: date(submission.created_at),
+        appealed: view.state() == RequestState::Appealed,
+        decided_by: view
+            .status
+            .decided_by()
+            .map(|s| format!("#{}", s.0))
+            .unwrap_or_default(),
+        line: line(&state, &view),
+        submission,
+        notes,
+        evidence,
+        siblings,
+        templates: Template::ALL
+            .iter()
+            .map(|t| (t.as_str(), t.label()))
+            .collect(),
+        codes: DeclineCode::ALL
+            .iter()
+            .map(|c| (c.as_str(), c.explanation()))
+            .collect(),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct StaffActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    template: String,
+    #[serde(default)]
+    assignee: String,
+}
+
+/// What staff can do to a request, for the page and the API alike.
+struct ActionInput<'a> {
+    action: &'a str,
+    text: &'a str,
+    code: &'a str,
+    template: &'a str,
+    assignee: &'a str,
+}
+
+async fn staff_act(
+    state: &AppState,
+    staff_id: i64,
+    id: i64,
+    input: ActionInput<'_>,
+) -> Result<(), Error> {
+    let r = &state.requests;
+    let ActionInput {
+        action,
+        text,
+        code,
+        template,
+        assignee,
+    } = input;
+    match action {
+        "assign" => {
+            let assignee = if assignee.trim().is_empty() {
+                Some(staff_id)
+            } else {
+                Some(
+                    assignee
+                        .trim()
+                        .trim_start_matches('#')
+                        .parse()
+                        .map_err(|_| {
+                            Error::invalid(InvalidField::new(
+                                "assignee",
+                                "must be a member's number",
+                            ))
+                        })?,
+                )
+            };
+            r.assign(staff_id, id, assignee).await
+        }
+        "unassign" => r.assign(staff_id, id, None).await,
+        "note" => r.add_note(staff_id, id, text).await,
+        "template" => {
+            let template = Template::parse(template).ok_or_else(|| {
+                Error::invalid(InvalidField::new("template", "is not a known template"))
+            })?;
+            r.send_template(staff_id, id, template).await
+        }
+        "fulfil" => r.decide(staff_id, id, Decision::Fulfilled).await,
+        "partly" => {
+            r.decide(
+                staff_id,
+                id,
+                Decision::PartlyFulfilled {
+                    reason: text.trim().to_string(),
+                },
+            )
+            .await
+        }
+        "decline" => {
+            let code = DeclineCode::parse(code)
+                .map_err(|_| Error::invalid(InvalidField::new("code", "choose a reason")))?;
+            r.decide(
+                staff_id,
+                id,
+                Decision::Declined {
+                    code,
+                    explanation: text.trim().to_string(),
+                },
+            )
+            .await
+        }
+        "extend" => r.extend(staff_id, id, text).await.map(|_| ()),
+        "uphold" => r.decide_appeal(staff_id, id, true, text).await,
+        "reverse" => r.decide_appeal(staff_id, id, false, text).await,
+        _ => Err(Error::invalid(InvalidField::new(
+            "action",
+            "is not a known action",
+        ))),
+    }
+}
+
+pub async fn staff_action(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<StaffActionForm>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let staff_id = require_privacy_staff(&viewer)?;
+    staff_act(
+        &state,
+        staff_id,
+        id,
+        ActionInput {
+            action: &form.action,
+            text: &form.text,
+            code: &form.code,
+            template: &form.template,
+            assignee: &form.assignee,
+        },
+    )
+    .await?;
+    state.mailer.wake();
+    Ok(see_other(&format!("/staff/requests/{id}")))
+}
+
+#[derive(askama::Template)]
+#[template(path = "requests/staff_log.html")]
+struct LogPage {
+    layout: Layout,
+    rights: Vec<(&'static str, &'static str)>,
+    errors: Vec<String>,
+}
+
+pub async fn staff_log_form(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    require_privacy_staff(&viewer)?;
+    page(&LogPage {
+        layout: Layout::new(&state, &viewer, "Log a request received by email"),
+        rights: requests::RIGHTS
+            .iter()
+            .filter(|(r, _, _)| requests::requestable(*r))
+            .map(|(_, n, l)| (*n, *l))
+            .collect(),
+        errors: Vec::new(),
+    })
+}
+
+/// Staff log a request that arrived by email, with the message attached. A subject line of
+/// "California Opt-Out" or "Nevada Sale Opt-Out" makes it a written opt-out.
+pub async fn staff_log(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    axum::extract::RawForm(raw): axum::extract::RawForm,
+) -> PageResult {
+    let pairs: Vec<(String, String)> = crate::web::forms::decode_form(&raw)?;
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    check_form(&state, &viewer, &headers, &get("csrf"))?;
+    let staff_id = require_privacy_staff(&viewer)?;
+    let subject_line = get("subject_line");
+    let written = crate::consent::WrittenOptOut::parse(&subject_line);
+    let mut rights: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "rights")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if rights.is_empty() {
+        match written {
+            Some(crate::consent::WrittenOptOut::California) => {
+                rights = vec!["opt_out_sale".into(), "opt_out_targeted_advertising".into()]
+            }
+            Some(crate::consent::WrittenOptOut::NevadaSale) => rights = vec!["opt_out_sale".into()],
+            None => {}
+        }
+    }
+    let mut intake = public_intake(
+        PublicIntake {
+            requester_name: &get("requester_name"),
+            requester_email: &get("requester_email"),
+            relationship: &get("relationship"),
+            subject_email: &get("subject_email"),
+            country: &get("country"),
+            state: &get("state"),
+            postal_code: &get("postal_code"),
+            rights: &rights,
+            comments: &get("comments"),
+        },
+        Channel::Email,
+        String::new(),
+    )?;
+    let message_text = get("emailed_message");
+    intake.emailed_message = Some(format!("Subject: {subject_line}\n\n{message_text}"));
+    intake.logged_by = Some(staff_id);
+    intake.written_opt_out = written;
+    let submitted = state.requests.submit(intake).await?;
+    state.mailer.wake();
+    let first = submitted.request_ids.first().copied().unwrap_or_default();
+    Ok(see_other(&format!("/staff/requests/{first}")))
+}
+
+#[derive(Deserialize, Default)]
+pub struct ReportQuery {
+    #[serde(default)]
+    year: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "requests/staff_report.html")]
+struct ReportPage {
+    layout: Layout,
+    report: requests::report::Report,
+    chart: String,
+}
+
+impl ReportPage {
+    fn num(&self, value: &Option<f64>) -> String {
+        value
+            .map(|v| format!("{v:.1}"))
+            .unwrap_or_else(|| "–".into())
+    }
+    fn reasons(&self, f: &requests::report::RightFigures) -> String {
+        f.denied_by_reason
+            .iter()
+            .map(|(reason, n)| format!("{reason}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+pub async fn staff_report(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(query): Query<ReportQuery>,
+) -> PageResult {
+    require_privacy_staff(&viewer)?;
+    let year = query
+        .year
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| requests::day_of(crate::now()).year());
+    let report = requests::report::for_year(&state.store, year).await?;
+    page(&ReportPage {
+        layout: Layout::new(&state, &viewer, format!("Privacy requests in {year}")),
+        chart: report.svg(),
+        report,
+    })
+}
+
+/// `/metrics`: Prometheus text format.
+pub async fn metrics(
+    State(state): State<AppState>,
+) -> Result<Response, crate::web::error::PageError> {
+    let (overdue, nearly_due) = state.requests.alarm_counts(crate::now()).await?;
+    let body = format!(
+        "# HELP covenant_privacy_requests_overdue Open privacy requests past their due date.\n\
+         # TYPE covenant_privacy_requests_overdue gauge\n\
+         covenant_privacy_requests_overdue {overdue}\n\
+         # HELP covenant_privacy_requests_nearly_due Open privacy requests due within the warning window.\n\
+         # TYPE covenant_privacy_requests_nearly_due gauge\n\
+         covenant_privacy_requests_nearly_due {nearly_due}\n"
+    );
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// JSON API.
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewPrivacyRequest {
+    /// Ignored for a signed-in member asking for themselves.
+    #[serde(default)]
+    requester_name: String,
+    #[serde(default)]
+    requester_email: String,
+    /// `self`, `agent` or `parent`.
+    #[serde(default)]
+    relationship: String,
+    #[serde(default)]
+    subject_email: String,
+    /// ISO country code or name (US, DE, GB…).
+    #[serde(default)]
+    country: String,
+    /// US state code or name, when in the United States.
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    postal_code: String,
+    /// Stored names of rights: know, access, portability, deletion, opt_out_sale…
+    #[serde(default)]
+    rights: Vec<String>,
+    #[serde(default)]
+    comments: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PrivacyRequestAccepted {
+    /// Always `check_email` for visitors: the same whether or not the address has an account.
+    status: &'static str,
+    /// The request ids, only for a signed-in member asking for themselves.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    request_ids: Vec<i64>,
+}
+
+/// Make a privacy request. Signed in (bearer token): about yourself, verified by the session.
+/// Otherwise: a code is emailed to the subject, and the answer is the same for every address.
+#[utoipa::path(post, path = "/api/v1/privacy-requests", request_body = NewPrivacyRequest,
+    responses((status = 201, body = PrivacyRequestAccepted), (status = 202, body = PrivacyRequestAccepted),
+        (status = 422, body = ApiErrorBody), (status = 429, body = ApiErrorBody)))]
+pub async fn api_create(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    ClientOrigin(origin): ClientOrigin,
+    Json(body): Json<NewPrivacyRequest>,
+) -> ApiResult<Response> {
+    if let Some(signed_in) = &viewer.0
+        && matches!(body.relationship.as_str(), "" | "self")
+    {
+        let rights = parse_rights(&body.rights)?;
+        let submitted = submit_for_member(
+            &state,
+            signed_in,
+            rights,
+            jurisdiction_of(&body.country, &body.state),
+            Channel::Api,
+            &origin,
+        )
+        .await?;
+        state.mailer.wake();
+        return Ok((
+            StatusCode::CREATED,
+            axum::Json(PrivacyRequestAccepted {
+                status: "received",
+                request_ids: submitted.request_ids,
+            }),
+        )
+            .into_response());
+    }
+    let intake = public_intake(
+        PublicIntake {
+            requester_name: &body.requester_name,
+            requester_email: &body.requester_email,
+            relationship: &body.relationship,
+            subject_email: &body.subject_email,
+            country: &body.country,
+            state: &body.state,
+            postal_code: &body.postal_code,
+            rights: &body.rights,
+            comments: &body.comments,
+        },
+        Channel::Api,
+        origin.ip.expose().clone(),
+    )?;
+    state.requests.submit(intake).await?;
+    state.mailer.wake();
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(PrivacyRequestAccepted {
+            status: "check_email",
+            request_ids: Vec::new(),
+        }),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct VerifyRequestBody {
+    /// The token at the end of the emailed verification link.
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    code: String,
+    /// One held fact (the account's username or birth year) for the higher level.
+    #[serde(default)]
+    fact: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerifiedBody {
+    /// `email_code` or `email_code_plus_fact`.
+    verification: String,
+    /// A link to the status page.
+    status_link: String,
+    waiting_for_evidence: bool,
+}
+
+/// Enter the emailed code of a privacy request.
+#[utoipa::path(post, path = "/api/v1/privacy-requests/verify", request_body = VerifyRequestBody,
+    responses((status = 200, body = VerifiedBody), (status = 400, body = ApiErrorBody),
+        (status = 401, body = ApiErrorBody), (status = 429, body = ApiErrorBody)))]
+pub async fn api_verify(
+    State(state): State<AppState>,
+    ClientOrigin(origin): ClientOrigin,
+    Json(body): Json<VerifyRequestBody>,
+) -> ApiResult<axum::Json<VerifiedBody>> {
+    let verified = state
+        .requests
+        .verify_code(&body.token, &body.code, &body.fact, origin.ip.expose())
+        .await?;
+    state.mailer.wake();
+    Ok(axum::Json(VerifiedBody {
+        verification: verified.level.as_str().to_string(),
+        status_link: verified.status_link,
+        waiting_for_evidence: verified.waiting_for_evidence,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PrivacyRequestBody {
+    id: i64,
+    right: String,
+    jurisdiction: String,
+    state: String,
+    verification: String,
+    received_on: String,
+    due_on: String,
+    decline_code: Option<String>,
+    decision: Option<String>,
+    appeal_open: bool,
+}
+
+fn request_body(view: &RequestView) -> PrivacyRequestBody {
+    PrivacyRequestBody {
+        id: view.row.id,
+        right: view.row.right_name.clone(),
+        jurisdiction: view.row.jurisdiction.clone(),
+        state: view.row.state.clone(),
+        verification: view.row.verification.clone(),
+        received_on: view.row.received_on.clone(),
+        due_on: view.due_on.clone(),
+        decline_code: view.row.decline_code.clone(),
+        decision: view.status.reason().map(str::to_string),
+        appeal_open: view.appeal_open,
+    }
+}
+
+/// The signed-in member's own privacy requests.
+#[utoipa::path(get, path = "/api/v1/privacy-requests", security(("bearer" = [])),
+    responses((status = 200, body = [PrivacyRequestBody]), (status = 401, body = ApiErrorBody)))]
+pub async fn api_mine(
+    State(state): State<AppState>,
+    viewer: Viewer,
+) -> ApiResult<axum::Json<Vec<PrivacyRequestBody>>> {
+    let signed_in = viewer.require()?;
+    let views = state
+        .requests
+        .views(
+            state
+                .store
+                .requests_of_member(signed_in.user.user_id)
+                .await?,
+        )
+        .await?;
+    Ok(axum::Json(views.iter().map(request_body).collect()))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct AppealBody {
+    /// The token of the status link.
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    request_id: i64,
+    #[serde(default)]
+    statement: String,
+}
+
+/// Appeal a decision, with the token of the status link from the decision email.
+#[utoipa::path(post, path = "/api/v1/privacy-requests/appeal", request_body = AppealBody,
+    responses((status = 204), (status = 400, body = ApiErrorBody), (status = 409, body = ApiErrorBody)))]
+pub async fn api_appeal(
+    State(state): State<AppState>,
+    Json(body): Json<AppealBody>,
+) -> ApiResult<StatusCode> {
+    state
+        .requests
+        .lodge_appeal(&body.token, body.request_id, &body.statement)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The staff queue, earliest due first (privacy officers and administrators with 2FA).
+#[utoipa::path(get, path = "/api/v1/staff/privacy-requests", security(("bearer" = [])),
+    responses((status = 200, body = [PrivacyRequestBody]), (status = 403, body = ApiErrorBody)))]
+pub async fn api_queue(
+    State(state): State<AppState>,
+    viewer: Viewer,
+) -> ApiResult<axum::Json<Vec<PrivacyRequestBody>>> {
+    require_privacy_staff(&viewer)?;
+    let rows = state
+        .store
+        .request_queue(&QueueFilter {
+            open_only: true,
+            ..QueueFilter::default()
+        })
+        .await?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (_, view) = state.requests.view(row.id).await?;
+        out.push(request_body(&view));
+    }
+    Ok(axum::Json(out))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct StaffActionBody {
+    /// assign, unassign, note, template, fulfil, partly, decline, extend, uphold, reverse.
+    action: String,
+    /// The note, reason, explanation or appeal decision's reason.
+    #[serde(default)]
+    text: String,
+    /// For `decline`: cannot_verify, not_found, not_resident, legal_exception,
+    /// manifestly_unfounded.
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    template: String,
+    #[serde(default)]
+    assignee: String,
+}
+
+/// Act on a request as privacy staff: assign, note, message, decide, extend, decide an appeal.
+#[utoipa::path(post, path = "/api/v1/staff/privacy-requests/{id}/actions", request_body = StaffActionBody,
+    params(("id" = i64, Path, description = "request id")), security(("bearer" = [])),
+    responses((status = 200, body = PrivacyRequestBody), (status = 403, body = ApiErrorBody),
+        (status = 409, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+pub async fn api_staff_action(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Json(body): Json<StaffActionBody>,
+) -> ApiResult<axum::Json<PrivacyRequestBody>> {
+    let staff_id = require_privacy_staff(&viewer)?;
+    staff_act(
+        &state,
+        staff_id,
+        id,
+        ActionInput {
+            action: &body.action,
+            text: &body.text,
+            code: &body.code,
+            template: &body.template,
+            assignee: &body.assignee,
+        },
+    )
+    .await?;
+    state.mailer.wake();
+    let (_, view) = state.requests.view(id).await?;
+    Ok(axum::Json(request_body(&view)))
+}

@@ -1,0 +1,711 @@
+//! Privacy requests end to end, on both stores: every intake path, verification by session and
+//! by emailed code, enumeration resistance, throttles, agents' evidence, deadlines per
+//! jurisdiction with extensions and alarms, decisions, an appeal decided by a second member of
+//! staff, and the yearly report.
+
+mod common;
+
+use common::csrf_of;
+use covenant::domain::Role;
+use covenant_core::policy::{Jurisdiction, Policy};
+use covenant_core::requests::due_date_for;
+use reqwest::StatusCode;
+
+const PASSWORD: &str = "a long enough password";
+
+/// The 8-digit code in a request email.
+fn code_in(mail: &str) -> String {
+    mail.lines()
+        .map(str::trim)
+        .find(|l| l.len() == 8 && l.chars().all(|c| c.is_ascii_digit()))
+        .expect("the message holds a code")
+        .to_string()
+}
+
+/// The link in `mail` whose path starts with `prefix`.
+fn link_with(app: &common::TestApp, mail: &str, prefix: &str) -> String {
+    let needle = format!("{}{prefix}", app.address);
+    let start = mail
+        .find(&needle)
+        .unwrap_or_else(|| panic!("a {prefix} link in {mail}"));
+    mail[start + app.address.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+async fn user_id(app: &common::TestApp, name: &str) -> i64 {
+    app.store
+        .user_by_email(&format!("{name}@example.org"))
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+/// A browser signed in through the sign-in page.
+async fn browser_for(app: &common::TestApp, login: &str, code: Option<String>) -> reqwest::Client {
+    let browser = app.new_client();
+    let form = app.page(&browser, "/sign-in").await;
+    let mut fields = vec![
+        ("csrf", csrf_of(&form)),
+        ("login", login.to_string()),
+        ("password", PASSWORD.to_string()),
+    ];
+    if let Some(code) = code {
+        fields.push(("code", code));
+    }
+    let response = browser
+        .post(app.url("/sign-in"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "sign-in of {login}"
+    );
+    browser
+}
+
+/// A privacy officer with 2-step verification on, signed in with a browser.
+async fn privacy_officer(app: &common::TestApp, name: &str) -> (reqwest::Client, i64) {
+    app.member(name).await;
+    let id = user_id(app, name).await;
+    app.state
+        .accounts
+        .set_role(id, Role::PrivacyOfficer)
+        .await
+        .unwrap();
+    let setup = app.state.accounts.two_factor_setup(id, name).await.unwrap();
+    let code = covenant::two_factor::code_at(&setup.secret, covenant::now() - 30).unwrap();
+    app.state
+        .accounts
+        .enable_two_factor(id, &code)
+        .await
+        .unwrap();
+    let code = covenant::two_factor::code_at(&setup.secret, covenant::now()).unwrap();
+    (browser_for(app, name, Some(code)).await, id)
+}
+
+/// Sends the public form as a visitor; returns the response.
+async fn public_request(
+    app: &common::TestApp,
+    client: &reqwest::Client,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let form = app.page(client, "/privacy/requests/new").await;
+    let mut all = vec![("csrf".to_string(), csrf_of(&form))];
+    all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    client
+        .post(app.url("/privacy/requests/new"))
+        .form(&all)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post_form(
+    app: &common::TestApp,
+    client: &reqwest::Client,
+    page_path: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let page = app.page(client, page_path).await;
+    let mut all = vec![("csrf".to_string(), csrf_of(&page))];
+    all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    client
+        .post(app.url(action))
+        .form(&all)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn audit_kinds(app: &common::TestApp) -> Vec<String> {
+    app.store
+        .audit_page(&Default::default(), 10_000, 0)
+        .await
+        .unwrap()
+        .0
+        .into_iter()
+        .map(|row| format!("{} {}", row.kind, row.details))
+        .collect()
+}
+
+async fn request_state(app: &common::TestApp, id: i64) -> String {
+    app.store.privacy_request(id).await.unwrap().unwrap().state
+}
+
+async fn last_request_id(app: &common::TestApp) -> i64 {
+    app.store
+        .request_queue(&covenant::store::QueueFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .max()
+        .expect("a request exists")
+}
+
+on_both_stores! {
+    /// Proves: R1, R2, R3, J1
+    async fn a_member_asks_with_one_click_and_the_session_verifies(app) {
+        app.member("ada").await;
+        let browser = browser_for(app, "ada", None).await;
+        let page = app.page(&browser, "/account/privacy?jurisdiction=california").await;
+        assert!(page.contains("data-right=\"opt_out_sale\""), "California grants the sale opt-out");
+        assert!(page.contains("45 calendar days"), "{page}");
+        let eu = app.page(&browser, "/account/privacy?jurisdiction=eu_eea").await;
+        assert!(!eu.contains("data-right=\"opt_out_sale\"") && eu.contains("data-right=\"restriction\""));
+        assert!(eu.contains("1 calendar month"));
+        let response = post_form(app, &browser, "/account/privacy?jurisdiction=california",
+            "/account/privacy/requests", &[("right", "deletion"), ("jurisdiction", "california")]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let id = last_request_id(app).await;
+        let row = app.store.privacy_request(id).await.unwrap().unwrap();
+        assert_eq!(row.verification, "session", "the session is recorded as the level reached");
+        assert_eq!(row.state, "in_progress", "a verified request is handed to fulfilment at once");
+        assert!(row.handed_to_fulfilment_at.is_some());
+        let page = app.page(&browser, "/account/privacy?jurisdiction=california").await;
+        assert!(page.contains(&format!("data-request=\"{id}\"")) && page.contains("in progress"));
+        let audit = audit_kinds(app).await;
+        for expected in [
+            format!("request_received request={id} method=account reason=deletion"),
+            format!("request_transitioned request={id} method=verification_succeeded reason=verified"),
+            format!("request_transitioned request={id} method=fulfilment_started reason=in_progress"),
+            format!("request_handed_to_fulfilment request={id}"),
+        ] {
+            assert!(audit.contains(&expected), "{expected} in {audit:?}");
+        }
+        assert!(audit.iter().all(|line| !line.contains('@')), "no address in the audit log");
+        // Forms are checked: no token, no request.
+        let response = browser.post(app.url("/account/privacy/requests"))
+            .form(&[("right", "access"), ("jurisdiction", "other")]).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    }
+}
+
+on_both_stores! {
+    /// Proves: R2, R3
+    async fn the_public_form_emails_a_code_and_deletion_needs_one_more_fact(app) {
+        app.member("bea").await;
+        let visitor = app.new_client();
+        let response = public_request(app, &visitor, &[
+            ("requester_name", "Bea"), ("requester_email", "bea@example.org"),
+            ("relationship", "self"), ("country", "DE"), ("rights", "deletion"), ("rights", "access"),
+        ]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(response.headers()["location"], "/privacy/requests/sent");
+        let mail = app.wait_for_mail("bea@example.org", "privacy request code").await;
+        let code = code_in(&mail);
+        let verify = link_with(app, &mail, "/privacy/requests/verify/");
+        let wrong = post_form(app, &visitor, &verify, &verify, &[("code", "00000000")]).await;
+        assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        // The code alone verifies access, not deletion.
+        let right = post_form(app, &visitor, &verify, &verify, &[("code", &code)]).await;
+        assert_eq!(right.status(), StatusCode::SEE_OTHER);
+        let status_path = right.headers()["location"].to_str().unwrap().to_string();
+        let status = app.page(&visitor, &status_path).await;
+        assert!(status.contains("waiting for verification") && status.contains("in progress"), "{status}");
+        // With the username as the held fact, deletion goes on too.
+        let again = post_form(app, &visitor, &verify, &verify, &[("code", &code), ("fact", "bea")]).await;
+        assert_eq!(again.status(), StatusCode::SEE_OTHER);
+        let queue = app.store.request_queue(&Default::default()).await.unwrap();
+        assert_eq!(queue.len(), 2);
+        for row in queue {
+            let row = app.store.privacy_request(row.id).await.unwrap().unwrap();
+            assert_eq!(row.state, "in_progress", "{}", row.right_name);
+            let expected = if row.right_name == "deletion" { "email_code_plus_fact" } else { "email_code" };
+            assert_eq!(row.verification, expected);
+        }
+        let audit = audit_kinds(app).await;
+        assert!(audit.iter().any(|l| l.starts_with("request_code_failed")));
+    }
+}
+
+on_both_stores! {
+    /// Proves: R3
+    async fn answers_are_identical_for_known_and_unknown_addresses(app) {
+        app.member("cleo").await;
+        let mut pages = Vec::new();
+        let mut apis = Vec::new();
+        for email in ["cleo@example.org", "nobody-here@example.org"] {
+            let visitor = app.new_client();
+            let response = public_request(app, &visitor, &[
+                ("requester_name", "Someone"), ("requester_email", email),
+                ("relationship", "self"), ("country", "US"), ("state", "CA"), ("rights", "access"),
+            ]).await;
+            let status = response.status();
+            let location = response.headers().get("location").cloned();
+            pages.push((status, location, response.text().await.unwrap()));
+            let response = visitor.post(app.url("/api/v1/privacy-requests"))
+                .json(&serde_json::json!({"requester_name": "Someone", "requester_email": email,
+                    "relationship": "self", "country": "US", "state": "CA", "rights": ["know"]}))
+                .send().await.unwrap();
+            apis.push((response.status(), response.text().await.unwrap()));
+        }
+        assert_eq!(pages[0], pages[1], "the page answers alike");
+        assert_eq!(apis[0], apis[1], "the API answers alike");
+        assert_eq!(apis[0].0, StatusCode::ACCEPTED);
+        // Both addresses get a code: owning the address is what the code proves.
+        app.wait_for_mail("cleo@example.org", "privacy request code").await;
+        app.wait_for_mail("nobody-here@example.org", "privacy request code").await;
+    }
+}
+
+mod rate_limits {
+    use super::*;
+
+    async fn body(app: &common::TestApp) {
+        let visitor = app.new_client();
+        let ask = |email: &'static str| {
+            let visitor = visitor.clone();
+            async move {
+                public_request(
+                    app,
+                    &visitor,
+                    &[
+                        ("requester_name", "R"),
+                        ("requester_email", email),
+                        ("relationship", "self"),
+                        ("rights", "know"),
+                    ],
+                )
+                .await
+                .status()
+            }
+        };
+        assert_eq!(ask("one@example.org").await, StatusCode::SEE_OTHER);
+        assert_eq!(ask("one@example.org").await, StatusCode::SEE_OTHER);
+        assert_eq!(
+            ask("one@example.org").await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "per address"
+        );
+        assert_eq!(ask("two@example.org").await, StatusCode::SEE_OTHER);
+        assert_eq!(
+            ask("three@example.org").await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "per client address"
+        );
+        // Codes count too: wrong codes close the request after the allowed attempts.
+        let mail = app
+            .wait_for_mail("two@example.org", "privacy request code")
+            .await;
+        let verify = link_with(app, &mail, "/privacy/requests/verify/");
+        let token = verify.rsplit('/').next().unwrap().to_string();
+        for _ in 0..2 {
+            let response = visitor
+                .post(app.url("/api/v1/privacy-requests/verify"))
+                .json(&serde_json::json!({"token": token, "code": "11111111"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        }
+        let id = last_request_id(app).await;
+        assert_eq!(request_state(app, id).await, "unverifiable");
+    }
+
+    fn adjust(config: &mut covenant::Config) {
+        config.requests.per_address_per_hour = 2;
+        config.requests.per_ip_per_hour = 4;
+        config.requests.code_attempts = 2;
+    }
+
+    /// Proves: R3
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = common::spawn_app_with(common::Backend::Sqlite, adjust)
+            .await
+            .unwrap();
+        body(&app).await;
+        app.stop().await;
+    }
+
+    /// Proves: R3
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(app) = common::spawn_app_with(common::Backend::Postgres, adjust).await else {
+            return;
+        };
+        body(&app).await;
+        app.stop().await;
+    }
+}
+
+on_both_stores! {
+    /// Proves: R2, C4
+    async fn staff_log_emailed_requests_and_written_opt_outs_apply_at_once(app) {
+        app.member("dora").await;
+        let dora = user_id(app, "dora").await;
+        let (staff, _) = privacy_officer(app, "olga").await;
+        let response = post_form(app, &staff, "/staff/requests/log", "/staff/requests/log", &[
+            ("requester_name", "Dora"), ("requester_email", "dora@example.org"),
+            ("relationship", "self"), ("country", "US"), ("state", "CA"),
+            ("subject_line", "California Opt-Out"),
+            ("emailed_message", "Please do not sell my data."),
+        ]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let id: i64 = response.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().parse().unwrap();
+        assert_eq!(request_state(app, id).await, "fulfilled", "a written opt-out applies when logged");
+        let state = app.state.consent
+            .state_of(&covenant_core::consent::ConsentSubject::Account(dora)).await.unwrap();
+        assert_eq!(state.choice(covenant_core::policy::CookieCategory::Advertising),
+            Some(covenant_core::consent::Choice::Denied));
+        let page = app.page(&staff, &format!("/staff/requests/{id}")).await;
+        assert!(page.contains("Please do not sell my data.") && page.contains("Subject: California Opt-Out"));
+        // An ordinary emailed request: a code goes to the subject.
+        let response = post_form(app, &staff, "/staff/requests/log", "/staff/requests/log", &[
+            ("requester_name", "Dora"), ("requester_email", "dora@example.org"),
+            ("relationship", "self"), ("rights", "access"), ("emailed_message", "Send me my data"),
+        ]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        app.wait_for_mail("dora@example.org", "privacy request code").await;
+        // Members without the role are refused.
+        let member = browser_for(app, "dora", None).await;
+        let response = member.get(app.url("/staff/requests")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    }
+}
+
+on_both_stores! {
+    /// Proves: R2, R3
+    async fn the_api_takes_requests_from_members_and_visitors(app) {
+        let token = app.member("eve").await;
+        let response = app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
+            .json(&serde_json::json!({"country": "GB", "rights": ["access", "rectification"]}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["request_ids"].as_array().unwrap().len(), 2);
+        let mine: serde_json::Value = app.client.get(app.url("/api/v1/privacy-requests"))
+            .bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        assert_eq!(mine.as_array().unwrap().len(), 2);
+        assert_eq!(mine[0]["jurisdiction"], "uk");
+        assert_eq!(mine[0]["state"], "in_progress");
+        // A visitor: the emailed code verifies through the API.
+        let visitor = app.new_client();
+        let response = visitor.post(app.url("/api/v1/privacy-requests"))
+            .json(&serde_json::json!({"requester_name": "F", "requester_email": "f@example.org",
+                "relationship": "self", "rights": ["know"]}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let mail = app.wait_for_mail("f@example.org", "privacy request code").await;
+        let verify = link_with(app, &mail, "/privacy/requests/verify/");
+        let response = visitor.post(app.url("/api/v1/privacy-requests/verify"))
+            .json(&serde_json::json!({"token": verify.rsplit('/').next().unwrap(), "code": code_in(&mail)}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["verification"], "email_code");
+        let bad = visitor.post(app.url("/api/v1/privacy-requests"))
+            .json(&serde_json::json!({"requester_email": "x", "relationship": "cousin", "rights": ["fly"]}))
+            .send().await.unwrap();
+        assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let doc = app.page(&visitor, "/api/openapi.json").await;
+        assert!(doc.contains("/api/v1/privacy-requests") && doc.contains("rate_limited"));
+    }
+}
+
+mod agent_evidence {
+    use super::*;
+
+    async fn upload(
+        app: &common::TestApp,
+        client: &reqwest::Client,
+        status: &str,
+        bytes: Vec<u8>,
+    ) -> reqwest::Response {
+        let page = app.page(client, status).await;
+        let form = reqwest::multipart::Form::new()
+            .text("csrf", csrf_of(&page))
+            .part(
+                "evidence",
+                reqwest::multipart::Part::bytes(bytes).file_name("letter"),
+            );
+        client
+            .post(app.url(&format!("{status}/evidence")))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn body(app: &common::TestApp) {
+        app.member("gus").await;
+        let agent = app.new_client();
+        let response = public_request(
+            app,
+            &agent,
+            &[
+                ("requester_name", "Agent Smith"),
+                ("requester_email", "agent@example.org"),
+                ("relationship", "agent"),
+                ("subject_email", "gus@example.org"),
+                ("country", "US"),
+                ("state", "VA"),
+                ("rights", "access"),
+            ],
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let to_agent = app.wait_for_mail("agent@example.org", "We received").await;
+        let status = link_with(app, &to_agent, "/privacy/requests/status/");
+        let to_subject = app
+            .wait_for_mail("gus@example.org", "Did you ask someone")
+            .await;
+        assert!(!to_subject.contains("Agent Smith") && !to_subject.contains("agent@example.org"));
+        let wrong = upload(app, &agent, &status, b"GIF89a not a letter".to_vec()).await;
+        assert_eq!(
+            wrong.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "wrong type"
+        );
+        let mut big = b"%PDF-1.7\n".to_vec();
+        big.resize(3000, b'x');
+        let large = upload(app, &agent, &status, big).await;
+        assert_eq!(large.status(), StatusCode::PAYLOAD_TOO_LARGE, "too large");
+        // The subject confirms; without evidence the request waits.
+        let verify = link_with(app, &to_subject, "/privacy/requests/verify/");
+        let subject = app.new_client();
+        let response = post_form(
+            app,
+            &subject,
+            &verify,
+            &verify,
+            &[("code", &code_in(&to_subject))],
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap()
+                .contains("Thank you for confirming")
+        );
+        let id = last_request_id(app).await;
+        assert_eq!(request_state(app, id).await, "verifying");
+        let good = upload(app, &agent, &status, b"%PDF-1.7\nsigned letter".to_vec()).await;
+        assert_eq!(good.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            request_state(app, id).await,
+            "in_progress",
+            "both confirmation and evidence"
+        );
+        let evidence = app
+            .store
+            .submission_evidence(
+                app.store
+                    .privacy_request(id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .submission_id,
+            )
+            .await
+            .unwrap();
+        assert_eq!(evidence.len(), 1);
+        assert_eq!(evidence[0].content_type, "application/pdf");
+        assert!(
+            audit_kinds(app)
+                .await
+                .iter()
+                .any(|l| l.starts_with("request_evidence_added"))
+        );
+    }
+
+    fn adjust(config: &mut covenant::Config) {
+        config.requests.evidence_max_bytes = 2048;
+    }
+
+    /// Proves: R4
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = common::spawn_app_with(common::Backend::Sqlite, adjust)
+            .await
+            .unwrap();
+        body(&app).await;
+        app.stop().await;
+    }
+
+    /// Proves: R4
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(app) = common::spawn_app_with(common::Backend::Postgres, adjust).await else {
+            return;
+        };
+        body(&app).await;
+        app.stop().await;
+    }
+}
+
+on_both_stores! {
+    /// Proves: R6
+    async fn an_appeal_is_decided_by_a_different_member_of_staff(app) {
+        app.member("hal").await;
+        let token = app.bearer("hal").await;
+        let response = app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
+            .json(&serde_json::json!({"country": "US", "state": "VA", "rights": ["deletion"]}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let id = last_request_id(app).await;
+        let (first, first_id) = privacy_officer(app, "ines").await;
+        let (second, _) = privacy_officer(app, "jon").await;
+        let path = format!("/staff/requests/{id}");
+        let action = format!("{path}/actions");
+        // A decline needs an explanation.
+        let response = post_form(app, &first, &path, &action, &[("action", "decline"), ("code", "legal_exception")]).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let response = post_form(app, &first, &path, &action, &[("action", "decline"), ("code", "legal_exception"),
+            ("text", "Tax law makes us keep invoices for ten years.")]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(request_state(app, id).await, "declined");
+        let decision = app.wait_for_mail("hal@example.org", "We declined").await;
+        assert!(decision.contains("Tax law makes us keep invoices") && decision.contains("appeal this decision within 60 days"));
+        assert!(decision.contains("Virginia Attorney General"), "{decision}");
+        // The requester appeals from the link in the decision.
+        let hal = app.new_client();
+        let status = link_with(app, &decision, "/privacy/requests/status/");
+        let page = app.page(&hal, &status).await;
+        assert!(page.contains("Appeal this decision"));
+        let response = post_form(app, &hal, &status, &format!("{status}/appeal"),
+            &[("request_id", &id.to_string()), ("statement", "I closed my account")]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let row = app.store.privacy_request(id).await.unwrap().unwrap();
+        assert_eq!(row.state, "appealed");
+        let expected_due = covenant::requests::day_of(covenant::now()).saturating_add(time::Duration::days(60));
+        assert_eq!(row.appeal_due_on.as_deref(), Some(expected_due.to_string().as_str()));
+        // The one who declined cannot decide the appeal.
+        let response = post_form(app, &first, &path, &action, &[("action", "reverse"), ("text", "ok")]).await;
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        let response = post_form(app, &second, &path, &action, &[("action", "uphold"),
+            ("text", "The invoices are covered by the legal exception.")]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(request_state(app, id).await, "appeal_upheld");
+        let decided = app.wait_for_mail("hal@example.org", "appeal").await;
+        assert!(decided.contains("kept our decision") && decided.contains("Virginia Attorney General"));
+        let audit = audit_kinds(app).await;
+        assert!(audit.contains(&format!("request_transitioned request={id} method=declined reason=declined")));
+        assert!(audit.contains(&format!("request_transitioned request={id} method=appeal_lodged reason=appealed")));
+        assert!(audit.contains(&format!("request_transitioned request={id} method=appeal_decided reason=appeal_upheld")));
+        let entries = app.store.audit_page(&Default::default(), 10_000, 0).await.unwrap().0;
+        assert!(entries.iter().any(|e| e.kind == "request_transitioned" && e.actor_id == Some(first_id)
+            && e.details.contains("method=declined")));
+    }
+}
+
+on_both_stores! {
+    /// Proves: R5, J1
+    async fn deadlines_follow_the_jurisdiction_with_extensions_reminders_and_alarms(app) {
+        let policy = Policy::default_policy();
+        let today = covenant::requests::day_of(covenant::now());
+        let cases = [
+            ("US", "CA", Jurisdiction::California, "ca@example.org"),
+            ("DE", "", Jurisdiction::EuEea, "de@example.org"),
+            ("US", "VA", Jurisdiction::Virginia, "va@example.org"),
+            ("JP", "", Jurisdiction::Other, "jp@example.org"),
+        ];
+        let visitor = app.new_client();
+        for (country, state, _, email) in cases {
+            let response = public_request(app, &visitor, &[
+                ("requester_name", "D"), ("requester_email", email), ("relationship", "self"),
+                ("country", country), ("state", state), ("rights", "know"),
+            ]).await;
+            assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        }
+        let queue = app.store.request_queue(&Default::default()).await.unwrap();
+        for (_, _, jurisdiction, _) in cases {
+            let row = queue.iter().find(|r| r.jurisdiction == jurisdiction.as_str()).unwrap();
+            let expected = due_date_for(&policy, jurisdiction, today, &[]);
+            assert_eq!(row.due_on, expected.to_string(), "{jurisdiction:?}");
+        }
+        let (staff, _) = privacy_officer(app, "kim").await;
+        let page = app.page(&staff, "/staff/requests?jurisdiction=california").await;
+        let ca = queue.iter().find(|r| r.jurisdiction == "california").unwrap();
+        assert!(page.contains(&format!("data-request=\"{}\"", ca.id)));
+        assert!(!page.contains(&format!("data-request=\"{}\"", queue.iter().find(|r| r.jurisdiction == "eu_eea").unwrap().id)));
+        // An extension tells the requester, with the reason.
+        let path = format!("/staff/requests/{}", ca.id);
+        let response = post_form(app, &staff, &path, &format!("{path}/actions"),
+            &[("action", "extend"), ("text", "Our archive is offline this month.")]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let notice = app.wait_for_mail("ca@example.org", "needs more time").await;
+        let extended = today.saturating_add(time::Duration::days(90));
+        assert!(notice.contains(&extended.to_string()) && notice.contains("archive is offline"));
+        let response = post_form(app, &staff, &path, &format!("{path}/actions"),
+            &[("action", "extend"), ("text", "again")]).await;
+        assert_eq!(response.status(), StatusCode::CONFLICT, "one extension only");
+        // Eight days on, nobody verified: a reminder was sent before, and now they close.
+        let round = app.state.requests.run_due(covenant::now() + 3 * 86_400).await.unwrap();
+        assert_eq!(round.reminded, 4);
+        app.wait_for_mail("de@example.org", "Reminder").await;
+        let round = app.state.requests.run_due(covenant::now() + 8 * 86_400).await.unwrap();
+        assert_eq!(round.closed, 4);
+        assert_eq!(request_state(app, ca.id).await, "unverifiable");
+        // An open request past its day raises the alarm once: email, dashboard and metric.
+        app.member("lou").await;
+        let token = app.bearer("lou").await;
+        app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
+            .json(&serde_json::json!({"country": "US", "state": "CA", "rights": ["access"]}))
+            .send().await.unwrap();
+        let id = last_request_id(app).await;
+        let long_ago = today.saturating_sub(time::Duration::days(60));
+        app.store.backdate_request(id, covenant::now() - 60 * 86_400, &long_ago.to_string(),
+            &today.saturating_sub(time::Duration::days(15)).to_string()).await.unwrap();
+        let round = app.state.requests.run_due(covenant::now()).await.unwrap();
+        assert_eq!(round.overdue_alarms, 1);
+        let round = app.state.requests.run_due(covenant::now()).await.unwrap();
+        assert_eq!(round.overdue_alarms, 0, "once per request");
+        app.wait_for_mail("kim@example.org", "overdue").await;
+        let page = app.page(&staff, "/staff/requests").await;
+        assert!(page.contains("1 overdue"), "{page}");
+        let metrics = app.page(&visitor, "/metrics").await;
+        assert!(metrics.contains("covenant_privacy_requests_overdue 1"), "{metrics}");
+    }
+}
+
+on_both_stores! {
+    /// Proves: R10
+    async fn the_yearly_report_adds_up(app) {
+        let (staff, _) = privacy_officer(app, "max").await;
+        let mut ids = Vec::new();
+        for name in ["nadia", "oskar", "petra", "quinn"] {
+            let token = app.member(name).await;
+            app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
+                .json(&serde_json::json!({"country": "US", "state": "CO", "rights": ["access", "deletion"]}))
+                .send().await.unwrap();
+            ids.push(last_request_id(app).await);
+        }
+        let act = |id: i64, fields: Vec<(&'static str, &'static str)>| {
+            let staff = staff.clone();
+            async move {
+                let path = format!("/staff/requests/{id}");
+                let response = post_form(app, &staff, &path, &format!("{path}/actions"), &fields).await;
+                assert_eq!(response.status(), StatusCode::SEE_OTHER);
+            }
+        };
+        act(ids[0], vec![("action", "fulfil")]).await;
+        act(ids[1], vec![("action", "partly"), ("text", "Old posts are kept anonymized.")]).await;
+        act(ids[2], vec![("action", "decline"), ("code", "legal_exception"), ("text", "Legal hold.")]).await;
+        let year = covenant::requests::day_of(covenant::now()).year();
+        let report = covenant::requests::report::for_year(&app.store, year).await.unwrap();
+        assert_eq!(report.total.received, 8);
+        let deletion = report.rights.iter().find(|f| f.right == "deletion").unwrap();
+        assert_eq!((deletion.received, deletion.complied_in_whole, deletion.complied_in_part, deletion.denied, deletion.open), (4, 1, 1, 1, 1));
+        assert_eq!(deletion.denied_by_reason.get("legal_exception"), Some(&1));
+        for f in report.rights.iter().chain([&report.total]) {
+            assert_eq!(f.received, f.complied_in_whole + f.complied_in_part + f.denied + f.closed_otherwise + f.open, "{}", f.right);
+        }
+        assert_eq!(report.per_month.iter().sum::<i64>(), 8);
+        assert_eq!(deletion.median_days_to_respond, Some(0.0));
+        let page = app.page(&staff, &format!("/staff/requests/report?year={year}")).await;
+        assert!(page.contains("data-right=\"deletion\"") && page.contains("<svg") && page.contains("legal_exception: 1"));
+        assert!(report.csv().contains("deletion,4,1,1,1,legal_exception=1,0,1,"));
+    }
+}

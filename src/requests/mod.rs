@@ -562,8 +562,12 @@ impl Requests {
         )
         .await?;
         let due = due_date_for(&policy, jurisdiction, today, &self.holidays);
-        let mut rights = intake.rights.clone();
-        rights.dedup();
+        let mut rights: Vec<Right> = Vec::new();
+        for right in &intake.rights {
+            if !rights.contains(right) {
+                rights.push(*right);
+            }
+        }
         let mut request_ids = Vec::new();
         let mut newly_verified = Vec::new();
         for right in rights {

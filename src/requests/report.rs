@@ -63,6 +63,8 @@ fn figures(right: &str, rows: &[&ReportRow]) -> RightFigures {
         match row.state.as_str() {
             "fulfilled" => f.complied_in_whole += 1,
             "partly_fulfilled" => f.complied_in_part += 1,
+            // An upheld appeal keeps the decision: a partial answer stays partial.
+            "appeal_upheld" if row.decline_code.is_none() => f.complied_in_part += 1,
             "declined" | "appeal_upheld" => {
                 f.denied += 1;
                 let reason = row.decline_code.clone().unwrap_or_else(|| "other".into());

@@ -193,9 +193,7 @@ pub async fn account_privacy(
         jurisdictions: jurisdiction_list(&state),
         chosen: jurisdiction.as_str().to_string(),
         rights,
-        due_on: requests::parse_iso(&format!("{due}"))
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| due.to_string()),
+        due_on: due.to_string(),
         deadline: profile.deadline.to_string(),
         lines: views.iter().map(|v| line(&state, v)).collect(),
     })

@@ -707,5 +707,15 @@ on_both_stores! {
         let page = app.page(&staff, &format!("/staff/requests/report?year={year}")).await;
         assert!(page.contains("data-right=\"deletion\"") && page.contains("<svg") && page.contains("legal_exception: 1"));
         assert!(report.csv().contains("deletion,4,1,1,1,legal_exception=1,0,1,"));
+        // The command line prints the same figures.
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_covenant"));
+        command.args(["privacy", "report", "--year", &year.to_string(), "--format", "csv", "--data-dir"])
+            .arg(app.data_dir.path());
+        if !app.state.config.database_url.is_empty() {
+            command.args(["--database-url", &app.state.config.database_url]);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(String::from_utf8(output.stdout).unwrap(), report.csv());
     }
 }

@@ -40,6 +40,10 @@ pub enum AuditKind {
     ParentalConsentGiven,
     /// Staff published a feedback message its sender agreed to publish (promise F6).
     FeedbackPublished,
+    /// A subject's export archive was built (R7).
+    DataExported,
+    /// A subject was erased (R8).
+    DataErased,
     /// A staff read of personal data through the purpose gate (not built yet).
     PersonalDataRead,
     /// A disclosure to a third party or an authority (not built yet).
@@ -77,7 +81,7 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 35] = [
+    pub const ALL: [AuditKind; 37] = [
         Self::AccountRegistered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -95,6 +99,8 @@ impl AuditKind {
         Self::AuditLogViewed,
         Self::ParentalConsentGiven,
         Self::FeedbackPublished,
+        Self::DataExported,
+        Self::DataErased,
         Self::PersonalDataRead,
         Self::Disclosure,
         Self::AccountClosed,
@@ -137,6 +143,8 @@ impl AuditKind {
             Self::AuditLogViewed => "audit_log_viewed",
             Self::ParentalConsentGiven => "parental_consent_given",
             Self::FeedbackPublished => "feedback_published",
+            Self::DataExported => "data_exported",
+            Self::DataErased => "data_erased",
             Self::PersonalDataRead => "personal_data_read",
             Self::Disclosure => "disclosure",
             Self::AccountClosed => "account_closed",

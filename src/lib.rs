@@ -15,6 +15,8 @@ pub mod domain;
 pub mod error;
 pub mod feedback;
 pub mod forum;
+pub mod fulfilment;
+pub mod inventory;
 pub mod mail;
 pub mod markdown;
 pub mod news;

@@ -95,7 +95,9 @@ impl Store {
     }
 
     pub async fn user_by_username(&self, username_lower: &str) -> anyhow::Result<Option<UserRow>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username_lower = $1");
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE username_lower = $1 AND erased_at IS NULL"
+        );
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(username_lower)
             .fetch_optional(self.pool())

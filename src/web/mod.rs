@@ -62,6 +62,8 @@ pub struct AppState {
     pub feedback: crate::feedback::Feedback,
     /// The privacy-request workflow.
     pub requests: crate::requests::Requests,
+    /// Export archives and their links, erasure (R7, R8).
+    pub fulfilment: crate::fulfilment::Fulfilment,
 }
 
 impl AppState {
@@ -86,6 +88,20 @@ impl AppState {
         let config = Arc::new(config);
         let policy = crate::policy::Policies::load(store.clone(), &config).await?;
         let consent = crate::consent::Consent::new(store.clone());
+        // A backup restored from before an erasure is erased again before anything is served.
+        crate::fulfilment::reapply_erasure_ledger(
+            &store,
+            &audit_key,
+            &policy.current().await?.policy,
+            &config.data_dir,
+        )
+        .await?;
+        let fulfilment = crate::fulfilment::Fulfilment::new(
+            store.clone(),
+            audit_key.clone(),
+            config.data_dir.clone(),
+        )
+        .await?;
         Ok(Self {
             retention: crate::retention::Retention::new(
                 store.clone(),
@@ -108,6 +124,7 @@ impl AppState {
             mailer: Mailer::new(store.clone(), &config)?,
             form_key: Arc::new(key.into_bytes()),
             policy,
+            fulfilment,
             consent,
             news,
             store,

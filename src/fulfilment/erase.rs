@@ -1,0 +1,411 @@
+//! Erasure (R8): every declared personal column of the subject is deleted or anonymized as the
+//! policy's category says; rows other members' rows depend on (posts, topics, the account row
+//! the posts point at) stay, blanked, authored by "deleted user"; mentions of the subject in
+//! anyone's public text are rewritten. An entry in the erasure ledger (database and file)
+//! makes a backup restored later erased again before the server starts on it.
+
+use crate::audit::{self, AuditKey, AuditKind, Detail, Event};
+use crate::error::{Error, Result};
+use crate::inventory::{self, Anonymize, Data, Rows, Table};
+use crate::store::{self, SetTo, Store, TableErasure};
+use anyhow::Context;
+use covenant_core::policy::{CategoryKey, Policy, RetentionEnd};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// What becomes of the subject's public posts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentChoice {
+    /// Posts stay, authored by "deleted user" (the policy's anonymization of public content).
+    KeepAnonymized,
+    /// The subject asked for their posts to go too: their text is removed, the places stay.
+    Remove,
+}
+
+impl ContentChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KeepAnonymized => "keep_anonymized",
+            Self::Remove => "remove",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "keep_anonymized" => Some(Self::KeepAnonymized),
+            "remove" => Some(Self::Remove),
+            _ => None,
+        }
+    }
+}
+
+/// What an erasure did, table by table, and what it kept and why: the answer to the requester.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErasureReport {
+    pub user_id: i64,
+    pub erased_at: i64,
+    pub content: ContentChoice,
+    pub tables: Vec<TableOutcome>,
+    /// Other members' posts whose mentions of the subject were rewritten.
+    pub mentions_rewritten: usize,
+    pub kept: Vec<Kept>,
+    /// Legal holds that kept data back. The retention work will fill this; until then there
+    /// are none, and the report says so.
+    pub holds: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableOutcome {
+    pub table: &'static str,
+    /// `deleted` or `blanked`.
+    pub action: &'static str,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Kept {
+    pub what: String,
+    pub why: String,
+}
+
+/// The step for one table, from the policy's end (delete or anonymize) of each category.
+pub fn table_erasure(table: &Table, policy: &Policy, content: ContentChoice) -> TableErasure {
+    let end = |category: &str| {
+        CategoryKey::parse(category)
+            .ok()
+            .and_then(|key| policy.retention_for(&key).map(|rule| rule.then))
+            .unwrap_or(RetentionEnd::Delete)
+    };
+    let any_anonymized = table
+        .personal_columns()
+        .any(|(_, p)| end(p.category) == RetentionEnd::Anonymize);
+    if table.rows == Rows::Removable && !any_anonymized {
+        return TableErasure::DeleteRows;
+    }
+    let mut sets = Vec::new();
+    for (column, personal) in table.personal_columns() {
+        let keep = end(personal.category) == RetentionEnd::Anonymize
+            && content == ContentChoice::KeepAnonymized
+            && matches!(
+                personal.anonymize,
+                Anonymize::KeepText | Anonymize::RenderedFrom(_)
+            );
+        if !keep {
+            sets.push((column.name, SetTo::Blank(personal.blank)));
+        }
+    }
+    if content == ContentChoice::Remove
+        && let Some(tombstone) = table.tombstone
+    {
+        sets.push((tombstone, SetTo::Now));
+    }
+    TableErasure::Update(sets)
+}
+
+/// The ledger file: one line `user_id erased_at content` per erasure, outside the database.
+pub fn ledger_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("erasure-ledger.txt")
+}
+
+fn append_ledger_file(data_dir: &Path, entries: &[(i64, i64, String)]) -> anyhow::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(data_dir).context("creating the data folder")?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(ledger_path(data_dir))
+        .context("opening the erasure ledger file")?;
+    for (user_id, erased_at, content) in entries {
+        writeln!(file, "{user_id} {erased_at} {content}").context("writing the ledger file")?;
+    }
+    file.sync_all().context("syncing the erasure ledger file")
+}
+
+fn read_ledger_file(data_dir: &Path) -> anyhow::Result<Vec<(i64, i64, String)>> {
+    let text = match std::fs::read_to_string(ledger_path(data_dir)) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(anyhow::Error::new(error).context("reading the ledger file")),
+    };
+    let mut entries = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let mut parts = line.split_whitespace();
+        let parsed = (|| {
+            let user_id = parts.next()?.parse().ok()?;
+            let erased_at = parts.next()?.parse().ok()?;
+            let content = ContentChoice::parse(parts.next()?)?;
+            Some((user_id, erased_at, content.as_str().to_string()))
+        })();
+        match parsed {
+            Some(entry) => entries.push(entry),
+            None if line.trim().is_empty() => {}
+            None => anyhow::bail!("line {} of the erasure ledger file is not valid", number + 1),
+        }
+    }
+    Ok(entries)
+}
+
+/// `@name` followed by anything a username cannot contain, matched without regard to case.
+fn rewrite_mentions(text: &str, username: &str) -> Option<String> {
+    let needle = format!("@{}", username.to_ascii_lowercase());
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    let mut changed = false;
+    let mut from = 0;
+    while let Some(found) = lower[from..].find(&needle) {
+        let start = from + found;
+        let end = start + needle.len();
+        let boundary = lower[end..]
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        if boundary {
+            out.push_str(&text[last..start]);
+            out.push_str("@deleted-user");
+            last = end;
+            changed = true;
+        }
+        from = end;
+    }
+    changed.then(|| {
+        out.push_str(&text[last..]);
+        out
+    })
+}
+
+/// Erases a member: the entry point for a verified deletion request (and `covenant subject
+/// erase`). Returns what was done and kept; `NotFound` if there is no such live account.
+pub async fn erase_subject(
+    store: &Store,
+    audit_key: &AuditKey,
+    policy: &Policy,
+    data_dir: &Path,
+    user_id: i64,
+    content: ContentChoice,
+    actor_id: Option<i64>,
+) -> Result<ErasureReport> {
+    let now = crate::now();
+    let report = erase_in_store(store, audit_key, policy, data_dir, user_id, content, actor_id, now)
+        .await?;
+    if let Err(error) = append_ledger_file(data_dir, &[(user_id, now, content.as_str().into())]) {
+        // The database ledger has the entry; the next start copies it to the file.
+        tracing::error!(user_id, error = %format!("{error:#}"), "the erasure ledger file was not written");
+    }
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn erase_in_store(
+    store: &Store,
+    audit_key: &AuditKey,
+    policy: &Policy,
+    data_dir: &Path,
+    user_id: i64,
+    content: ContentChoice,
+    actor_id: Option<i64>,
+    erased_at: i64,
+) -> Result<ErasureReport> {
+    if !store.is_erasable(user_id).await? {
+        return Err(Error::NotFound("account"));
+    }
+    let user = store
+        .user_by_id(user_id)
+        .await?
+        .ok_or(Error::NotFound("account"))?;
+    // Read before the write transaction, so the scan does not hold the write lock.
+    let mut rewrites: Vec<(&'static Table, i64, Vec<(&'static str, String)>)> = Vec::new();
+    for table in inventory::TABLES {
+        for column in table.columns {
+            let Data::Personal(personal) = column.data else {
+                continue;
+            };
+            if !personal.mentions {
+                continue;
+            }
+            let needle = format!("@{}", user.username);
+            for (key, text) in store.rows_containing(table, column.name, &needle).await? {
+                let Some(rewritten) = rewrite_mentions(&text, &user.username) else {
+                    continue;
+                };
+                let mut values = vec![(column.name, rewritten.clone())];
+                for (other, other_personal) in table.personal_columns() {
+                    if other_personal.anonymize == Anonymize::RenderedFrom(column.name) {
+                        values.push((other.name, crate::markdown::render(&rewritten)));
+                    }
+                }
+                rewrites.push((table, key, values));
+            }
+        }
+    }
+    let files = store.export_files_of(user_id).await?;
+
+    let mut tx = store.begin().await?;
+    for (table, key, values) in &rewrites {
+        store::rewrite_row_text(&mut tx, table, *key, values).await?;
+    }
+    let mut tables = Vec::new();
+    for table in inventory::subject_tables() {
+        let step = table_erasure(table, policy, content);
+        let rows = store::erase_subject_rows(&mut tx, table, user_id, &step, erased_at).await?;
+        if rows > 0 {
+            let action = match step {
+                TableErasure::DeleteRows => "deleted",
+                TableErasure::Update(_) => "blanked",
+            };
+            tables.push(TableOutcome {
+                table: table.name,
+                action,
+                rows,
+            });
+        }
+    }
+    store::mark_user_erased(&mut tx, user_id, erased_at).await?;
+    store::insert_ledger_entry(&mut tx, user_id, erased_at, content.as_str()).await?;
+    let n_rows: u64 = tables.iter().map(|t| t.rows).sum();
+    audit::record(
+        &mut tx,
+        audit_key,
+        Event::new(AuditKind::DataErased)
+            .actor(actor_id)
+            .subject(Some(user_id))
+            .detail(Detail::Method(content.as_str()))
+            .detail(Detail::Count(n_rows as i64)),
+    )
+    .await?;
+    tx.commit().await.context("committing an erasure")?;
+    for file in files {
+        remove_archive_file(data_dir, &file);
+    }
+    tracing::info!(user_id, n_rows, n_mentions = rewrites.len(), "subject erased");
+    Ok(ErasureReport {
+        user_id,
+        erased_at,
+        content,
+        tables,
+        mentions_rewritten: rewrites.len(),
+        kept: kept_explanation(content),
+        holds: Vec::new(),
+    })
+}
+
+fn kept_explanation(content: ContentChoice) -> Vec<Kept> {
+    let mut kept = vec![
+        Kept {
+            what: "The account's number, as the author \"deleted user\" of kept posts".into(),
+            why: "Replies of other members point at your posts and your posts at their author; \
+                  the number says nothing about you, and your name, address, birth year, \
+                  password and devices are gone."
+                .into(),
+        },
+        Kept {
+            what: "Audit log entries naming the account's number (never a value)".into(),
+            why: "The tamper-evident log proves how the forum handled your data, this erasure \
+                  included; it holds identifiers and fixed words only."
+                .into(),
+        },
+        Kept {
+            what: "One erasure ledger entry: the account's number and the time".into(),
+            why: "A backup taken before today is erased again from it before it is used.".into(),
+        },
+    ];
+    if content == ContentChoice::KeepAnonymized {
+        kept.push(Kept {
+            what: "The text of your public posts and topics, authored by \"deleted user\"".into(),
+            why: "The policy anonymizes public posts so that discussions stay readable; \
+                  mentions of your username were rewritten. Ask for removal to have the text \
+                  removed too."
+                .into(),
+        });
+    }
+    kept
+}
+
+/// Removes an archive file; a missing file is already gone.
+pub(crate) fn remove_archive_file(data_dir: &Path, file_name: &str) {
+    let path = super::export::archive_dir(data_dir).join(file_name);
+    if let Err(error) = std::fs::remove_file(&path)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::error!(error = %error, "an export archive could not be removed");
+    }
+}
+
+/// Brings the database and the ledger file to the same entries. Run before the server serves:
+/// every erasure recorded in the file but missing from the database (a backup from before it
+/// was restored) is applied again, and entries only in the database are copied to the file.
+/// Returns how many subjects were erased again.
+pub async fn reapply_erasure_ledger(
+    store: &Store,
+    audit_key: &AuditKey,
+    policy: &Policy,
+    data_dir: &Path,
+) -> anyhow::Result<usize> {
+    let in_file = read_ledger_file(data_dir)?;
+    let in_store = store.erasure_ledger().await?;
+    let mut erased_again = 0;
+    for entry in &in_file {
+        if in_store.contains(entry) {
+            continue;
+        }
+        let (user_id, erased_at, content) = entry;
+        let content = ContentChoice::parse(content).unwrap_or(ContentChoice::Remove);
+        if store.is_erasable(*user_id).await? {
+            erase_in_store(
+                store, audit_key, policy, data_dir, *user_id, content, None, *erased_at,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("erasing account {user_id} again: {e}"))?;
+            erased_again += 1;
+        } else {
+            let mut tx = store.begin().await?;
+            store::insert_ledger_entry(&mut tx, *user_id, *erased_at, content.as_str()).await?;
+            tx.commit().await.context("copying a ledger entry")?;
+        }
+    }
+    let missing: Vec<_> = in_store
+        .into_iter()
+        .filter(|entry| !in_file.contains(entry))
+        .collect();
+    append_ledger_file(data_dir, &missing)?;
+    if erased_again > 0 {
+        tracing::warn!(erased_again, "erased accounts again from the ledger (a backup was restored)");
+    }
+    Ok(erased_again)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_are_rewritten_only_as_whole_names() {
+        assert_eq!(
+            rewrite_mentions("Thanks @Alice, and @alice_2 too. @ALICE!", "alice").as_deref(),
+            Some("Thanks @deleted-user, and @alice_2 too. @deleted-user!")
+        );
+        assert_eq!(rewrite_mentions("@alicea", "alice"), None);
+    }
+
+    #[test]
+    fn posts_stay_blanked_and_devices_go_under_the_default_policy() {
+        let policy = Policy::default_policy();
+        let posts = inventory::table("posts").unwrap();
+        let TableErasure::Update(sets) =
+            table_erasure(posts, &policy, ContentChoice::KeepAnonymized)
+        else {
+            panic!("posts are kept");
+        };
+        let names: Vec<_> = sets.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["ip", "user_agent"]);
+        let sessions = inventory::table("sessions").unwrap();
+        assert!(matches!(
+            table_erasure(sessions, &policy, ContentChoice::KeepAnonymized),
+            TableErasure::DeleteRows
+        ));
+    }
+}

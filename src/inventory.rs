@@ -1,0 +1,612 @@
+//! The personal-data inventory: every table and column of the schema, declared once, saying
+//! which columns hold personal data, under which policy category, and how each row links to
+//! its subject. Export, erasure and the retention sweep walk this list; none keeps its own.
+//!
+//! `tests/inventory.rs` compares it with the live schema of both stores, so a column added by a
+//! migration without a line here fails the build. It is pure data: it must never run SQL.
+
+/// How a table's rows belong to a data subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// The table holds nobody's personal data (forum structure, settings, policy versions).
+    Nobody,
+    /// The table of subjects itself: the row whose `column` is the subject's id.
+    Subject { column: &'static str },
+    /// A direct column holding the subject's user id.
+    UserId { column: &'static str },
+    /// A text column naming the subject as `account:<user id>` (consent evidence).
+    AccountSubject { column: &'static str },
+    /// Identifiers only (who acted, about whom), no personal value; kept on erasure because it
+    /// is the evidence that the forum kept its promises (the audit log, the erasure ledger).
+    IdsOnly,
+}
+
+/// What happens to a table's rows of an erased subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Rows are deleted when every personal column's category says "delete".
+    Removable,
+    /// Other people's rows point at these (a reply at its topic, a post at its author): the row
+    /// stays and its personal columns are blanked or anonymized in place.
+    Kept,
+}
+
+/// The column's SQL type, as far as the `Any` driver is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Int,
+}
+
+/// What replaces a personal value that is erased in a kept row. `{id}` is the subject's id, so
+/// unique columns stay unique without keeping anything of the old value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blank {
+    Text(&'static str),
+    /// The text followed by the row's key, for columns unique across rows (a blog slug).
+    TextAndKey(&'static str),
+    Int(i64),
+    Null,
+}
+
+/// How a column of a category the policy anonymizes is anonymized in a kept row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anonymize {
+    /// Replaced by the blank value (the author's name becomes "deleted user").
+    Blank,
+    /// Public text that stays: it is kept as written unless the subject asked for removal.
+    KeepText,
+    /// HTML rendered from the Markdown column named here; re-rendered after a rewrite.
+    RenderedFrom(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Personal {
+    /// A category key of the policy (`user.contact.email`); its retention rule and "then"
+    /// (delete or anonymize) come from the policy in force.
+    pub category: &'static str,
+    pub blank: Blank,
+    pub anonymize: Anonymize,
+    /// Public text where other members may have mentioned the subject (`@username`).
+    pub mentions: bool,
+    /// A live secret left out of export archives: whoever held the archive could act as the
+    /// subject with it. The archive says it exists and is withheld.
+    pub withheld: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Data {
+    /// Not about a person: structure, counters, flags, times of non-personal events.
+    NonPersonal,
+    /// An identifier of a member (the link itself, an author, a moderator): no personal value
+    /// on its own; its row goes or stays as the row's table says.
+    Reference,
+    Personal(Personal),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub data: Data,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Table {
+    pub name: &'static str,
+    pub link: Link,
+    pub rows: Rows,
+    /// The column that orders the subject's rows in an export, and names a row in CSV files.
+    pub key: &'static str,
+    /// Set to the erasure time when the subject asked for their content to be removed too.
+    pub tombstone: Option<&'static str>,
+    pub columns: &'static [Column],
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&'static Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    pub fn personal_columns(&self) -> impl Iterator<Item = (&'static Column, Personal)> + '_ {
+        self.columns.iter().filter_map(|c| match c.data {
+            Data::Personal(p) => Some((c, p)),
+            _ => None,
+        })
+    }
+
+    /// Whether erasure and export have anything to do here.
+    pub fn holds_personal_data(&self) -> bool {
+        self.personal_columns().next().is_some()
+    }
+}
+
+const fn plain(name: &'static str, kind: Kind) -> Column {
+    Column {
+        name,
+        kind,
+        data: Data::NonPersonal,
+    }
+}
+
+const fn reference(name: &'static str) -> Column {
+    Column {
+        name,
+        kind: Kind::Int,
+        data: Data::Reference,
+    }
+}
+
+const fn personal(name: &'static str, kind: Kind, category: &'static str, blank: Blank) -> Column {
+    Column {
+        name,
+        kind,
+        data: Data::Personal(Personal {
+            category,
+            blank,
+            anonymize: Anonymize::Blank,
+            mentions: false,
+            withheld: false,
+        }),
+    }
+}
+
+const fn withheld(name: &'static str, category: &'static str) -> Column {
+    Column {
+        name,
+        kind: Kind::Text,
+        data: Data::Personal(Personal {
+            category,
+            blank: Blank::Text(""),
+            anonymize: Anonymize::Blank,
+            mentions: false,
+            withheld: true,
+        }),
+    }
+}
+
+/// Public text that stays on anonymization (with mentions of erased members rewritten).
+const fn public_text(name: &'static str, blank: &'static str) -> Column {
+    Column {
+        name,
+        kind: Kind::Text,
+        data: Data::Personal(Personal {
+            category: CONTENT,
+            blank: Blank::Text(blank),
+            anonymize: Anonymize::KeepText,
+            mentions: true,
+            withheld: false,
+        }),
+    }
+}
+
+const USERNAME: &str = "user.account.username";
+const EMAIL: &str = "user.contact.email";
+const CREDENTIALS: &str = "user.authorization.credentials";
+const BIRTH_YEAR: &str = "user.account.birth_year";
+const IP: &str = "user.device.ip_address";
+const USER_AGENT: &str = "user.device.user_agent";
+const CONTENT: &str = "user.content.public";
+const CONSENT: &str = "user.behavior.consent";
+const REQUESTS: &str = "user.privacy_request.details";
+
+use Kind::{Int, Text};
+
+const fn nobody(name: &'static str, key: &'static str, columns: &'static [Column]) -> Table {
+    Table {
+        name,
+        link: Link::Nobody,
+        rows: Rows::Removable,
+        key,
+        tombstone: None,
+        columns,
+    }
+}
+
+const fn owned(
+    name: &'static str,
+    user_column: &'static str,
+    key: &'static str,
+    columns: &'static [Column],
+) -> Table {
+    Table {
+        name,
+        link: Link::UserId {
+            column: user_column,
+        },
+        rows: Rows::Removable,
+        key,
+        tombstone: None,
+        columns,
+    }
+}
+
+/// Every table of the schema (migrations 0001 to 0007).
+pub static TABLES: &[Table] = &[
+    nobody("settings", "key", &[plain("key", Text), plain("value", Text)]),
+    Table {
+        name: "users",
+        link: Link::Subject { column: "id" },
+        rows: Rows::Kept,
+        key: "id",
+        tombstone: None,
+        columns: &[
+            reference("id"),
+            Column {
+                name: "username",
+                kind: Text,
+                data: Data::Personal(Personal {
+                    category: USERNAME,
+                    blank: Blank::Text("deleted user"),
+                    anonymize: Anonymize::Blank,
+                    mentions: false,
+                    withheld: false,
+                }),
+            },
+            personal(
+                "username_lower",
+                Text,
+                USERNAME,
+                Blank::Text("deleted user {id}"),
+            ),
+            personal("email", Text, EMAIL, Blank::Text("erased-{id}@invalid")),
+            personal("email_lower", Text, EMAIL, Blank::Text("erased-{id}@invalid")),
+            personal("password_hash", Text, CREDENTIALS, Blank::Text("!")),
+            personal("birth_year", Int, BIRTH_YEAR, Blank::Int(0)),
+            plain("role", Text),
+            // Public, but about the person rather than a discussion: blanked, never kept.
+            Column {
+                name: "bio",
+                kind: Text,
+                data: Data::Personal(Personal {
+                    category: CONTENT,
+                    blank: Blank::Text(""),
+                    anonymize: Anonymize::Blank,
+                    mentions: true,
+                    withheld: false,
+                }),
+            },
+            plain("email_verified_at", Int),
+            plain("created_at", Int),
+            plain("password_changed_at", Int),
+            plain("erased_at", Int),
+        ],
+    },
+    owned(
+        "sessions",
+        "user_id",
+        "created_at",
+        &[
+            personal("token_hash", Text, CREDENTIALS, Blank::Text("")),
+            reference("user_id"),
+            withheld("csrf_token", CREDENTIALS),
+            plain("created_at", Int),
+            plain("last_seen_at", Int),
+            plain("expires_at", Int),
+            personal("ip", Text, IP, Blank::Text("")),
+            personal("user_agent", Text, USER_AGENT, Blank::Text("")),
+        ],
+    ),
+    owned(
+        "sign_ins",
+        "user_id",
+        "id",
+        &[
+            plain("id", Int),
+            reference("user_id"),
+            plain("at", Int),
+            personal("ip", Text, IP, Blank::Text("")),
+            personal("user_agent", Text, USER_AGENT, Blank::Text("")),
+        ],
+    ),
+    owned(
+        "account_tokens",
+        "user_id",
+        "created_at",
+        &[
+            personal("token_hash", Text, CREDENTIALS, Blank::Text("")),
+            reference("user_id"),
+            plain("purpose", Text),
+            plain("created_at", Int),
+            plain("expires_at", Int),
+            plain("used_at", Int),
+        ],
+    ),
+    nobody(
+        "categories",
+        "id",
+        &[
+            plain("id", Int),
+            plain("slug", Text),
+            plain("name", Text),
+            plain("description", Text),
+            plain("position", Int),
+        ],
+    ),
+    Table {
+        name: "topics",
+        link: Link::UserId { column: "user_id" },
+        rows: Rows::Kept,
+        key: "id",
+        tombstone: None,
+        columns: &[
+            plain("id", Int),
+            plain("kind", Text),
+            plain("category_id", Int),
+            reference("user_id"),
+            public_text("title", "[deleted]"),
+            Column {
+                name: "slug",
+                kind: Text,
+                data: Data::Personal(Personal {
+                    category: CONTENT,
+                    blank: Blank::TextAndKey("deleted-"),
+                    anonymize: Anonymize::KeepText,
+                    mentions: false,
+                    withheld: false,
+                }),
+            },
+            plain("created_at", Int),
+            plain("last_posted_at", Int),
+            plain("n_posts", Int),
+            plain("hidden", Int),
+        ],
+    },
+    Table {
+        name: "posts",
+        link: Link::UserId { column: "user_id" },
+        rows: Rows::Kept,
+        key: "id",
+        tombstone: Some("deleted_at"),
+        columns: &[
+            plain("id", Int),
+            plain("topic_id", Int),
+            reference("user_id"),
+            plain("post_number", Int),
+            public_text("body_md", ""),
+            Column {
+                name: "body_html",
+                kind: Text,
+                data: Data::Personal(Personal {
+                    category: CONTENT,
+                    blank: Blank::Text(""),
+                    anonymize: Anonymize::RenderedFrom("body_md"),
+                    mentions: false,
+                    withheld: false,
+                }),
+            },
+            plain("created_at", Int),
+            plain("edited_at", Int),
+            plain("hidden_at", Int),
+            reference("hidden_by"),
+            plain("deleted_at", Int),
+            personal("ip", Text, IP, Blank::Text("")),
+            personal("user_agent", Text, USER_AGENT, Blank::Text("")),
+        ],
+    },
+    owned(
+        "mail_outbox",
+        "user_id",
+        "id",
+        &[
+            plain("id", Int),
+            plain("idempotency_key", Text),
+            personal("recipient", Text, EMAIL, Blank::Text("")),
+            reference("user_id"),
+            personal("subject", Text, EMAIL, Blank::Text("")),
+            personal("body_text", Text, EMAIL, Blank::Text("")),
+            plain("created_at", Int),
+            plain("attempts", Int),
+            plain("next_attempt_at", Int),
+            plain("claimed_until", Int),
+            plain("sent_at", Int),
+            plain("last_error", Text),
+        ],
+    ),
+    nobody(
+        "policy_versions",
+        "id",
+        &[
+            plain("id", Int),
+            plain("version_label", Text),
+            plain("effective_on", Text),
+            plain("published_at", Int),
+            plain("toml_text", Text),
+            plain("sha256", Text),
+            plain("material", Int),
+            plain("diff_json", Text),
+        ],
+    ),
+    owned(
+        "policy_acknowledgements",
+        "user_id",
+        "version_id",
+        &[
+            reference("user_id"),
+            plain("version_id", Int),
+            personal("acknowledged_at", Int, CONSENT, Blank::Null),
+        ],
+    ),
+    nobody(
+        "policy_notice_runs",
+        "version_id",
+        &[
+            plain("version_id", Int),
+            plain("after_user_id", Int),
+            plain("n_queued", Int),
+            plain("created_at", Int),
+            plain("finished_at", Int),
+        ],
+    ),
+    Table {
+        name: "consent_records",
+        link: Link::AccountSubject { column: "subject" },
+        rows: Rows::Removable,
+        key: "id",
+        tombstone: None,
+        columns: &[
+            plain("id", Int),
+            plain("receipt_id", Text),
+            personal("subject", Text, CONSENT, Blank::Text("")),
+            personal("category", Text, CONSENT, Blank::Text("")),
+            personal("choice", Text, CONSENT, Blank::Text("")),
+            personal("method", Text, CONSENT, Blank::Text("")),
+            plain("policy_version", Text),
+            plain("text_hash", Text),
+            plain("recorded_at", Int),
+        ],
+    },
+    Table {
+        name: "consent_gpc",
+        link: Link::AccountSubject { column: "subject" },
+        rows: Rows::Removable,
+        key: "record_id",
+        tombstone: None,
+        columns: &[
+            personal("subject", Text, CONSENT, Blank::Text("")),
+            plain("record_id", Int),
+            plain("first_seen_at", Int),
+        ],
+    },
+    Table {
+        name: "audit_log",
+        link: Link::IdsOnly,
+        rows: Rows::Kept,
+        key: "seq",
+        tombstone: None,
+        columns: &[
+            plain("seq", Int),
+            plain("at", Int),
+            reference("actor_id"),
+            reference("subject_id"),
+            plain("kind", Text),
+            plain("details", Text),
+            plain("prev_hash", Text),
+            plain("entry_hash", Text),
+            plain("mac", Text),
+        ],
+    },
+    nobody(
+        "audit_head",
+        "id",
+        &[plain("id", Int), plain("seq", Int), plain("hash", Text)],
+    ),
+    owned(
+        "two_factor",
+        "user_id",
+        "created_at",
+        &[
+            reference("user_id"),
+            withheld("secret", CREDENTIALS),
+            plain("created_at", Int),
+            plain("enabled_at", Int),
+            plain("last_used_step", Int),
+        ],
+    ),
+    owned(
+        "recovery_codes",
+        "user_id",
+        "id",
+        &[
+            plain("id", Int),
+            reference("user_id"),
+            personal("code_hash", Text, CREDENTIALS, Blank::Text("")),
+            plain("created_at", Int),
+            plain("used_at", Int),
+        ],
+    ),
+    owned(
+        "export_archives",
+        "user_id",
+        "id",
+        &[
+            plain("id", Int),
+            reference("user_id"),
+            personal("token_hash", Text, CREDENTIALS, Blank::Text("")),
+            plain("file_name", Text),
+            personal("jurisdiction", Text, REQUESTS, Blank::Text("")),
+            plain("created_at", Int),
+            plain("expires_at", Int),
+            plain("downloaded_at", Int),
+            plain("purged_at", Int),
+        ],
+    ),
+    Table {
+        name: "erasure_ledger",
+        link: Link::IdsOnly,
+        rows: Rows::Kept,
+        key: "id",
+        tombstone: None,
+        columns: &[
+            plain("id", Int),
+            reference("user_id"),
+            plain("erased_at", Int),
+            plain("content", Text),
+        ],
+    },
+];
+
+/// The declaration of one table, if the inventory has it.
+pub fn table(name: &str) -> Option<&'static Table> {
+    TABLES.iter().find(|t| t.name == name)
+}
+
+/// Every category key the inventory uses, in first-use order.
+pub fn categories() -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = Vec::new();
+    for table in TABLES {
+        for (_, personal) in table.personal_columns() {
+            if !keys.contains(&personal.category) {
+                keys.push(personal.category);
+            }
+        }
+    }
+    keys
+}
+
+/// Tables whose rows are some subject's, in the order export and erasure visit them: children
+/// before the rows they point at.
+pub fn subject_tables() -> impl Iterator<Item = &'static Table> {
+    TABLES
+        .iter()
+        .rev()
+        .filter(|t| t.holds_personal_data() && !matches!(t.link, Link::Nobody | Link::IdsOnly))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use covenant_core::policy::{CategoryKey, Policy};
+
+    #[test]
+    fn every_category_exists_in_the_default_policy_with_a_retention_rule() {
+        let policy = Policy::default_policy();
+        for key in categories() {
+            let parsed = CategoryKey::parse(key).expect("a well-formed category key");
+            assert!(policy.category(&parsed).is_some(), "{key} is not in the policy");
+            assert!(policy.retention_for(&parsed).is_some(), "{key} has no retention");
+        }
+    }
+
+    #[test]
+    fn tables_and_columns_are_declared_once() {
+        let mut names = std::collections::HashSet::new();
+        for table in TABLES {
+            assert!(names.insert(table.name), "{} twice", table.name);
+            let mut columns = std::collections::HashSet::new();
+            for column in table.columns {
+                assert!(columns.insert(column.name), "{}.{}", table.name, column.name);
+            }
+            assert!(table.column(table.key).is_some(), "{} key", table.name);
+            match table.link {
+                Link::Subject { column }
+                | Link::UserId { column }
+                | Link::AccountSubject { column } => {
+                    assert!(table.column(column).is_some(), "{} link", table.name)
+                }
+                Link::Nobody => assert!(!table.holds_personal_data(), "{}", table.name),
+                Link::IdsOnly => assert!(!table.holds_personal_data(), "{}", table.name),
+            }
+        }
+    }
+}

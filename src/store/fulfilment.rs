@@ -1,0 +1,386 @@
+//! SQL for access and erasure, written from the inventory: a subject's rows of any declared
+//! table, in-place blanking and row deletion, mention rewriting, export download links and the
+//! erasure ledger. Table and column names come only from `crate::inventory`'s static
+//! declarations, never from input, which is what makes the dynamic SQL here safe.
+
+use super::{Store, StoreKind, Tx};
+use crate::inventory::{Blank, Kind, Link, Table};
+use anyhow::Context;
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, FromRow, Row};
+
+/// One stored value, as the `Any` driver carries it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+impl Value {
+    /// The value as CSV and text scans see it; empty for NULL.
+    pub fn as_text(&self) -> String {
+        match self {
+            Value::Text(text) => text.clone().unwrap_or_default(),
+            Value::Int(n) => n.map(|n| n.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+/// How a table's link is bound: the user id, or the `account:<id>` subject text.
+enum Key {
+    Id(i64),
+    Text(String),
+}
+
+fn link_of(table: &Table, user_id: i64) -> Option<(&'static str, Key)> {
+    match table.link {
+        Link::Subject { column } | Link::UserId { column } => Some((column, Key::Id(user_id))),
+        Link::AccountSubject { column } => {
+            Some((column, Key::Text(format!("account:{user_id}"))))
+        }
+        Link::Nobody | Link::IdsOnly => None,
+    }
+}
+
+fn decode(row: &AnyRow, table: &Table) -> anyhow::Result<Vec<Value>> {
+    table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            Ok(match column.kind {
+                Kind::Text => Value::Text(row.try_get(i)?),
+                Kind::Int => Value::Int(row.try_get(i)?),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .with_context(|| format!("decoding a row of {}", table.name))
+}
+
+/// What to write into one column of the subject's kept rows.
+#[derive(Debug, Clone)]
+pub enum SetTo {
+    Blank(Blank),
+    /// The erasure time (a tombstone column).
+    Now,
+}
+
+/// An erasure step for one table, decided by the fulfilment service from the policy.
+#[derive(Debug, Clone)]
+pub enum TableErasure {
+    DeleteRows,
+    Update(Vec<(&'static str, SetTo)>),
+}
+
+impl Store {
+    /// Every row of `table` that belongs to the subject, every declared column, in key order.
+    pub async fn subject_rows(&self, table: &Table, user_id: i64) -> anyhow::Result<Vec<Vec<Value>>> {
+        let Some((column, key)) = link_of(table, user_id) else {
+            return Ok(Vec::new());
+        };
+        let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {column} = $1 ORDER BY {}",
+            names.join(", "),
+            table.name,
+            table.key
+        );
+        let query = sqlx::query(AssertSqlSafe(sql));
+        let query = match key {
+            Key::Id(id) => query.bind(id),
+            Key::Text(text) => query.bind(text),
+        };
+        let rows = query
+            .fetch_all(self.pool())
+            .await
+            .with_context(|| format!("reading the subject's rows of {}", table.name))?;
+        rows.iter().map(|row| decode(row, table)).collect()
+    }
+
+    /// Every row of a table, for the whole-dataset export.
+    pub async fn all_rows(&self, table: &Table) -> anyhow::Result<Vec<Vec<Value>>> {
+        let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            names.join(", "),
+            table.name,
+            table.key
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(self.pool())
+            .await
+            .with_context(|| format!("reading every row of {}", table.name))?;
+        rows.iter().map(|row| decode(row, table)).collect()
+    }
+
+    /// Rows (key, text) of `table` whose `column` contains `needle`, compared in lower case.
+    pub async fn rows_containing(
+        &self,
+        table: &Table,
+        column: &str,
+        needle: &str,
+    ) -> anyhow::Result<Vec<(i64, String)>> {
+        let pattern = format!("%{}%", needle.to_lowercase());
+        let sql = format!(
+            "SELECT {}, {column} FROM {} WHERE lower({column}) LIKE $1",
+            table.key, table.name
+        );
+        sqlx::query_as(AssertSqlSafe(sql))
+            .bind(pattern)
+            .fetch_all(self.pool())
+            .await
+            .with_context(|| format!("looking for mentions in {}.{column}", table.name))
+    }
+
+    /// The subject's archive files not yet purged (to remove with the subject).
+    pub async fn export_files_of(&self, user_id: i64) -> anyhow::Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT file_name FROM export_archives WHERE user_id = $1 AND purged_at IS NULL",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await
+        .context("listing a subject's export archives")?;
+        Ok(rows.into_iter().map(|(f,)| f).collect())
+    }
+
+    /// Archives whose link expired or was used and whose file is still on disk.
+    pub async fn export_files_to_purge(&self, now: i64) -> anyhow::Result<Vec<(i64, String)>> {
+        sqlx::query_as(
+            "SELECT id, file_name FROM export_archives WHERE purged_at IS NULL \
+             AND (expires_at <= $1 OR downloaded_at IS NOT NULL)",
+        )
+        .bind(now)
+        .fetch_all(self.pool())
+        .await
+        .context("listing export archives to purge")
+    }
+
+    pub async fn mark_export_purged(&self, id: i64, now: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE export_archives SET purged_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .context("marking an export archive purged")?;
+        Ok(())
+    }
+
+    /// Uses a download link once: returns the archive's file if the link's row exists, was not
+    /// used, is not purged and has not expired. One statement, so two clicks cannot both win.
+    pub async fn consume_export_link(
+        &self,
+        id: i64,
+        token_hash: &str,
+        now: i64,
+    ) -> anyhow::Result<Option<(i64, String)>> {
+        sqlx::query_as(
+            "UPDATE export_archives SET downloaded_at = $1 WHERE id = $2 AND token_hash = $3 \
+             AND downloaded_at IS NULL AND purged_at IS NULL AND expires_at > $1 \
+             RETURNING user_id, file_name",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(token_hash)
+        .fetch_optional(self.pool())
+        .await
+        .context("using an export download link")
+    }
+
+    /// Every ledger entry: (user id, erased at, content mode).
+    pub async fn erasure_ledger(&self) -> anyhow::Result<Vec<(i64, i64, String)>> {
+        sqlx::query_as("SELECT user_id, erased_at, content FROM erasure_ledger ORDER BY id")
+            .fetch_all(self.pool())
+            .await
+            .context("reading the erasure ledger")
+    }
+
+    /// Whether the account exists and is not erased yet.
+    pub async fn is_erasable(&self, user_id: i64) -> anyhow::Result<bool> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT id FROM users WHERE id = $1 AND erased_at IS NULL")
+                .bind(user_id)
+                .fetch_optional(self.pool())
+                .await
+                .context("looking up an account to erase")?;
+        Ok(row.is_some())
+    }
+
+    /// Copies the SQLite database into a new file, consistently, while the forum runs.
+    pub async fn backup_sqlite_into(&self, path: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.kind() == StoreKind::Sqlite,
+            "backups of PostgreSQL are taken with pg_dump"
+        );
+        sqlx::query("VACUUM INTO $1")
+            .bind(path)
+            .execute(self.pool())
+            .await
+            .context("copying the database into the backup file")?;
+        Ok(())
+    }
+}
+
+pub async fn insert_export_archive(
+    tx: &mut Tx,
+    user_id: i64,
+    token_hash: &str,
+    file_name: &str,
+    jurisdiction: &str,
+    now: i64,
+    expires_at: i64,
+) -> anyhow::Result<i64> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO export_archives (user_id, token_hash, file_name, jurisdiction, created_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(user_id)
+    .bind(token_hash)
+    .bind(file_name)
+    .bind(jurisdiction)
+    .bind(now)
+    .bind(expires_at)
+    .fetch_one(&mut **tx)
+    .await
+    .context("recording an export archive")?;
+    Ok(id)
+}
+
+/// Applies one table's erasure step to the subject's rows; returns the rows touched.
+pub async fn erase_subject_rows(
+    tx: &mut Tx,
+    table: &Table,
+    user_id: i64,
+    step: &TableErasure,
+    now: i64,
+) -> anyhow::Result<u64> {
+    let Some((column, key)) = link_of(table, user_id) else {
+        return Ok(0);
+    };
+    let subject_id = user_id.to_string();
+    let mut texts: Vec<String> = Vec::new();
+    let mut ints: Vec<Option<i64>> = Vec::new();
+    let sql = match step {
+        TableErasure::DeleteRows => format!("DELETE FROM {} WHERE {column} = $1", table.name),
+        TableErasure::Update(sets) => {
+            // $1 is the link; text values follow, then integer ones.
+            let mut assignments = Vec::new();
+            let n_texts = sets
+                .iter()
+                .filter(|(_, s)| {
+                    matches!(s, SetTo::Blank(Blank::Text(_) | Blank::TextAndKey(_)))
+                })
+                .count();
+            for (name, set) in sets {
+                let expression = match set {
+                    SetTo::Blank(Blank::Text(text)) => {
+                        texts.push(text.replace("{id}", &subject_id));
+                        format!("${}", 1 + texts.len())
+                    }
+                    SetTo::Blank(Blank::TextAndKey(text)) => {
+                        texts.push(text.replace("{id}", &subject_id));
+                        format!("${} || CAST({} AS TEXT)", 1 + texts.len(), table.key)
+                    }
+                    SetTo::Blank(Blank::Int(n)) => {
+                        ints.push(Some(*n));
+                        format!("${}", 1 + n_texts + ints.len())
+                    }
+                    SetTo::Blank(Blank::Null) => "NULL".to_string(),
+                    SetTo::Now => {
+                        ints.push(Some(now));
+                        format!("${}", 1 + n_texts + ints.len())
+                    }
+                };
+                assignments.push(format!("{name} = {expression}"));
+            }
+            if assignments.is_empty() {
+                return Ok(0);
+            }
+            format!(
+                "UPDATE {} SET {} WHERE {column} = $1",
+                table.name,
+                assignments.join(", ")
+            )
+        }
+    };
+    let query = sqlx::query(AssertSqlSafe(sql));
+    let mut query = match key {
+        Key::Id(id) => query.bind(id),
+        Key::Text(text) => query.bind(text),
+    };
+    for text in texts {
+        query = query.bind(text);
+    }
+    for int in ints {
+        query = query.bind(int);
+    }
+    let done = query
+        .execute(&mut **tx)
+        .await
+        .with_context(|| format!("erasing the subject's rows of {}", table.name))?;
+    Ok(done.rows_affected())
+}
+
+/// Writes new text into one row's columns (a rewritten mention and its re-rendered HTML).
+pub async fn rewrite_row_text(
+    tx: &mut Tx,
+    table: &Table,
+    key: i64,
+    values: &[(&'static str, String)],
+) -> anyhow::Result<()> {
+    let assignments: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| format!("{name} = ${}", i + 2))
+        .collect();
+    let sql = format!(
+        "UPDATE {} SET {} WHERE {} = $1",
+        table.name,
+        assignments.join(", "),
+        table.key
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(key);
+    for (_, value) in values {
+        query = query.bind(value.clone());
+    }
+    query
+        .execute(&mut **tx)
+        .await
+        .with_context(|| format!("rewriting a mention in {}", table.name))?;
+    Ok(())
+}
+
+/// Marks the account erased (it cannot sign in and has no profile from now on).
+pub async fn mark_user_erased(tx: &mut Tx, user_id: i64, now: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE users SET erased_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await
+        .context("marking an account erased")?;
+    Ok(())
+}
+
+pub async fn insert_ledger_entry(
+    tx: &mut Tx,
+    user_id: i64,
+    erased_at: i64,
+    content: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("INSERT INTO erasure_ledger (user_id, erased_at, content) VALUES ($1, $2, $3)")
+        .bind(user_id)
+        .bind(erased_at)
+        .bind(content)
+        .execute(&mut **tx)
+        .await
+        .context("writing the erasure ledger")?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct LedgerRow {
+    pub user_id: i64,
+    pub erased_at: i64,
+    pub content: String,
+}

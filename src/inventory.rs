@@ -223,7 +223,11 @@ const fn owned(
 
 /// Every table of the schema (migrations 0001 to 0007).
 pub static TABLES: &[Table] = &[
-    nobody("settings", "key", &[plain("key", Text), plain("value", Text)]),
+    nobody(
+        "settings",
+        "key",
+        &[plain("key", Text), plain("value", Text)],
+    ),
     Table {
         name: "users",
         link: Link::Subject { column: "id" },
@@ -250,7 +254,12 @@ pub static TABLES: &[Table] = &[
                 Blank::Text("deleted user {id}"),
             ),
             personal("email", Text, EMAIL, Blank::Text("erased-{id}@invalid")),
-            personal("email_lower", Text, EMAIL, Blank::Text("erased-{id}@invalid")),
+            personal(
+                "email_lower",
+                Text,
+                EMAIL,
+                Blank::Text("erased-{id}@invalid"),
+            ),
             personal("password_hash", Text, CREDENTIALS, Blank::Text("!")),
             personal("birth_year", Int, BIRTH_YEAR, Blank::Int(0)),
             plain("role", Text),
@@ -447,10 +456,12 @@ pub static TABLES: &[Table] = &[
         columns: &[
             plain("id", Int),
             plain("receipt_id", Text),
+            // The record is evidence about its subject; its other fields are words from closed
+            // lists, exported with it as its context.
             personal("subject", Text, CONSENT, Blank::Text("")),
-            personal("category", Text, CONSENT, Blank::Text("")),
-            personal("choice", Text, CONSENT, Blank::Text("")),
-            personal("method", Text, CONSENT, Blank::Text("")),
+            plain("category", Text),
+            plain("choice", Text),
+            plain("method", Text),
             plain("policy_version", Text),
             plain("text_hash", Text),
             plain("recorded_at", Int),
@@ -583,8 +594,14 @@ mod tests {
         let policy = Policy::default_policy();
         for key in categories() {
             let parsed = CategoryKey::parse(key).expect("a well-formed category key");
-            assert!(policy.category(&parsed).is_some(), "{key} is not in the policy");
-            assert!(policy.retention_for(&parsed).is_some(), "{key} has no retention");
+            assert!(
+                policy.category(&parsed).is_some(),
+                "{key} is not in the policy"
+            );
+            assert!(
+                policy.retention_for(&parsed).is_some(),
+                "{key} has no retention"
+            );
         }
     }
 
@@ -595,7 +612,12 @@ mod tests {
             assert!(names.insert(table.name), "{} twice", table.name);
             let mut columns = std::collections::HashSet::new();
             for column in table.columns {
-                assert!(columns.insert(column.name), "{}.{}", table.name, column.name);
+                assert!(
+                    columns.insert(column.name),
+                    "{}.{}",
+                    table.name,
+                    column.name
+                );
             }
             assert!(table.column(table.key).is_some(), "{} key", table.name);
             match table.link {

@@ -143,7 +143,10 @@ fn read_ledger_file(data_dir: &Path) -> anyhow::Result<Vec<(i64, i64, String)>> 
         match parsed {
             Some(entry) => entries.push(entry),
             None if line.trim().is_empty() => {}
-            None => anyhow::bail!("line {} of the erasure ledger file is not valid", number + 1),
+            None => anyhow::bail!(
+                "line {} of the erasure ledger file is not valid",
+                number + 1
+            ),
         }
     }
     Ok(entries)
@@ -190,8 +193,10 @@ pub async fn erase_subject(
     actor_id: Option<i64>,
 ) -> Result<ErasureReport> {
     let now = crate::now();
-    let report = erase_in_store(store, audit_key, policy, data_dir, user_id, content, actor_id, now)
-        .await?;
+    let report = erase_in_store(
+        store, audit_key, policy, data_dir, user_id, content, actor_id, now,
+    )
+    .await?;
     if let Err(error) = append_ledger_file(data_dir, &[(user_id, now, content.as_str().into())]) {
         // The database ledger has the entry; the next start copies it to the file.
         tracing::error!(user_id, error = %format!("{error:#}"), "the erasure ledger file was not written");
@@ -281,7 +286,12 @@ async fn erase_in_store(
     for file in files {
         remove_archive_file(data_dir, &file);
     }
-    tracing::info!(user_id, n_rows, n_mentions = rewrites.len(), "subject erased");
+    tracing::info!(
+        user_id,
+        n_rows,
+        n_mentions = rewrites.len(),
+        "subject erased"
+    );
     Ok(ErasureReport {
         user_id,
         erased_at,
@@ -373,7 +383,10 @@ pub async fn reapply_erasure_ledger(
         .collect();
     append_ledger_file(data_dir, &missing)?;
     if erased_again > 0 {
-        tracing::warn!(erased_again, "erased accounts again from the ledger (a backup was restored)");
+        tracing::warn!(
+            erased_again,
+            "erased accounts again from the ledger (a backup was restored)"
+        );
     }
     Ok(erased_again)
 }

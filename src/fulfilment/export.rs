@@ -88,8 +88,8 @@ impl Fulfilment {
         if !self.store.is_erasable(user_id).await? {
             return Err(Error::NotFound("account"));
         }
-        let bytes = build_archive(&self.store, policy, policy_version, user_id, jurisdiction)
-            .await?;
+        let bytes =
+            build_archive(&self.store, policy, policy_version, user_id, jurisdiction).await?;
         let now = crate::now();
         let expires_at = now + EXPORT_LINK_SECONDS;
         let secret = random_token();
@@ -230,10 +230,7 @@ fn zip_error(error: zip::result::ZipError) -> anyhow::Error {
 /// Reads every inventory table for the subject.
 async fn subject_data(store: &Store, user_id: i64) -> anyhow::Result<Vec<TableRows>> {
     let mut data = Vec::new();
-    for table in inventory::TABLES
-        .iter()
-        .filter(|t| t.holds_personal_data())
-    {
+    for table in inventory::TABLES.iter().filter(|t| t.holds_personal_data()) {
         let rows = store.subject_rows(table, user_id).await?;
         if !rows.is_empty() {
             data.push(TableRows { table, rows });
@@ -273,7 +270,9 @@ pub async fn build_archive(
     jurisdiction: Jurisdiction,
 ) -> Result<Vec<u8>> {
     let data = subject_data(store, user_id).await?;
-    let receipts = Consent::new(store.clone()).receipts(user_id, policy).await?;
+    let receipts = Consent::new(store.clone())
+        .receipts(user_id, policy)
+        .await?;
     let now = crate::now();
     let answer = right_to_know(policy, jurisdiction);
 
@@ -312,7 +311,11 @@ pub async fn build_archive(
                 by_table
                     .entry(table.name)
                     .or_default()
-                    .push(serde_json::Value::Object(row_object(table, row, category_key)));
+                    .push(serde_json::Value::Object(row_object(
+                        table,
+                        row,
+                        category_key,
+                    )));
                 for (column, personal) in &columns {
                     let index = table
                         .columns
@@ -324,13 +327,8 @@ pub async fn build_archive(
                     } else {
                         row[index].as_text()
                     };
-                    csv.write_record([
-                        table.name,
-                        &row[key_index].as_text(),
-                        column.name,
-                        &value,
-                    ])
-                    .context("writing a CSV row")?;
+                    csv.write_record([table.name, &row[key_index].as_text(), column.name, &value])
+                        .context("writing a CSV row")?;
                 }
             }
             withheld.extend(
@@ -364,9 +362,7 @@ pub async fn build_archive(
             .start_file(csv_name.as_str(), options)
             .map_err(zip_error)?;
         let csv_bytes = csv.into_inner().context("finishing a CSV file")?;
-        writer
-            .write_all(&csv_bytes)
-            .context("writing a CSV file")?;
+        writer.write_all(&csv_bytes).context("writing a CSV file")?;
         let purposes: Vec<_> = policy
             .purposes()
             .iter()
@@ -417,7 +413,9 @@ pub async fn build_archive(
         .start_file("manifest.json", options)
         .map_err(zip_error)?;
     serde_json::to_writer_pretty(&mut writer, &manifest).context("writing the manifest")?;
-    writer.start_file("README.txt", options).map_err(zip_error)?;
+    writer
+        .start_file("README.txt", options)
+        .map_err(zip_error)?;
     writer
         .write_all(readme(policy, jurisdiction, &files).as_bytes())
         .context("writing the README")?;
@@ -462,7 +460,10 @@ mod tests {
         let key = b"0123456789abcdef0123456789abcdef";
         let token = sign_link(key, 7, 1_000, "secret");
         assert_eq!(verify_link(key, &token), Some((7, 1_000, "secret".into())));
-        assert_eq!(verify_link(b"another key, just as long as that", &token), None);
+        assert_eq!(
+            verify_link(b"another key, just as long as that", &token),
+            None
+        );
         let tampered = token.replacen("7.", "8.", 1);
         assert_eq!(verify_link(key, &tampered), None);
         let later = token.replacen(".1000.", ".9000.", 1);

@@ -7,8 +7,10 @@
 //! privacy-request engine calls are [`export_subject`] and [`erase_subject`]. This module never
 //! logs a personal value: only ids, counts and table names.
 
+mod backup;
 mod erase;
 mod export;
 
+pub use backup::*;
 pub use erase::*;
 pub use export::*;

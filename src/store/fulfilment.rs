@@ -36,9 +36,7 @@ enum Key {
 fn link_of(table: &Table, user_id: i64) -> Option<(&'static str, Key)> {
     match table.link {
         Link::Subject { column } | Link::UserId { column } => Some((column, Key::Id(user_id))),
-        Link::AccountSubject { column } => {
-            Some((column, Key::Text(format!("account:{user_id}"))))
-        }
+        Link::AccountSubject { column } => Some((column, Key::Text(format!("account:{user_id}")))),
         Link::Nobody | Link::IdsOnly => None,
     }
 }
@@ -75,7 +73,11 @@ pub enum TableErasure {
 
 impl Store {
     /// Every row of `table` that belongs to the subject, every declared column, in key order.
-    pub async fn subject_rows(&self, table: &Table, user_id: i64) -> anyhow::Result<Vec<Vec<Value>>> {
+    pub async fn subject_rows(
+        &self,
+        table: &Table,
+        user_id: i64,
+    ) -> anyhow::Result<Vec<Vec<Value>>> {
         let Some((column, key)) = link_of(table, user_id) else {
             return Ok(Vec::new());
         };
@@ -213,8 +215,10 @@ impl Store {
             self.kind() == StoreKind::Sqlite,
             "backups of PostgreSQL are taken with pg_dump"
         );
-        sqlx::query("VACUUM INTO $1")
-            .bind(path)
+        // A file name, quoted as an SQL string literal (VACUUM INTO takes no bound parameter
+        // through the driver).
+        let sql = format!("VACUUM INTO '{}'", path.replace('\'', "''"));
+        sqlx::query(AssertSqlSafe(sql))
             .execute(self.pool())
             .await
             .context("copying the database into the backup file")?;
@@ -268,9 +272,7 @@ pub async fn erase_subject_rows(
             let mut assignments = Vec::new();
             let n_texts = sets
                 .iter()
-                .filter(|(_, s)| {
-                    matches!(s, SetTo::Blank(Blank::Text(_) | Blank::TextAndKey(_)))
-                })
+                .filter(|(_, s)| matches!(s, SetTo::Blank(Blank::Text(_) | Blank::TextAndKey(_))))
                 .count();
             for (name, set) in sets {
                 let expression = match set {

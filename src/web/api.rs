@@ -29,7 +29,8 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
         crate::web::consent::api_receipts, crate::web::consent::api_written_opt_out,
         crate::web::requests::api_create, crate::web::requests::api_verify,
         crate::web::requests::api_mine, crate::web::requests::api_appeal,
-        crate::web::requests::api_queue, crate::web::requests::api_staff_action
+        crate::web::requests::api_queue, crate::web::requests::api_staff_action,
+        crate::web::fulfilment::api_export
     ),
     components(schemas(crate::web::error::ErrorCode, crate::domain::InvalidField)),
     modifiers(&BearerAuth)

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod consent;
 pub mod error;
 pub mod forms;
+pub mod fulfilment;
 pub mod pages;
 pub mod people;
 pub mod privacy;
@@ -171,6 +172,7 @@ fn api_routes() -> Router<AppState> {
         .route("/password-reset", post(request_password_reset))
         .route("/password-reset/complete", post(complete_password_reset))
         .route("/me", get(me))
+        .route("/me/export", post(fulfilment::api_export))
         .route("/categories", get(categories))
         .route("/categories/{slug}/topics", get(category_topics))
         .route("/topics", post(create_topic))
@@ -333,6 +335,11 @@ pub fn router(state: AppState) -> Router {
         .route("/staff/requests/{id}", get(requests::staff_request))
         .route("/staff/requests/{id}/actions", post(requests::staff_action))
         .route("/metrics", get(requests::metrics))
+        .route(
+            "/account/privacy/export",
+            get(fulfilment::export_form).post(fulfilment::export),
+        )
+        .route("/privacy/export/{token}", get(fulfilment::download))
         .route("/account/security", get(security::checkup))
         .route(
             "/account/security/sessions/revoke",

@@ -1,0 +1,508 @@
+//! Access and erasure on the running forum, on both stores: a synthetic subject with a distinct
+//! marker in every declared personal column is found whole in the export archive and nowhere
+//! in the database after erasure; links are single-use, expiring and signed; an erased subject
+//! stays erased when an older copy of the database comes back.
+
+mod common;
+
+use covenant::fulfilment::{self, ContentChoice};
+use covenant::inventory::{self, Kind, Link};
+use covenant::store::{self, NewConsentRecord};
+use std::io::Read;
+
+async fn raw_pool(app: &common::TestApp) -> sqlx::AnyPool {
+    let url = match app.backend {
+        common::Backend::Sqlite => format!(
+            "sqlite://{}",
+            app.data_dir.path().join("covenant.db").display()
+        ),
+        common::Backend::Postgres => app.state.config.database_url.clone(),
+    };
+    sqlx::AnyPool::connect(&url).await.unwrap()
+}
+
+async fn user_id(app: &common::TestApp, username: &str) -> i64 {
+    app.store
+        .user_by_username(&username.to_lowercase())
+        .await
+        .unwrap()
+        .expect("the member exists")
+        .id
+}
+
+async fn post_topic(app: &common::TestApp, bearer: &str, title: &str, body: &str) -> i64 {
+    let response = app
+        .client
+        .post(app.url("/api/v1/topics"))
+        .bearer_auth(bearer)
+        .json(&serde_json::json!({"category": "general", "title": title, "body": body}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let created: serde_json::Value = response.json().await.unwrap();
+    created["topic_id"].as_i64().unwrap()
+}
+
+async fn reply(app: &common::TestApp, bearer: &str, topic: i64, body: &str) {
+    let response = app
+        .client
+        .post(app.url(&format!("/api/v1/topics/{topic}/posts")))
+        .bearer_auth(bearer)
+        .json(&serde_json::json!({"body": body}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}
+
+/// Asks for an export through the API and returns the download URL.
+async fn export_url(app: &common::TestApp, bearer: &str) -> String {
+    let response = app
+        .client
+        .post(app.url("/api/v1/me/export"))
+        .bearer_auth(bearer)
+        .json(&serde_json::json!({"jurisdiction": "oregon"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["url"].as_str().unwrap().to_string()
+}
+
+/// Every file of the archive, by name.
+fn unzip(bytes: &[u8]) -> Vec<(String, String)> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    (0..archive.len())
+        .map(|i| {
+            let mut file = archive.by_index(i).unwrap();
+            let mut text = String::new();
+            file.read_to_string(&mut text).unwrap();
+            (file.name().unwrap().to_string(), text)
+        })
+        .collect()
+}
+
+fn link_column(link: Link) -> Option<&'static str> {
+    match link {
+        Link::Subject { column } | Link::UserId { column } | Link::AccountSubject { column } => {
+            Some(column)
+        }
+        Link::Nobody | Link::IdsOnly => None,
+    }
+}
+
+fn link_value(link: Link, id: i64) -> String {
+    match link {
+        Link::AccountSubject { .. } => format!("'account:{id}'"),
+        _ => id.to_string(),
+    }
+}
+
+/// A subject with a row in every table the inventory links to a member, and a distinct marker
+/// in every personal column of those rows. Returns the subject's id, bearer, and the markers
+/// (text ones, and the `withheld` flag of their column).
+async fn marked_subject(app: &common::TestApp) -> (i64, String, Vec<(String, bool)>) {
+    let bearer = app.member("subject").await;
+    let id = user_id(app, "subject").await;
+    let topic = post_topic(app, &bearer, "A topic by the subject", "First post").await;
+    reply(app, &bearer, topic, "A reply by the subject").await;
+    let now = covenant::now();
+    app.store
+        .insert_pending_two_factor(id, "SECRETSECRETSECRET", now)
+        .await
+        .unwrap();
+    let mut tx = app.store.begin().await.unwrap();
+    store::replace_recovery_codes(&mut tx, id, &["digest".to_string()], now)
+        .await
+        .unwrap();
+    let subject = format!("account:{id}");
+    let record = store::insert_consent_record(
+        &mut tx,
+        &NewConsentRecord {
+            receipt_id: "receipt-1",
+            subject: &subject,
+            category: "analytics",
+            choice: "granted",
+            method: "settings_page",
+            policy_version: "2025.1",
+            text_hash: "hash",
+            recorded_at: now,
+        },
+    )
+    .await
+    .unwrap();
+    store::claim_gpc_marker(&mut tx, &subject, record, now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // A version not yet in force, only so that an acknowledgement can point at it.
+    let pool = raw_pool(app).await;
+    let (version,): (i64,) = sqlx::query_as(
+        "INSERT INTO policy_versions (version_label, effective_on, published_at, toml_text, \
+         sha256, material, diff_json) VALUES ('9999.1', '2999-01-01', 1, '', '', 1, '[]') \
+         RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    app.store
+        .acknowledge_policy_version(id, version, now)
+        .await
+        .unwrap();
+    // An archive row exists once an export was asked for.
+    let _ = export_url(app, &bearer).await;
+
+    let mut markers = Vec::new();
+    for table in inventory::TABLES {
+        let Some(link) = link_column(table.link) else {
+            continue;
+        };
+        for (column, personal) in table.personal_columns() {
+            if column.name == link {
+                continue;
+            }
+            let filter = format!("{link} = {}", link_value(table.link, id));
+            let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM {} WHERE {filter}",
+                table.name
+            )))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert!(n > 0, "the subject has no row in {} to mark", table.name);
+            let value = match column.kind {
+                Kind::Text => format!(
+                    "'zqm-{}-{}-' || CAST({} AS TEXT) || '-z'",
+                    table.name, column.name, table.key
+                ),
+                Kind::Int => "1917".to_string(),
+            };
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {} SET {} = {value} WHERE {filter}",
+                table.name, column.name
+            )))
+            .execute(&pool)
+            .await
+            .unwrap();
+            if column.kind == Kind::Text {
+                let values: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM {} WHERE {filter}",
+                    column.name, table.name
+                )))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                markers.extend(values.into_iter().map(|(v,)| (v, personal.withheld)));
+            }
+        }
+    }
+    pool.close().await;
+    // The marked session no longer matches any token: open a fresh one, itself marked.
+    let token = covenant::accounts::random_token();
+    let mut tx = app.store.begin().await.unwrap();
+    store::insert_session(
+        &mut tx,
+        &store::NewSession {
+            token_hash: &covenant::accounts::token_digest(&token),
+            user_id: id,
+            csrf_token: "zqm-fresh-csrf-z",
+            now,
+            expires_at: now + 3600,
+            ip: "zqm-fresh-ip-z",
+            user_agent: "zqm-fresh-agent-z",
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    markers.push(("zqm-fresh-csrf-z".into(), true));
+    markers.push(("zqm-fresh-ip-z".into(), false));
+    markers.push(("zqm-fresh-agent-z".into(), false));
+    (id, token, markers)
+}
+
+/// Every text column of every table that still holds `needle`.
+async fn columns_holding(app: &common::TestApp, needle: &str) -> Vec<String> {
+    let pool = raw_pool(app).await;
+    let sql = match app.backend {
+        common::Backend::Sqlite => {
+            "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'"
+        }
+        common::Backend::Postgres => {
+            "SELECT table_name::text, column_name::text FROM information_schema.columns \
+             WHERE table_schema = 'public'"
+        }
+    };
+    let columns: Vec<(String, String)> = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
+    let mut found = Vec::new();
+    for (table, column) in columns {
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {table} WHERE CAST({column} AS TEXT) LIKE $1"
+        )))
+        .bind(format!("%{needle}%"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if n > 0 {
+            found.push(format!("{table}.{column}"));
+        }
+    }
+    pool.close().await;
+    found
+}
+
+on_both_stores! {
+    /// Proves: R7, R8
+    async fn export_holds_every_marker_and_erasure_leaves_none_in_any_column(app) {
+        let (id, bearer, markers) = marked_subject(app).await;
+        assert!(markers.len() > 20, "markers: {}", markers.len());
+        // Another member mentions the subject by their (marked) name.
+        let other = app.member("neighbour").await;
+        let username = app.store.user_by_id(id).await.unwrap().unwrap().username;
+        let topic = post_topic(app, &other, "Neighbourly", "Hello there").await;
+        reply(app, &other, topic, &format!("Thanks @{username}, well said.")).await;
+
+        let url = export_url(app, &bearer).await;
+        let response = app.client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/zip");
+        let files = unzip(&response.bytes().await.unwrap());
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        for needed in ["README.txt", "manifest.json", "consent/receipts.json",
+                       "data/user.contact.email.json", "data/user.contact.email.csv",
+                       "data/user.device.ip_address.csv", "data/user.content.public.json"] {
+            assert!(names.contains(&needed), "{needed} missing from {names:?}");
+        }
+        let everything: String = files.iter().map(|(_, text)| text.as_str()).collect();
+        for (marker, withheld) in &markers {
+            assert_eq!(everything.contains(marker.as_str()), !withheld, "marker {marker}");
+        }
+        assert!(everything.contains("1917"), "the marked birth year");
+        let manifest: serde_json::Value = serde_json::from_str(
+            &files.iter().find(|(n, _)| n == "manifest.json").unwrap().1,
+        )
+        .unwrap();
+        assert_eq!(manifest["jurisdiction"], "oregon");
+        for part in ["categories_collected", "sources", "purposes", "disclosed"] {
+            assert!(manifest["right_to_know"][part].is_array(), "{part}");
+        }
+        let email = manifest["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["key"] == "user.contact.email")
+            .unwrap();
+        assert!(email["retention"].as_str().unwrap().contains("deleted"));
+        assert!(!email["purposes"].as_array().unwrap().is_empty());
+        // Oregon names the third parties.
+        assert!(everything.contains("Example Mail Relay"));
+
+        let in_force = app.state.policy.current().await.unwrap();
+        let report = app
+            .state
+            .fulfilment
+            .erase_subject(&in_force.policy, id, ContentChoice::Remove, None)
+            .await
+            .unwrap();
+        assert_eq!(report.mentions_rewritten, 1);
+        assert!(report.holds.is_empty());
+        let left = columns_holding(app, "zqm-").await;
+        assert!(left.is_empty(), "markers left after erasure in {left:?}");
+        let left = columns_holding(app, &format!("account:{id}")).await;
+        assert!(left.is_empty(), "consent links left in {left:?}");
+        let archives = std::fs::read_dir(fulfilment::archive_dir(app.data_dir.path()))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(archives, 0, "no archive file outlives its subject");
+        let ledger = std::fs::read_to_string(fulfilment::ledger_path(app.data_dir.path())).unwrap();
+        assert!(ledger.starts_with(&format!("{id} ")));
+        // The subject's bearer session is gone with everything else.
+        let me = app.client.get(app.url("/api/v1/me")).bearer_auth(&bearer).send().await.unwrap();
+        assert_eq!(me.status(), 401);
+    }
+}
+
+on_both_stores! {
+    /// Proves: R8
+    async fn erased_posts_stay_as_deleted_user_with_mentions_rewritten(app) {
+        let subject = app.member("leaving").await;
+        let topic = post_topic(app, &subject, "Leaving soon", "My last words here").await;
+        let other = app.member("staying").await;
+        reply(app, &other, topic, "Goodbye @Leaving, and thanks").await;
+        let id = user_id(app, "leaving").await;
+        let in_force = app.state.policy.current().await.unwrap();
+        let report = app
+            .state
+            .fulfilment
+            .erase_subject(&in_force.policy, id, ContentChoice::KeepAnonymized, None)
+            .await
+            .unwrap();
+        assert!(report.kept.iter().any(|k| k.what.contains("public posts")));
+        let topic_json: serde_json::Value = app
+            .client
+            .get(app.url(&format!("/api/v1/topics/{topic}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let text = topic_json.to_string();
+        assert!(text.contains("My last words here"), "the post stays: {text}");
+        assert!(text.contains("deleted user"));
+        assert!(text.contains("@deleted-user"));
+        assert!(!text.to_lowercase().contains("@leaving"));
+        assert!(!text.contains("leaving@example.org"));
+        let profile = app.client.get(app.url("/u/leaving")).send().await.unwrap();
+        assert_eq!(profile.status(), 404);
+        let sign_in = app
+            .client
+            .post(app.url("/api/v1/session"))
+            .json(&serde_json::json!({"login": "leaving@example.org", "password": "a long enough password"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sign_in.status(), 401);
+        // A second erasure finds no live account.
+        assert!(app
+            .state
+            .fulfilment
+            .erase_subject(&in_force.policy, id, ContentChoice::Remove, None)
+            .await
+            .is_err());
+    }
+}
+
+on_both_stores! {
+    /// Proves: R7
+    async fn download_links_are_refused_when_reused_tampered_or_expired(app) {
+        let bearer = app.member("downloader").await;
+        let url = export_url(app, &bearer).await;
+        let mut tampered = url.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(app.client.get(&tampered).send().await.unwrap().status(), 400);
+        assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
+        assert_eq!(app.client.get(&url).send().await.unwrap().status(), 400, "reused");
+
+        let url = export_url(app, &bearer).await;
+        let pool = raw_pool(app).await;
+        sqlx::query("UPDATE export_archives SET expires_at = 1 WHERE downloaded_at IS NULL")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        assert_eq!(app.client.get(&url).send().await.unwrap().status(), 400, "expired");
+        // The expired archive's file is purged by the next sweep.
+        assert_eq!(app.state.fulfilment.purge_archives().await.unwrap(), 1);
+        let files = std::fs::read_dir(fulfilment::archive_dir(app.data_dir.path())).unwrap().count();
+        assert_eq!(files, 0);
+    }
+}
+
+on_both_stores! {
+    /// Proves: R7
+    async fn a_member_gets_the_archive_from_the_privacy_page(app) {
+        let _ = app.member("pagereader").await;
+        let response = app
+            .client
+            .post(app.url("/sign-in"))
+            .form(&[("login", "pagereader"), ("password", "a long enough password"),
+                    ("csrf", &common::csrf_of(&app.page(&app.client, "/sign-in").await))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303);
+        let html = app.page(&app.client, "/account/privacy/export").await;
+        let csrf = common::csrf_of(&html);
+        let refused = app
+            .client
+            .post(app.url("/account/privacy/export"))
+            .form(&[("csrf", "forged"), ("jurisdiction", "eu_eea")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403);
+        let html = app
+            .client
+            .post(app.url("/account/privacy/export"))
+            .form(&[("csrf", csrf.as_str()), ("jurisdiction", "eu_eea")])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let start = html.find(&app.url("/privacy/export/")).expect("a download link");
+        let link = html[start..].split('"').next().unwrap();
+        let zip = app.client.get(link).send().await.unwrap().bytes().await.unwrap();
+        let files = unzip(&zip);
+        let manifest = &files.iter().find(|(n, _)| n == "manifest.json").unwrap().1;
+        assert!(manifest.contains("\"eu_eea\""));
+    }
+}
+
+on_both_stores! {
+    /// Proves: R8
+    async fn an_erasure_in_the_ledger_file_is_applied_again_before_the_server_starts(app) {
+        // What a restored backup looks like: the database lacks an erasure the ledger file has.
+        let _ = app.member("restored").await;
+        let id = user_id(app, "restored").await;
+        let ledger = fulfilment::ledger_path(app.data_dir.path());
+        std::fs::write(&ledger, format!("{id} 1700000000 remove\n")).unwrap();
+        let state = covenant::web::AppState::open((*app.state.config).clone()).await.unwrap();
+        let user = state.store.user_by_id(id).await.unwrap().unwrap();
+        assert_eq!(user.username, "deleted user");
+        assert!(!user.email.contains("restored"));
+        assert_eq!(state.store.erasure_ledger().await.unwrap(), vec![(id, 1_700_000_000, "remove".to_string())]);
+        state.store.close().await;
+    }
+}
+
+/// Proves: R8
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_restored_after_an_erasure_does_not_resurrect_the_subject() {
+    // A data folder that outlives the first server, as the operator's does.
+    let data_dir = tempfile::tempdir().unwrap();
+    let folder = data_dir.path().to_path_buf();
+    let app = common::spawn_app_with(common::Backend::Sqlite, |c| c.data_dir = folder)
+        .await
+        .unwrap();
+    let id = app
+        .state
+        .accounts
+        .register(&covenant::accounts::Registration {
+            username: "backedup",
+            email: "backedup@example.org",
+            password: "a long enough password",
+            birth_year: "1990",
+        })
+        .await
+        .unwrap();
+    let backup = data_dir.path().join("before.db");
+    fulfilment::backup(&app.store, &backup).await.unwrap();
+    let in_force = app.state.policy.current().await.unwrap();
+    app.state
+        .fulfilment
+        .erase_subject(&in_force.policy, id, ContentChoice::KeepAnonymized, None)
+        .await
+        .unwrap();
+    let config = (*app.state.config).clone();
+    app.stop().await;
+    fulfilment::restore(&config, &backup).await.unwrap();
+    let state = covenant::web::AppState::open(config).await.unwrap();
+    let user = state.store.user_by_id(id).await.unwrap().unwrap();
+    assert_eq!(user.username, "deleted user");
+    assert!(
+        state
+            .store
+            .user_by_email("backedup@example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    state.store.close().await;
+}

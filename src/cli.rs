@@ -124,6 +124,30 @@ enum Command {
     /// Privacy requests: the yearly report.
     #[command(subcommand)]
     Privacy(PrivacyCommand),
+    /// Copy the SQLite database into a new file while the forum runs.
+    Backup {
+        /// The backup file to create.
+        out: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Put a backup in place of the SQLite database (stop the server first); everyone erased
+    /// since the backup was taken is erased again before anything is served from it.
+    Restore {
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Fulfil access and deletion requests for one member (after verifying the request).
+    #[command(subcommand)]
+    Subject(SubjectCommand),
+    /// Export the whole dataset, with the policy obligations attached, for a business transfer.
+    ExportAll {
+        /// The ZIP file to create.
+        out: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Print the record of processing activities of the policy in force.
     Ropa {
         #[arg(long, value_enum, default_value = "json")]
@@ -236,6 +260,31 @@ enum NewsCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum SubjectCommand {
+    /// Write a member's export archive (JSON and CSV per category, with the manifest).
+    Export {
+        username: String,
+        /// The ZIP file to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// Whose right-to-know rules the manifest follows (eu_eea, california, …).
+        #[arg(long, default_value = "other")]
+        jurisdiction: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Erase a member as the policy says; prints what was done and kept, as JSON.
+    Erase {
+        username: String,
+        /// Remove the member's posts' text too (by default it stays, by "deleted user").
+        #[arg(long)]
+        remove_content: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum AuditCommand {
     /// Walk the audit chain; report every edited, deleted or reordered entry (exit 1 if any).
     Verify {
@@ -319,6 +368,73 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+async fn subject_command(file: Option<&PathBuf>, command: SubjectCommand) -> anyhow::Result<()> {
+    let (username, store_args) = match &command {
+        SubjectCommand::Export {
+            username, store, ..
+        }
+        | SubjectCommand::Erase {
+            username, store, ..
+        } => (username.to_lowercase(), store),
+    };
+    let config = config_with(file, store_args)?;
+    let state = crate::web::AppState::open(config).await?;
+    let user = state
+        .store
+        .user_by_username(&username)
+        .await?
+        .context("no such member")?;
+    let in_force = state.policy.current().await?;
+    let started = std::time::Instant::now();
+    match command {
+        SubjectCommand::Export {
+            out, jurisdiction, ..
+        } => {
+            let jurisdiction = jurisdiction.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let version = in_force.version.as_ref().map(|v| v.label.as_str());
+            let bytes = crate::fulfilment::build_archive(
+                &state.store,
+                &in_force.policy,
+                version,
+                user.id,
+                jurisdiction,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let elapsed = started.elapsed();
+            std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "Archive of member {} built in {:.1} ms ({} bytes), written to {}.",
+                user.id,
+                elapsed.as_secs_f64() * 1000.0,
+                bytes.len(),
+                out.display()
+            );
+        }
+        SubjectCommand::Erase { remove_content, .. } => {
+            let content = if remove_content {
+                crate::fulfilment::ContentChoice::Remove
+            } else {
+                crate::fulfilment::ContentChoice::KeepAnonymized
+            };
+            let report = state
+                .fulfilment
+                .erase_subject(&in_force.policy, user.id, content, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let elapsed = started.elapsed();
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            eprintln!(
+                "Member {} erased in {:.1} ms.",
+                user.id,
+                elapsed.as_secs_f64() * 1000.0
+            );
+        }
+    }
+    state.store.close().await;
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = cli.config.as_ref();
     match cli.command {
@@ -328,6 +444,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.bind = bind;
             }
             crate::web::serve(config).await
+        }
+        Command::Backup { out, store } => {
+            let config = config_with(file, &store)?;
+            let store = open_store(&config).await?;
+            crate::fulfilment::backup(&store, &out).await?;
+            println!("Backed up to {}.", out.display());
+            Ok(())
+        }
+        Command::Restore {
+            file: backup,
+            store,
+        } => {
+            let config = config_with(file, &store)?;
+            let erased_again = crate::fulfilment::restore(&config, &backup).await?;
+            println!(
+                "Restored {}; {erased_again} members erased again from the ledger.",
+                backup.display()
+            );
+            Ok(())
+        }
+        Command::Subject(command) => subject_command(file, command).await,
+        Command::ExportAll { out, store } => {
+            let config = config_with(file, &store)?;
+            let state = crate::web::AppState::open(config).await?;
+            let in_force = state.policy.current().await?;
+            let started = std::time::Instant::now();
+            let n_rows =
+                crate::fulfilment::export_all(&state.store, &in_force.policy, &out).await?;
+            println!(
+                "Wrote {n_rows} rows to {} in {} ms.",
+                out.display(),
+                started.elapsed().as_millis()
+            );
+            Ok(())
         }
         Command::Migrate { store } => {
             let config = config_with(file, &store)?;

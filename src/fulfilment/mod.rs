@@ -10,7 +10,9 @@
 mod backup;
 mod erase;
 mod export;
+mod transfer;
 
 pub use backup::*;
 pub use erase::*;
 pub use export::*;
+pub use transfer::*;

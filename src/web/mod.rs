@@ -486,9 +486,22 @@ pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<Run
             state.retention.clone(),
             state.config.retention.sweep_batch,
             std::time::Duration::from_secs(state.config.retention.sweep_interval_minutes * 60),
-            watcher,
+            watcher.clone(),
         ));
     }
+    // Export archives are personal data: their files go as soon as their link expires.
+    let (fulfilment, mut purge_watcher) = (state.fulfilment.clone(), watcher);
+    tasks.spawn(async move {
+        loop {
+            if let Err(error) = fulfilment.purge_archives().await {
+                tracing::error!(error = %format!("{error:#}"), "purging export archives failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+                _ = purge_watcher.wait_for(|stop| *stop) => break,
+            }
+        }
+    });
     // A publisher that died mid-run left notices owed; queue them (idempotently) now.
     let (store, config, mailer) = (
         state.store.clone(),

@@ -152,6 +152,9 @@ fn read_ledger_file(data_dir: &Path) -> anyhow::Result<Vec<(i64, i64, String)>> 
     Ok(entries)
 }
 
+/// One row of someone's public text to rewrite: its table, key, and new column values.
+type Rewrite = (&'static Table, i64, Vec<(&'static str, String)>);
+
 /// `@name` followed by anything a username cannot contain, matched without regard to case.
 fn rewrite_mentions(text: &str, username: &str) -> Option<String> {
     let needle = format!("@{}", username.to_ascii_lowercase());
@@ -223,7 +226,7 @@ async fn erase_in_store(
         .await?
         .ok_or(Error::NotFound("account"))?;
     // Read before the write transaction, so the scan does not hold the write lock.
-    let mut rewrites: Vec<(&'static Table, i64, Vec<(&'static str, String)>)> = Vec::new();
+    let mut rewrites: Vec<Rewrite> = Vec::new();
     for table in inventory::TABLES {
         for column in table.columns {
             let Data::Personal(personal) = column.data else {

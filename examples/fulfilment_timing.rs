@@ -39,7 +39,10 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(n_topics > 0, "load demo data first");
     let (mut exports, mut erasures) = (Vec::new(), Vec::new());
     for run in 0..runs {
-        let name = format!("timing{}", &random_token()[..8].to_lowercase().replace(['-', '_'], "x"));
+        let name = format!(
+            "timing{}",
+            &random_token()[..8].to_lowercase().replace(['-', '_'], "x")
+        );
         let now = covenant::now();
         let mut tx = store.begin().await?;
         let email = format!("{name}@example.org");

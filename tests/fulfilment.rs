@@ -506,3 +506,38 @@ async fn a_backup_restored_after_an_erasure_does_not_resurrect_the_subject() {
     );
     state.store.close().await;
 }
+
+on_both_stores! {
+    /// Proves: A7
+    async fn the_whole_dataset_leaves_with_the_policy_obligations_attached(app) {
+        let _ = app.member("transferred").await;
+        let in_force = app.state.policy.current().await.unwrap();
+        let out = app.data_dir.path().join("transfer.zip");
+        let n_rows = fulfilment::export_all(&app.store, &in_force.policy, &out).await.unwrap();
+        assert!(n_rows > 3);
+        let files = unzip(&std::fs::read(&out).unwrap());
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        for table in inventory::TABLES {
+            let name = format!("tables/{}.jsonl", table.name);
+            assert!(names.contains(&name.as_str()), "{name}");
+        }
+        let users = &files.iter().find(|(n, _)| n == "tables/users.jsonl").unwrap().1;
+        assert!(users.contains("transferred@example.org"));
+        let manifest: serde_json::Value = serde_json::from_str(
+            &files.iter().find(|(n, _)| n == "manifest.json").unwrap().1,
+        )
+        .unwrap();
+        assert!(manifest["obligations"].as_str().unwrap().contains("promises of this policy"));
+        let users_manifest = manifest["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == "users")
+            .unwrap();
+        assert!(users_manifest["columns"].as_array().unwrap().iter().any(|c| {
+            c["column"] == "email" && c["category"] == "user.contact.email"
+                && c["retention"].as_str().is_some()
+        }));
+        assert!(names.contains(&"policy-in-force.json"));
+    }
+}

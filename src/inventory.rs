@@ -221,7 +221,7 @@ const fn owned(
     }
 }
 
-/// Every table of the schema (migrations 0001 to 0007).
+/// Every table of the schema (migrations 0001 to 0008).
 pub static TABLES: &[Table] = &[
     nobody(
         "settings",
@@ -279,6 +279,15 @@ pub static TABLES: &[Table] = &[
             plain("created_at", Int),
             plain("password_changed_at", Int),
             plain("erased_at", Int),
+            plain("last_active_at", Int),
+            plain("news_subscribed_at", Int),
+            plain("news_ended_at", Int),
+            plain("closed_at", Int),
+            plain("closed_reason", Text),
+            // Where the member lives decides their rights: asked with a privacy request.
+            personal("jurisdiction", Text, REQUESTS, Blank::Null),
+            plain("restricted_at", Int),
+            plain("anonymized_at", Int),
         ],
     },
     owned(
@@ -391,6 +400,7 @@ pub static TABLES: &[Table] = &[
             plain("deleted_at", Int),
             personal("ip", Text, IP, Blank::Text("")),
             personal("user_agent", Text, USER_AGENT, Blank::Text("")),
+            plain("restricted_at", Int),
         ],
     },
     owned(
@@ -555,6 +565,57 @@ pub static TABLES: &[Table] = &[
             plain("content", Text),
         ],
     },
+    // Legal holds outlive the erasure of their subject: that is what they are for. The reason
+    // is a claim reference written by staff, who must not put personal values in it.
+    Table {
+        name: "legal_holds",
+        link: Link::IdsOnly,
+        rows: Rows::Kept,
+        key: "id",
+        tombstone: None,
+        columns: &[
+            plain("id", Int),
+            reference("subject_user_id"),
+            plain("categories", Text),
+            plain("created_from", Text),
+            plain("created_until", Text),
+            plain("reason", Text),
+            reference("created_by"),
+            plain("created_at", Int),
+            reference("released_by"),
+            plain("released_at", Int),
+        ],
+    },
+    nobody(
+        "sweep_runs",
+        "id",
+        &[
+            plain("id", Int),
+            plain("open", Int),
+            plain("as_of", Int),
+            plain("started_at", Int),
+            plain("after_user_id", Int),
+            plain("n_subjects", Int),
+            plain("n_restricted", Int),
+            plain("n_deleted", Int),
+            plain("n_anonymized", Int),
+            plain("n_held", Int),
+            plain("finished_at", Int),
+        ],
+    ),
+    // Daily totals without any identifier (F2).
+    nobody(
+        "visit_counts",
+        "day",
+        &[
+            plain("day", Text),
+            plain("topic_id", Int),
+            plain("browser", Text),
+            plain("language", Text),
+            plain("referrer", Text),
+            plain("views", Int),
+        ],
+    ),
 ];
 
 /// The declaration of one table, if the inventory has it.

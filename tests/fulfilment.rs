@@ -308,7 +308,7 @@ on_both_stores! {
             .await
             .unwrap();
         assert_eq!(report.mentions_rewritten, 1);
-        assert!(report.holds.is_empty());
+        assert!(report.holds.is_empty(), "no holds");
         let left = columns_holding(app, "zqm-").await;
         assert!(left.is_empty(), "markers left after erasure in {left:?}");
         let left = columns_holding(app, &format!("account:{id}")).await;
@@ -539,5 +539,51 @@ on_both_stores! {
                 && c["retention"].as_str().is_some()
         }));
         assert!(names.contains(&"policy-in-force.json"));
+    }
+}
+
+on_both_stores! {
+    /// Proves: R8, T3
+    async fn a_legal_hold_keeps_what_it_covers_and_the_answer_says_why(app) {
+        let bearer = app.member("claimant").await;
+        let topic = post_topic(app, &bearer, "Disputed", "The disputed words").await;
+        let id = user_id(app, "claimant").await;
+        let mut tx = app.store.begin().await.unwrap();
+        store::insert_hold(
+            &mut tx,
+            &store::NewHold {
+                subject_user_id: Some(id),
+                categories: "user.device.ip_address",
+                created_from: None,
+                created_until: None,
+                reason: "claim 2026-17",
+                created_by: None,
+                now: covenant::now(),
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let in_force = app.state.policy.current().await.unwrap();
+        let report = app
+            .state
+            .fulfilment
+            .erase_subject(&in_force.policy, id, ContentChoice::Remove, None)
+            .await
+            .unwrap();
+        assert_eq!(report.holds, ["claim 2026-17"]);
+        assert!(report.kept.iter().any(|k| k.what.contains("user.device.ip_address")));
+        let pool = raw_pool(app).await;
+        let ips: Vec<(String, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT ip, user_agent FROM posts WHERE topic_id = {topic}"
+            )))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        assert!(ips.iter().all(|(ip, agent)| !ip.is_empty() && agent.is_empty()), "{ips:?}");
+        let user = app.store.user_by_id(id).await.unwrap().unwrap();
+        assert_eq!(user.username, "deleted user");
     }
 }

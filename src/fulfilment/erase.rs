@@ -51,8 +51,7 @@ pub struct ErasureReport {
     /// Other members' posts whose mentions of the subject were rewritten.
     pub mentions_rewritten: usize,
     pub kept: Vec<Kept>,
-    /// Legal holds that kept data back. The retention work will fill this; until then there
-    /// are none, and the report says so.
+    /// The reasons of the legal holds that kept data back; empty means no holds.
     pub holds: Vec<String>,
 }
 
@@ -71,7 +70,13 @@ pub struct Kept {
 }
 
 /// The step for one table, from the policy's end (delete or anonymize) of each category.
-pub fn table_erasure(table: &Table, policy: &Policy, content: ContentChoice) -> TableErasure {
+/// Columns of a `held` category are left as they are, and their rows stay.
+pub fn table_erasure(
+    table: &Table,
+    policy: &Policy,
+    content: ContentChoice,
+    held: &Held,
+) -> TableErasure {
     let end = |category: &str| {
         CategoryKey::parse(category)
             .ok()
@@ -81,11 +86,17 @@ pub fn table_erasure(table: &Table, policy: &Policy, content: ContentChoice) -> 
     let any_anonymized = table
         .personal_columns()
         .any(|(_, p)| end(p.category) == RetentionEnd::Anonymize);
-    if table.rows == Rows::Removable && !any_anonymized {
+    let any_held = table
+        .personal_columns()
+        .any(|(_, p)| held.covers(p.category));
+    if table.rows == Rows::Removable && !any_anonymized && !any_held {
         return TableErasure::DeleteRows;
     }
     let mut sets = Vec::new();
     for (column, personal) in table.personal_columns() {
+        if held.covers(personal.category) {
+            continue;
+        }
         let keep = end(personal.category) == RetentionEnd::Anonymize
             && content == ContentChoice::KeepAnonymized
             && matches!(
@@ -102,6 +113,47 @@ pub fn table_erasure(table: &Table, policy: &Policy, content: ContentChoice) -> 
         sets.push((tombstone, SetTo::Now));
     }
     TableErasure::Update(sets)
+}
+
+/// The categories standing legal holds keep for one subject (T3), with their reasons.
+#[derive(Debug, Clone, Default)]
+pub struct Held {
+    /// A hold on every category.
+    pub everything: bool,
+    pub categories: Vec<String>,
+    pub reasons: Vec<String>,
+}
+
+impl Held {
+    pub fn covers(&self, category: &str) -> bool {
+        self.everything || self.categories.iter().any(|c| c == category)
+    }
+
+    /// The standing holds on `user_id` (or on everyone). A hold bounded by creation days is
+    /// taken as holding its whole category: erasure keeps more, never less, than a hold asks.
+    pub async fn of(store: &Store, user_id: i64) -> anyhow::Result<Self> {
+        let mut held = Self::default();
+        for hold in store.holds().await? {
+            if hold.released_at.is_some()
+                || hold
+                    .subject_user_id
+                    .is_some_and(|subject| subject != user_id)
+            {
+                continue;
+            }
+            let categories: Vec<String> = hold
+                .categories
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            if categories.is_empty() {
+                held.everything = true;
+            }
+            held.categories.extend(categories);
+            held.reasons.push(hold.reason);
+        }
+        Ok(held)
+    }
 }
 
 /// The ledger file: one line `user_id erased_at content` per erasure, outside the database.
@@ -251,6 +303,7 @@ async fn erase_in_store(
         }
     }
     let files = store.export_files_of(user_id).await?;
+    let held = Held::of(store, user_id).await?;
 
     let mut tx = store.begin().await?;
     for (table, key, values) in &rewrites {
@@ -258,7 +311,7 @@ async fn erase_in_store(
     }
     let mut tables = Vec::new();
     for table in inventory::subject_tables() {
-        let step = table_erasure(table, policy, content);
+        let step = table_erasure(table, policy, content, &held);
         let rows = store::erase_subject_rows(&mut tx, table, user_id, &step, erased_at).await?;
         if rows > 0 {
             let action = match step {
@@ -301,12 +354,12 @@ async fn erase_in_store(
         content,
         tables,
         mentions_rewritten: rewrites.len(),
-        kept: kept_explanation(content),
-        holds: Vec::new(),
+        kept: kept_explanation(content, &held),
+        holds: held.reasons,
     })
 }
 
-fn kept_explanation(content: ContentChoice) -> Vec<Kept> {
+fn kept_explanation(content: ContentChoice, held: &Held) -> Vec<Kept> {
     let mut kept = vec![
         Kept {
             what: "The account's number, as the author \"deleted user\" of kept posts".into(),
@@ -326,6 +379,21 @@ fn kept_explanation(content: ContentChoice) -> Vec<Kept> {
             why: "A backup taken before today is erased again from it before it is used.".into(),
         },
     ];
+    if held.everything || !held.categories.is_empty() {
+        let what = if held.everything {
+            "Every category of your data".to_string()
+        } else {
+            format!("The categories {}", held.categories.join(", "))
+        };
+        kept.push(Kept {
+            what,
+            why: format!(
+                "A legal hold keeps them while a legal claim stands ({}); they are erased \
+                 when it is released.",
+                held.reasons.join("; ")
+            ),
+        });
+    }
     if content == ContentChoice::KeepAnonymized {
         kept.push(Kept {
             what: "The text of your public posts and topics, authored by \"deleted user\"".into(),
@@ -411,16 +479,24 @@ mod tests {
     fn posts_stay_blanked_and_devices_go_under_the_default_policy() {
         let policy = Policy::default_policy();
         let posts = inventory::table("posts").unwrap();
-        let TableErasure::Update(sets) =
-            table_erasure(posts, &policy, ContentChoice::KeepAnonymized)
-        else {
+        let TableErasure::Update(sets) = table_erasure(
+            posts,
+            &policy,
+            ContentChoice::KeepAnonymized,
+            &Held::default(),
+        ) else {
             panic!("posts are kept");
         };
         let names: Vec<_> = sets.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["ip", "user_agent"]);
         let sessions = inventory::table("sessions").unwrap();
         assert!(matches!(
-            table_erasure(sessions, &policy, ContentChoice::KeepAnonymized),
+            table_erasure(
+                sessions,
+                &policy,
+                ContentChoice::KeepAnonymized,
+                &Held::default()
+            ),
             TableErasure::DeleteRows
         ));
     }

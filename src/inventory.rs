@@ -189,6 +189,7 @@ const USER_AGENT: &str = "user.device.user_agent";
 const CONTENT: &str = "user.content.public";
 const CONSENT: &str = "user.behavior.consent";
 const REQUESTS: &str = "user.privacy_request.details";
+const PRIVATE: &str = "user.content.private";
 
 use Kind::{Int, Text};
 
@@ -221,7 +222,7 @@ const fn owned(
     }
 }
 
-/// Every table of the schema (migrations 0001 to 0008).
+/// Every table of the schema (migrations 0001 to 0010).
 pub static TABLES: &[Table] = &[
     nobody(
         "settings",
@@ -288,6 +289,13 @@ pub static TABLES: &[Table] = &[
             personal("jurisdiction", Text, REQUESTS, Blank::Null),
             plain("restricted_at", Int),
             plain("anonymized_at", Int),
+            // Residence, asked for the age and rights rules. The policy has no location
+            // category yet; it is filed with the privacy-request details it decides.
+            personal("country", Text, REQUESTS, Blank::Null),
+            personal("us_state", Text, REQUESTS, Blank::Null),
+            plain("parent_consent_needed", Int),
+            plain("parent_consented_at", Int),
+            plain("parent_allows_news", Int),
         ],
     },
     owned(
@@ -420,6 +428,7 @@ pub static TABLES: &[Table] = &[
             plain("claimed_until", Int),
             plain("sent_at", Int),
             plain("last_error", Text),
+            personal("list_unsubscribe", Text, EMAIL, Blank::Null),
         ],
     ),
     nobody(
@@ -565,6 +574,64 @@ pub static TABLES: &[Table] = &[
             plain("content", Text),
         ],
     },
+    owned(
+        "parental_consents",
+        "user_id",
+        "id",
+        &[
+            plain("id", Int),
+            reference("user_id"),
+            // The parent's address, held about the minor's account.
+            personal("parent_email", Text, EMAIL, Blank::Text("")),
+            personal("token_hash", Text, CREDENTIALS, Blank::Text("")),
+            plain("requested_at", Int),
+            plain("expires_at", Int),
+            plain("consented_at", Int),
+            plain("policy_version", Text),
+            plain("text_hash", Text),
+            plain("news_allowed", Int),
+        ],
+    ),
+    owned(
+        "news_subscriptions",
+        "user_id",
+        "id",
+        &[
+            plain("id", Int),
+            reference("user_id"),
+            personal("subscribed", Int, CONSENT, Blank::Int(0)),
+            plain("method", Text),
+            plain("policy_version", Text),
+            plain("text_hash", Text),
+            plain("recorded_at", Int),
+        ],
+    ),
+    nobody(
+        "newsletters",
+        "id",
+        &[
+            plain("id", Int),
+            plain("digest", Text),
+            plain("subject", Text),
+            plain("body_text", Text),
+            plain("created_at", Int),
+        ],
+    ),
+    owned(
+        "feedback",
+        "user_id",
+        "id",
+        &[
+            plain("id", Int),
+            reference("user_id"),
+            personal("body", Text, PRIVATE, Blank::Text("")),
+            plain("may_publish", Int),
+            plain("may_name", Int),
+            plain("created_at", Int),
+            plain("published_at", Int),
+            reference("published_by"),
+        ],
+    ),
     // Legal holds outlive the erasure of their subject: that is what they are for. The reason
     // is a claim reference written by staff, who must not put personal values in it.
     Table {

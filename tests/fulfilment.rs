@@ -151,6 +151,21 @@ async fn marked_subject(app: &common::TestApp) -> (i64, String, Vec<(String, boo
         .acknowledge_policy_version(id, version, now)
         .await
         .unwrap();
+    for insert in [
+        "INSERT INTO parental_consents (user_id, parent_email, token_hash, requested_at, \
+         expires_at) VALUES ($1, 'parent@example.org', 'digest', 1, 2)",
+        "INSERT INTO news_subscriptions (user_id, subscribed, method, policy_version, text_hash, \
+         recorded_at) VALUES ($1, 1, 'settings_page', '2025.1', 'hash', 1)",
+        "INSERT INTO feedback (user_id, body, may_publish, may_name, created_at) \
+         VALUES ($1, 'Nice forum', 0, 0, 1)",
+    ] {
+        sqlx::query(insert).bind(id).execute(&pool).await.unwrap();
+    }
+    sqlx::query("UPDATE mail_outbox SET list_unsubscribe = 'x' WHERE user_id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
     // An archive row exists once an export was asked for.
     let _ = export_url(app, &bearer).await;
 
@@ -471,17 +486,26 @@ async fn a_backup_restored_after_an_erasure_does_not_resurrect_the_subject() {
     let app = common::spawn_app_with(common::Backend::Sqlite, |c| c.data_dir = folder)
         .await
         .unwrap();
-    let id = app
-        .state
+    let in_force = app.state.policy.current().await.unwrap();
+    app.state
         .accounts
-        .register(&covenant::accounts::Registration {
-            username: "backedup",
-            email: "backedup@example.org",
-            password: "a long enough password",
-            birth_year: "1990",
-        })
+        .register(
+            &covenant::accounts::Registration {
+                username: "backedup",
+                email: "backedup@example.org",
+                password: "a long enough password",
+                birth_year: "1990",
+                country: "FR",
+                us_state: "",
+                birth_date: "",
+                parent_email: "",
+                news: false,
+            },
+            &in_force.policy,
+        )
         .await
         .unwrap();
+    let id = user_id(&app, "backedup").await;
     let backup = data_dir.path().join("before.db");
     fulfilment::backup(&app.store, &backup).await.unwrap();
     let in_force = app.state.policy.current().await.unwrap();

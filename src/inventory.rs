@@ -16,6 +16,16 @@ pub enum Link {
     UserId { column: &'static str },
     /// A text column naming the subject as `account:<user id>` (consent evidence).
     AccountSubject { column: &'static str },
+    /// A join path: `column` holds one of the ids `ids` selects, where `$1` is the user id.
+    Through {
+        column: &'static str,
+        ids: &'static str,
+    },
+    /// A text column holding `prefix` followed by the subject's address in lower case.
+    EmailKey {
+        column: &'static str,
+        prefix: &'static str,
+    },
     /// Identifiers only (who acted, about whom), no personal value; kept on erasure because it
     /// is the evidence that the forum kept its promises (the audit log, the erasure ledger).
     IdsOnly,
@@ -24,6 +34,9 @@ pub enum Link {
 /// What happens to a table's rows of an erased subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rows {
+    /// The record of how a privacy request was handled: exported, and kept by erasure for the
+    /// policy's fixed period of its category (proof of compliance); the sweep ends it.
+    Evidence,
     /// Rows are deleted when every personal column's category says "delete".
     Removable,
     /// Other people's rows point at these (a reply at its topic, a post at its author): the row
@@ -36,6 +49,7 @@ pub enum Rows {
 pub enum Kind {
     Text,
     Int,
+    Bytes,
 }
 
 /// What replaces a personal value that is erased in a kept row. `{id}` is the subject's id, so
@@ -190,8 +204,10 @@ const CONTENT: &str = "user.content.public";
 const CONSENT: &str = "user.behavior.consent";
 const REQUESTS: &str = "user.privacy_request.details";
 const PRIVATE: &str = "user.content.private";
+const SUBMISSIONS_OF_SUBJECT: &str =
+    "SELECT id FROM privacy_submissions WHERE subject_user_id = $1";
 
-use Kind::{Int, Text};
+use Kind::{Bytes, Int, Text};
 
 const fn nobody(name: &'static str, key: &'static str, columns: &'static [Column]) -> Table {
     Table {
@@ -632,6 +648,145 @@ pub static TABLES: &[Table] = &[
             reference("published_by"),
         ],
     ),
+    Table {
+        name: "privacy_submissions",
+        link: Link::UserId {
+            column: "subject_user_id",
+        },
+        rows: Rows::Evidence,
+        key: "id",
+        tombstone: None,
+        columns: &[
+            plain("id", Int),
+            plain("channel", Text),
+            plain("relationship", Text),
+            personal("requester_name", Text, REQUESTS, Blank::Text("")),
+            personal("requester_email", Text, REQUESTS, Blank::Text("")),
+            personal("subject_email", Text, REQUESTS, Blank::Text("")),
+            reference("subject_user_id"),
+            reference("requester_user_id"),
+            personal("region", Text, REQUESTS, Blank::Text("")),
+            personal("postal_code", Text, REQUESTS, Blank::Text("")),
+            personal("jurisdiction", Text, REQUESTS, Blank::Text("")),
+            personal("comments", Text, REQUESTS, Blank::Text("")),
+            personal("emailed_message", Text, REQUESTS, Blank::Null),
+            reference("logged_by"),
+            personal("subject_token_digest", Text, CREDENTIALS, Blank::Text("")),
+            personal("requester_token_digest", Text, CREDENTIALS, Blank::Text("")),
+            personal("code_digest", Text, CREDENTIALS, Blank::Null),
+            plain("code_expires_at", Int),
+            plain("code_attempts", Int),
+            plain("subject_confirmed_at", Int),
+            plain("verification", Text),
+            plain("created_at", Int),
+        ],
+    },
+    Table {
+        name: "privacy_requests",
+        link: Link::Through {
+            column: "submission_id",
+            ids: SUBMISSIONS_OF_SUBJECT,
+        },
+        rows: Rows::Evidence,
+        key: "id",
+        tombstone: None,
+        columns: &[
+            plain("id", Int),
+            plain("submission_id", Int),
+            plain("right_name", Text),
+            plain("jurisdiction", Text),
+            plain("written_opt_out", Text),
+            plain("state", Text),
+            plain("verification", Text),
+            plain("required_level", Text),
+            plain("status_json", Text),
+            plain("received_at", Int),
+            plain("received_on", Text),
+            plain("due_on", Text),
+            plain("extended_due_on", Text),
+            personal("extension_reason", Text, REQUESTS, Blank::Null),
+            plain("appeal_due_on", Text),
+            reference("assigned_to"),
+            plain("decline_code", Text),
+            personal("decision_text", Text, REQUESTS, Blank::Null),
+            plain("closed_at", Int),
+            plain("handed_to_fulfilment_at", Int),
+            plain("next_reminder_at", Int),
+            plain("reminders_sent", Int),
+            plain("nearly_due_alarm_at", Int),
+            plain("overdue_alarm_at", Int),
+            plain("updated_at", Int),
+        ],
+    },
+    Table {
+        name: "privacy_request_notes",
+        link: Link::Through {
+            column: "request_id",
+            ids: "SELECT r.id FROM privacy_requests r JOIN privacy_submissions s \
+                  ON s.id = r.submission_id WHERE s.subject_user_id = $1",
+        },
+        rows: Rows::Evidence,
+        key: "id",
+        tombstone: None,
+        columns: &[
+            plain("id", Int),
+            plain("request_id", Int),
+            reference("author_id"),
+            personal("body", Text, REQUESTS, Blank::Text("")),
+            plain("created_at", Int),
+        ],
+    },
+    Table {
+        name: "privacy_request_evidence",
+        link: Link::Through {
+            column: "submission_id",
+            ids: SUBMISSIONS_OF_SUBJECT,
+        },
+        rows: Rows::Evidence,
+        key: "id",
+        tombstone: None,
+        columns: &[
+            plain("id", Int),
+            plain("submission_id", Int),
+            plain("content_type", Text),
+            plain("size_bytes", Int),
+            plain("sha256", Text),
+            personal("content", Bytes, REQUESTS, Blank::Null),
+            plain("uploaded_at", Int),
+        ],
+    },
+    // Keys are `intake-ip:<address>`, `code-ip:<address>` or `intake-address:<email>` in clear:
+    // the address ones are found by the subject's email; the IP ones cannot be tied to anyone.
+    Table {
+        name: "privacy_request_throttle",
+        link: Link::EmailKey {
+            column: "key",
+            prefix: "intake-address:",
+        },
+        rows: Rows::Removable,
+        key: "key",
+        tombstone: None,
+        columns: &[
+            personal("key", Text, EMAIL, Blank::Text("")),
+            plain("window_start", Int),
+            plain("hits", Int),
+        ],
+    },
+    Table {
+        name: "privacy_request_links",
+        link: Link::Through {
+            column: "submission_id",
+            ids: SUBMISSIONS_OF_SUBJECT,
+        },
+        rows: Rows::Evidence,
+        key: "created_at",
+        tombstone: None,
+        columns: &[
+            personal("token_digest", Text, CREDENTIALS, Blank::Text("")),
+            plain("submission_id", Int),
+            plain("created_at", Int),
+        ],
+    },
     // Legal holds outlive the erasure of their subject: that is what they are for. The reason
     // is a claim reference written by staff, who must not put personal values in it.
     Table {
@@ -751,7 +906,9 @@ mod tests {
             match table.link {
                 Link::Subject { column }
                 | Link::UserId { column }
-                | Link::AccountSubject { column } => {
+                | Link::AccountSubject { column }
+                | Link::Through { column, .. }
+                | Link::EmailKey { column, .. } => {
                     assert!(table.column(column).is_some(), "{} link", table.name)
                 }
                 Link::Nobody => assert!(!table.holds_personal_data(), "{}", table.name),

@@ -311,6 +311,9 @@ async fn erase_in_store(
     }
     let mut tables = Vec::new();
     for table in inventory::subject_tables() {
+        if table.rows == Rows::Evidence {
+            continue;
+        }
         let step = table_erasure(table, policy, content, &held);
         let rows = store::erase_subject_rows(&mut tx, table, user_id, &step, erased_at).await?;
         if rows > 0 {
@@ -372,6 +375,13 @@ fn kept_explanation(content: ContentChoice, held: &Held) -> Vec<Kept> {
             what: "Audit log entries naming the account's number (never a value)".into(),
             why: "The tamper-evident log proves how the forum handled your data, this erasure \
                   included; it holds identifiers and fixed words only."
+                .into(),
+        },
+        Kept {
+            what: "The records of your privacy requests and of how they were handled".into(),
+            why: "The law asks us to prove how each request was answered; the policy keeps \
+                  them for their own fixed period (see the retention of privacy requests), \
+                  then they are deleted."
                 .into(),
         },
         Kept {

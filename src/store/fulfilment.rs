@@ -15,6 +15,16 @@ use sqlx::{AssertSqlSafe, FromRow, Row};
 pub enum Value {
     Text(Option<String>),
     Int(Option<i64>),
+    /// Exported as base64 text.
+    Bytes(#[serde(serialize_with = "base64_bytes")] Option<Vec<u8>>),
+}
+
+fn base64_bytes<S: serde::Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    use base64::Engine;
+    match bytes {
+        Some(bytes) => s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes)),
+        None => s.serialize_none(),
+    }
 }
 
 impl Value {
@@ -23,6 +33,13 @@ impl Value {
         match self {
             Value::Text(text) => text.clone().unwrap_or_default(),
             Value::Int(n) => n.map(|n| n.to_string()).unwrap_or_default(),
+            Value::Bytes(bytes) => {
+                use base64::Engine;
+                bytes
+                    .as_ref()
+                    .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+                    .unwrap_or_default()
+            }
         }
     }
 }
@@ -33,10 +50,21 @@ enum Key {
     Text(String),
 }
 
-fn link_of(table: &Table, user_id: i64) -> Option<(&'static str, Key)> {
+/// The `WHERE` condition selecting the subject's rows, with `$1` bound to the key.
+fn link_of(table: &Table, user_id: i64) -> Option<(String, Key)> {
     match table.link {
-        Link::Subject { column } | Link::UserId { column } => Some((column, Key::Id(user_id))),
-        Link::AccountSubject { column } => Some((column, Key::Text(format!("account:{user_id}")))),
+        Link::Subject { column } | Link::UserId { column } => {
+            Some((format!("{column} = $1"), Key::Id(user_id)))
+        }
+        Link::AccountSubject { column } => Some((
+            format!("{column} = $1"),
+            Key::Text(format!("account:{user_id}")),
+        )),
+        Link::Through { column, ids } => Some((format!("{column} IN ({ids})"), Key::Id(user_id))),
+        Link::EmailKey { column, prefix } => Some((
+            format!("{column} = (SELECT '{prefix}' || email_lower FROM users WHERE id = $1)"),
+            Key::Id(user_id),
+        )),
         Link::Nobody | Link::IdsOnly => None,
     }
 }
@@ -50,6 +78,7 @@ fn decode(row: &AnyRow, table: &Table) -> anyhow::Result<Vec<Value>> {
             Ok(match column.kind {
                 Kind::Text => Value::Text(row.try_get(i)?),
                 Kind::Int => Value::Int(row.try_get(i)?),
+                Kind::Bytes => Value::Bytes(row.try_get(i)?),
             })
         })
         .collect::<Result<_, sqlx::Error>>()
@@ -78,12 +107,12 @@ impl Store {
         table: &Table,
         user_id: i64,
     ) -> anyhow::Result<Vec<Vec<Value>>> {
-        let Some((column, key)) = link_of(table, user_id) else {
+        let Some((filter, key)) = link_of(table, user_id) else {
             return Ok(Vec::new());
         };
         let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
         let sql = format!(
-            "SELECT {} FROM {} WHERE {column} = $1 ORDER BY {}",
+            "SELECT {} FROM {} WHERE {filter} ORDER BY {}",
             names.join(", "),
             table.name,
             table.key
@@ -259,14 +288,14 @@ pub async fn erase_subject_rows(
     step: &TableErasure,
     now: i64,
 ) -> anyhow::Result<u64> {
-    let Some((column, key)) = link_of(table, user_id) else {
+    let Some((filter, key)) = link_of(table, user_id) else {
         return Ok(0);
     };
     let subject_id = user_id.to_string();
     let mut texts: Vec<String> = Vec::new();
     let mut ints: Vec<Option<i64>> = Vec::new();
     let sql = match step {
-        TableErasure::DeleteRows => format!("DELETE FROM {} WHERE {column} = $1", table.name),
+        TableErasure::DeleteRows => format!("DELETE FROM {} WHERE {filter}", table.name),
         TableErasure::Update(sets) => {
             // $1 is the link; text values follow, then integer ones.
             let mut assignments = Vec::new();
@@ -300,7 +329,7 @@ pub async fn erase_subject_rows(
                 return Ok(0);
             }
             format!(
-                "UPDATE {} SET {} WHERE {column} = $1",
+                "UPDATE {} SET {} WHERE {filter}",
                 table.name,
                 assignments.join(", ")
             )

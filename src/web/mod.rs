@@ -502,13 +502,19 @@ pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<Run
             }
         }
     });
-    // A publisher that died mid-run left notices owed; queue them (idempotently) now.
+    // A publisher that died mid-run left notices owed; queue them (idempotently) now. Only
+    // when some are owed: a resume racing a publisher that is alive would make it skip its own
+    // run (the row is locked) and report the run unfinished.
+    let owed = state.store.unfinished_notice_runs().await?;
     let (store, config, mailer) = (
         state.store.clone(),
         state.config.clone(),
         state.mailer.clone(),
     );
     tasks.spawn(async move {
+        if owed.is_empty() {
+            return;
+        }
         match crate::policy::resume_notices(&store, &config).await {
             Ok(0) => {}
             Ok(queued) => {

@@ -230,6 +230,54 @@ impl Accounts {
     /// of the jurisdiction where the person lives decide first: someone below the minimum age
     /// is refused before anything is parsed further, and nothing they typed is kept or logged.
     pub async fn register(&self, form: &Registration<'_>, policy: &Policy) -> Result<Registered> {
+        self.create_account(form, policy, None).await
+    }
+
+    /// Creates an account from a provider account waiting for registration (social sign-in)
+    /// and signs it in: the same age rules and fields, no password, the link recorded as the
+    /// data's source, and the address verified when the provider vouched for this very address.
+    pub async fn register_social(
+        &self,
+        form: &Registration<'_>,
+        policy: &Policy,
+        pending_token: &str,
+        origin: &Origin,
+    ) -> Result<(Registered, NewSessionToken)> {
+        let pending = self
+            .store
+            .social_pending(&token_digest(pending_token), crate::now())
+            .await?
+            .ok_or(Error::InvalidToken)?;
+        let registered = self
+            .create_account(form, policy, Some((pending_token, &pending)))
+            .await?;
+        let user = self
+            .store
+            .user_by_id(registered.user_id)
+            .await?
+            .context("an account vanished right after it was created")?;
+        let mut tx = self.store.begin().await?;
+        let session = self
+            .open_session_in(
+                &mut tx,
+                &user,
+                origin,
+                "social",
+                random_token(),
+                random_token(),
+                crate::now(),
+            )
+            .await?;
+        tx.commit().await.context("committing a social sign-in")?;
+        Ok((registered, session))
+    }
+
+    async fn create_account(
+        &self,
+        form: &Registration<'_>,
+        policy: &Policy,
+        social: Option<(&str, &store::SocialPendingRow)>,
+    ) -> Result<Registered> {
         let now = crate::now();
         let today = time::OffsetDateTime::now_utc().date();
         let current_year = i64::from(today.year());
@@ -249,9 +297,13 @@ impl Accounts {
         let email = EmailAddress::parse(form.email)
             .map_err(|e| invalid.push(e))
             .ok();
-        let password = Password::parse(form.password)
-            .map_err(|e| invalid.push(e))
-            .ok();
+        // A social account has no password: it signs in through its provider.
+        let password = match social {
+            Some(_) => None,
+            None => Password::parse(form.password)
+                .map_err(|e| invalid.push(e))
+                .ok(),
+        };
         let birth_year = BirthYear::parse(form.birth_year, current_year)
             .map_err(|e| invalid.push(e))
             .ok();
@@ -278,8 +330,8 @@ impl Accounts {
                 }
             },
         };
-        let (Some(username), Some(email), Some(password), Some(birth_year), Some(residence)) =
-            (username, email, password, birth_year, residence)
+        let (Some(username), Some(email), Some(birth_year), Some(residence)) =
+            (username, email, birth_year, residence)
         else {
             return Err(Error::Invalid(invalid));
         };
@@ -331,8 +383,20 @@ impl Accounts {
             }
             AgeVerdict::Admitted => None,
         };
-        let password_hash = self.hasher.hash(&password).await?;
+        let password_hash = match &password {
+            Some(password) => self.hasher.hash(password).await?,
+            // No password can match an empty hash.
+            None => String::new(),
+        };
         let mut tx = self.store.begin().await?;
+        if let Some((token, _)) = social
+            && store::take_social_pending(&mut tx, &token_digest(token), now)
+                .await?
+                .is_none()
+        {
+            tx.rollback().await.context("rolling back a used link")?;
+            return Err(Error::InvalidToken);
+        }
         let user_id = store::insert_user(
             &mut tx,
             &NewUser {
@@ -368,26 +432,49 @@ impl Accounts {
             )
             .await?;
         }
-        let token = random_token();
-        store::insert_account_token(
-            &mut tx,
-            &token_digest(&token),
-            user_id,
-            VERIFY_EMAIL,
-            now,
-            now + VERIFY_EMAIL_HOURS * 3600,
-        )
-        .await?;
-        let link = format!("{}/verify-email/{token}", self.config.base_url());
-        Mail::verify_email(&self.config.site_name, username.as_str(), &link)
-            .enqueue(
+        let vouched = social.is_some_and(|(_, pending)| {
+            pending.email_verified != 0 && pending.email.to_lowercase() == email.canonical()
+        });
+        if let Some((_, pending)) = social {
+            store::insert_social_link(
                 &mut tx,
-                &format!("verify-email:{user_id}:{}", &token_digest(&token)[..16]),
-                email.as_str(),
-                Some(user_id),
-                now,
+                &store::NewSocialLink {
+                    user_id,
+                    provider: &pending.provider,
+                    subject: &pending.subject,
+                    fields_received: &pending.fields_received,
+                    policy_version: &pending.policy_version,
+                    text_hash: &pending.text_hash,
+                    authorized_at: pending.authorized_at,
+                    now,
+                },
             )
             .await?;
+        }
+        if vouched {
+            store::mark_email_verified(&mut tx, user_id, now).await?;
+        } else {
+            let token = random_token();
+            store::insert_account_token(
+                &mut tx,
+                &token_digest(&token),
+                user_id,
+                VERIFY_EMAIL,
+                now,
+                now + VERIFY_EMAIL_HOURS * 3600,
+            )
+            .await?;
+            let link = format!("{}/verify-email/{token}", self.config.base_url());
+            Mail::verify_email(&self.config.site_name, username.as_str(), &link)
+                .enqueue(
+                    &mut tx,
+                    &format!("verify-email:{user_id}:{}", &token_digest(&token)[..16]),
+                    email.as_str(),
+                    Some(user_id),
+                    now,
+                )
+                .await?;
+        }
         if let Some(parent) = &parent_email {
             self.ask_parent(&mut tx, user_id, username.as_str(), parent, now)
                 .await?;
@@ -560,10 +647,8 @@ impl Accounts {
             return Err(Error::SecondFactorRequired);
         }
         let now = crate::now();
-        let max_age_seconds = self.config.session.max_age_days * 86_400;
         let token = random_token();
         let csrf_token = random_token();
-        let token_hash = token_digest(&token);
         let mut tx = self.store.begin().await?;
         let mut method = "password";
         if let (Some(second_factor), Some(code)) = (&second_factor, code) {
@@ -583,8 +668,31 @@ impl Accounts {
                 }
             }
         }
+        let session = self
+            .open_session_in(&mut tx, &user, origin, method, token, csrf_token, now)
+            .await?;
+        tx.commit().await.context("committing a sign-in")?;
+        tracing::info!(user_id = user.id, "signed in");
+        Ok(session)
+    }
+
+    /// Opens a session for a member who proved who they are (by `method`) in `tx`: records the
+    /// sign-in, tells the member about a device not seen before, audits it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn open_session_in(
+        &self,
+        tx: &mut store::Tx,
+        user: &store::UserRow,
+        origin: &Origin,
+        method: &'static str,
+        token: String,
+        csrf_token: String,
+        now: i64,
+    ) -> Result<NewSessionToken> {
+        let max_age_seconds = self.config.session.max_age_days * 86_400;
+        let token_hash = token_digest(&token);
         let (n_before, n_same_device) =
-            store::sign_ins_from(&mut tx, user.id, origin.user_agent.expose()).await?;
+            store::sign_ins_from(tx, user.id, origin.user_agent.expose()).await?;
         if n_before > 0 && n_same_device == 0 {
             Mail::new_device_sign_in(
                 &self.config.site_name,
@@ -594,7 +702,7 @@ impl Accounts {
                 &format!("{}/account/security", self.config.base_url()),
             )
             .enqueue(
-                &mut tx,
+                tx,
                 &format!("new-device:{}:{}", user.id, session_handle(&token_hash)),
                 &user.email,
                 Some(user.id),
@@ -603,7 +711,7 @@ impl Accounts {
             .await?;
         }
         store::insert_session(
-            &mut tx,
+            tx,
             &NewSession {
                 token_hash: &token_hash,
                 user_id: user.id,
@@ -616,15 +724,13 @@ impl Accounts {
         )
         .await?;
         audit::record(
-            &mut tx,
+            tx,
             &self.audit,
             Event::by_self(AuditKind::SignedIn, user.id)
                 .detail(Detail::Session(session_handle(&token_hash)))
                 .detail(Detail::Method(method)),
         )
         .await?;
-        tx.commit().await.context("committing a sign-in")?;
-        tracing::info!(user_id = user.id, "signed in");
         Ok(NewSessionToken {
             token,
             csrf_token,

@@ -38,6 +38,10 @@ pub enum AuditKind {
     AuditLogViewed,
     /// A parent consented, from the emailed link, to a minor's account (promise M1).
     ParentalConsentGiven,
+    /// A member linked a provider account for social sign-in (promise F5).
+    SocialLinked,
+    /// A member removed a provider link.
+    SocialUnlinked,
     /// Staff published a feedback message its sender agreed to publish (promise F6).
     FeedbackPublished,
     /// A subject's export archive was built (R7).
@@ -81,7 +85,7 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 37] = [
+    pub const ALL: [AuditKind; 39] = [
         Self::AccountRegistered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -101,6 +105,8 @@ impl AuditKind {
         Self::FeedbackPublished,
         Self::DataExported,
         Self::DataErased,
+        Self::SocialLinked,
+        Self::SocialUnlinked,
         Self::PersonalDataRead,
         Self::Disclosure,
         Self::AccountClosed,
@@ -145,6 +151,8 @@ impl AuditKind {
             Self::FeedbackPublished => "feedback_published",
             Self::DataExported => "data_exported",
             Self::DataErased => "data_erased",
+            Self::SocialLinked => "social_linked",
+            Self::SocialUnlinked => "social_unlinked",
             Self::PersonalDataRead => "personal_data_read",
             Self::Disclosure => "disclosure",
             Self::AccountClosed => "account_closed",
@@ -179,6 +187,8 @@ pub enum Detail {
     Feedback(i64),
     /// A privacy request, by number.
     Request(i64),
+    /// A configured sign-in provider's id (operator configuration, not personal).
+    Provider(String),
     Role(Role),
     PreviousRole(Role),
     /// A session's public handle (a prefix of its token digest, not the token).
@@ -199,6 +209,14 @@ impl Detail {
             Self::Post(id) => format!("post={id}"),
             Self::Feedback(id) => format!("feedback={id}"),
             Self::Request(id) => format!("request={id}"),
+            Self::Provider(id) => {
+                let id: String = id
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .take(32)
+                    .collect();
+                format!("provider={id}")
+            }
             Self::Role(role) => format!("role={}", role.as_str()),
             Self::PreviousRole(role) => format!("previous_role={}", role.as_str()),
             Self::Session(handle) => {

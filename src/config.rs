@@ -38,6 +38,9 @@ pub struct Config {
     pub policy_file: PathBuf,
     /// Who runs the forum: these facts replace the placeholders of the policy file.
     pub operator: OperatorConfig,
+    /// Social sign-in providers (OpenID Connect), each a `[[social_providers]]` table in the
+    /// file; none by default.
+    pub social_providers: Vec<SocialProviderConfig>,
     pub retention: RetentionConfig,
     /// Privacy requests: verification, reminders, holidays, evidence and alarms.
     pub requests: RequestsConfig,
@@ -182,6 +185,44 @@ pub struct MailConfig {
     pub poll_seconds: u64,
 }
 
+/// One OpenID Connect provider members may sign in with. A preset fills in what a well-known
+/// provider needs (issuer, scopes, and the fields shown before the member authorizes); anything
+/// given here overrides it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocialProviderConfig {
+    /// The name in URLs and records, such as `google` (lowercase letters, digits, `-`).
+    pub id: String,
+    #[serde(default)]
+    pub preset: SocialPreset,
+    /// The name on buttons; the preset's when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The issuer URL, from which `/.well-known/openid-configuration` is discovered; the
+    /// preset's when empty (required for `generic`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub issuer: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_secret: String,
+    /// Scopes asked for besides `openid`; the preset's when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// What the provider will give, in plain words, shown before the member authorizes; the
+    /// preset's when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SocialPreset {
+    #[default]
+    Generic,
+    Google,
+    Facebook,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MailTransportKind {
@@ -216,6 +257,7 @@ impl Default for Config {
             operator: OperatorConfig::default(),
             retention: RetentionConfig::default(),
             requests: RequestsConfig::default(),
+            social_providers: Vec::new(),
         }
     }
 }

@@ -24,6 +24,8 @@ pub enum Error {
     EmailNotVerified,
     #[error("members must be at least {minimum_age} years old")]
     BelowMinimumAge { minimum_age: u8 },
+    #[error("social sign-in refused: {0}")]
+    SocialSignIn(&'static str),
     #[error("a parent has to agree before this account can post: we emailed them a link")]
     ParentalConsentPending,
     #[error("enter the code from your authenticator app, or a recovery code")]

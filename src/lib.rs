@@ -24,6 +24,7 @@ pub mod policy;
 pub mod requests;
 pub mod retention;
 pub mod secret;
+pub mod social;
 pub mod stats;
 pub mod store;
 pub mod two_factor;

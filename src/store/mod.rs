@@ -16,6 +16,7 @@ mod policy;
 mod requests;
 mod retention;
 mod security;
+mod social;
 mod stats;
 mod users;
 
@@ -30,6 +31,7 @@ pub use policy::*;
 pub use requests::*;
 pub use retention::*;
 pub use security::*;
+pub use social::*;
 pub use stats::*;
 pub use users::*;
 

@@ -27,6 +27,9 @@ pub enum ErrorCode {
     Forbidden,
     /// The member must verify their email address first.
     EmailNotVerified,
+    /// A social sign-in was refused; the message says which check failed (state, code,
+    /// signature, expiry, nonce).
+    SocialSignInRefused,
     /// The person is below the minimum age where they live; nothing they sent was kept.
     BelowMinimumAge,
     /// The account belongs to a minor whose parent has not consented yet.
@@ -76,6 +79,7 @@ fn classify(error: &Error) -> (StatusCode, ErrorCode) {
         Error::BadCredentials => (StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials),
         Error::Forbidden => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
         Error::EmailNotVerified => (StatusCode::FORBIDDEN, ErrorCode::EmailNotVerified),
+        Error::SocialSignIn(_) => (StatusCode::BAD_REQUEST, ErrorCode::SocialSignInRefused),
         Error::BelowMinimumAge { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::BelowMinimumAge)
         }

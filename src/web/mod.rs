@@ -16,6 +16,7 @@ pub mod privacy;
 pub mod requests;
 pub mod retention;
 pub mod security;
+pub mod social;
 pub mod staff;
 
 use crate::accounts::Accounts;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub requests: crate::requests::Requests,
     /// Export archives and their links, erasure (R7, R8).
     pub fulfilment: crate::fulfilment::Fulfilment,
+    /// Social sign-in providers, flows and links.
+    pub social: crate::social::Social,
 }
 
 impl AppState {
@@ -103,6 +106,7 @@ impl AppState {
             config.data_dir.clone(),
         )
         .await?;
+        let accounts = Accounts::new(store.clone(), config.clone(), audit_key.clone())?;
         Ok(Self {
             retention: crate::retention::Retention::new(
                 store.clone(),
@@ -118,7 +122,13 @@ impl AppState {
                 policy.clone(),
                 consent.clone(),
             ),
-            accounts: Accounts::new(store.clone(), config.clone(), audit_key.clone())?,
+            social: crate::social::Social::new(
+                store.clone(),
+                accounts.clone(),
+                audit_key.clone(),
+                &config,
+            )?,
+            accounts,
             forum: Forum::new(store.clone(), audit_key.clone()),
             feedback: crate::feedback::Feedback::new(store.clone(), audit_key.clone()),
             audit_key,
@@ -254,6 +264,17 @@ pub fn router(state: AppState) -> Router {
             get(people::feedback_form).post(people::send_feedback),
         )
         .route("/feedback/published", get(people::published_feedback))
+        .route(
+            "/auth/{provider}",
+            get(social::consent_page).post(social::start),
+        )
+        .route("/auth/{provider}/callback", get(social::callback))
+        .route(
+            "/auth/complete/{token}",
+            get(social::complete_form).post(social::complete),
+        )
+        .route("/account/social", get(social::links))
+        .route("/account/social/{provider}/unlink", post(social::unlink))
         .route("/staff/feedback", get(people::staff_feedback))
         .route(
             "/staff/feedback/{id}/publish",

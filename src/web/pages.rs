@@ -1074,6 +1074,17 @@ struct SignInPage {
     errors: Vec<InvalidField>,
     /// The account has 2-step verification: ask for the code with the password.
     ask_code: bool,
+    /// Configured social sign-in providers: (id, name).
+    providers: Vec<(String, String)>,
+}
+
+fn social_providers(state: &AppState) -> Vec<(String, String)> {
+    state
+        .social
+        .providers()
+        .iter()
+        .map(|p| (p.id.clone(), p.name.clone()))
+        .collect()
 }
 
 pub async fn sign_in_form(State(state): State<AppState>, viewer: Viewer) -> PageResult {
@@ -1082,6 +1093,7 @@ pub async fn sign_in_form(State(state): State<AppState>, viewer: Viewer) -> Page
         login: String::new(),
         errors: vec![],
         ask_code: false,
+        providers: social_providers(&state),
     })
 }
 
@@ -1137,6 +1149,7 @@ pub async fn sign_in(
                     "does not match that username or email address",
                 )],
                 ask_code: false,
+                providers: social_providers(&state),
             },
         ),
         Err(error @ (Error::SecondFactorRequired | Error::InvalidSecondFactor)) => {
@@ -1147,6 +1160,7 @@ pub async fn sign_in(
                     login: form.login,
                     errors: vec![InvalidField::new("code", error.to_string())],
                     ask_code: true,
+                    providers: social_providers(&state),
                 },
             )
         }

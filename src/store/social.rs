@@ -1,0 +1,257 @@
+//! Social sign-in records (promise F5): started flows, provider accounts waiting for
+//! registration, and members' links to provider accounts with the data's source.
+
+use super::{Store, Tx, unique_violation};
+use anyhow::Context;
+use sqlx::FromRow;
+
+pub struct NewSocialFlow<'a> {
+    pub state_hash: &'a str,
+    pub provider: &'a str,
+    pub pkce_verifier: &'a str,
+    pub nonce: &'a str,
+    pub user_id: Option<i64>,
+    pub policy_version: &'a str,
+    pub text_hash: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SocialFlowRow {
+    pub provider: String,
+    pub pkce_verifier: String,
+    pub nonce: String,
+    pub user_id: Option<i64>,
+    pub policy_version: String,
+    pub text_hash: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+pub struct NewSocialPending<'a> {
+    pub token_hash: &'a str,
+    pub provider: &'a str,
+    pub subject: &'a str,
+    pub email: &'a str,
+    pub email_verified: bool,
+    pub fields_received: &'a str,
+    pub policy_version: &'a str,
+    pub text_hash: &'a str,
+    pub authorized_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SocialPendingRow {
+    pub provider: String,
+    pub subject: String,
+    pub email: String,
+    pub email_verified: i64,
+    pub fields_received: String,
+    pub policy_version: String,
+    pub text_hash: String,
+    pub authorized_at: i64,
+}
+
+pub struct NewSocialLink<'a> {
+    pub user_id: i64,
+    pub provider: &'a str,
+    pub subject: &'a str,
+    pub fields_received: &'a str,
+    pub policy_version: &'a str,
+    pub text_hash: &'a str,
+    pub authorized_at: i64,
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SocialLinkRow {
+    pub user_id: i64,
+    pub provider: String,
+    pub fields_received: String,
+    pub authorized_at: i64,
+    pub linked_at: i64,
+    pub last_sign_in_at: Option<i64>,
+}
+
+pub async fn insert_social_flow(tx: &mut Tx, flow: &NewSocialFlow<'_>) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO social_flows (state_hash, provider, pkce_verifier, nonce, user_id, \
+         policy_version, text_hash, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(flow.state_hash)
+    .bind(flow.provider)
+    .bind(flow.pkce_verifier)
+    .bind(flow.nonce)
+    .bind(flow.user_id)
+    .bind(flow.policy_version)
+    .bind(flow.text_hash)
+    .bind(flow.now)
+    .bind(flow.expires_at)
+    .execute(&mut **tx)
+    .await
+    .context("storing a social sign-in flow")?;
+    Ok(())
+}
+
+/// Takes a flow by its state, once: one `DELETE … RETURNING`, so a replayed redirect finds
+/// nothing. Expired flows are refused (and removed all the same).
+pub async fn take_social_flow(
+    tx: &mut Tx,
+    state_hash: &str,
+    provider: &str,
+    now: i64,
+) -> anyhow::Result<Option<SocialFlowRow>> {
+    let row: Option<SocialFlowRow> = sqlx::query_as(
+        "DELETE FROM social_flows WHERE state_hash = $1 AND provider = $2 \
+         RETURNING provider, pkce_verifier, nonce, user_id, policy_version, text_hash, \
+         created_at, expires_at",
+    )
+    .bind(state_hash)
+    .bind(provider)
+    .fetch_optional(&mut **tx)
+    .await
+    .context("taking a social sign-in flow")?;
+    Ok(row.filter(|flow| flow.expires_at > now))
+}
+
+pub async fn insert_social_pending(
+    tx: &mut Tx,
+    pending: &NewSocialPending<'_>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO social_pending (token_hash, provider, subject, email, email_verified, \
+         fields_received, policy_version, text_hash, authorized_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(pending.token_hash)
+    .bind(pending.provider)
+    .bind(pending.subject)
+    .bind(pending.email)
+    .bind(i64::from(pending.email_verified))
+    .bind(pending.fields_received)
+    .bind(pending.policy_version)
+    .bind(pending.text_hash)
+    .bind(pending.authorized_at)
+    .bind(pending.expires_at)
+    .execute(&mut **tx)
+    .await
+    .context("storing a provider account waiting for registration")?;
+    Ok(())
+}
+
+/// Takes a waiting provider account by its token, once.
+pub async fn take_social_pending(
+    tx: &mut Tx,
+    token_hash: &str,
+    now: i64,
+) -> anyhow::Result<Option<SocialPendingRow>> {
+    sqlx::query_as(
+        "DELETE FROM social_pending WHERE token_hash = $1 AND expires_at > $2 \
+         RETURNING provider, subject, email, email_verified, fields_received, policy_version, \
+         text_hash, authorized_at",
+    )
+    .bind(token_hash)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await
+    .context("taking a provider account waiting for registration")
+}
+
+pub async fn insert_social_link(tx: &mut Tx, link: &NewSocialLink<'_>) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO social_links (user_id, provider, subject, fields_received, policy_version, \
+         text_hash, authorized_at, linked_at, last_sign_in_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(link.user_id)
+    .bind(link.provider)
+    .bind(link.subject)
+    .bind(link.fields_received)
+    .bind(link.policy_version)
+    .bind(link.text_hash)
+    .bind(link.authorized_at)
+    .bind(link.now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        unique_violation(
+            e,
+            &[
+                ("social_links_subject", "provider account"),
+                ("social_links_member", "provider"),
+                ("subject", "provider account"),
+                ("user_id", "provider"),
+            ],
+            "linking a provider account",
+        )
+    })?;
+    Ok(())
+}
+
+/// The member linked to a provider account, marking the sign-in.
+pub async fn social_sign_in(
+    tx: &mut Tx,
+    provider: &str,
+    subject: &str,
+    fields_received: &str,
+    now: i64,
+) -> anyhow::Result<Option<i64>> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "UPDATE social_links SET last_sign_in_at = $1, fields_received = $2 \
+         WHERE provider = $3 AND subject = $4 RETURNING user_id",
+    )
+    .bind(now)
+    .bind(fields_received)
+    .bind(provider)
+    .bind(subject)
+    .fetch_optional(&mut **tx)
+    .await
+    .context("signing in with a provider account")?;
+    Ok(row.map(|(id,)| id))
+}
+
+pub async fn delete_social_link(tx: &mut Tx, user_id: i64, provider: &str) -> anyhow::Result<bool> {
+    let done = sqlx::query("DELETE FROM social_links WHERE user_id = $1 AND provider = $2")
+        .bind(user_id)
+        .bind(provider)
+        .execute(&mut **tx)
+        .await
+        .context("unlinking a provider account")?;
+    Ok(done.rows_affected() == 1)
+}
+
+impl Store {
+    pub async fn social_links_of(&self, user_id: i64) -> anyhow::Result<Vec<SocialLinkRow>> {
+        sqlx::query_as(
+            "SELECT user_id, provider, fields_received, authorized_at, linked_at, \
+             last_sign_in_at FROM social_links WHERE user_id = $1 ORDER BY provider",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await
+        .context("reading a member's provider links")
+    }
+}
+
+impl Store {
+    /// A provider account waiting for registration, without taking it (to show the form).
+    pub async fn social_pending(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> anyhow::Result<Option<SocialPendingRow>> {
+        sqlx::query_as(
+            "SELECT provider, subject, email, email_verified, fields_received, policy_version, \
+             text_hash, authorized_at FROM social_pending \
+             WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await
+        .context("reading a provider account waiting for registration")
+    }
+}

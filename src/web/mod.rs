@@ -558,6 +558,10 @@ pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<Run
 /// `covenant serve`: binds, serves, and stops cleanly on Ctrl-C or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bind = config.bind.clone();
+    // The signal handlers are installed before the first request is answered: a SIGTERM that
+    // came between the two (a supervisor probing health, then stopping) killed the process
+    // with the default action instead of a clean stop.
+    let signal = shutdown_signal()?;
     let state = AppState::open(config).await?;
     let listener = TcpListener::bind(&bind)
         .await
@@ -567,7 +571,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("Covenant is serving on http://{}", server.local_addr);
     let stop = server.shutdown_handle();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signal.await;
         tracing::info!("shutting down: finishing requests in flight");
         let _ = stop.send(true);
     });
@@ -576,23 +580,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers for Ctrl-C and SIGTERM now; the returned future completes on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    #[cfg(unix)]
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("listening for Ctrl-C")?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

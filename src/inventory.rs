@@ -204,6 +204,7 @@ const CONTENT: &str = "user.content.public";
 const CONSENT: &str = "user.behavior.consent";
 const REQUESTS: &str = "user.privacy_request.details";
 const PRIVATE: &str = "user.content.private";
+const SOCIAL: &str = "user.social.profile";
 const SUBMISSIONS_OF_SUBJECT: &str =
     "SELECT id FROM privacy_submissions WHERE subject_user_id = $1";
 
@@ -238,7 +239,7 @@ const fn owned(
     }
 }
 
-/// Every table of the schema (migrations 0001 to 0010).
+/// Every table of the schema (migrations 0001 to 0011).
 pub static TABLES: &[Table] = &[
     nobody(
         "settings",
@@ -646,6 +647,67 @@ pub static TABLES: &[Table] = &[
             plain("created_at", Int),
             plain("published_at", Int),
             reference("published_by"),
+        ],
+    ),
+    // A sign-in started on the consent page and waiting (ten minutes at most) for the provider's
+    // redirect; user_id is set only when a member links a provider.
+    owned(
+        "social_flows",
+        "user_id",
+        "created_at",
+        &[
+            personal("state_hash", Text, CREDENTIALS, Blank::Text("")),
+            plain("provider", Text),
+            withheld("pkce_verifier", CREDENTIALS),
+            withheld("nonce", CREDENTIALS),
+            reference("user_id"),
+            plain("policy_version", Text),
+            plain("text_hash", Text),
+            plain("created_at", Int),
+            plain("expires_at", Int),
+        ],
+    ),
+    // A provider account waiting (an hour at most) for its registration form; no member yet,
+    // so it is found by the address the provider gave (kept in lower case).
+    Table {
+        name: "social_pending",
+        link: Link::EmailKey {
+            column: "email",
+            prefix: "",
+        },
+        rows: Rows::Removable,
+        key: "authorized_at",
+        tombstone: None,
+        columns: &[
+            personal("token_hash", Text, CREDENTIALS, Blank::Text("")),
+            plain("provider", Text),
+            personal("subject", Text, SOCIAL, Blank::Text("")),
+            personal("email", Text, EMAIL, Blank::Text("")),
+            plain("email_verified", Int),
+            plain("fields_received", Text),
+            plain("policy_version", Text),
+            plain("text_hash", Text),
+            plain("authorized_at", Int),
+            plain("expires_at", Int),
+        ],
+    },
+    // The data's source: which provider account, which claims (names only), and the member's
+    // authorization (when, under which policy version and text).
+    owned(
+        "social_links",
+        "user_id",
+        "id",
+        &[
+            plain("id", Int),
+            reference("user_id"),
+            plain("provider", Text),
+            personal("subject", Text, SOCIAL, Blank::Text("")),
+            plain("fields_received", Text),
+            plain("policy_version", Text),
+            plain("text_hash", Text),
+            plain("authorized_at", Int),
+            plain("linked_at", Int),
+            plain("last_sign_in_at", Int),
         ],
     ),
     Table {

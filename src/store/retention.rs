@@ -299,7 +299,7 @@ pub async fn restrict_posts(
 pub async fn anonymize_username(tx: &mut Tx, user_id: i64) -> anyhow::Result<u64> {
     let name = format!("deleted-{user_id}");
     let done = sqlx::query(
-        "UPDATE users SET username = $1, username_lower = $1, bio = '' \
+        "UPDATE users SET username = $1, username_lower = $1 \
          WHERE id = $2 AND username_lower <> $1",
     )
     .bind(&name)
@@ -414,11 +414,19 @@ pub async fn anonymize_posts(
         excluding("created_at", held)
     );
     let n = exec(tx, sql, user_id, "anonymizing posts").await?;
+    // The profile text is public content about the person: it goes with the posts.
+    let bio = exec(
+        tx,
+        "UPDATE users SET bio = '' WHERE id = $1 AND bio <> ''".into(),
+        user_id,
+        "blanking a profile text",
+    )
+    .await?;
     let sql = format!(
         "UPDATE topics SET user_id = {ghost_id} WHERE user_id = $1{}",
         excluding("created_at", held)
     );
-    Ok(n + exec(tx, sql, user_id, "anonymizing topics").await?)
+    Ok(n + bio + exec(tx, sql, user_id, "anonymizing topics").await?)
 }
 
 /// Records that nothing of this member is left to sweep.

@@ -4,7 +4,10 @@
 //! them; it prints each run and the median. A benchmark, not a test: see BENCHMARKS.md.
 //!
 //! cargo run --release --example fulfilment_timing -- --data-dir DIR [--database-url URL]
-//!     [--posts 1000] [--runs 5]
+//!     [--posts 1000] [--runs 5] [--old]
+//!
+//! `--old` dates the member's account before every post, so the search for mentions of their
+//! name covers every post (the worst case); by default the account is new.
 
 use covenant::accounts::random_token;
 use covenant::fulfilment::{ContentChoice, build_archive, erase_subject};
@@ -31,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
     let url = arg("--database-url").unwrap_or_default();
     let n_posts: i64 = arg("--posts").map_or(Ok(1000), |v| v.parse())?;
     let runs: usize = arg("--runs").map_or(Ok(5), |v| v.parse())?;
+    let old = std::env::args().any(|a| a == "--old");
     let store = Store::open(&data_dir, &url, 4).await?;
     store.migrate().await?;
     let audit_key = covenant::audit::AuditKey::load_or_create(&data_dir.join("audit.key"))?;
@@ -55,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
                 email_lower: &email,
                 password_hash: "!",
                 birth_year: 1990,
-                created_at: now,
+                created_at: if old { 0 } else { now },
             },
         )
         .await?;

@@ -74,6 +74,16 @@ pub enum Anonymize {
     RenderedFrom(&'static str),
 }
 
+/// Where public text may mention a member by name, so that erasure rewrites it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mentions {
+    No,
+    Anywhere,
+    /// Only rows matching this condition, `$2` being the time the account was made: nobody
+    /// mentions a name before it is theirs.
+    Since(&'static str),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Personal {
     /// A category key of the policy (`user.contact.email`); its retention rule and "then"
@@ -82,7 +92,7 @@ pub struct Personal {
     pub blank: Blank,
     pub anonymize: Anonymize,
     /// Public text where other members may have mentioned the subject (`@username`).
-    pub mentions: bool,
+    pub mentions: Mentions,
     /// A live secret left out of export archives: whoever held the archive could act as the
     /// subject with it. The archive says it exists and is withheld.
     pub withheld: bool,
@@ -159,7 +169,7 @@ const fn personal(name: &'static str, kind: Kind, category: &'static str, blank:
             category,
             blank,
             anonymize: Anonymize::Blank,
-            mentions: false,
+            mentions: Mentions::No,
             withheld: false,
         }),
     }
@@ -173,14 +183,14 @@ const fn withheld(name: &'static str, category: &'static str) -> Column {
             category,
             blank: Blank::Text(""),
             anonymize: Anonymize::Blank,
-            mentions: false,
+            mentions: Mentions::No,
             withheld: true,
         }),
     }
 }
 
 /// Public text that stays on anonymization (with mentions of erased members rewritten).
-const fn public_text(name: &'static str, blank: &'static str) -> Column {
+const fn public_text(name: &'static str, blank: &'static str, since: &'static str) -> Column {
     Column {
         name,
         kind: Kind::Text,
@@ -188,7 +198,7 @@ const fn public_text(name: &'static str, blank: &'static str) -> Column {
             category: CONTENT,
             blank: Blank::Text(blank),
             anonymize: Anonymize::KeepText,
-            mentions: true,
+            mentions: Mentions::Since(since),
             withheld: false,
         }),
     }
@@ -261,7 +271,7 @@ pub static TABLES: &[Table] = &[
                     category: USERNAME,
                     blank: Blank::Text("deleted user"),
                     anonymize: Anonymize::Blank,
-                    mentions: false,
+                    mentions: Mentions::No,
                     withheld: false,
                 }),
             },
@@ -289,7 +299,7 @@ pub static TABLES: &[Table] = &[
                     category: CONTENT,
                     blank: Blank::Text(""),
                     anonymize: Anonymize::Blank,
-                    mentions: true,
+                    mentions: Mentions::Anywhere,
                     withheld: false,
                 }),
             },
@@ -377,7 +387,7 @@ pub static TABLES: &[Table] = &[
             plain("kind", Text),
             plain("category_id", Int),
             reference("user_id"),
-            public_text("title", "[deleted]"),
+            public_text("title", "[deleted]", "last_posted_at >= $2"),
             Column {
                 name: "slug",
                 kind: Text,
@@ -385,7 +395,7 @@ pub static TABLES: &[Table] = &[
                     category: CONTENT,
                     blank: Blank::TextAndKey("deleted-"),
                     anonymize: Anonymize::KeepText,
-                    mentions: false,
+                    mentions: Mentions::No,
                     withheld: false,
                 }),
             },
@@ -406,7 +416,14 @@ pub static TABLES: &[Table] = &[
             plain("topic_id", Int),
             reference("user_id"),
             plain("post_number", Int),
-            public_text("body_md", ""),
+            // Only posts in topics active since the account was made can mention it: the
+            // topic filter walks the topic index instead of every post.
+            public_text(
+                "body_md",
+                "",
+                "created_at >= $2 AND topic_id IN \
+                 (SELECT id FROM topics WHERE last_posted_at >= $2)",
+            ),
             Column {
                 name: "body_html",
                 kind: Text,
@@ -414,7 +431,7 @@ pub static TABLES: &[Table] = &[
                     category: CONTENT,
                     blank: Blank::Text(""),
                     anonymize: Anonymize::RenderedFrom("body_md"),
-                    mentions: false,
+                    mentions: Mentions::No,
                     withheld: false,
                 }),
             },

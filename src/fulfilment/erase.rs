@@ -6,7 +6,7 @@
 
 use crate::audit::{self, AuditKey, AuditKind, Detail, Event};
 use crate::error::{Error, Result};
-use crate::inventory::{self, Anonymize, Data, Rows, Table};
+use crate::inventory::{self, Anonymize, Data, Mentions, Rows, Table};
 use crate::store::{self, SetTo, Store, TableErasure};
 use anyhow::Context;
 use covenant_core::policy::{CategoryKey, Policy, RetentionEnd};
@@ -284,11 +284,16 @@ async fn erase_in_store(
             let Data::Personal(personal) = column.data else {
                 continue;
             };
-            if !personal.mentions {
-                continue;
-            }
+            let since = match personal.mentions {
+                Mentions::No => continue,
+                Mentions::Anywhere => None,
+                Mentions::Since(condition) => Some((condition, user.created_at)),
+            };
             let needle = format!("@{}", user.username);
-            for (key, text) in store.rows_containing(table, column.name, &needle).await? {
+            for (key, text) in store
+                .rows_containing(table, column.name, &needle, since)
+                .await?
+            {
                 let Some(rewritten) = rewrite_mentions(&text, &user.username) else {
                     continue;
                 };

@@ -151,14 +151,21 @@ impl Store {
         table: &Table,
         column: &str,
         needle: &str,
+        since: Option<(&str, i64)>,
     ) -> anyhow::Result<Vec<(i64, String)>> {
         let pattern = format!("%{}%", needle.to_lowercase());
+        let scope = since.map(|(condition, _)| format!("AND {condition}"));
         let sql = format!(
-            "SELECT {}, {column} FROM {} WHERE lower({column}) LIKE $1",
-            table.key, table.name
+            "SELECT {}, {column} FROM {} WHERE lower({column}) LIKE $1 {}",
+            table.key,
+            table.name,
+            scope.unwrap_or_default()
         );
-        sqlx::query_as(AssertSqlSafe(sql))
-            .bind(pattern)
+        let mut query = sqlx::query_as(AssertSqlSafe(sql)).bind(pattern);
+        if let Some((_, at)) = since {
+            query = query.bind(at);
+        }
+        query
             .fetch_all(self.pool())
             .await
             .with_context(|| format!("looking for mentions in {}.{column}", table.name))

@@ -119,6 +119,26 @@ fn function_name(line: &str) -> Option<String> {
 }
 
 /// What the registry and the tests say about each other that cannot be right.
+/// The modules a promise names that do not exist under `root`: a registry pointing at a file
+/// that was moved or never written tells an auditor nothing.
+pub fn missing_modules(registry: &Registry, root: &Path) -> Vec<String> {
+    let mut missing = Vec::new();
+    for promise in &registry.promise {
+        if promise.modules.is_empty() && promise.status != Status::Open {
+            missing.push(format!("promise {} names no module", promise.id));
+        }
+        for module in &promise.modules {
+            if !root.join(module).is_file() {
+                missing.push(format!(
+                    "promise {} names {module}, which does not exist",
+                    promise.id
+                ));
+            }
+        }
+    }
+    missing
+}
+
 pub fn problems(registry: &Registry, tests: &[ProvingTest]) -> Vec<String> {
     let mut problems = Vec::new();
     let known: BTreeMap<&str, &Promise> = registry
@@ -322,5 +342,20 @@ mod tests {
         );
         let problems = problems(&registry, &tests);
         assert!(problems.is_empty(), "{}", problems.join("\n"));
+        let missing = missing_modules(&registry, root);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
+
+    #[test]
+    fn a_promise_naming_a_file_that_does_not_exist_is_a_problem() {
+        let registry = registry(
+            "[[promise]]\nid = \"F1\"\nstatement = \"s\"\nmodules = [\"Cargo.toml\", \"src/nowhere.rs\"]\nstatus = \"kept\"\n",
+        );
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let missing = missing_modules(&registry, root);
+        assert_eq!(
+            missing,
+            vec!["promise F1 names src/nowhere.rs, which does not exist".to_string()]
+        );
     }
 }

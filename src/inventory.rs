@@ -416,13 +416,14 @@ pub static TABLES: &[Table] = &[
             plain("topic_id", Int),
             reference("user_id"),
             plain("post_number", Int),
-            // Only posts in topics active since the account was made can mention it: the
-            // topic filter walks the topic index instead of every post.
+            // Only posts written in topics active since the account was made, or edited since,
+            // can mention it: each side of the OR has its index (the topics' recency, the
+            // partial index of edited posts) instead of a walk over every post.
             public_text(
                 "body_md",
                 "",
-                "created_at >= $2 AND topic_id IN \
-                 (SELECT id FROM topics WHERE last_posted_at >= $2)",
+                "((created_at >= $2 AND topic_id IN \
+                 (SELECT id FROM topics WHERE last_posted_at >= $2)) OR edited_at >= $2)",
             ),
             Column {
                 name: "body_html",

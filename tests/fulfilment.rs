@@ -402,6 +402,58 @@ on_both_stores! {
 }
 
 on_both_stores! {
+    /// Proves: R8
+    async fn a_mention_edited_into_a_post_older_than_the_account_is_rewritten_too(app) {
+        // A post written long before the subject joined, in a topic quiet since then...
+        let other = app.member("elder").await;
+        let topic = post_topic(app, &other, "Old times", "Nothing to see yet").await;
+        let pool = raw_pool(app).await;
+        sqlx::query("UPDATE posts SET created_at = 1 WHERE topic_id = $1")
+            .bind(topic)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE topics SET last_posted_at = 1 WHERE id = $1")
+            .bind(topic)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let (post_id,): (i64,) = sqlx::query_as("SELECT id FROM posts WHERE topic_id = $1")
+            .bind(topic)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        // ...is edited after they joined to greet them by name.
+        let subject = app.member("newcomer").await;
+        let edited = app
+            .client
+            .patch(app.url(&format!("/api/v1/posts/{post_id}")))
+            .bearer_auth(&other)
+            .json(&serde_json::json!({"body": "Welcome @Newcomer, glad you came"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(edited.status(), 200);
+        post_topic(app, &subject, "Hello", "Thanks everyone").await;
+        let id = user_id(app, "newcomer").await;
+        let in_force = app.state.policy.current().await.unwrap();
+        let report = app
+            .state
+            .fulfilment
+            .erase_subject(&in_force.policy, id, ContentChoice::KeepAnonymized, None)
+            .await
+            .unwrap();
+        assert_eq!(report.mentions_rewritten, 1);
+        let (body,): (String,) = sqlx::query_as("SELECT body_md FROM posts WHERE id = $1")
+            .bind(post_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(body, "Welcome @deleted-user, glad you came");
+    }
+}
+
+on_both_stores! {
     /// Proves: R7
     async fn download_links_are_refused_when_reused_tampered_or_expired(app) {
         let bearer = app.member("downloader").await;

@@ -183,6 +183,9 @@ pub struct MailConfig {
     pub smtp_security: SmtpSecurity,
     /// Seconds between two looks at the outbox when nothing wakes the worker.
     pub poll_seconds: u64,
+    /// Whether this server delivers the outbox. With several nodes on one PostgreSQL, nodes
+    /// that only serve pages may leave delivery to the others; at least one must deliver.
+    pub worker: bool,
 }
 
 /// One OpenID Connect provider members may sign in with. A preset fills in what a well-known
@@ -293,6 +296,7 @@ impl Default for MailConfig {
             smtp_password: String::new(),
             smtp_security: SmtpSecurity::Starttls,
             poll_seconds: 5,
+            worker: true,
         }
     }
 }

@@ -491,7 +491,9 @@ pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<Run
             tracing::error!(%error, "the HTTP server stopped with an error");
         }
     });
-    tasks.spawn(state.mailer.clone().run(watcher.clone()));
+    if state.config.mail.worker {
+        tasks.spawn(state.mailer.clone().run(watcher.clone()));
+    }
     tasks.spawn(
         state
             .requests

@@ -44,6 +44,31 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Privacy requests: verification, reminders, holidays, evidence and alarms.
     pub requests: RequestsConfig,
+    /// The spam and unsafe-link check of new and edited posts.
+    pub moderation: ModerationConfig,
+}
+
+/// What makes a post wait for a moderator (promises A4, A6). Both lists are empty by default:
+/// the operator knows which sites and phrases plague their forum. In the environment, entries
+/// are separated by commas.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModerationConfig {
+    /// Domains whose links hold a post, each matching itself and its subdomains in any case
+    /// (`spam.example` also holds `www.spam.example`).
+    pub unsafe_domains: Vec<String>,
+    /// Phrases that hold a post whose text contains them, in any case and spacing.
+    pub spam_patterns: Vec<String>,
+}
+
+impl ModerationConfig {
+    /// The check built from these lists.
+    pub fn filter(&self) -> anyhow::Result<crate::spam::SpamFilter> {
+        Ok(crate::spam::SpamFilter::new(
+            &self.unsafe_domains,
+            &self.spam_patterns,
+        )?)
+    }
 }
 
 /// Retention sweeps and visitor statistics.
@@ -261,6 +286,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             requests: RequestsConfig::default(),
             social_providers: Vec::new(),
+            moderation: ModerationConfig::default(),
         }
     }
 }
@@ -386,6 +412,7 @@ impl Config {
         if self.retention.stats_flush_seconds < 1 {
             bail!("retention.stats_flush_seconds must be at least 1");
         }
+        self.moderation.filter()?;
         Ok(())
     }
 
@@ -437,6 +464,14 @@ fn apply_env(table: &mut toml::Table, path: &str, raw: &str) -> anyhow::Result<(
             toml::Value::Boolean(_) => {
                 toml::Value::Boolean(raw.parse().context("expected true or false")?)
             }
+            // Lists of words: `a.example, b.example`.
+            toml::Value::Array(_) => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|entry| !entry.is_empty())
+                    .map(|entry| toml::Value::String(entry.to_string()))
+                    .collect(),
+            ),
             _ => toml::Value::String(raw.to_string()),
         };
         table.insert(path.to_string(), value);
@@ -544,6 +579,54 @@ mod tests {
             Config::load_from(None, env(&[("COVENANT_DATABASE_URL", "mysql://x")])).unwrap_err()
         );
         assert!(error.contains("database_url"), "{error}");
+    }
+
+    #[test]
+    fn moderation_lists_come_from_the_file_or_as_commas_from_the_environment() {
+        let config = Config::load_from(None, env(&[])).unwrap();
+        assert!(config.moderation.unsafe_domains.is_empty());
+        assert!(config.moderation.spam_patterns.is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("covenant.toml");
+        std::fs::write(
+            &file,
+            "[moderation]\nunsafe_domains = [\"spam.example\"]\nspam_patterns = [\"cheap pills\"]\n",
+        )
+        .unwrap();
+        let config = Config::load_from(Some(&file), env(&[])).unwrap();
+        assert_eq!(config.moderation.unsafe_domains, ["spam.example"]);
+        assert_eq!(config.moderation.spam_patterns, ["cheap pills"]);
+
+        let config = Config::load_from(
+            Some(&file),
+            env(&[(
+                "COVENANT_MODERATION_UNSAFE_DOMAINS",
+                "junk.example, *.more.example,",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.moderation.unsafe_domains,
+            ["junk.example", "*.more.example"]
+        );
+        assert_eq!(config.moderation.spam_patterns, ["cheap pills"]);
+
+        let error = format!(
+            "{:#}",
+            Config::load_from(
+                None,
+                env(&[(
+                    "COVENANT_MODERATION_UNSAFE_DOMAINS",
+                    "ok.example,not a domain"
+                )])
+            )
+            .unwrap_err()
+        );
+        assert!(
+            error.contains("moderation.unsafe_domains") && error.contains("entry 2"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod requests;
 pub mod retention;
 pub mod secret;
 pub mod social;
+pub mod spam;
 pub mod stats;
 pub mod store;
 pub mod two_factor;

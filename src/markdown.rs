@@ -2,9 +2,15 @@
 //!
 //! Links are marked `rel="nofollow ugc noopener"`; only `http`, `https` and `mailto` links
 //! survive, so `javascript:` and `data:` URLs are dropped with any raw HTML that carried them.
+//! [`link_targets`] reads the links back out of the rendered HTML for the unsafe-link check.
 
 use ammonia::Builder;
+use html5ever::tendril::StrTendril;
+use html5ever::tokenizer::{
+    BufferQueue, StartTag, TagToken, Token, TokenSink, TokenSinkResult, Tokenizer,
+};
 use pulldown_cmark::{Options, Parser, html};
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
@@ -26,6 +32,34 @@ pub fn render(markdown: &str) -> String {
     let mut unsafe_html = String::with_capacity(markdown.len() * 5 / 4);
     html::push_html(&mut unsafe_html, Parser::new_ext(markdown, options));
     SANITIZER.clean(&unsafe_html).to_string()
+}
+
+/// The `href` of every link in HTML that [`render`] produced, as a browser reads them (entities
+/// decoded), in document order. Reading what was rendered, rather than the Markdown, sees every
+/// way a link can be written: inline, reference, autolink or raw HTML.
+pub fn link_targets(rendered: &str) -> Vec<String> {
+    struct Hrefs(RefCell<Vec<String>>);
+    impl TokenSink for Hrefs {
+        type Handle = ();
+        fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
+            if let TagToken(tag) = token
+                && tag.kind == StartTag
+                && &*tag.name == "a"
+            {
+                let hrefs = tag.attrs.into_iter().filter(|a| &*a.name.local == "href");
+                self.0
+                    .borrow_mut()
+                    .extend(hrefs.map(|a| a.value.to_string()));
+            }
+            TokenSinkResult::Continue
+        }
+    }
+    let input = BufferQueue::default();
+    input.push_back(StrTendril::from_slice(rendered));
+    let tokenizer = Tokenizer::new(Hrefs(RefCell::new(Vec::new())), Default::default());
+    let _ = tokenizer.feed(&input);
+    tokenizer.end();
+    tokenizer.sink.0.take()
 }
 
 /// HTML for text known to be plain paragraphs (generated demo text): escapes and wraps, giving
@@ -92,6 +126,25 @@ mod tests {
     fn links_are_marked_as_user_content() {
         let html = render("[site](https://example.org)");
         assert!(html.contains("rel=\"nofollow ugc noopener\""), "{html}");
+    }
+
+    #[test]
+    fn link_targets_are_read_from_the_rendered_html_with_entities_decoded() {
+        let html = render(
+            "[one](https://one.example/a?b=1&c=2) and <https://two.example> and \
+             <a href=\"https://thr&#101;e.example/\">three</a> and [ref][r] and \
+             [gone](javascript:alert(1)) and https://bare.example\n\n[r]: //four.example/x",
+        );
+        assert_eq!(
+            link_targets(&html),
+            [
+                "https://one.example/a?b=1&c=2",
+                "https://two.example",
+                "https://three.example/",
+                "//four.example/x",
+            ]
+        );
+        assert!(link_targets("<p>no links</p>").is_empty());
     }
 
     #[test]

@@ -77,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
                     now,
                     ip: "203.0.113.7",
                     user_agent: "TimingBrowser/1.0",
+                    held_reason: None,
                 },
             )
             .await?;

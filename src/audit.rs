@@ -30,6 +30,13 @@ pub enum AuditKind {
     PasswordChanged,
     PostHidden,
     PostUnhidden,
+    /// The spam and unsafe-link check held a new or edited post for a moderator (A6); the
+    /// reason is a fixed word, never what matched.
+    PostHeld,
+    /// A moderator released a held post: it shows.
+    HeldPostReleased,
+    /// A moderator hid a held post: it stays out of sight, as a hidden post.
+    HeldPostHidden,
     RoleChanged,
     TwoFactorEnabled,
     TwoFactorDisabled,
@@ -85,7 +92,7 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 39] = [
+    pub const ALL: [AuditKind; 42] = [
         Self::AccountRegistered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -95,6 +102,9 @@ impl AuditKind {
         Self::PasswordChanged,
         Self::PostHidden,
         Self::PostUnhidden,
+        Self::PostHeld,
+        Self::HeldPostReleased,
+        Self::HeldPostHidden,
         Self::RoleChanged,
         Self::TwoFactorEnabled,
         Self::TwoFactorDisabled,
@@ -141,6 +151,9 @@ impl AuditKind {
             Self::PasswordChanged => "password_changed",
             Self::PostHidden => "post_hidden",
             Self::PostUnhidden => "post_unhidden",
+            Self::PostHeld => "post_held",
+            Self::HeldPostReleased => "held_post_released",
+            Self::HeldPostHidden => "held_post_hidden",
             Self::RoleChanged => "role_changed",
             Self::TwoFactorEnabled => "two_factor_enabled",
             Self::TwoFactorDisabled => "two_factor_disabled",

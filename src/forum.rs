@@ -1,12 +1,18 @@
 //! The forum's actions: topics, replies, blog articles and comments, edits, deletions and
-//! moderation, with who may do what. Reading goes straight to the store.
+//! moderation, with who may do what. Reading goes straight to the store; who may see a held
+//! post or topic is decided here ([`may_see_post`], [`may_see_topic`]).
+//!
+//! New posts and edits pass the spam and unsafe-link check ([`crate::spam`]); a post it flags
+//! is saved but held, seen only by its author and moderators until a moderator releases or
+//! hides it. Nothing is removed by the check alone.
 
 use crate::accounts::Origin;
 use crate::audit::{self, AuditKey, AuditKind, Detail, Event};
 use crate::domain::{PostBody, Role, TopicTitle, slugify};
 use crate::error::{Error, Result};
 use crate::markdown;
-use crate::store::{self, NewPost, PostRow, SessionUser, Store, TopicRow};
+use crate::spam::{HoldReason, SpamFilter};
+use crate::store::{self, NewPost, PostRow, SessionUser, Store, TopicRow, Tx};
 use anyhow::Context;
 
 pub const TOPICS_PER_PAGE: i64 = 30;
@@ -81,6 +87,7 @@ impl Actor {
 pub struct Forum {
     store: Store,
     audit: AuditKey,
+    filter: SpamFilter,
 }
 
 /// Where a new post landed.
@@ -89,11 +96,57 @@ pub struct PostPlace {
     pub topic_id: i64,
     pub post_id: i64,
     pub post_number: i64,
+    /// The post waits for a moderator (and, for a new topic, so does the topic).
+    pub held: bool,
+}
+
+/// A moderator's decision on a held post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldDecision {
+    /// The post shows to everyone.
+    Release,
+    /// The post is hidden, as a moderator hides any post.
+    Hide,
+}
+
+/// Whether the viewer (`None`: a visitor) may see a post at all: a held post only by its author
+/// and by moderators. Hidden and deleted posts keep their place, with a notice instead of text.
+pub fn may_see_post(post: &PostRow, viewer: Option<&Actor>) -> bool {
+    post.held_at.is_none()
+        || viewer.is_some_and(|actor| actor.user_id == post.user_id || actor.acts_as_staff())
+}
+
+/// Whether the viewer may open a topic: an unlisted one (its opening post held, or hidden from
+/// the queue) only by its author and by moderators.
+pub fn may_see_topic(topic: &TopicRow, viewer: Option<&Actor>) -> bool {
+    topic.hidden == 0
+        || viewer.is_some_and(|actor| actor.user_id == topic.user_id || actor.acts_as_staff())
 }
 
 impl Forum {
-    pub fn new(store: Store, audit: AuditKey) -> Self {
-        Self { store, audit }
+    pub fn new(store: Store, audit: AuditKey, filter: SpamFilter) -> Self {
+        Self {
+            store,
+            audit,
+            filter,
+        }
+    }
+
+    /// Records that the check held a post: the system acted, on the author's post, for a
+    /// reason from a fixed list.
+    async fn record_hold(
+        &self,
+        tx: &mut Tx,
+        post_id: i64,
+        author_id: i64,
+        reason: HoldReason,
+    ) -> Result<()> {
+        let event = Event::new(AuditKind::PostHeld)
+            .subject(Some(author_id))
+            .detail(Detail::Post(post_id))
+            .detail(Detail::Reason(reason.as_str()));
+        audit::record(tx, &self.audit, event).await?;
+        Ok(())
     }
 
     /// Opens a discussion in a category with its first post.
@@ -173,6 +226,7 @@ impl Forum {
     ) -> Result<PostPlace> {
         let now = crate::now();
         let html = markdown::render(body.as_str());
+        let held = self.filter.check(body.as_str(), &html);
         let mut tx = self.store.begin().await?;
         let topic_id = store::insert_topic(
             &mut tx,
@@ -194,15 +248,29 @@ impl Forum {
                 now,
                 ip: origin.ip.expose(),
                 user_agent: origin.user_agent.expose(),
+                held_reason: held.map(HoldReason::as_str),
             },
         )
         .await?;
+        if let Some(reason) = held {
+            // The title is the opening post's too: the topic stays unlisted with it.
+            store::set_topic_hidden(&mut tx, topic_id, true).await?;
+            self.record_hold(&mut tx, post_id, actor.user_id, reason)
+                .await?;
+        }
         tx.commit().await.context("committing a new topic")?;
-        tracing::info!(topic_id, user_id = actor.user_id, kind, "topic created");
+        tracing::info!(
+            topic_id,
+            user_id = actor.user_id,
+            kind,
+            held = held.is_some(),
+            "topic created"
+        );
         Ok(PostPlace {
             topic_id,
             post_id,
             post_number,
+            held: held.is_some(),
         })
     }
 
@@ -219,6 +287,7 @@ impl Forum {
         let topic = self.visible_topic(topic_id, actor).await?;
         let now = crate::now();
         let html = markdown::render(body.as_str());
+        let held = self.filter.check(body.as_str(), &html);
         let mut tx = self.store.begin().await?;
         let (post_id, post_number) = store::insert_post(
             &mut tx,
@@ -230,15 +299,27 @@ impl Forum {
                 now,
                 ip: origin.ip.expose(),
                 user_agent: origin.user_agent.expose(),
+                held_reason: held.map(HoldReason::as_str),
             },
         )
         .await?;
+        if let Some(reason) = held {
+            self.record_hold(&mut tx, post_id, actor.user_id, reason)
+                .await?;
+        }
         tx.commit().await.context("committing a reply")?;
-        tracing::info!(topic_id, post_id, user_id = actor.user_id, "reply posted");
+        tracing::info!(
+            topic_id,
+            post_id,
+            user_id = actor.user_id,
+            held = held.is_some(),
+            "reply posted"
+        );
         Ok(PostPlace {
             topic_id,
             post_id,
             post_number,
+            held: held.is_some(),
         })
     }
 
@@ -247,10 +328,35 @@ impl Forum {
         let body = PostBody::parse(body)?;
         let post = self.own_live_post(actor, post_id).await?;
         let html = markdown::render(body.as_str());
+        // A post a moderator hid is out of sight already, and a moderator has decided on it.
+        let held = match post.hidden_at {
+            None => self.filter.check(body.as_str(), &html),
+            Some(_) => None,
+        };
         let mut tx = self.store.begin().await?;
-        store::update_post_body(&mut tx, post.id, body.as_str(), &html, crate::now()).await?;
+        let now = crate::now();
+        store::update_post_body(
+            &mut tx,
+            post.id,
+            body.as_str(),
+            &html,
+            now,
+            held.map(HoldReason::as_str),
+        )
+        .await?;
+        if let Some(reason) = held
+            && post.held_at.is_none()
+        {
+            self.record_hold(&mut tx, post.id, actor.user_id, reason)
+                .await?;
+        }
         tx.commit().await.context("committing an edit")?;
-        tracing::info!(post_id, user_id = actor.user_id, "post edited");
+        tracing::info!(
+            post_id,
+            user_id = actor.user_id,
+            held = held.is_some(),
+            "post edited"
+        );
         self.store
             .post_by_id(post_id)
             .await?
@@ -271,7 +377,8 @@ impl Forum {
         Ok(post)
     }
 
-    /// Hides or shows a post; moderators only.
+    /// Hides or shows a post; moderators only. For a held post, hiding or showing it is the
+    /// decision on its hold ([`Forum::decide_held`]).
     pub async fn set_hidden(&self, actor: &Actor, post_id: i64, hidden: bool) -> Result<PostRow> {
         actor.require_staff()?;
         let post = self
@@ -279,6 +386,14 @@ impl Forum {
             .post_by_id(post_id)
             .await?
             .ok_or(Error::NotFound("post"))?;
+        if post.held_at.is_some() {
+            let decision = if hidden {
+                HeldDecision::Hide
+            } else {
+                HeldDecision::Release
+            };
+            return self.decide_held(actor, post_id, decision).await;
+        }
         let mut tx = self.store.begin().await?;
         let (at, by) = if hidden {
             (Some(crate::now()), Some(actor.user_id))
@@ -286,6 +401,10 @@ impl Forum {
             (None, None)
         };
         store::set_post_hidden(&mut tx, post.id, at, by).await?;
+        if !hidden && post.post_number == 1 {
+            // Showing an opening post hidden from the queue lists its topic again.
+            store::set_topic_hidden(&mut tx, post.topic_id, false).await?;
+        }
         let kind = if hidden {
             AuditKind::PostHidden
         } else {
@@ -302,6 +421,57 @@ impl Forum {
             moderator_id = actor.user_id,
             hidden,
             "post moderated"
+        );
+        Ok(post)
+    }
+
+    /// A moderator's decision on a post the check held: release it, or hide it. Only one
+    /// decision is taken on a hold: when another moderator decided first, the post is no longer
+    /// held and this one is refused as not found.
+    pub async fn decide_held(
+        &self,
+        actor: &Actor,
+        post_id: i64,
+        decision: HeldDecision,
+    ) -> Result<PostRow> {
+        actor.require_staff()?;
+        let post = self
+            .store
+            .post_by_id(post_id)
+            .await?
+            .ok_or(Error::NotFound("held post"))?;
+        let mut tx = self.store.begin().await?;
+        let decided = match decision {
+            HeldDecision::Release => store::release_held_post(&mut tx, post.id).await?,
+            HeldDecision::Hide => {
+                store::hide_held_post(&mut tx, post.id, crate::now(), actor.user_id).await?
+            }
+        };
+        if !decided {
+            return Err(Error::NotFound("held post"));
+        }
+        if decision == HeldDecision::Release && post.post_number == 1 {
+            // A new topic waited with its opening post; a topic whose opening post is hidden
+            // from the queue stays unlisted.
+            store::set_topic_hidden(&mut tx, post.topic_id, false).await?;
+        }
+        let kind = match decision {
+            HeldDecision::Release => AuditKind::HeldPostReleased,
+            HeldDecision::Hide => AuditKind::HeldPostHidden,
+        };
+        let event = Event::new(kind)
+            .actor(Some(actor.user_id))
+            .subject(Some(post.user_id))
+            .detail(Detail::Post(post.id));
+        audit::record(&mut tx, &self.audit, event).await?;
+        tx.commit()
+            .await
+            .context("committing a decision on a held post")?;
+        tracing::info!(
+            post_id,
+            moderator_id = actor.user_id,
+            ?decision,
+            "held post decided"
         );
         Ok(post)
     }

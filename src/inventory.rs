@@ -444,6 +444,10 @@ pub static TABLES: &[Table] = &[
             personal("ip", Text, IP, Blank::Text("")),
             personal("user_agent", Text, USER_AGENT, Blank::Text("")),
             plain("restricted_at", Int),
+            // The moderation state of the post, and why the check held it: a word from a
+            // fixed list (`unsafe_link`, `spam_pattern`), never the text that matched.
+            plain("held_at", Int),
+            plain("held_reason", Text),
         ],
     },
     owned(

@@ -27,8 +27,13 @@ pub struct TopicRow {
     pub created_at: i64,
     pub last_posted_at: i64,
     pub n_posts: i64,
+    /// 1 while the topic is unlisted: its opening post waits for a moderator, or a moderator
+    /// hid it from the queue of held posts.
     #[serde(skip)]
     pub hidden: i64,
+    /// Who opened it.
+    #[serde(skip)]
+    pub user_id: i64,
 }
 
 /// A post as a topic page shows it. Personal data recorded with it (IP, user agent) is not read.
@@ -46,6 +51,21 @@ pub struct PostRow {
     pub edited_at: Option<i64>,
     pub hidden_at: Option<i64>,
     pub deleted_at: Option<i64>,
+    /// Since when the post waits for a moderator (the spam and unsafe-link check held it);
+    /// only its author and moderators see it meanwhile.
+    pub held_at: Option<i64>,
+}
+
+/// A held post as the moderators' queue shows it.
+#[derive(Debug, Clone, FromRow)]
+pub struct HeldPostRow {
+    #[sqlx(flatten)]
+    pub post: PostRow,
+    /// `unsafe_link` or `spam_pattern`.
+    pub held_reason: String,
+    pub topic_kind: String,
+    pub topic_title: String,
+    pub topic_slug: String,
 }
 
 pub struct NewPost<'a> {
@@ -56,6 +76,8 @@ pub struct NewPost<'a> {
     pub now: i64,
     pub ip: &'a str,
     pub user_agent: &'a str,
+    /// Why the post waits for a moderator, if it does (a word from a fixed list).
+    pub held_reason: Option<&'static str>,
 }
 
 // Restriction (T2) is enforced here, on every read of posts and topics: the name of a member
@@ -63,13 +85,13 @@ pub struct NewPost<'a> {
 // shown; pages and the API get a placeholder instead.
 const TOPIC_COLUMNS: &str = "t.id, t.kind, t.category_id, t.title, t.slug, \
      CASE WHEN u.restricted_at IS NULL THEN u.username ELSE 'former member' END AS author, \
-     t.created_at, t.last_posted_at, t.n_posts, t.hidden";
+     t.created_at, t.last_posted_at, t.n_posts, t.hidden, t.user_id";
 const POST_COLUMNS: &str = "p.id, p.topic_id, p.post_number, p.user_id, \
      CASE WHEN u.restricted_at IS NULL THEN u.username ELSE 'former member' END AS author, \
      CASE WHEN p.restricted_at IS NULL THEN p.body_md ELSE '' END AS body_md, \
      CASE WHEN p.restricted_at IS NULL THEN p.body_html \
      ELSE '<p><em>Kept in storage only: its author closed their account.</em></p>' END AS body_html, \
-     p.created_at, p.edited_at, p.hidden_at, p.deleted_at";
+     p.created_at, p.edited_at, p.hidden_at, p.deleted_at, p.held_at";
 
 impl Store {
     pub async fn categories(&self) -> anyhow::Result<Vec<CategoryRow>> {
@@ -243,7 +265,7 @@ impl Store {
             "SELECT {POST_COLUMNS}, t.title AS topic_title, t.slug AS topic_slug \
              FROM posts p JOIN users u ON u.id = p.user_id JOIN topics t ON t.id = p.topic_id \
              WHERE p.user_id = $1 AND p.hidden_at IS NULL AND p.deleted_at IS NULL \
-             AND t.hidden = 0 ORDER BY p.created_at DESC, p.id DESC LIMIT $2"
+             AND p.held_at IS NULL AND t.hidden = 0 ORDER BY p.created_at DESC, p.id DESC LIMIT $2"
         );
         let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(user_id)
@@ -260,12 +282,40 @@ impl Store {
     pub async fn count_public_posts_of_user(&self, user_id: i64) -> anyhow::Result<i64> {
         let (n,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM posts WHERE user_id = $1 AND hidden_at IS NULL \
-             AND deleted_at IS NULL",
+             AND deleted_at IS NULL AND held_at IS NULL",
         )
         .bind(user_id)
         .fetch_one(self.pool())
         .await
         .context("counting a member's posts")?;
+        Ok(n)
+    }
+}
+
+impl Store {
+    /// The posts waiting for a moderator, oldest first; one its author deleted waits no more.
+    pub async fn held_posts(&self, limit: i64) -> anyhow::Result<Vec<HeldPostRow>> {
+        let sql = format!(
+            "SELECT {POST_COLUMNS}, COALESCE(p.held_reason, '') AS held_reason, \
+             t.kind AS topic_kind, t.title AS topic_title, t.slug AS topic_slug \
+             FROM posts p JOIN users u ON u.id = p.user_id JOIN topics t ON t.id = p.topic_id \
+             WHERE p.held_at IS NOT NULL AND p.deleted_at IS NULL \
+             ORDER BY p.held_at, p.id LIMIT $1"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .context("reading the held posts")
+    }
+
+    pub async fn count_held_posts(&self) -> anyhow::Result<i64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM posts WHERE held_at IS NOT NULL AND deleted_at IS NULL",
+        )
+        .fetch_one(self.pool())
+        .await
+        .context("counting the held posts")?;
         Ok(n)
     }
 }
@@ -310,7 +360,8 @@ pub async fn insert_post(tx: &mut Tx, post: &NewPost<'_>) -> anyhow::Result<(i64
     .context("numbering a new post")?;
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO posts (topic_id, user_id, post_number, body_md, body_html, created_at, ip, \
-         user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+         user_agent, held_at, held_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         RETURNING id",
     )
     .bind(post.topic_id)
     .bind(post.user_id)
@@ -320,27 +371,41 @@ pub async fn insert_post(tx: &mut Tx, post: &NewPost<'_>) -> anyhow::Result<(i64
     .bind(post.now)
     .bind(post.ip)
     .bind(post.user_agent)
+    .bind(post.held_reason.map(|_| post.now))
+    .bind(post.held_reason)
     .fetch_one(&mut **tx)
     .await
     .context("inserting a post")?;
     Ok((id, post_number))
 }
 
+/// Replaces a post's text. With a reason, the post waits for a moderator from now on (a post
+/// already waiting keeps its place in the queue); without one, its state does not change: only
+/// a moderator ends a hold.
 pub async fn update_post_body(
     tx: &mut Tx,
     post_id: i64,
     body_md: &str,
     body_html: &str,
     now: i64,
+    held_reason: Option<&'static str>,
 ) -> anyhow::Result<()> {
-    sqlx::query("UPDATE posts SET body_md = $1, body_html = $2, edited_at = $3 WHERE id = $4")
+    let sql = match held_reason {
+        None => "UPDATE posts SET body_md = $1, body_html = $2, edited_at = $3 WHERE id = $4",
+        Some(_) => {
+            "UPDATE posts SET body_md = $1, body_html = $2, edited_at = $3, \
+             held_at = COALESCE(held_at, $3), held_reason = $5 WHERE id = $4"
+        }
+    };
+    let mut query = sqlx::query(sql)
         .bind(body_md)
         .bind(body_html)
         .bind(now)
-        .bind(post_id)
-        .execute(&mut **tx)
-        .await
-        .context("editing a post")?;
+        .bind(post_id);
+    if let Some(reason) = held_reason {
+        query = query.bind(reason);
+    }
+    query.execute(&mut **tx).await.context("editing a post")?;
     Ok(())
 }
 
@@ -374,4 +439,50 @@ pub async fn set_post_hidden(
         .await
         .context("hiding a post")?;
     Ok(())
+}
+
+/// Lists or unlists a topic; a new topic whose opening post is held is unlisted until a
+/// moderator releases that post.
+pub async fn set_topic_hidden(tx: &mut Tx, topic_id: i64, hidden: bool) -> anyhow::Result<()> {
+    sqlx::query("UPDATE topics SET hidden = $1 WHERE id = $2")
+        .bind(i64::from(hidden))
+        .bind(topic_id)
+        .execute(&mut **tx)
+        .await
+        .context("listing or unlisting a topic")?;
+    Ok(())
+}
+
+/// Ends a post's hold by showing it; false when it was not held (another moderator decided
+/// first), so that two decisions on one post cannot both be recorded.
+pub async fn release_held_post(tx: &mut Tx, post_id: i64) -> anyhow::Result<bool> {
+    let released: Option<(i64,)> = sqlx::query_as(
+        "UPDATE posts SET held_at = NULL, held_reason = NULL \
+         WHERE id = $1 AND held_at IS NOT NULL RETURNING id",
+    )
+    .bind(post_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .context("releasing a held post")?;
+    Ok(released.is_some())
+}
+
+/// Ends a post's hold by hiding it as a moderator hides any post; false when it was not held.
+pub async fn hide_held_post(
+    tx: &mut Tx,
+    post_id: i64,
+    now: i64,
+    moderator_id: i64,
+) -> anyhow::Result<bool> {
+    let hidden: Option<(i64,)> = sqlx::query_as(
+        "UPDATE posts SET held_at = NULL, held_reason = NULL, hidden_at = $2, hidden_by = $3 \
+         WHERE id = $1 AND held_at IS NOT NULL RETURNING id",
+    )
+    .bind(post_id)
+    .bind(now)
+    .bind(moderator_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .context("hiding a held post")?;
+    Ok(hidden.is_some())
 }

@@ -337,8 +337,15 @@ pub struct TopicWithPosts {
     per_page: i64,
 }
 
-fn visible_posts(mut posts: Vec<PostRow>, viewer: &Viewer) -> Vec<PostRow> {
-    let moderator = viewer.0.as_ref().is_some_and(|s| s.actor().acts_as_staff());
+/// The posts the viewer may see: held posts only for their author and moderators, and hidden
+/// posts without their text except for moderators.
+fn visible_posts(posts: Vec<PostRow>, viewer: &Viewer) -> Vec<PostRow> {
+    let actor = viewer.0.as_ref().map(|s| s.actor());
+    let moderator = actor.as_ref().is_some_and(|a| a.acts_as_staff());
+    let mut posts: Vec<PostRow> = posts
+        .into_iter()
+        .filter(|post| crate::forum::may_see_post(post, actor.as_ref()))
+        .collect();
     for post in &mut posts {
         if post.hidden_at.is_some() && !moderator {
             post.body_md.clear();
@@ -354,7 +361,8 @@ async fn topic_with_posts(
     topic: TopicRow,
     params: &PageParams,
 ) -> Result<TopicWithPosts, Error> {
-    if topic.hidden != 0 {
+    let actor = viewer.0.as_ref().map(|s| s.actor());
+    if !crate::forum::may_see_topic(&topic, actor.as_ref()) {
         return Err(Error::NotFound("topic"));
     }
     let posts = state
@@ -408,6 +416,9 @@ pub struct Created {
     post_number: i64,
     /// Where the page shows it.
     url: String,
+    /// True when the spam and unsafe-link check held the post: until a moderator releases it,
+    /// only its author and moderators see it (and, for a new topic, the topic itself).
+    held: bool,
 }
 
 /// Open a topic with its first post.
@@ -437,6 +448,7 @@ pub async fn create_topic(
             post_id: place.post_id,
             post_number: place.post_number,
             url,
+            held: place.held,
         }),
     )
         .into_response())
@@ -485,6 +497,7 @@ pub async fn reply(
             post_id: place.post_id,
             post_number: place.post_number,
             url,
+            held: place.held,
         }),
     )
         .into_response())
@@ -494,7 +507,8 @@ fn parse_post_id(raw: &str) -> Result<i64, Error> {
     raw.parse().map_err(|_| Error::NotFound("post"))
 }
 
-/// Replace the text of one's own post.
+/// Replace the text of one's own post. An edit the spam and unsafe-link check flags makes the
+/// post wait for a moderator: `held_at` is set in the answer.
 #[utoipa::path(patch, path = "/api/v1/posts/{id}", params(("id" = i64, Path)), request_body = BodyRequest, security(("bearer" = [])),
     responses((status = 200, body = PostRow), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
 pub async fn edit_post(
@@ -525,7 +539,7 @@ pub async fn delete_post(
     Ok(axum::Json(Done { ok: true }))
 }
 
-/// Hide a post from members (moderators).
+/// Hide a post from members (moderators). For a held post, this is the decision to hide it.
 #[utoipa::path(post, path = "/api/v1/posts/{id}/hide", params(("id" = i64, Path)), security(("bearer" = [])),
     responses((status = 200, body = Done), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 pub async fn hide_post(
@@ -541,7 +555,7 @@ pub async fn hide_post(
     Ok(axum::Json(Done { ok: true }))
 }
 
-/// Show a hidden post again (moderators).
+/// Show a hidden post again (moderators). For a held post, this is the decision to release it.
 #[utoipa::path(post, path = "/api/v1/posts/{id}/unhide", params(("id" = i64, Path)), security(("bearer" = [])),
     responses((status = 200, body = Done), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 pub async fn unhide_post(
@@ -625,6 +639,7 @@ pub async fn create_article(
             post_id: place.post_id,
             post_number: place.post_number,
             url,
+            held: place.held,
         }),
     )
         .into_response())
@@ -662,6 +677,7 @@ pub async fn comment(
             post_id: place.post_id,
             post_number: place.post_number,
             url,
+            held: place.held,
         }),
     )
         .into_response())

@@ -129,7 +129,11 @@ impl AppState {
                 &config,
             )?,
             accounts,
-            forum: Forum::new(store.clone(), audit_key.clone()),
+            forum: Forum::new(
+                store.clone(),
+                audit_key.clone(),
+                config.moderation.filter()?,
+            ),
             feedback: crate::feedback::Feedback::new(store.clone(), audit_key.clone()),
             audit_key,
             mailer: Mailer::new(store.clone(), &config)?,
@@ -304,6 +308,9 @@ pub fn router(state: AppState) -> Router {
         .route("/privacy/acknowledge", post(privacy::acknowledge))
         .route("/staff/ropa", get(privacy::staff_ropa))
         .route("/staff/audit", get(staff::staff_audit))
+        .route("/staff/held", get(staff::held_posts))
+        .route("/staff/held/{id}/release", post(staff::release_held_post))
+        .route("/staff/held/{id}/hide", post(staff::hide_held_post))
         .route(
             "/staff/holds",
             get(retention::staff_holds).post(retention::place_hold),

@@ -34,6 +34,8 @@ pub struct Layout {
 pub struct LayoutUser {
     pub username: String,
     pub email_verified: bool,
+    /// A moderator with 2-step verification on: the nav links the queue of held posts.
+    pub moderator: bool,
 }
 
 impl Layout {
@@ -44,6 +46,7 @@ impl Layout {
             user: viewer.0.as_ref().map(|s| LayoutUser {
                 username: s.user.username.clone(),
                 email_verified: s.user.email_verified_at.is_some(),
+                moderator: s.actor().acts_as_staff(),
             }),
             csrf: form_token(state, viewer),
             policy_notice: viewer
@@ -272,6 +275,9 @@ struct PostView {
     edited: bool,
     hidden: bool,
     show_hidden: bool,
+    /// Waits for a moderator; only its author and moderators get this far.
+    held: bool,
+    own: bool,
     deleted: bool,
     can_edit: bool,
     can_moderate: bool,
@@ -282,6 +288,7 @@ fn post_views(posts: Vec<PostRow>, viewer: &Viewer) -> Vec<PostView> {
     let moderator = actor.as_ref().is_some_and(|a| a.acts_as_staff());
     posts
         .into_iter()
+        .filter(|p| crate::forum::may_see_post(p, actor.as_ref()))
         .map(|p| {
             let deleted = p.deleted_at.is_some();
             let own = actor.as_ref().is_some_and(|a| a.user_id == p.user_id);
@@ -292,6 +299,8 @@ fn post_views(posts: Vec<PostRow>, viewer: &Viewer) -> Vec<PostView> {
                 edited: p.edited_at.is_some(),
                 hidden: p.hidden_at.is_some(),
                 show_hidden: moderator,
+                held: p.held_at.is_some(),
+                own,
                 deleted,
                 can_edit: own && !deleted,
                 can_moderate: moderator && !deleted,
@@ -316,6 +325,8 @@ struct TopicPage {
     pager: Pager,
     reply_action: Option<String>,
     reply_label: &'static str,
+    /// The topic is unlisted while its opening post waits for a moderator.
+    unlisted: bool,
     errors: Vec<InvalidField>,
     draft: String,
 }
@@ -338,9 +349,11 @@ async fn render_topic(
         errors,
         draft,
     } = input;
-    if topic.hidden != 0 {
+    let actor = viewer.0.as_ref().map(|s| s.actor());
+    if !crate::forum::may_see_topic(&topic, actor.as_ref()) {
         return Err(Error::NotFound("topic"));
     }
+    let unlisted = topic.hidden != 0;
     let posts = state
         .store
         .posts_of_topic(topic.id, POSTS_PER_PAGE, (current - 1) * POSTS_PER_PAGE)
@@ -368,8 +381,13 @@ async fn render_topic(
             current,
             count: page_count(topic.n_posts, POSTS_PER_PAGE),
         },
-        reply_action: viewer.0.as_ref().map(|_| format!("{href}/reply")),
+        reply_action: viewer
+            .0
+            .as_ref()
+            .filter(|_| !unlisted)
+            .map(|_| format!("{href}/reply")),
         reply_label: if blog { "Comment" } else { "Reply" },
+        unlisted,
         errors,
         draft,
     })

@@ -1,16 +1,24 @@
-//! Staff pages: the audit log, for administrators who have turned on 2-step verification.
-//! Viewing the log is itself recorded in it.
+//! Staff pages: the audit log, for administrators who have turned on 2-step verification
+//! (viewing the log is itself recorded in it), and the queue of posts the spam and unsafe-link
+//! check held, where moderators release or hide each one.
 
 use crate::audit::{self, AuditKind, Event};
 use crate::error::Error;
+use crate::forum::HeldDecision;
+use crate::spam::HoldReason;
 use crate::store::AuditFilter;
 use crate::web::AppState;
-use crate::web::auth::Viewer;
+use crate::web::auth::{Viewer, check_form};
 use crate::web::error::PageResult;
-use crate::web::pages::{Layout, date, page};
+use crate::web::forms::Form;
+use crate::web::pages::{Layout, date, page, see_other};
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use serde::Deserialize;
+
+/// Held posts shown at once, oldest first; deciding on them brings the next ones.
+pub const HELD_PER_PAGE: i64 = 100;
 
 pub const AUDIT_PER_PAGE: i64 = 50;
 
@@ -170,4 +178,114 @@ pub async fn staff_audit(
         filter_query,
         query,
     })
+}
+
+struct HeldLine {
+    post_id: i64,
+    href: String,
+    topic_title: String,
+    post_number: i64,
+    author: String,
+    held: String,
+    reason: &'static str,
+    html: String,
+}
+
+#[derive(Template)]
+#[template(path = "staff/held.html")]
+struct HeldPage {
+    layout: Layout,
+    lines: Vec<HeldLine>,
+    total: i64,
+    /// More are waiting than the page shows.
+    more: bool,
+}
+
+/// `/staff/held`: the posts waiting for a moderator, oldest first, each with its text and the
+/// reason it was held, and a form to release or hide it.
+pub async fn held_posts(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    let signed_in = viewer.require()?;
+    signed_in.actor().require_staff()?;
+    let rows = state.store.held_posts(HELD_PER_PAGE).await?;
+    let total = state.store.count_held_posts().await?;
+    let lines = rows
+        .into_iter()
+        .map(|row| {
+            let topic = if row.topic_kind == "blog" {
+                format!("/blog/{}", row.topic_slug)
+            } else {
+                format!("/t/{}/{}", row.topic_slug, row.post.topic_id)
+            };
+            let page_number = (row.post.post_number - 1) / crate::forum::POSTS_PER_PAGE + 1;
+            let href = if page_number > 1 {
+                format!("{topic}?page={page_number}#post-{}", row.post.post_number)
+            } else {
+                format!("{topic}#post-{}", row.post.post_number)
+            };
+            HeldLine {
+                post_id: row.post.id,
+                href,
+                topic_title: row.topic_title,
+                post_number: row.post.post_number,
+                author: row.post.author,
+                held: row.post.held_at.map(date).unwrap_or_default(),
+                reason: HoldReason::parse(&row.held_reason)
+                    .map(HoldReason::describe)
+                    .unwrap_or("no reason recorded"),
+                html: row.post.body_html,
+            }
+        })
+        .collect::<Vec<_>>();
+    page(&HeldPage {
+        layout: Layout::new(&state, &viewer, "Held posts"),
+        more: total > lines.len() as i64,
+        lines,
+        total,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct DecisionForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn decide(
+    state: AppState,
+    viewer: Viewer,
+    headers: HeaderMap,
+    id: String,
+    form: DecisionForm,
+    decision: HeldDecision,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let signed_in = viewer.require()?;
+    let id: i64 = id.parse().map_err(|_| Error::NotFound("held post"))?;
+    state
+        .forum
+        .decide_held(&signed_in.actor(), id, decision)
+        .await?;
+    Ok(see_other("/staff/held"))
+}
+
+/// `POST /staff/held/{id}/release`: the post shows to everyone.
+pub async fn release_held_post(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<DecisionForm>,
+) -> PageResult {
+    decide(state, viewer, headers, id, form, HeldDecision::Release).await
+}
+
+/// `POST /staff/held/{id}/hide`: the post is hidden, as a moderator hides any post.
+pub async fn hide_held_post(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<DecisionForm>,
+) -> PageResult {
+    decide(state, viewer, headers, id, form, HeldDecision::Hide).await
 }

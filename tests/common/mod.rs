@@ -283,9 +283,17 @@ pub fn csrf_of(html: &str) -> String {
 
 /// Runs a test body once on SQLite and once on PostgreSQL (skipped with a note when
 /// `COVENANT_TEST_DATABASE_URL` is not set). Doc comments (`/// Proves: …`) go on both.
+/// `async fn name(app) where config: adjust; { … }` starts both apps with `adjust`, a
+/// `fn(&mut Config)`, applied to the test configuration.
 #[macro_export]
 macro_rules! on_both_stores {
     ($(#[doc = $doc:literal])* async fn $name:ident($app:ident) $body:block) => {
+        $crate::on_both_stores! {
+            $(#[doc = $doc])*
+            async fn $name($app) where config: |_| {}; $body
+        }
+    };
+    ($(#[doc = $doc:literal])* async fn $name:ident($app:ident) where config: $adjust:expr; $body:block) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -295,7 +303,7 @@ macro_rules! on_both_stores {
             $(#[doc = $doc])*
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let app = common::spawn_app(common::Backend::Sqlite).await.expect("SQLite always runs");
+                let app = common::spawn_app_with(common::Backend::Sqlite, $adjust).await.expect("SQLite always runs");
                 body(&app).await;
                 app.stop().await;
             }
@@ -303,7 +311,7 @@ macro_rules! on_both_stores {
             $(#[doc = $doc])*
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some(app) = common::spawn_app(common::Backend::Postgres).await else {
+                let Some(app) = common::spawn_app_with(common::Backend::Postgres, $adjust).await else {
                     return;
                 };
                 body(&app).await;

@@ -6,15 +6,18 @@
 
 use crate::accounts::random_token;
 use crate::error::{Error, Result};
-use crate::policy::Policies;
+use crate::policy::{Policies, PolicyInForce, parse_stored};
 use crate::store::{self, ConsentRecordRow, NewConsentRecord, Store};
 use anyhow::Context;
 use covenant_core::consent::{
     Choice, ConsentRecord, ConsentState, ConsentSubject, Decision, Method, Receipt, Signals,
-    decide, stricter,
+    decide, needs_reconsent, stricter,
 };
+use covenant_core::diff::diff;
 use covenant_core::policy::{CookieCategory, Policy};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use time::OffsetDateTime;
 
 /// The first sentence of the banner and of the Cookie Settings page; part of the hashed notice.
@@ -146,6 +149,9 @@ pub struct ConsentContext {
     account: Option<i64>,
     /// Whether the person (not only their browser's GPC signal) has made any choice.
     chosen: bool,
+    /// Optional categories whose grant a material policy change made lapse, and which the
+    /// banner asks about again, with the names the policy in force gives them.
+    asked_again: Vec<(CookieCategory, String)>,
 }
 
 impl std::fmt::Debug for ConsentContext {
@@ -157,6 +163,7 @@ impl std::fmt::Debug for ConsentContext {
             .field("has_device", &self.device.is_some())
             .field("account", &self.account)
             .field("chosen", &self.chosen)
+            .field("asked_again", &self.asked_again)
             .finish()
     }
 }
@@ -171,9 +178,26 @@ impl ConsentContext {
         self.decide(category).allowed
     }
 
-    /// The first-visit banner shows until the person has chosen something.
+    /// The banner shows until the person has chosen something, and again when a policy
+    /// change asks again for choices they made.
     pub fn show_banner(&self) -> bool {
-        !self.chosen
+        !self.chosen || !self.asked_again.is_empty()
+    }
+
+    /// The categories the banner asks about again after a policy change (empty otherwise).
+    pub fn asked_again(&self) -> impl Iterator<Item = CookieCategory> + '_ {
+        self.asked_again.iter().map(|(category, _)| *category)
+    }
+
+    /// Whether the banner shows again because a policy change asks again for some choices.
+    pub fn asks_again(&self) -> bool {
+        !self.asked_again.is_empty()
+    }
+
+    /// The names of the categories asked about again, for the banner's sentence.
+    pub fn asked_again_names(&self) -> String {
+        let names: Vec<&str> = self.asked_again.iter().map(|(_, n)| n.as_str()).collect();
+        names.join(", ")
     }
 
     /// Whether the analytics tag may be written into this page.
@@ -280,6 +304,12 @@ fn latest_by_category(records: &[ConsentRecord]) -> [Option<&ConsentRecord>; 4] 
     latest
 }
 
+fn has_a_grant(state: &ConsentState) -> bool {
+    CookieCategory::ALL
+        .iter()
+        .any(|category| state.choice(*category) == Some(Choice::Granted))
+}
+
 fn category_slot(category: CookieCategory) -> usize {
     CookieCategory::ALL
         .iter()
@@ -287,15 +317,150 @@ fn category_slot(category: CookieCategory) -> usize {
         .expect("every category is in ALL")
 }
 
+/// One flag per cookie category (in `CookieCategory::ALL` order): which grants a policy change
+/// asks again for.
+type AskedAgain = [bool; 4];
+
+/// How many pairs of policy versions the verdict cache holds before it starts afresh. Labels
+/// come from our own records, so this is only a guard.
+const MAX_CACHED_VERDICTS: usize = 1024;
+
+/// Where the policy a choice was recorded under stands against the policy in force.
+enum RecordedUnder {
+    /// An earlier policy: its difference from the one in force decides.
+    Earlier(Box<Policy>),
+    /// The same or a later version (not yet in force): nothing to ask again.
+    NotEarlier,
+    /// A label neither published nor the starting policy's.
+    Unknown,
+}
+
 /// The consent services, over the store.
 #[derive(Clone)]
 pub struct Consent {
     store: Store,
+    /// `needs_reconsent` per pair (label a choice was recorded under, label in force). Published
+    /// versions never change, so neither does a pair's verdict: the diff is computed once per
+    /// pair and process, never per request.
+    verdicts: Arc<RwLock<HashMap<(String, String), AskedAgain>>>,
 }
 
 impl Consent {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            verdicts: Arc::default(),
+        }
+    }
+
+    /// Which categories the changes from the policy `recorded_under` to the one in force ask
+    /// again for; from the cache after the first request that asks about this pair.
+    async fn asked_again_since(
+        &self,
+        recorded_under: &str,
+        in_force: &PolicyInForce,
+        policies: &Policies,
+    ) -> Result<AskedAgain> {
+        let current = in_force.policy.version();
+        if recorded_under == current {
+            return Ok([false; 4]);
+        }
+        let key = (recorded_under.to_string(), current.to_string());
+        if let Some(verdict) = self
+            .verdicts
+            .read()
+            .expect("the verdict lock is never poisoned")
+            .get(&key)
+        {
+            return Ok(*verdict);
+        }
+        let mut verdict = [false; 4];
+        match self
+            .recorded_under(recorded_under, in_force, policies)
+            .await?
+        {
+            RecordedUnder::Earlier(old) => {
+                let change = diff(&old, &in_force.policy);
+                for category in CookieCategory::ALL {
+                    verdict[category_slot(*category)] = needs_reconsent(&change, *category);
+                }
+            }
+            RecordedUnder::NotEarlier => {}
+            RecordedUnder::Unknown => {
+                // Nobody can say what such a grant covered, so it covers nothing now.
+                tracing::warn!(
+                    policy_version = recorded_under,
+                    "consent recorded under an unknown policy version; asking again"
+                );
+                for category in CookieCategory::ALL {
+                    verdict[category_slot(*category)] = category.is_optional();
+                }
+            }
+        }
+        let mut verdicts = self
+            .verdicts
+            .write()
+            .expect("the verdict lock is never poisoned");
+        if verdicts.len() >= MAX_CACHED_VERDICTS {
+            verdicts.clear();
+        }
+        verdicts.insert(key, verdict);
+        Ok(verdict)
+    }
+
+    /// Finds the policy a label names: a published version, else the starting policy. A
+    /// starting policy whose label was later published is taken to be that version.
+    async fn recorded_under(
+        &self,
+        label: &str,
+        in_force: &PolicyInForce,
+        policies: &Policies,
+    ) -> Result<RecordedUnder> {
+        match self.store.policy_version_by_label(label).await? {
+            Some(row) => {
+                // Versions are published in order of their effective dates, so a larger id is
+                // a later version.
+                let earlier = in_force.version.as_ref().is_some_and(|v| row.id < v.id);
+                if !earlier {
+                    return Ok(RecordedUnder::NotEarlier);
+                }
+                Ok(RecordedUnder::Earlier(Box::new(
+                    policies.with_operator(parse_stored(&row)?),
+                )))
+            }
+            None if label == policies.starting().version() => Ok(RecordedUnder::Earlier(Box::new(
+                policies.starting().clone(),
+            ))),
+            None => Ok(RecordedUnder::Unknown),
+        }
+    }
+
+    /// Lets lapse every standing grant in `state` that a policy change since its record asks
+    /// again for (C1: nothing optional runs on a grant that did not cover what the policy now
+    /// says). Returns the categories that lapsed.
+    async fn lapse_stale_grants(
+        &self,
+        records: &[ConsentRecord],
+        state: &mut ConsentState,
+        in_force: &PolicyInForce,
+        policies: &Policies,
+    ) -> Result<AskedAgain> {
+        let mut lapsed = [false; 4];
+        let latest = latest_by_category(records);
+        for category in CookieCategory::ALL {
+            let slot = category_slot(*category);
+            let Some(record) = latest[slot] else { continue };
+            if state.choice(*category) != Some(Choice::Granted) {
+                continue;
+            }
+            let asked = self
+                .asked_again_since(&record.policy_version, in_force, policies)
+                .await?;
+            if asked[slot] && state.ask_again(*category) {
+                lapsed[slot] = true;
+            }
+        }
+        Ok(lapsed)
     }
 
     /// The consent context of one request: the subject's standing choices (at sign-in merged,
@@ -325,12 +490,13 @@ impl Consent {
         let needs_gpc_record = |records: &[ConsentRecord]| {
             request.gpc && !records.iter().any(|record| record.method == Method::Gpc)
         };
+        // The policy in force is read only when a GPC record may be written or a grant may
+        // have lapsed: a visitor who chose nothing, or refused, costs no query for it.
+        let mut in_force = None;
         if (device.is_some() && needs_gpc_record(&device_records))
             || (request.account.is_some() && needs_gpc_record(&account_records))
         {
-            // The policy in force is read only when a GPC record may be written.
-            let in_force = policies.current().await?;
-            let policy = &in_force.policy;
+            let policy = &in_force.insert(policies.current().await?).policy;
             if let Some(id) = device {
                 let subject = ConsentSubject::Device(id.to_string());
                 if let Some(record) = self
@@ -350,12 +516,43 @@ impl Consent {
                 }
             }
         }
-        let device_state = ConsentState::from_records(&device_records);
-        let account_state = ConsentState::from_records(&account_records);
+        let mut device_state = ConsentState::from_records(&device_records);
+        let mut account_state = ConsentState::from_records(&account_records);
+        let mut lapsed = [false; 4];
+        if has_a_grant(&device_state) || has_a_grant(&account_state) {
+            let in_force = match &in_force {
+                Some(in_force) => in_force,
+                None => in_force.insert(policies.current().await?),
+            };
+            // Each side lapses by the version its own grant was recorded under, before the
+            // merge: an account's grant made under the policy in force still counts.
+            let on_device = self
+                .lapse_stale_grants(&device_records, &mut device_state, in_force, policies)
+                .await?;
+            let on_account = self
+                .lapse_stale_grants(&account_records, &mut account_state, in_force, policies)
+                .await?;
+            for (slot, lapsed) in lapsed.iter_mut().enumerate() {
+                *lapsed = on_device[slot] || on_account[slot];
+            }
+        }
         let state = if request.account.is_some() {
             stricter(&device_state, &account_state)
         } else {
             device_state
+        };
+        // The banner asks again for what lapsed and was not chosen anew on the other side,
+        // among the optional groups the policy in force still declares.
+        let asked_again = match &in_force {
+            Some(in_force) => in_force
+                .policy
+                .cookies()
+                .iter()
+                .filter(|group| group.optional && lapsed[category_slot(group.category)])
+                .filter(|group| state.standing(group.category).is_none())
+                .map(|group| (group.category, group.name.clone()))
+                .collect(),
+            None => vec![],
         };
         let chosen = CookieCategory::ALL.iter().any(|category| {
             state
@@ -377,6 +574,7 @@ impl Consent {
             device: device.map(str::to_string),
             account: request.account,
             chosen,
+            asked_again,
         })
     }
 
@@ -576,9 +774,26 @@ impl Consent {
             .collect())
     }
 
-    /// The standing choices of one subject, without request signals.
+    /// The standing choices of one subject as recorded, without request signals.
     pub async fn state_of(&self, subject: &ConsentSubject) -> Result<ConsentState> {
         Ok(ConsentState::from_records(&self.records(subject).await?))
+    }
+
+    /// The standing choices of one subject that count now: without request signals, and
+    /// without the grants a policy change since asks again for.
+    pub async fn effective_state_of(
+        &self,
+        subject: &ConsentSubject,
+        policies: &Policies,
+    ) -> Result<ConsentState> {
+        let records = self.records(subject).await?;
+        let mut state = ConsentState::from_records(&records);
+        if has_a_grant(&state) {
+            let in_force = policies.current().await?;
+            self.lapse_stale_grants(&records, &mut state, &in_force, policies)
+                .await?;
+        }
+        Ok(state)
     }
 
     /// Whether an account is known to be under 16 (for decisions asked through the API).
@@ -651,6 +866,7 @@ mod tests {
             device: None,
             account: None,
             chosen: true,
+            asked_again: vec![],
         }
     }
 

@@ -1,16 +1,81 @@
 //! Consent, cookies and Global Privacy Control over HTTP, on both stores: nothing optional before
 //! a choice, choices kept and provable, GPC honored and recorded once, the stricter choice at
-//! sign-in, written opt-outs, minors, receipts and the consent API.
+//! sign-in, written opt-outs, minors, receipts, the consent API, and choices asked again after
+//! a policy change that their grant did not cover.
 
 mod common;
 
 use common::{TestApp, csrf_of};
+use covenant::policy::publish;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const ANALYTICS_TAG: &str = "/static/analytics.js";
 const ADVERTISING_TAG: &str = "/static/advertising.js";
 const BANNER: &str = "id=\"consent-banner\"";
+const ASKED_AGAIN: &str = "id=\"banner-asked-again\"";
+const DEFAULT_POLICY: &str = include_str!("../crates/covenant-core/policy/default.toml");
+
+/// The default policy under a new label.
+fn relabelled(label: &str) -> String {
+    DEFAULT_POLICY.replace("version = \"2025.1\"", &format!("version = \"{label}\""))
+}
+
+/// A material version that adds a purpose: no earlier grant described it.
+fn with_a_new_purpose(label: &str) -> String {
+    relabelled(label)
+        + r#"
+[[purposes]]
+id = "recommendations"
+name = "Recommending topics"
+description = "Suggesting topics from what you read."
+categories = ["user.content.public"]
+subjects = ["members"]
+legal_basis = { eu_eea = "consent", uk = "consent", other = "consent" }
+"#
+}
+
+/// A material version that adds no use and touches no cookie group: one kind of person fewer.
+fn with_fewer_subjects(label: &str) -> String {
+    relabelled(label).replace(
+        "subjects = [\"members\", \"visitors\"]",
+        "subjects = [\"members\"]",
+    )
+}
+
+/// An editorial change to a version: a provider renamed.
+fn with_a_renamed_provider(text: String) -> String {
+    text.replace("\"Example Hosting\"", "\"Example Hosting GmbH\"")
+}
+
+fn day(text: &str) -> time::Date {
+    time::Date::parse(
+        text,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .unwrap()
+}
+
+/// Publishes a version that takes effect on `effective` (a day in the past: in force at once).
+async fn publish_version(
+    app: &TestApp,
+    text: &str,
+    effective: &str,
+) -> covenant::policy::Published {
+    let starting = app.state.policy.starting().clone();
+    publish(&app.store, &starting, text, "policy.toml", day(effective))
+        .await
+        .unwrap()
+}
+
+/// The banner's sentence naming what a policy change asks again for.
+fn asked_again_sentence(html: &str) -> &str {
+    let start = html
+        .find(ASKED_AGAIN)
+        .expect("the banner says what it asks again");
+    let end = start + html[start..].find("</p>").unwrap();
+    &html[start..end]
+}
 
 fn gpc_client() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -416,5 +481,83 @@ on_both_stores! {
         for path in ["/api/v1/consent/decision", "/api/v1/consent/choices", "/api/v1/consent/receipts", "/api/v1/consent/written-opt-outs"] {
             assert!(spec["paths"].get(path).is_some(), "{path} is documented");
         }
+    }
+}
+
+on_both_stores! {
+    /// Proves: C1, C3
+    async fn a_policy_that_adds_a_purpose_asks_again_before_analytics_runs(app) {
+        publish_version(app, DEFAULT_POLICY, "2025-01-01").await;
+        let visitor = app.new_client();
+        let response = banner(app, &visitor, "reject_all").await;
+        let device = consent_id(&response);
+        let subject = format!("device:{device}");
+        save_settings(app, &visitor, &[("analytics", "granted")]).await;
+        let home = app.page(&visitor, "/").await;
+        assert!(home.contains(ANALYTICS_TAG) && !home.contains(BANNER), "granted under version A");
+
+        let version_b = publish_version(app, &with_a_new_purpose("2025.2"), "2025-02-01").await;
+        assert!(version_b.material && !version_b.diff.added_purposes().is_empty());
+        let n_records = records_of(app, &subject).await.len();
+        for _ in 0..2 {
+            let home = app.page(&visitor, "/").await;
+            assert!(home.contains(BANNER), "the banner asks again after the purpose was added");
+            assert!(!home.contains(ANALYTICS_TAG), "the grant under version A no longer counts");
+            assert!(!home.contains(ADVERTISING_TAG));
+            let sentence = asked_again_sentence(&home);
+            assert!(sentence.contains("Statistics"), "{sentence}");
+            assert!(!sentence.contains("Advertising") && !sentence.contains("Preferences"), "refusals are not asked again: {sentence}");
+        }
+        let settings = app.page(&visitor, "/cookie-settings").await;
+        assert!(settings.contains("Off until you allow it."), "analytics waits for a new choice");
+        assert!(settings.contains("Off because you refused it."), "a refusal stays a refusal");
+        let decision: Value = app.client.get(app.url(&format!("/api/v1/consent/decision?category=analytics&device={device}")))
+            .send().await.unwrap().json().await.unwrap();
+        assert_eq!((decision["allowed"].clone(), decision["reason"].clone()), (json!(false), json!("no_choice")), "the API agrees with the page");
+        let records = records_of(app, &subject).await;
+        assert_eq!(records.len(), n_records, "asking again writes nothing");
+        assert!(records.iter().any(|r| r.category == "analytics" && r.choice == "granted" && r.policy_version == "2025.1"), "the earlier grant stays as evidence");
+
+        // Accept all on the banner shown again answers only what it asked.
+        banner(app, &visitor, "accept_all").await;
+        let records = records_of(app, &subject).await;
+        let answered: Vec<_> = records[n_records..].iter().map(|r| (r.category.as_str(), r.choice.as_str(), r.policy_version.as_str())).collect();
+        assert_eq!(answered, [("analytics", "granted", "2025.2")]);
+        let home = app.page(&visitor, "/").await;
+        assert!(home.contains(ANALYTICS_TAG), "the new grant counts under version B");
+        assert!(!home.contains(BANNER) && !home.contains(ADVERTISING_TAG));
+    }
+}
+
+on_both_stores! {
+    /// Proves: C1, C3
+    async fn a_change_that_adds_no_use_leaves_earlier_choices_in_force(app) {
+        publish_version(app, DEFAULT_POLICY, "2025-01-01").await;
+        let visitor = app.new_client();
+        banner(app, &visitor, "accept_all").await;
+        let member = app.member("uma").await;
+        let granted = app.client.post(app.url("/api/v1/consent/choices")).bearer_auth(&member)
+            .json(&json!({"category": "analytics", "choice": "granted"})).send().await.unwrap();
+        assert_eq!(granted.status(), 201);
+
+        let material = publish_version(app, &with_fewer_subjects("2025.2"), "2025-02-01").await;
+        assert!(material.material, "a material change, but it adds no purpose and no category");
+        let editorial = publish_version(app, &with_a_renamed_provider(with_fewer_subjects("2025.3")), "2025-03-01").await;
+        assert!(!editorial.material);
+        for _ in 0..2 {
+            let home = app.page(&visitor, "/").await;
+            assert!(home.contains(ANALYTICS_TAG) && home.contains(ADVERTISING_TAG), "the choices made under version A still hold");
+            assert!(!home.contains(BANNER), "nothing is asked again");
+        }
+        let decision: Value = app.client.get(app.url("/api/v1/consent/decision?category=analytics"))
+            .bearer_auth(&member).send().await.unwrap().json().await.unwrap();
+        assert_eq!(decision["reason"], "granted", "the account's grant holds too");
+
+        // A version that does add a purpose asks the account again as well.
+        publish_version(app, &with_a_new_purpose("2025.4"), "2025-04-01").await;
+        let decision: Value = app.client.get(app.url("/api/v1/consent/decision?category=analytics"))
+            .bearer_auth(&member).send().await.unwrap().json().await.unwrap();
+        assert_eq!(decision["reason"], "no_choice");
+        assert!(app.page(&visitor, "/").await.contains(BANNER), "and the device's grants too");
     }
 }

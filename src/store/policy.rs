@@ -120,6 +120,19 @@ impl Store {
             .context("reading a policy version")
     }
 
+    /// The published version with this label (labels are unique), as consent records name it.
+    pub async fn policy_version_by_label(
+        &self,
+        label: &str,
+    ) -> anyhow::Result<Option<PolicyVersionRow>> {
+        let sql = format!("SELECT {VERSION_COLUMNS} FROM policy_versions WHERE version_label = $1");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(label)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading a policy version by its label")
+    }
+
     /// Every published version, newest first.
     pub async fn policy_versions(&self) -> anyhow::Result<Vec<PolicyVersionSummary>> {
         let sql = format!("SELECT {SUMMARY_COLUMNS} FROM policy_versions ORDER BY id DESC");

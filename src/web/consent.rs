@@ -227,8 +227,12 @@ pub async fn banner_choice(
     let in_force = state.policy.current().await?;
     let notice = CookieNotice::of(&in_force.policy);
     let context = current().context;
+    // A banner shown again after a policy change asks only about what the change affects; the
+    // person's other choices stand.
+    let asked_again: Vec<CookieCategory> = context.asked_again().collect();
     let choices = notice
         .optional_categories()
+        .filter(|category| asked_again.is_empty() || asked_again.contains(category))
         .map(|category| (category, choice))
         .collect();
     let cookie =
@@ -587,7 +591,10 @@ pub async fn api_decision(
         }
         ConsentSubject::Device(_) => false,
     };
-    let consent_state = state.consent.state_of(&subject).await?;
+    let consent_state = state
+        .consent
+        .effective_state_of(&subject, &state.policy)
+        .await?;
     let decision = decide(
         &consent_state,
         category,
@@ -666,7 +673,10 @@ pub async fn api_record_choice(
         ConsentSubject::Device(_) => false,
     };
     let decision = decide(
-        &state.consent.state_of(&subject).await?,
+        &state
+            .consent
+            .effective_state_of(&subject, &state.policy)
+            .await?,
         category,
         Signals {
             known_minor_under_16: known_minor,

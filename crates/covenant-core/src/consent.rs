@@ -164,6 +164,19 @@ impl ConsentState {
     pub fn choice(&self, category: CookieCategory) -> Option<Choice> {
         self.standing(category).map(|standing| standing.choice)
     }
+
+    /// A policy change asks again for `category` (see [`needs_reconsent`]): a standing grant
+    /// no longer counts, so the category is unchosen (and off) until the subject chooses again.
+    /// A refusal stays a refusal. Returns whether a grant lapsed. The records themselves are
+    /// untouched: the grant stays evidence of what was allowed before the change.
+    pub fn ask_again(&mut self, category: CookieCategory) -> bool {
+        let slot = &mut self.standings[category.index()];
+        let granted = slot.is_some_and(|standing| standing.choice == Choice::Granted);
+        if granted {
+            *slot = None;
+        }
+        granted
+    }
 }
 
 /// What is known about the request and the subject beyond their choices.

@@ -208,6 +208,31 @@ fn a_material_change_to_one_cookie_group_asks_again_only_for_that_group() {
     assert!(!needs_reconsent(&change, Advertising));
 }
 
+/// Proves: C1, C3
+#[test]
+fn asking_again_lapses_a_grant_but_never_a_refusal() {
+    let mut state = state(&[
+        record(Preferences, Choice::Denied, 0),
+        record(Analytics, Choice::Granted, 0),
+        record(Advertising, Choice::Granted, 0),
+        record(Advertising, Choice::Denied, 5),
+    ]);
+    assert!(state.ask_again(Analytics), "a grant lapses");
+    assert!(!state.ask_again(Preferences), "a refusal stays");
+    assert!(!state.ask_again(Advertising), "a withdrawal stays");
+    assert!(!state.ask_again(Necessary), "nothing to lapse");
+    let plain = Signals::default();
+    assert_eq!(decide(&state, Analytics, plain).reason, Reason::NoChoice);
+    assert_eq!(decide(&state, Preferences, plain).reason, Reason::Refused);
+    assert_eq!(decide(&state, Advertising, plain).reason, Reason::Withdrawn);
+    state.apply(&record(Analytics, Choice::Granted, 10));
+    assert_eq!(
+        decide(&state, Analytics, plain).reason,
+        Reason::Granted,
+        "a new choice counts"
+    );
+}
+
 mod properties {
     use proptest::prelude::*;
 

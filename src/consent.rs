@@ -321,9 +321,14 @@ fn category_slot(category: CookieCategory) -> usize {
 /// asks again for.
 type AskedAgain = [bool; 4];
 
-/// How many pairs of policy versions the verdict cache holds before it starts afresh. Labels
-/// come from our own records, so this is only a guard.
-const MAX_CACHED_VERDICTS: usize = 1024;
+/// The verdicts of `needs_reconsent` for the policy in force, by the label a choice was recorded
+/// under. Versions only move forward, so when another comes into force the old verdicts are
+/// never asked for again and are dropped.
+#[derive(Default)]
+struct Verdicts {
+    in_force: String,
+    since: HashMap<String, AskedAgain>,
+}
 
 /// Where the policy a choice was recorded under stands against the policy in force.
 enum RecordedUnder {
@@ -339,10 +344,9 @@ enum RecordedUnder {
 #[derive(Clone)]
 pub struct Consent {
     store: Store,
-    /// `needs_reconsent` per pair (label a choice was recorded under, label in force). Published
-    /// versions never change, so neither does a pair's verdict: the diff is computed once per
-    /// pair and process, never per request.
-    verdicts: Arc<RwLock<HashMap<(String, String), AskedAgain>>>,
+    /// Published versions never change, so neither does the verdict for a pair of them: the
+    /// diff is computed once per pair and process, never per request.
+    verdicts: Arc<RwLock<Verdicts>>,
 }
 
 impl Consent {
@@ -365,14 +369,16 @@ impl Consent {
         if recorded_under == current {
             return Ok([false; 4]);
         }
-        let key = (recorded_under.to_string(), current.to_string());
-        if let Some(verdict) = self
-            .verdicts
-            .read()
-            .expect("the verdict lock is never poisoned")
-            .get(&key)
         {
-            return Ok(*verdict);
+            let verdicts = self
+                .verdicts
+                .read()
+                .expect("the verdict lock is never poisoned");
+            if verdicts.in_force == current
+                && let Some(verdict) = verdicts.since.get(recorded_under)
+            {
+                return Ok(*verdict);
+            }
         }
         let mut verdict = [false; 4];
         match self
@@ -401,10 +407,11 @@ impl Consent {
             .verdicts
             .write()
             .expect("the verdict lock is never poisoned");
-        if verdicts.len() >= MAX_CACHED_VERDICTS {
-            verdicts.clear();
+        if verdicts.in_force != current {
+            verdicts.in_force = current.to_string();
+            verdicts.since.clear();
         }
-        verdicts.insert(key, verdict);
+        verdicts.since.insert(recorded_under.to_string(), verdict);
         Ok(verdict)
     }
 
@@ -473,19 +480,33 @@ impl Consent {
         now: i64,
     ) -> Result<ConsentContext> {
         let device = request.device.filter(|id| is_consent_id(id));
+        // The version in force comes with the records, so a page costs no extra round trip.
+        let mut known_in_force = None;
         let mut device_records = match device {
             Some(id) => {
-                self.records(&ConsentSubject::Device(id.to_string()))
-                    .await?
+                let (records, in_force) = self
+                    .records_and_policy_in_force(&ConsentSubject::Device(id.to_string()))
+                    .await?;
+                known_in_force = known_in_force.or(in_force);
+                records
             }
             None => vec![],
         };
         let (mut account_records, birth_year) = match request.account {
-            Some(user_id) => (
-                self.records(&ConsentSubject::Account(user_id)).await?,
-                self.store.birth_year_of(user_id).await?,
-            ),
+            Some(user_id) => {
+                let (records, in_force) = self
+                    .records_and_policy_in_force(&ConsentSubject::Account(user_id))
+                    .await?;
+                known_in_force = known_in_force.or(in_force);
+                (records, self.store.birth_year_of(user_id).await?)
+            }
             None => (vec![], None),
+        };
+        let policy_in_force = async || -> Result<Arc<PolicyInForce>> {
+            Ok(match known_in_force {
+                Some(id) => policies.at(id).await?,
+                None => policies.current().await?,
+            })
         };
         let needs_gpc_record = |records: &[ConsentRecord]| {
             request.gpc && !records.iter().any(|record| record.method == Method::Gpc)
@@ -496,7 +517,7 @@ impl Consent {
         if (device.is_some() && needs_gpc_record(&device_records))
             || (request.account.is_some() && needs_gpc_record(&account_records))
         {
-            let policy = &in_force.insert(policies.current().await?).policy;
+            let policy = &in_force.insert(policy_in_force().await?).policy;
             if let Some(id) = device {
                 let subject = ConsentSubject::Device(id.to_string());
                 if let Some(record) = self
@@ -522,7 +543,7 @@ impl Consent {
         if has_a_grant(&device_state) || has_a_grant(&account_state) {
             let in_force = match &in_force {
                 Some(in_force) => in_force,
-                None => in_force.insert(policies.current().await?),
+                None => in_force.insert(policy_in_force().await?),
             };
             // Each side lapses by the version its own grant was recorded under, before the
             // merge: an account's grant made under the policy in force still counts.
@@ -576,6 +597,19 @@ impl Consent {
             chosen,
             asked_again,
         })
+    }
+
+    /// A subject's records and the id of the policy version in force, in one query; the
+    /// version is known only when there is a record.
+    async fn records_and_policy_in_force(
+        &self,
+        subject: &ConsentSubject,
+    ) -> Result<(Vec<ConsentRecord>, Option<Option<i64>>)> {
+        let (rows, in_force) = self
+            .store
+            .consent_records_and_policy_in_force(&subject.to_string(), &crate::policy::today())
+            .await?;
+        Ok((parse_rows(&rows)?, in_force))
     }
 
     pub async fn records(&self, subject: &ConsentSubject) -> Result<Vec<ConsentRecord>> {

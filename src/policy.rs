@@ -117,6 +117,12 @@ impl Policies {
     /// The policy in force now: one cheap query, and a reload only when the version changed.
     pub async fn current(&self) -> anyhow::Result<Arc<PolicyInForce>> {
         let in_force = self.store.policy_version_in_force(&today()).await?;
+        self.at(in_force).await
+    }
+
+    /// The policy of the version the caller found in force (`None`: nothing published is in
+    /// force yet), from memory unless it is not the one held.
+    pub async fn at(&self, in_force: Option<i64>) -> anyhow::Result<Arc<PolicyInForce>> {
         let cached = self
             .cached
             .read()

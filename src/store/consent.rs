@@ -30,6 +30,15 @@ pub struct NewConsentRecord<'a> {
     pub recorded_at: i64,
 }
 
+/// A record read together with the policy version in force (see
+/// [`Store::consent_records_and_policy_in_force`]).
+#[derive(FromRow)]
+struct RecordAndPolicyInForce {
+    #[sqlx(flatten)]
+    record: ConsentRecordRow,
+    policy_in_force: Option<i64>,
+}
+
 const RECORD_COLUMNS: &str =
     "id, receipt_id, subject, category, choice, method, policy_version, text_hash, recorded_at";
 
@@ -78,6 +87,31 @@ pub async fn claim_gpc_marker(
 }
 
 impl Store {
+    /// A subject's records, oldest first, with the id of the policy version in force on `today`
+    /// (`YYYY-MM-DD`) read by the same statement: a request whose subject holds a grant needs
+    /// both, and pays one round trip. The version is `None` when the subject has no record
+    /// (nothing was read about it), `Some(None)` when no published version is in force.
+    pub async fn consent_records_and_policy_in_force(
+        &self,
+        subject: &str,
+        today: &str,
+    ) -> anyhow::Result<(Vec<ConsentRecordRow>, Option<Option<i64>>)> {
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS}, (SELECT v.id FROM policy_versions v \
+             WHERE v.effective_on <= $2 ORDER BY v.effective_on DESC, v.id DESC LIMIT 1) \
+             AS policy_in_force FROM consent_records WHERE subject = $1 \
+             ORDER BY recorded_at, id"
+        );
+        let rows: Vec<RecordAndPolicyInForce> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(subject)
+            .bind(today)
+            .fetch_all(self.pool())
+            .await
+            .context("reading consent records and the policy in force")?;
+        let in_force = rows.first().map(|row| row.policy_in_force);
+        Ok((rows.into_iter().map(|row| row.record).collect(), in_force))
+    }
+
     /// A subject's records, oldest first (the order the core folds them in).
     pub async fn consent_records_of(&self, subject: &str) -> anyhow::Result<Vec<ConsentRecordRow>> {
         let sql = format!(

@@ -39,6 +39,8 @@ pub const GPC_LAST_UPDATE: &str = "2026-11-29";
 pub struct RequestConsent {
     pub context: Arc<ConsentContext>,
     pub return_to: String,
+    /// The colour theme remembered for this browser, only while preferences are allowed.
+    pub theme: Option<crate::web::theme::Theme>,
 }
 
 tokio::task_local! {
@@ -52,7 +54,7 @@ pub fn current() -> RequestConsent {
     REQUEST_CONSENT.try_with(Clone::clone).unwrap_or_default()
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -127,15 +129,26 @@ pub async fn consent_context(
             ConsentContext::default()
         }
     };
+    // A theme cookie left from before preferences were withdrawn is ignored, and cleared.
+    let stored_theme = crate::web::theme::cookie_theme(&parts.headers);
+    let preferences = context.allows(CookieCategory::Preferences);
     let request_consent = RequestConsent {
         context: Arc::new(context),
         return_to,
+        theme: stored_theme.filter(|_| preferences),
     };
     parts.extensions.insert(request_consent.clone());
     let request = Request::from_parts(parts, body);
-    REQUEST_CONSENT
+    let mut response = REQUEST_CONSENT
         .scope(request_consent, next.run(request))
-        .await
+        .await;
+    if stored_theme.is_some() && !preferences {
+        let clear = crate::web::theme::clear_theme_cookie(state.config.secure_cookies());
+        if let Ok(value) = clear.parse() {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+    }
+    response
 }
 
 fn render(template: &impl Template) -> PageResult {
@@ -146,7 +159,7 @@ fn render(template: &impl Template) -> PageResult {
 }
 
 /// Only paths on this site: an open redirect would turn the banner into a bouncer.
-fn local_path(text: &str) -> String {
+pub(crate) fn local_path(text: &str) -> String {
     let ok = text.starts_with('/') && !text.starts_with("//") && !text.contains('\\');
     if ok { text.to_string() } else { "/".into() }
 }
@@ -269,6 +282,8 @@ struct CookieSettingsPage {
     categories: Vec<CategoryView>,
     gpc: bool,
     saved: bool,
+    /// The person tried to pick a theme while preference cookies are off.
+    needs_preferences: bool,
     records: Vec<RecordLine>,
     policy_version: String,
 }
@@ -276,6 +291,7 @@ struct CookieSettingsPage {
 #[derive(Deserialize)]
 pub struct SavedQuery {
     saved: Option<String>,
+    theme: Option<String>,
 }
 
 async fn record_lines(
@@ -345,6 +361,8 @@ pub async fn cookie_settings(
         categories,
         gpc: context.gpc(),
         saved: query.saved.is_some(),
+        needs_preferences: query.theme.as_deref() == Some("needs-preferences")
+            && !context.allows(CookieCategory::Preferences),
         records: record_lines(&state, &context).await?,
         policy_version: notice.stamp.policy_version,
     })

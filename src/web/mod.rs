@@ -18,6 +18,7 @@ pub mod retention;
 pub mod security;
 pub mod social;
 pub mod staff;
+pub mod theme;
 
 use crate::accounts::Accounts;
 use crate::config::Config;
@@ -391,6 +392,7 @@ pub fn router(state: AppState) -> Router {
             post(security::disable_two_factor),
         )
         .route("/consent", post(consent::banner_choice))
+        .route("/preferences/theme", post(theme::choose_theme))
         .route(
             "/cookie-settings",
             get(consent::cookie_settings).post(consent::save_cookie_settings),

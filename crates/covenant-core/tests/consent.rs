@@ -197,7 +197,7 @@ fn a_material_change_to_one_cookie_group_asks_again_only_for_that_group() {
     let old = Policy::default_policy();
     let new = edited_policy(|text| {
         text.replace(
-            "[[cookies]]\ncategory = \"preferences\"\nname = \"Preferences\"\ndescription = \"Remember settings such as the colour theme when you are not signed in.\"\noptional = true\n\n",
+            "[[cookies]]\ncategory = \"preferences\"\nname = \"Preferences\"\ndescription = \"Remember display settings in this browser, such as the dark theme.\"\noptional = true\n\n",
             "",
         )
     });

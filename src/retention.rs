@@ -14,14 +14,17 @@ use crate::audit::{self, AuditKey, AuditKind, Detail, Event};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::policy::Policies;
-use crate::store::{self, DeviceColumn, HoldRow, NewHold, RelationshipRow, Store, SweepTotals, Tx};
+use crate::store::{
+    self, DeviceColumn, DeviceTable, HoldRow, NewHold, RelationshipRow, Store, SweepScope,
+    SweepStep, SweepTotals, Tx,
+};
 use anyhow::Context;
 use covenant_core::policy::{CategoryKey, Jurisdiction, Policy};
 use covenant_core::retention::{
     Account, ClosureReason, Hold, HoldScope, Relationship, Subscription, Verdict, VerdictState,
     retention_verdict,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use time::{Date, OffsetDateTime};
 
@@ -147,8 +150,8 @@ fn midnight(day: Date) -> i64 {
 pub struct SweepOptions {
     /// The moment the verdicts are taken at (the clock, or `--now` for a rehearsal).
     pub now: OffsetDateTime,
-    /// Do everything in transactions that are rolled back: nothing changes, the report is
-    /// exactly what a real run would do now.
+    /// Count instead of changing, in read-only transactions: nothing changes, and the report
+    /// is exactly what a real run would do now (the same steps count the same rows).
     pub dry_run: bool,
     /// Members per transaction.
     pub batch_size: i64,
@@ -309,7 +312,12 @@ impl Retention {
         let now = at(as_of);
         let batch_size = options.batch_size.max(1);
         loop {
-            let mut tx = self.store.begin().await?;
+            // A dry run only reads: it takes no write lock and cannot change anything.
+            let mut tx = if options.dry_run {
+                self.store.begin_read().await?
+            } else {
+                self.store.begin().await?
+            };
             if let Some(run_id) = run_id {
                 let run = self.store.lock_sweep_run(&mut tx, run_id).await?;
                 if run.finished_at.is_some() {
@@ -352,21 +360,18 @@ impl Retention {
                 .map(hold_of)
                 .collect();
             let mut totals = SweepTotals::default();
-            let mut ghost = None;
-            for subject in &subjects {
-                self.sweep_subject(
-                    &mut tx,
-                    &policy,
-                    &holds,
-                    subject,
-                    now,
-                    run_id,
-                    &mut ghost,
-                    &mut report,
-                    &mut totals,
-                )
-                .await?;
-            }
+            self.sweep_batch(
+                &mut tx,
+                &policy,
+                &holds,
+                &subjects,
+                now,
+                run_id,
+                !options.dry_run,
+                &mut report,
+                &mut totals,
+            )
+            .await?;
             totals.n_subjects = subjects.len() as i64;
             report.subjects += subjects.len() as u64;
             cursor = last;
@@ -403,163 +408,267 @@ impl Retention {
         Ok(report)
     }
 
+    /// Decides each member's verdicts, then carries them out kind by kind (in [`Swept::ALL`]'s
+    /// order, so each member's records go through the same sequence as one by one): one
+    /// counting statement and at most one changing statement per step for the members no hold
+    /// touches, the same per member for those a dated hold narrows. A dry run only counts.
+    /// Audit entries (one per member and category) are written together at the end.
     #[allow(clippy::too_many_arguments)]
-    async fn sweep_subject(
+    async fn sweep_batch(
         &self,
         tx: &mut Tx,
         policy: &Policy,
         holds: &[Hold],
-        subject: &RelationshipRow,
+        subjects: &[RelationshipRow],
         now: OffsetDateTime,
         run_id: Option<i64>,
-        ghost: &mut Option<i64>,
+        execute: bool,
         report: &mut SweepReport,
         totals: &mut SweepTotals,
     ) -> anyhow::Result<()> {
-        let relationship = relationship_of(subject);
-        let jurisdiction = policy.jurisdiction(self.jurisdiction_of(subject));
-        let created = at(subject.created_at);
-        let user_id = subject.id;
-        let name = relationship.subject.clone();
-        let mut all_removed = true;
-        for item in Swept::ALL {
-            let Ok(key) = CategoryKey::parse(item.category()) else {
-                all_removed = false;
-                continue;
-            };
-            let Some(rule) = policy.retention_for(&key) else {
-                // The policy keeps no rule for it: nothing may be decided, so it stays.
-                all_removed = false;
-                continue;
-            };
-            let verdict = retention_verdict(rule, jurisdiction, &relationship, &[], created, now);
-            if verdict.state == VerdictState::Keep {
-                all_removed = false;
+        let plans = self.plan_batch(policy, holds, subjects, now, report, totals);
+        let mut events = Vec::new();
+        // What earlier actions of this batch did that later ones must not count again.
+        let mut credentials_gone: HashSet<i64> = HashSet::new();
+        let mut posts_left: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        let mut ghost_id = None;
+        for (index, item) in Swept::ALL.into_iter().enumerate() {
+            let plans = &plans.actions[index];
+            if plans.is_empty() {
                 continue;
             }
-            // Holds over this member and category; their days decide which records they keep.
-            let covering: Vec<&Hold> = holds
-                .iter()
-                .filter(|hold| {
-                    hold.released_at.is_none_or(|released| released > now)
-                        && hold.scope.subject.as_deref().is_none_or(|s| s == name)
-                        && (hold.scope.categories.is_empty()
-                            || hold.scope.categories.contains(&key))
-                })
-                .collect();
-            let whole = covering.iter().any(|hold| {
-                (hold.scope.created_from.is_none() && hold.scope.created_until.is_none())
-                    || (item.in_account_row() && hold.covers(&name, &key, created, now))
-            });
-            if whole {
-                let held: Vec<Hold> = covering.iter().map(|h| (*h).clone()).collect();
-                let why = retention_verdict(rule, jurisdiction, &relationship, &held, created, now);
-                report.add(item.category(), VerdictState::Held, 1, &why.reason);
-                totals.n_held += 1;
-                all_removed = false;
-                continue;
+            if execute
+                && ghost_id.is_none()
+                && item == Swept::PublicContent
+                && plans.iter().any(|p| p.state == VerdictState::Anonymize)
+            {
+                ghost_id = Some(self.store.ghost_user(tx, now.unix_timestamp()).await?);
             }
-            if !covering.is_empty() {
-                all_removed = false;
-            }
-            let excluded: Vec<(i64, i64)> = covering
-                .iter()
-                .map(|hold| {
-                    (
-                        hold.scope
-                            .created_from
-                            .map(midnight)
-                            .unwrap_or(i64::MIN / 2),
-                        hold.scope
-                            .created_until
-                            .and_then(|d| d.next_day())
-                            .map(midnight)
-                            .unwrap_or(i64::MAX / 2),
-                    )
-                })
-                .collect();
-            let n = match verdict.state {
-                VerdictState::Restrict => {
-                    all_removed = false;
-                    match item {
-                        Swept::Username => {
-                            store::restrict_account(tx, user_id, now.unix_timestamp()).await?
+            // A dry run never writes, so the deleted user's id is never needed there.
+            let ghost_id = ghost_id.unwrap_or(0);
+            let mut counts: HashMap<i64, u64> = HashMap::new();
+            for state in [
+                VerdictState::Restrict,
+                VerdictState::Delete,
+                VerdictState::Anonymize,
+            ] {
+                let steps = steps_of(item, state, now.unix_timestamp(), ghost_id);
+                if steps.is_empty() {
+                    continue;
+                }
+                for step in steps {
+                    // Members whose sessions went with their credentials, or whose posts went
+                    // to the deleted user, have none of those left to blank; of posts kept by
+                    // a hold, only those are left.
+                    let (skip, within) = match step {
+                        SweepStep::BlankDevice(DeviceTable::Sessions, _) => {
+                            (Some(&credentials_gone), None)
                         }
-                        Swept::PublicContent => {
-                            store::restrict_posts(tx, user_id, now.unix_timestamp(), &excluded)
-                                .await?
+                        SweepStep::BlankDevice(DeviceTable::Posts, _) => (None, Some(&posts_left)),
+                        _ => (None, None),
+                    };
+                    let mut whole = Vec::new();
+                    let mut narrowed = Vec::new();
+                    for plan in plans.iter().filter(|p| p.state == state) {
+                        if skip.is_some_and(|gone| gone.contains(&plan.user_id)) {
+                            continue;
                         }
-                        // Enforced by the closed account itself: it signs in no more, receives
-                        // no mail, and no page shows these.
-                        _ => 0,
+                        let within = within.and_then(|left| left.get(&plan.user_id)).cloned();
+                        if within.as_ref().is_some_and(|left| left.is_empty()) {
+                            continue;
+                        }
+                        if plan.excluded.is_empty() && within.is_none() {
+                            whole.push(plan.user_id);
+                        } else {
+                            let scope = SweepScope {
+                                excluded: plan.excluded.clone(),
+                                within,
+                            };
+                            narrowed.push((plan.user_id, scope));
+                        }
+                    }
+                    let mut found = self
+                        .store
+                        .sweep_step(tx, step, &whole, &SweepScope::default(), execute)
+                        .await?;
+                    for (user_id, scope) in &narrowed {
+                        found.extend(
+                            self.store
+                                .sweep_step(tx, step, &[*user_id], scope, execute)
+                                .await?,
+                        );
+                    }
+                    for (id, n) in found {
+                        *counts.entry(id).or_default() += n;
                     }
                 }
-                VerdictState::Delete | VerdictState::Anonymize => match item {
-                    Swept::Username => store::anonymize_username(tx, user_id).await?,
-                    Swept::Email => store::delete_email(tx, user_id, &excluded).await?,
-                    Swept::BirthYear => store::delete_birth_year(tx, user_id).await?,
-                    Swept::Credentials => store::delete_credentials(tx, user_id).await?,
-                    Swept::IpAddress => {
-                        store::delete_device_column(tx, user_id, DeviceColumn::Ip, &excluded)
-                            .await?
-                    }
-                    Swept::UserAgent => {
-                        store::delete_device_column(tx, user_id, DeviceColumn::UserAgent, &excluded)
-                            .await?
-                    }
-                    Swept::PublicContent if device_held(holds, &name, now) => {
-                        // Anonymized posts lose their IP address and user agent; while a hold
-                        // keeps those, the posts stay with their author.
-                        all_removed = false;
-                        report.add(item.category(), VerdictState::Held, 1, &verdict.reason);
-                        totals.n_held += 1;
-                        0
-                    }
-                    Swept::PublicContent => {
-                        let ghost_id = match *ghost {
-                            Some(id) => id,
-                            None => {
-                                let id = self.store.ghost_user(tx, now.unix_timestamp()).await?;
-                                *ghost = Some(id);
-                                id
-                            }
-                        };
-                        store::anonymize_posts(tx, user_id, ghost_id, &excluded).await?
-                    }
-                },
-                VerdictState::Keep | VerdictState::Held => 0,
-            };
-            if n == 0 {
-                continue;
             }
-            let kind = match verdict.state {
-                VerdictState::Restrict => {
-                    totals.n_restricted += n as i64;
-                    AuditKind::DataRestricted
+            for plan in plans {
+                match (item, plan.state) {
+                    (Swept::Credentials, VerdictState::Delete) => {
+                        credentials_gone.insert(plan.user_id);
+                    }
+                    (Swept::PublicContent, VerdictState::Anonymize) => {
+                        // Posts created in held days stay with their author.
+                        posts_left.insert(plan.user_id, plan.excluded.clone());
+                    }
+                    _ => {}
                 }
-                VerdictState::Delete => {
-                    totals.n_deleted += n as i64;
-                    AuditKind::DataDeleted
+                let n = counts.get(&plan.user_id).copied().unwrap_or(0);
+                if n == 0 {
+                    continue;
                 }
-                _ => {
-                    totals.n_anonymized += n as i64;
-                    AuditKind::DataAnonymized
+                let kind = match plan.state {
+                    VerdictState::Restrict => {
+                        totals.n_restricted += n as i64;
+                        AuditKind::DataRestricted
+                    }
+                    VerdictState::Delete => {
+                        totals.n_deleted += n as i64;
+                        AuditKind::DataDeleted
+                    }
+                    _ => {
+                        totals.n_anonymized += n as i64;
+                        AuditKind::DataAnonymized
+                    }
+                };
+                let mut event = Event::new(kind)
+                    .subject(Some(plan.user_id))
+                    .detail(Detail::Category(item.category().to_string()))
+                    .detail(Detail::Count(n as i64));
+                if let Some(run_id) = run_id {
+                    event = event.detail(Detail::SweepRun(run_id));
                 }
-            };
-            let mut event = Event::new(kind)
-                .subject(Some(user_id))
-                .detail(Detail::Category(item.category().to_string()))
-                .detail(Detail::Count(n as i64));
-            if let Some(run_id) = run_id {
-                event = event.detail(Detail::SweepRun(run_id));
+                events.push(event);
+                report.add(item.category(), plan.state, n, &plan.reason);
             }
-            audit::record(tx, &self.audit, event).await?;
-            report.add(item.category(), verdict.state, n, &verdict.reason);
         }
-        if all_removed {
-            store::mark_anonymized(tx, user_id, now.unix_timestamp()).await?;
+        if execute {
+            audit::record_many(&self.store, tx, &self.audit, events).await?;
+            self.store
+                .mark_swept(tx, &plans.all_removed, now.unix_timestamp())
+                .await?;
         }
         Ok(())
+    }
+
+    /// The verdict of each member of a batch for each kind of record, and what holds keep of
+    /// it. Held and kept kinds are reported here; the rest become actions.
+    fn plan_batch(
+        &self,
+        policy: &Policy,
+        holds: &[Hold],
+        subjects: &[RelationshipRow],
+        now: OffsetDateTime,
+        report: &mut SweepReport,
+        totals: &mut SweepTotals,
+    ) -> BatchPlan {
+        let mut plan = BatchPlan {
+            actions: Swept::ALL.map(|_| Vec::new()),
+            all_removed: Vec::new(),
+        };
+        // Parsed once a batch rather than once a member and kind.
+        let rules: Vec<Option<(CategoryKey, &covenant_core::policy::RetentionRule)>> = Swept::ALL
+            .iter()
+            .map(|item| {
+                let key = CategoryKey::parse(item.category()).ok()?;
+                let rule = policy.retention_for(&key)?;
+                Some((key, rule))
+            })
+            .collect();
+        for subject in subjects {
+            let relationship = relationship_of(subject);
+            let jurisdiction = policy.jurisdiction(self.jurisdiction_of(subject));
+            let created = at(subject.created_at);
+            let name = relationship.subject.clone();
+            let mut all_removed = true;
+            for (index, item) in Swept::ALL.into_iter().enumerate() {
+                let Some((key, rule)) = &rules[index] else {
+                    // The policy keeps no rule for it: nothing may be decided, so it stays.
+                    all_removed = false;
+                    continue;
+                };
+                let verdict =
+                    retention_verdict(rule, jurisdiction, &relationship, &[], created, now);
+                if verdict.state == VerdictState::Keep {
+                    all_removed = false;
+                    continue;
+                }
+                // Holds over this member and category; their days decide which records they
+                // keep.
+                let covering: Vec<&Hold> = holds
+                    .iter()
+                    .filter(|hold| {
+                        hold.released_at.is_none_or(|released| released > now)
+                            && hold.scope.subject.as_deref().is_none_or(|s| s == name)
+                            && (hold.scope.categories.is_empty()
+                                || hold.scope.categories.contains(key))
+                    })
+                    .collect();
+                let whole = covering.iter().any(|hold| {
+                    (hold.scope.created_from.is_none() && hold.scope.created_until.is_none())
+                        || (item.in_account_row() && hold.covers(&name, key, created, now))
+                });
+                if whole {
+                    let held: Vec<Hold> = covering.iter().map(|h| (*h).clone()).collect();
+                    let why =
+                        retention_verdict(rule, jurisdiction, &relationship, &held, created, now);
+                    report.add(item.category(), VerdictState::Held, 1, &why.reason);
+                    totals.n_held += 1;
+                    all_removed = false;
+                    continue;
+                }
+                if !covering.is_empty() {
+                    all_removed = false;
+                }
+                if verdict.state == VerdictState::Restrict {
+                    all_removed = false;
+                    // Only the account record and posts are marked; the rest is restricted by
+                    // the closed account itself: it signs in no more, receives no mail, and no
+                    // page shows these.
+                    if !matches!(item, Swept::Username | Swept::PublicContent) {
+                        continue;
+                    }
+                }
+                if item == Swept::PublicContent
+                    && verdict.state == VerdictState::Anonymize
+                    && device_held(holds, &name, now)
+                {
+                    // Anonymized posts lose their IP address and user agent; while a hold
+                    // keeps those, the posts stay with their author.
+                    all_removed = false;
+                    report.add(item.category(), VerdictState::Held, 1, &verdict.reason);
+                    totals.n_held += 1;
+                    continue;
+                }
+                let excluded: Vec<(i64, i64)> = covering
+                    .iter()
+                    .map(|hold| {
+                        (
+                            hold.scope
+                                .created_from
+                                .map(midnight)
+                                .unwrap_or(i64::MIN / 2),
+                            hold.scope
+                                .created_until
+                                .and_then(|d| d.next_day())
+                                .map(midnight)
+                                .unwrap_or(i64::MAX / 2),
+                        )
+                    })
+                    .collect();
+                plan.actions[index].push(Planned {
+                    user_id: subject.id,
+                    state: verdict.state,
+                    reason: verdict.reason,
+                    excluded,
+                });
+            }
+            if all_removed {
+                plan.all_removed.push(subject.id);
+            }
+        }
+        plan
     }
 
     /// Places a legal hold (T3); `actor_id` is the staff member, `None` for the operator's
@@ -687,6 +796,56 @@ pub struct HoldRequest {
     pub created_until: String,
     /// The claim reference or order.
     pub reason: String,
+}
+
+/// What a batch is to do, by kind of record (in [`Swept::ALL`]'s order).
+struct BatchPlan {
+    actions: [Vec<Planned>; Swept::ALL.len()],
+    /// Members of whom nothing will be left to sweep after this batch.
+    all_removed: Vec<i64>,
+}
+
+/// One member's due action on one kind of record.
+struct Planned {
+    user_id: i64,
+    /// Restrict, Delete or Anonymize.
+    state: VerdictState,
+    reason: String,
+    /// Creation times that dated holds keep; empty when no hold touches the member.
+    excluded: Vec<(i64, i64)>,
+}
+
+/// The store's steps that carry out `state` on one kind of record.
+fn steps_of(item: Swept, state: VerdictState, now: i64, ghost_id: i64) -> Vec<SweepStep> {
+    use DeviceTable::{Posts, Sessions, SignIns};
+    match (state, item) {
+        (VerdictState::Restrict, Swept::Username) => vec![SweepStep::RestrictAccount { now }],
+        (VerdictState::Restrict, Swept::PublicContent) => vec![SweepStep::RestrictPosts { now }],
+        (VerdictState::Delete | VerdictState::Anonymize, item) => match item {
+            Swept::Username => vec![SweepStep::AnonymizeUsername],
+            Swept::Email => vec![SweepStep::DeleteEmail, SweepStep::DeleteMail],
+            Swept::BirthYear => vec![SweepStep::DeleteBirthYear],
+            Swept::Credentials => vec![
+                SweepStep::DeletePasswordHash,
+                SweepStep::DeleteTwoFactor,
+                SweepStep::DeleteRecoveryCodes,
+                SweepStep::DeleteAccountTokens,
+                SweepStep::DeleteSessions,
+            ],
+            Swept::IpAddress => [Posts, SignIns, Sessions]
+                .map(|table| SweepStep::BlankDevice(table, DeviceColumn::Ip))
+                .to_vec(),
+            Swept::UserAgent => [Posts, SignIns, Sessions]
+                .map(|table| SweepStep::BlankDevice(table, DeviceColumn::UserAgent))
+                .to_vec(),
+            Swept::PublicContent => vec![
+                SweepStep::AnonymizePosts { ghost_id },
+                SweepStep::BlankBio,
+                SweepStep::AnonymizeTopics { ghost_id },
+            ],
+        },
+        _ => Vec::new(),
+    }
 }
 
 /// Whether a standing hold covers this member's IP addresses or user agents, on any days.

@@ -391,3 +391,46 @@ on_both_stores! {
         assert_eq!(app.store.user_by_id(id).await.unwrap().unwrap().username, format!("deleted-{id}"));
     }
 }
+
+on_both_stores! {
+    /// Proves: T3, T4
+    async fn a_dry_run_counts_exactly_what_the_real_run_changes_when_a_dated_hold_keeps_posts(app) {
+        let (_, kept) = member_with_topic(app, "hedy").await;
+        let (_, free) = member_with_topic(app, "katherine").await;
+        close(app, kept).await;
+        close(app, free).await;
+        // Keeps hedy's posts written today with their author; their IP addresses are not held.
+        let day = today().to_string();
+        app.state.retention.place_hold(None, &HoldRequest {
+            subject_user_id: Some(kept),
+            categories: "user.content.public".into(),
+            created_from: day.clone(),
+            created_until: day,
+            reason: "Claim 2026-31".into(),
+        }).await.unwrap();
+        let remove_on = removal_day(app, kept).await;
+        let head = app.store.audit_head().await.unwrap();
+        let dry = sweep(app, remove_on, true).await;
+        assert_eq!(app.store.audit_head().await.unwrap(), head, "a dry run records nothing");
+        let real = sweep(app, remove_on, false).await;
+        let counts = |r: &SweepReport| r.lines.iter().map(|(k, l)| (*k, l.records)).collect::<Vec<_>>();
+        assert_eq!(counts(&dry), counts(&real));
+        // Both sign-ins and hedy's held post lose their IP address; katherine's post lost its
+        // own in being anonymized (counted there, not twice).
+        assert_eq!(real.lines[&("user.device.ip_address", "delete")].records, 3);
+        // Only katherine's post went to the deleted user; hedy's stays hers, under her new name.
+        assert_eq!(real.lines[&("user.content.public", "anonymize")].records, 2, "katherine's post and topic");
+        let posts = app.store.public_posts_of_user(kept, 10).await.unwrap();
+        assert_eq!(posts.len(), 1);
+        assert_eq!(posts[0].0.author, format!("deleted-{kept}"));
+        assert!(app.store.public_posts_of_user(free, 10).await.unwrap().is_empty());
+        // Every change is one audit entry per member and category, and the chain holds.
+        let deleted = audit_details(app, "data_deleted").await;
+        for (id, n) in [(kept, 2), (free, 1)] {
+            let ip: Vec<_> = deleted.iter().filter(|(s, d)| *s == Some(id) && d.contains("category=user.device.ip_address")).collect();
+            assert_eq!(ip.len(), 1, "{deleted:?}");
+            assert!(ip[0].1.contains(&format!("count={n}")), "{ip:?}");
+        }
+        assert!(covenant::audit::verify(&app.store, &app.state.audit_key).await.unwrap().is_intact());
+    }
+}

@@ -65,6 +65,57 @@ pub async fn append_audit_row(tx: &mut Tx, row: &AuditRow) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Takes `n` sequence numbers at once (the last is returned) and the previous entry's hash,
+/// locking the head row like [`advance_audit_head`].
+pub async fn advance_audit_head_by(tx: &mut Tx, n: i64) -> anyhow::Result<(i64, String)> {
+    sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+        .bind(n)
+        .fetch_one(&mut **tx)
+        .await
+        .context("advancing the audit chain's head")
+}
+
+impl Store {
+    /// Writes consecutive entries, many to a statement, and moves the head's hash to the last.
+    pub async fn append_audit_rows(&self, tx: &mut Tx, rows: &[AuditRow]) -> anyhow::Result<()> {
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        // Nine values a row: 500 rows stay under both engines' limits on bound parameters.
+        for part in rows.chunks(500) {
+            let sql = format!(
+                "INSERT INTO audit_log (seq, at, actor_id, subject_id, kind, details, prev_hash, \
+                 entry_hash, mac) VALUES {}",
+                super::bulk::values_clause(self.kind(), 9, part.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in part {
+                query = query
+                    .bind(row.seq)
+                    .bind(row.at)
+                    .bind(row.actor_id)
+                    .bind(row.subject_id)
+                    .bind(row.kind.clone())
+                    .bind(row.details.clone())
+                    .bind(row.prev_hash.clone())
+                    .bind(row.entry_hash.clone())
+                    .bind(row.mac.clone());
+            }
+            query
+                .execute(&mut **tx)
+                .await
+                .context("writing audit entries")?;
+        }
+        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1 AND seq = $2")
+            .bind(&last.entry_hash)
+            .bind(last.seq)
+            .execute(&mut **tx)
+            .await
+            .context("moving the audit chain's head")?;
+        Ok(())
+    }
+}
+
 const AUDIT_COLUMNS: &str =
     "seq, at, actor_id, subject_id, kind, details, prev_hash, entry_hash, mac";
 

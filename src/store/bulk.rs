@@ -124,7 +124,7 @@ impl Store {
 /// the anonymous `?` is used instead: sqlx looks up each named parameter by name, which SQLite
 /// answers by a linear search, so thousands of `$N` in one statement cost quadratic time
 /// (measured: three quarters of a bulk load went there).
-fn values_clause(kind: StoreKind, columns: usize, rows: usize) -> String {
+pub(super) fn values_clause(kind: StoreKind, columns: usize, rows: usize) -> String {
     let mut sql = String::with_capacity(rows * columns * 6);
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });

@@ -146,6 +146,16 @@ impl Store {
         tx.context("starting a transaction")
     }
 
+    /// Starts a transaction that only reads: on SQLite it takes no write lock (writers go on
+    /// beside it), on PostgreSQL it is `READ ONLY`, so a write in it fails.
+    pub async fn begin_read(&self) -> anyhow::Result<Tx> {
+        let tx = match self.kind {
+            StoreKind::Sqlite => self.pool.begin_with("BEGIN DEFERRED").await,
+            StoreKind::Postgres => self.pool.begin_with("BEGIN READ ONLY").await,
+        };
+        tx.context("starting a read-only transaction")
+    }
+
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }

@@ -1,8 +1,9 @@
 //! Retention: members' relationship state, the sweep's runs and its actions on each kind of
 //! personal record, and legal holds. Deciding what happens is `crate::retention`'s (through the
-//! core's verdicts); this module only reads the inputs and carries out one action at a time.
-//! Every action touches only the records still needing it, so a replayed action changes
-//! nothing and reports zero.
+//! core's verdicts); this module only reads the inputs and carries out each step of an action
+//! over a batch's members at once (`WHERE user_id IN (…)`), counting per member first.
+//! Every step touches only the records still needing it, so a replayed step changes nothing
+//! and counts zero.
 
 use super::{Store, StoreKind, Tx};
 use anyhow::Context;
@@ -70,27 +71,6 @@ pub struct NewHold<'a> {
 
 const HOLD_COLUMNS: &str = "id, subject_user_id, categories, created_from, created_until, \
      reason, created_by, created_at, released_by, released_at";
-
-/// Creation times (epoch seconds, `[from, until)`) whose records a legal hold keeps untouched.
-pub type Excluded = [(i64, i64)];
-
-/// `AND NOT (col >= a AND col < b) …` for each held range. The bounds are integers written by
-/// us, never text from outside.
-fn excluding(column: &str, ranges: &Excluded) -> String {
-    ranges
-        .iter()
-        .map(|(from, until)| format!(" AND NOT ({column} >= {from} AND {column} < {until})"))
-        .collect()
-}
-
-async fn exec(tx: &mut Tx, sql: String, user_id: i64, what: &'static str) -> anyhow::Result<u64> {
-    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(user_id)
-        .execute(&mut **tx)
-        .await
-        .context(what)?;
-    Ok(done.rows_affected())
-}
 
 impl Store {
     /// `FOR UPDATE` where the engine has row locks; SQLite's `BEGIN IMMEDIATE` already gives
@@ -275,123 +255,42 @@ pub async fn finish_sweep_run(tx: &mut Tx, run_id: i64, now: i64) -> anyhow::Res
     Ok(())
 }
 
-/// Marks the account record (username, email, birth year, credentials) restricted.
-pub async fn restrict_account(tx: &mut Tx, user_id: i64, now: i64) -> anyhow::Result<u64> {
-    let sql =
-        format!("UPDATE users SET restricted_at = {now} WHERE id = $1 AND restricted_at IS NULL");
-    exec(tx, sql, user_id, "restricting an account").await
-}
-
-/// Marks a member's posts restricted: pages show a placeholder instead of their text.
-pub async fn restrict_posts(
-    tx: &mut Tx,
-    user_id: i64,
-    now: i64,
-    held: &Excluded,
-) -> anyhow::Result<u64> {
-    let sql = format!(
-        "UPDATE posts SET restricted_at = {now} WHERE user_id = $1 AND restricted_at IS NULL{}",
-        excluding("created_at", held)
-    );
-    exec(tx, sql, user_id, "restricting posts").await
-}
-
-pub async fn anonymize_username(tx: &mut Tx, user_id: i64) -> anyhow::Result<u64> {
-    let name = format!("deleted-{user_id}");
-    let done = sqlx::query(
-        "UPDATE users SET username = $1, username_lower = $1 \
-         WHERE id = $2 AND username_lower <> $1",
-    )
-    .bind(&name)
-    .bind(user_id)
-    .execute(&mut **tx)
-    .await
-    .context("anonymizing a username")?;
-    Ok(done.rows_affected())
-}
-
-/// Deletes the address (a unique placeholder keeps the column's rule) and the mail to it.
-pub async fn delete_email(tx: &mut Tx, user_id: i64, held: &Excluded) -> anyhow::Result<u64> {
-    let placeholder = format!("deleted-{user_id}.invalid");
-    let done = sqlx::query(
-        "UPDATE users SET email = $1, email_lower = $1 WHERE id = $2 AND email_lower <> $1",
-    )
-    .bind(&placeholder)
-    .bind(user_id)
-    .execute(&mut **tx)
-    .await
-    .context("deleting an email address")?;
-    let sql = format!(
-        "DELETE FROM mail_outbox WHERE user_id = $1{}",
-        excluding("created_at", held)
-    );
-    Ok(done.rows_affected() + exec(tx, sql, user_id, "deleting mail to a member").await?)
-}
-
-pub async fn delete_birth_year(tx: &mut Tx, user_id: i64) -> anyhow::Result<u64> {
-    exec(
-        tx,
-        "UPDATE users SET birth_year = 0 WHERE id = $1 AND birth_year <> 0".into(),
-        user_id,
-        "deleting a birth year",
-    )
-    .await
-}
-
-/// Deletes the password hash, 2-step secrets, recovery codes, account tokens and sessions.
-pub async fn delete_credentials(tx: &mut Tx, user_id: i64) -> anyhow::Result<u64> {
-    let mut n = 0;
-    for (sql, what) in [
-        (
-            "UPDATE users SET password_hash = '' WHERE id = $1 AND password_hash <> ''",
-            "deleting a password hash",
-        ),
-        (
-            "DELETE FROM two_factor WHERE user_id = $1",
-            "deleting a 2-step secret",
-        ),
-        (
-            "DELETE FROM recovery_codes WHERE user_id = $1",
-            "deleting recovery codes",
-        ),
-        (
-            "DELETE FROM account_tokens WHERE user_id = $1",
-            "deleting account tokens",
-        ),
-        (
-            "DELETE FROM sessions WHERE user_id = $1",
-            "deleting sessions",
-        ),
-    ] {
-        n += exec(tx, sql.to_string(), user_id, what).await?;
-    }
-    Ok(n)
-}
-
-/// Empties one device column (`ip` or `user_agent`) in posts, sign-ins and sessions.
-pub async fn delete_device_column(
-    tx: &mut Tx,
-    user_id: i64,
-    column: DeviceColumn,
-    held: &Excluded,
-) -> anyhow::Result<u64> {
-    let column = match column {
-        DeviceColumn::Ip => "ip",
-        DeviceColumn::UserAgent => "user_agent",
-    };
-    let mut n = 0;
-    for (table, created) in [
-        ("posts", "created_at"),
-        ("sign_ins", "at"),
-        ("sessions", "created_at"),
-    ] {
-        let sql = format!(
-            "UPDATE {table} SET {column} = '' WHERE user_id = $1 AND {column} <> ''{}",
-            excluding(created, held)
-        );
-        n += exec(tx, sql, user_id, "deleting device data").await?;
-    }
-    Ok(n)
+/// One statement's worth of a sweep action, over the members of a batch. An action on one kind
+/// of record is one or more steps (deleting credentials is five: the hash and four tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepStep {
+    /// Marks the account record (username, email, birth year, credentials) restricted.
+    RestrictAccount {
+        now: i64,
+    },
+    /// Marks posts restricted: pages show a placeholder instead of their text.
+    RestrictPosts {
+        now: i64,
+    },
+    /// `deleted-<id>` as username.
+    AnonymizeUsername,
+    /// A unique placeholder address keeps the column's rule.
+    DeleteEmail,
+    /// Mail queued to the member.
+    DeleteMail,
+    DeleteBirthYear,
+    DeletePasswordHash,
+    DeleteTwoFactor,
+    DeleteRecoveryCodes,
+    DeleteAccountTokens,
+    DeleteSessions,
+    /// Empties `ip` or `user_agent` in one table.
+    BlankDevice(DeviceTable, DeviceColumn),
+    /// Attributes posts to the shared deleted user; they lose their device data and their
+    /// restriction (they are no longer anyone's). `ghost_id` is only written when executed.
+    AnonymizePosts {
+        ghost_id: i64,
+    },
+    /// The profile text is public content about the person: it goes with the posts.
+    BlankBio,
+    AnonymizeTopics {
+        ghost_id: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,44 +299,321 @@ pub enum DeviceColumn {
     UserAgent,
 }
 
-/// Attributes a member's posts and topics to the shared deleted user; the posts lose their
-/// device data and their restriction (they are no longer anyone's).
-pub async fn anonymize_posts(
-    tx: &mut Tx,
-    user_id: i64,
-    ghost_id: i64,
-    held: &Excluded,
-) -> anyhow::Result<u64> {
-    let sql = format!(
-        "UPDATE posts SET user_id = {ghost_id}, ip = '', user_agent = '', restricted_at = NULL \
-         WHERE user_id = $1{}",
-        excluding("created_at", held)
-    );
-    let n = exec(tx, sql, user_id, "anonymizing posts").await?;
-    // The profile text is public content about the person: it goes with the posts.
-    let bio = exec(
-        tx,
-        "UPDATE users SET bio = '' WHERE id = $1 AND bio <> ''".into(),
-        user_id,
-        "blanking a profile text",
-    )
-    .await?;
-    let sql = format!(
-        "UPDATE topics SET user_id = {ghost_id} WHERE user_id = $1{}",
-        excluding("created_at", held)
-    );
-    Ok(n + bio + exec(tx, sql, user_id, "anonymizing topics").await?)
+/// The tables holding device data of members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceTable {
+    Posts,
+    SignIns,
+    Sessions,
 }
 
-/// Records that nothing of this member is left to sweep.
-pub async fn mark_anonymized(tx: &mut Tx, user_id: i64, now: i64) -> anyhow::Result<()> {
-    sqlx::query("UPDATE users SET anonymized_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut **tx)
-        .await
-        .context("marking a member swept")?;
-    Ok(())
+/// Which of each member's records a step takes, by their creation time (epoch seconds, ranges
+/// `[from, until)`). Steps over the account row ignore it: holds decide that row whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepScope {
+    /// Creation times a legal hold keeps untouched.
+    pub excluded: Vec<(i64, i64)>,
+    /// Only records created in these ranges (an earlier step of the batch moved the others
+    /// away); `None` for no such limit.
+    pub within: Option<Vec<(i64, i64)>>,
+}
+
+/// The SQL parts of a step. Every text here is static or built from integers we hold.
+struct StepSql {
+    table: &'static str,
+    /// The column naming the member (`id` in `users`).
+    owner: &'static str,
+    /// `SET …` of an update; `None` deletes the rows.
+    set: Option<String>,
+    /// Rows that still need the step, so a replay changes nothing and counts zero.
+    pending: Option<&'static str>,
+    /// The creation-time column that holds' days and [`SweepScope`] apply to.
+    created: Option<&'static str>,
+    what: &'static str,
+}
+
+impl SweepStep {
+    fn sql(self) -> StepSql {
+        let step = |table, owner, set: Option<String>, pending, created, what| StepSql {
+            table,
+            owner,
+            set,
+            pending,
+            created,
+            what,
+        };
+        match self {
+            SweepStep::RestrictAccount { now } => step(
+                "users",
+                "id",
+                Some(format!("restricted_at = {now}")),
+                Some("restricted_at IS NULL"),
+                None,
+                "restricting accounts",
+            ),
+            SweepStep::RestrictPosts { now } => step(
+                "posts",
+                "user_id",
+                Some(format!("restricted_at = {now}")),
+                Some("restricted_at IS NULL"),
+                Some("created_at"),
+                "restricting posts",
+            ),
+            SweepStep::AnonymizeUsername => step(
+                "users",
+                "id",
+                Some(
+                    "username = 'deleted-' || CAST(id AS TEXT), \
+                     username_lower = 'deleted-' || CAST(id AS TEXT)"
+                        .into(),
+                ),
+                Some("username_lower <> 'deleted-' || CAST(id AS TEXT)"),
+                None,
+                "anonymizing usernames",
+            ),
+            SweepStep::DeleteEmail => step(
+                "users",
+                "id",
+                Some(
+                    "email = 'deleted-' || CAST(id AS TEXT) || '.invalid', \
+                     email_lower = 'deleted-' || CAST(id AS TEXT) || '.invalid'"
+                        .into(),
+                ),
+                Some("email_lower <> 'deleted-' || CAST(id AS TEXT) || '.invalid'"),
+                None,
+                "deleting email addresses",
+            ),
+            SweepStep::DeleteMail => step(
+                "mail_outbox",
+                "user_id",
+                None,
+                None,
+                Some("created_at"),
+                "deleting mail to members",
+            ),
+            SweepStep::DeleteBirthYear => step(
+                "users",
+                "id",
+                Some("birth_year = 0".into()),
+                Some("birth_year <> 0"),
+                None,
+                "deleting birth years",
+            ),
+            SweepStep::DeletePasswordHash => step(
+                "users",
+                "id",
+                Some("password_hash = ''".into()),
+                Some("password_hash <> ''"),
+                None,
+                "deleting password hashes",
+            ),
+            SweepStep::DeleteTwoFactor => step(
+                "two_factor",
+                "user_id",
+                None,
+                None,
+                None,
+                "deleting 2-step secrets",
+            ),
+            SweepStep::DeleteRecoveryCodes => step(
+                "recovery_codes",
+                "user_id",
+                None,
+                None,
+                None,
+                "deleting recovery codes",
+            ),
+            SweepStep::DeleteAccountTokens => step(
+                "account_tokens",
+                "user_id",
+                None,
+                None,
+                None,
+                "deleting account tokens",
+            ),
+            SweepStep::DeleteSessions => {
+                step("sessions", "user_id", None, None, None, "deleting sessions")
+            }
+            SweepStep::BlankDevice(table, column) => {
+                let (table, created) = match table {
+                    DeviceTable::Posts => ("posts", "created_at"),
+                    DeviceTable::SignIns => ("sign_ins", "at"),
+                    DeviceTable::Sessions => ("sessions", "created_at"),
+                };
+                let (set, pending) = match column {
+                    DeviceColumn::Ip => ("ip = ''", "ip <> ''"),
+                    DeviceColumn::UserAgent => ("user_agent = ''", "user_agent <> ''"),
+                };
+                step(
+                    table,
+                    "user_id",
+                    Some(set.into()),
+                    Some(pending),
+                    Some(created),
+                    "deleting device data",
+                )
+            }
+            SweepStep::AnonymizePosts { ghost_id } => step(
+                "posts",
+                "user_id",
+                Some(format!(
+                    "user_id = {ghost_id}, ip = '', user_agent = '', restricted_at = NULL"
+                )),
+                None,
+                Some("created_at"),
+                "anonymizing posts",
+            ),
+            SweepStep::BlankBio => step(
+                "users",
+                "id",
+                Some("bio = ''".into()),
+                Some("bio <> ''"),
+                None,
+                "blanking profile texts",
+            ),
+            SweepStep::AnonymizeTopics { ghost_id } => step(
+                "topics",
+                "user_id",
+                Some(format!("user_id = {ghost_id}")),
+                None,
+                Some("created_at"),
+                "anonymizing topics",
+            ),
+        }
+    }
+}
+
+/// Members per statement: far below both engines' limits on bound parameters.
+const MEMBERS_PER_STATEMENT: usize = 1000;
+
+/// `?, ?, …` on SQLite (sqlx resolves each `$N` there by a linear search: see `bulk`),
+/// `$1, $2, …` on PostgreSQL.
+fn id_list(kind: StoreKind, n: usize) -> String {
+    let mut list = String::with_capacity(n * 6);
+    for i in 0..n {
+        if i > 0 {
+            list.push_str(", ");
+        }
+        match kind {
+            StoreKind::Sqlite => list.push('?'),
+            StoreKind::Postgres => {
+                list.push('$');
+                list.push_str(&(i + 1).to_string());
+            }
+        }
+    }
+    list
+}
+
+/// ` AND …` for the rows the step still needs and the scope's creation times, or `None` when
+/// the scope leaves nothing to take.
+fn step_filter(sql: &StepSql, scope: &SweepScope) -> Option<String> {
+    let mut filter = String::new();
+    if let Some(pending) = sql.pending {
+        filter.push_str(" AND ");
+        filter.push_str(pending);
+    }
+    if let Some(column) = sql.created {
+        for (from, until) in &scope.excluded {
+            filter.push_str(&format!(
+                " AND NOT ({column} >= {from} AND {column} < {until})"
+            ));
+        }
+        if let Some(within) = &scope.within {
+            if within.is_empty() {
+                return None;
+            }
+            let ranges: Vec<String> = within
+                .iter()
+                .map(|(from, until)| format!("({column} >= {from} AND {column} < {until})"))
+                .collect();
+            filter.push_str(&format!(" AND ({})", ranges.join(" OR ")));
+        }
+    }
+    Some(filter)
+}
+
+impl Store {
+    /// How many records of each member `step` takes (members with none are left out), and, if
+    /// `execute`, takes them: one counting statement and at most one changing statement per
+    /// thousand members, both with the same filter, in the caller's transaction. A dry run
+    /// only counts, so it reports exactly what a real run would change at this point.
+    pub async fn sweep_step(
+        &self,
+        tx: &mut Tx,
+        step: SweepStep,
+        members: &[i64],
+        scope: &SweepScope,
+        execute: bool,
+    ) -> anyhow::Result<Vec<(i64, u64)>> {
+        let sql = step.sql();
+        let Some(filter) = step_filter(&sql, scope) else {
+            return Ok(Vec::new());
+        };
+        let StepSql {
+            table, owner, what, ..
+        } = sql;
+        let mut counts = Vec::new();
+        for part in members.chunks(MEMBERS_PER_STATEMENT) {
+            let ids = id_list(self.kind(), part.len());
+            let count = format!(
+                "SELECT {owner}, COUNT(*) FROM {table} WHERE {owner} IN ({ids}){filter} \
+                 GROUP BY {owner}"
+            );
+            let mut query = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(count));
+            for id in part {
+                query = query.bind(*id);
+            }
+            let found = query.fetch_all(&mut **tx).await.context(what)?;
+            let expected: i64 = found.iter().map(|(_, n)| n).sum();
+            counts.extend(found.into_iter().map(|(id, n)| (id, n as u64)));
+            if !execute || expected == 0 {
+                continue;
+            }
+            let change = match &sql.set {
+                Some(set) => {
+                    format!("UPDATE {table} SET {set} WHERE {owner} IN ({ids}){filter}")
+                }
+                None => format!("DELETE FROM {table} WHERE {owner} IN ({ids}){filter}"),
+            };
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(change));
+            for id in part {
+                query = query.bind(*id);
+            }
+            let done = query.execute(&mut **tx).await.context(what)?;
+            // The count and the change read the same rows in one transaction: on SQLite no
+            // other writer can run between them; on PostgreSQL a concurrent change to a
+            // closed member's records would show here.
+            if done.rows_affected() != expected as u64 {
+                tracing::warn!(
+                    what,
+                    counted = expected,
+                    changed = done.rows_affected(),
+                    "a sweep step changed another number of records than it counted"
+                );
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Records that nothing of these members is left to sweep.
+    pub async fn mark_swept(&self, tx: &mut Tx, members: &[i64], now: i64) -> anyhow::Result<()> {
+        for part in members.chunks(MEMBERS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE users SET anonymized_at = {now} WHERE id IN ({})",
+                id_list(self.kind(), part.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in part {
+                query = query.bind(*id);
+            }
+            query
+                .execute(&mut **tx)
+                .await
+                .context("marking members swept")?;
+        }
+        Ok(())
+    }
 }
 
 pub async fn insert_hold(tx: &mut Tx, hold: &NewHold<'_>) -> anyhow::Result<i64> {

@@ -845,7 +845,6 @@ async fn run_sweep(
     batch_size: i64,
     stop_after_batches: Option<u64>,
 ) -> anyhow::Result<()> {
-    use covenant_core::retention::VerdictState;
     use std::io::IsTerminal;
     let total = state.store.count_closed_accounts_to_sweep().await?;
     // A progress bar on long runs, on a terminal only (scripts and tests read plain lines).
@@ -902,9 +901,7 @@ async fn run_sweep(
     if report.lines.is_empty() {
         println!("(nothing is due)");
     }
-    let records = report.total(VerdictState::Restrict)
-        + report.total(VerdictState::Delete)
-        + report.total(VerdictState::Anonymize);
+    let records = report.changed();
     println!(
         "{} closed account(s) in {} batch(es), {records} record(s) {}, in {seconds:.2} s ({:.0} records/s).",
         report.subjects,

@@ -170,7 +170,9 @@ pub struct ReportLine {
 
 #[derive(Debug, Clone, Default)]
 pub struct SweepReport {
-    /// Keyed by category and the verdict's stored name (`restrict`, `delete`, …).
+    /// Keyed by category and action: the verdict's stored name (`restrict`, `delete`, …), or
+    /// for minimization `minimize` (old sign-ins' device data) and `expire` (expired
+    /// sessions and one-time links).
     pub lines: BTreeMap<(&'static str, &'static str), ReportLine>,
     pub subjects: u64,
     pub batches: u64,
@@ -182,12 +184,21 @@ pub struct SweepReport {
 }
 
 impl SweepReport {
-    fn add(&mut self, category: &'static str, state: VerdictState, n: u64, reason: &str) {
-        let line = self.lines.entry((category, state.as_str())).or_default();
+    fn add(&mut self, category: &'static str, action: &'static str, n: u64, reason: &str) {
+        let line = self.lines.entry((category, action)).or_default();
         if line.example_reason.is_empty() {
             line.example_reason = reason.to_string();
         }
         line.records += n;
+    }
+
+    /// Records restricted, deleted, anonymized or minimized (not those held).
+    pub fn changed(&self) -> u64 {
+        self.lines
+            .iter()
+            .filter(|((_, action), _)| *action != VerdictState::Held.as_str())
+            .map(|(_, line)| line.records)
+            .sum()
     }
 
     pub fn total(&self, state: VerdictState) -> u64 {
@@ -311,6 +322,9 @@ impl Retention {
         report.as_of = as_of;
         let now = at(as_of);
         let batch_size = options.batch_size.max(1);
+        let security_log_days = policy.minimization().security_log_days;
+        let security_log_cutoff = as_of - i64::from(security_log_days) * 86_400;
+        let mut minimized_after = 0;
         loop {
             // A dry run only reads: it takes no write lock and cannot change anything.
             let mut tx = if options.dry_run {
@@ -335,6 +349,61 @@ impl Retention {
                 .closed_subjects_after(&mut tx, cursor, batch_size)
                 .await?;
             let Some(last) = subjects.last().map(|s| s.id) else {
+                // Every closed account is done: now the minimization of everyone's device data,
+                // in batches too. It needs no cursor of its own in the run: it takes only what
+                // still needs it, so a resumed run finds the rest and nothing twice.
+                let due = self
+                    .store
+                    .members_with_device_data_due(
+                        &mut tx,
+                        minimized_after,
+                        batch_size,
+                        security_log_cutoff,
+                        as_of,
+                    )
+                    .await?;
+                if let Some(&last_due) = due.last() {
+                    let holds: Vec<Hold> = self
+                        .store
+                        .standing_holds(&mut tx)
+                        .await?
+                        .iter()
+                        .map(hold_of)
+                        .collect();
+                    let mut totals = SweepTotals::default();
+                    let minimization = Minimizing {
+                        holds: &holds,
+                        members: &due,
+                        now,
+                        security_log_days,
+                        security_log_cutoff,
+                        run_id,
+                        execute: !options.dry_run,
+                    };
+                    self.minimize_batch(&mut tx, &minimization, &mut report, &mut totals)
+                        .await?;
+                    minimized_after = last_due;
+                    match run_id {
+                        Some(run_id) => {
+                            store::advance_sweep_run(&mut tx, run_id, cursor, &totals).await?;
+                            tx.commit()
+                                .await
+                                .context("committing a minimization batch")?;
+                        }
+                        None => tx
+                            .rollback()
+                            .await
+                            .context("ending a dry-run minimization batch")?,
+                    }
+                    report.batches += 1;
+                    if options
+                        .stop_after_batches
+                        .is_some_and(|stop| report.batches >= stop)
+                    {
+                        break;
+                    }
+                    continue;
+                }
                 if let Some(run_id) = run_id {
                     store::finish_sweep_run(&mut tx, run_id, crate::now()).await?;
                     audit::record(
@@ -366,6 +435,7 @@ impl Retention {
                 &holds,
                 &subjects,
                 now,
+                security_log_cutoff,
                 run_id,
                 !options.dry_run,
                 &mut report,
@@ -401,6 +471,7 @@ impl Retention {
                 restricted = report.total(VerdictState::Restrict),
                 deleted = report.total(VerdictState::Delete),
                 anonymized = report.total(VerdictState::Anonymize),
+                changed = report.changed(),
                 finished = report.finished,
                 "sweep"
             );
@@ -421,6 +492,7 @@ impl Retention {
         holds: &[Hold],
         subjects: &[RelationshipRow],
         now: OffsetDateTime,
+        security_log_cutoff: i64,
         run_id: Option<i64>,
         execute: bool,
         report: &mut SweepReport,
@@ -452,32 +524,38 @@ impl Retention {
                 VerdictState::Delete,
                 VerdictState::Anonymize,
             ] {
-                let steps = steps_of(item, state, now.unix_timestamp(), ghost_id);
-                if steps.is_empty() {
-                    continue;
-                }
-                for step in steps {
+                for step in steps_of(item, state, now.unix_timestamp(), ghost_id) {
                     // Members whose sessions went with their credentials, or whose posts went
                     // to the deleted user, have none of those left to blank; of posts kept by
                     // a hold, only those are left.
-                    let (skip, within) = match step {
-                        SweepStep::BlankDevice(DeviceTable::Sessions, _) => {
-                            (Some(&credentials_gone), None)
-                        }
-                        SweepStep::BlankDevice(DeviceTable::Posts, _) => (None, Some(&posts_left)),
-                        _ => (None, None),
+                    // Sign-ins older than the security log's days are minimization's (counted
+                    // there, never twice).
+                    let base = match step {
+                        SweepStep::BlankDevice(DeviceTable::SignIns, _) => SweepScope {
+                            excluded: Vec::new(),
+                            within: Some(vec![(security_log_cutoff, i64::MAX / 2)]),
+                        },
+                        _ => SweepScope::default(),
                     };
                     let mut whole = Vec::new();
                     let mut narrowed = Vec::new();
                     for plan in plans.iter().filter(|p| p.state == state) {
-                        if skip.is_some_and(|gone| gone.contains(&plan.user_id)) {
+                        let gone = match step {
+                            SweepStep::BlankDevice(DeviceTable::Sessions, _) => {
+                                credentials_gone.contains(&plan.user_id)
+                            }
+                            _ => false,
+                        };
+                        let within = match step {
+                            SweepStep::BlankDevice(DeviceTable::Posts, _) => {
+                                posts_left.get(&plan.user_id).cloned()
+                            }
+                            _ => base.within.clone(),
+                        };
+                        if gone || within.as_ref().is_some_and(|left| left.is_empty()) {
                             continue;
                         }
-                        let within = within.and_then(|left| left.get(&plan.user_id)).cloned();
-                        if within.as_ref().is_some_and(|left| left.is_empty()) {
-                            continue;
-                        }
-                        if plan.excluded.is_empty() && within.is_none() {
+                        if plan.excluded.is_empty() && within == base.within {
                             whole.push(plan.user_id);
                         } else {
                             let scope = SweepScope {
@@ -489,7 +567,7 @@ impl Retention {
                     }
                     let mut found = self
                         .store
-                        .sweep_step(tx, step, &whole, &SweepScope::default(), execute)
+                        .sweep_step(tx, step, &whole, &base, execute)
                         .await?;
                     for (user_id, scope) in &narrowed {
                         found.extend(
@@ -540,7 +618,7 @@ impl Retention {
                     event = event.detail(Detail::SweepRun(run_id));
                 }
                 events.push(event);
-                report.add(item.category(), plan.state, n, &plan.reason);
+                report.add(item.category(), plan.state.as_str(), n, &plan.reason);
             }
         }
         if execute {
@@ -548,6 +626,121 @@ impl Retention {
             self.store
                 .mark_swept(tx, &plans.all_removed, now.unix_timestamp())
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// Minimization of one batch of members (any relationship): their sign-ins older than the
+    /// security log's days lose IP address and user agent, their expired sessions and
+    /// one-time links go. Holds keep what they cover, as for verdicts. Each member and
+    /// category is one audit entry (`reason=minimization` or `reason=expired`).
+    async fn minimize_batch(
+        &self,
+        tx: &mut Tx,
+        batch: &Minimizing<'_>,
+        report: &mut SweepReport,
+        totals: &mut SweepTotals,
+    ) -> anyhow::Result<()> {
+        let now = batch.now.unix_timestamp();
+        let old_sign_ins = vec![(i64::MIN / 2, batch.security_log_cutoff)];
+        let cutoff_day = at(batch.security_log_cutoff).date();
+        let days = batch.security_log_days;
+        let kinds = [
+            (
+                Swept::IpAddress,
+                vec![SweepStep::BlankDevice(
+                    DeviceTable::SignIns,
+                    DeviceColumn::Ip,
+                )],
+                "minimize",
+                "minimization",
+            ),
+            (
+                Swept::UserAgent,
+                vec![SweepStep::BlankDevice(
+                    DeviceTable::SignIns,
+                    DeviceColumn::UserAgent,
+                )],
+                "minimize",
+                "minimization",
+            ),
+            (
+                Swept::Credentials,
+                vec![
+                    SweepStep::DeleteExpiredSessions { now },
+                    SweepStep::DeleteExpiredTokens { now },
+                ],
+                "expire",
+                "expired",
+            ),
+        ];
+        let mut events = Vec::new();
+        for (item, steps, action, audit_reason) in kinds {
+            let Ok(key) = CategoryKey::parse(item.category()) else {
+                continue;
+            };
+            let within = (action == "minimize").then(|| old_sign_ins.clone());
+            let mut whole = Vec::new();
+            let mut narrowed = Vec::new();
+            for &user_id in batch.members {
+                match held_ranges(batch.holds, &user_id.to_string(), &key, batch.now) {
+                    None => {}
+                    Some(excluded) if excluded.is_empty() => whole.push(user_id),
+                    Some(excluded) => narrowed.push((
+                        user_id,
+                        SweepScope {
+                            excluded,
+                            within: within.clone(),
+                        },
+                    )),
+                }
+            }
+            let base = SweepScope {
+                excluded: Vec::new(),
+                within: within.clone(),
+            };
+            let mut counts: BTreeMap<i64, u64> = BTreeMap::new();
+            for step in steps {
+                let mut found = self
+                    .store
+                    .sweep_step(tx, step, &whole, &base, batch.execute)
+                    .await?;
+                for (user_id, scope) in &narrowed {
+                    found.extend(
+                        self.store
+                            .sweep_step(tx, step, &[*user_id], scope, batch.execute)
+                            .await?,
+                    );
+                }
+                for (id, n) in found {
+                    *counts.entry(id).or_default() += n;
+                }
+            }
+            let reason = if action == "minimize" {
+                format!(
+                    "Sign-ins keep their IP address and browser description for {days} days \
+                     (the policy's minimization.security_log_days): these are from before \
+                     {cutoff_day}, so they are deleted; the time of the sign-in stays."
+                )
+            } else {
+                "Sessions and one-time links are deleted once they have expired.".to_owned()
+            };
+            for (user_id, n) in counts {
+                let mut event = Event::new(AuditKind::DataDeleted)
+                    .subject(Some(user_id))
+                    .detail(Detail::Category(item.category().to_string()))
+                    .detail(Detail::Count(n as i64))
+                    .detail(Detail::Reason(audit_reason));
+                if let Some(run_id) = batch.run_id {
+                    event = event.detail(Detail::SweepRun(run_id));
+                }
+                events.push(event);
+                totals.n_deleted += n as i64;
+                report.add(item.category(), action, n, &reason);
+            }
+        }
+        if batch.execute {
+            audit::record_many(&self.store, tx, &self.audit, events).await?;
         }
         Ok(())
     }
@@ -613,7 +806,7 @@ impl Retention {
                     let held: Vec<Hold> = covering.iter().map(|h| (*h).clone()).collect();
                     let why =
                         retention_verdict(rule, jurisdiction, &relationship, &held, created, now);
-                    report.add(item.category(), VerdictState::Held, 1, &why.reason);
+                    report.add(item.category(), VerdictState::Held.as_str(), 1, &why.reason);
                     totals.n_held += 1;
                     all_removed = false;
                     continue;
@@ -637,26 +830,17 @@ impl Retention {
                     // Anonymized posts lose their IP address and user agent; while a hold
                     // keeps those, the posts stay with their author.
                     all_removed = false;
-                    report.add(item.category(), VerdictState::Held, 1, &verdict.reason);
+                    report.add(
+                        item.category(),
+                        VerdictState::Held.as_str(),
+                        1,
+                        &verdict.reason,
+                    );
                     totals.n_held += 1;
                     continue;
                 }
-                let excluded: Vec<(i64, i64)> = covering
-                    .iter()
-                    .map(|hold| {
-                        (
-                            hold.scope
-                                .created_from
-                                .map(midnight)
-                                .unwrap_or(i64::MIN / 2),
-                            hold.scope
-                                .created_until
-                                .and_then(|d| d.next_day())
-                                .map(midnight)
-                                .unwrap_or(i64::MAX / 2),
-                        )
-                    })
-                    .collect();
+                let excluded: Vec<(i64, i64)> =
+                    covering.iter().map(|hold| held_range(hold)).collect();
                 plan.actions[index].push(Planned {
                     user_id: subject.id,
                     state: verdict.state,
@@ -815,6 +999,57 @@ struct Planned {
     excluded: Vec<(i64, i64)>,
 }
 
+/// One batch of minimization, as `Retention::minimize_batch` takes it.
+struct Minimizing<'a> {
+    holds: &'a [Hold],
+    members: &'a [i64],
+    now: OffsetDateTime,
+    security_log_days: u32,
+    /// Sign-ins before this moment (epoch seconds) lose their device data.
+    security_log_cutoff: i64,
+    run_id: Option<i64>,
+    execute: bool,
+}
+
+/// The creation times that standing holds keep of one subject's records of one category, as
+/// `[from, until)` epoch seconds; `None` when a hold keeps them all.
+fn held_ranges(
+    holds: &[Hold],
+    subject: &str,
+    key: &CategoryKey,
+    now: OffsetDateTime,
+) -> Option<Vec<(i64, i64)>> {
+    let mut ranges = Vec::new();
+    for hold in holds {
+        let covers = hold.released_at.is_none_or(|released| released > now)
+            && hold.scope.subject.as_deref().is_none_or(|s| s == subject)
+            && (hold.scope.categories.is_empty() || hold.scope.categories.contains(key));
+        if !covers {
+            continue;
+        }
+        if hold.scope.created_from.is_none() && hold.scope.created_until.is_none() {
+            return None;
+        }
+        ranges.push(held_range(hold));
+    }
+    Some(ranges)
+}
+
+/// A dated hold's days as `[from, until)` epoch seconds, open ends far out.
+fn held_range(hold: &Hold) -> (i64, i64) {
+    (
+        hold.scope
+            .created_from
+            .map(midnight)
+            .unwrap_or(i64::MIN / 2),
+        hold.scope
+            .created_until
+            .and_then(|d| d.next_day())
+            .map(midnight)
+            .unwrap_or(i64::MAX / 2),
+    )
+}
+
 /// The store's steps that carry out `state` on one kind of record.
 fn steps_of(item: Swept, state: VerdictState, now: i64, ghost_id: i64) -> Vec<SweepStep> {
     use DeviceTable::{Posts, Sessions, SignIns};
@@ -829,8 +1064,8 @@ fn steps_of(item: Swept, state: VerdictState, now: i64, ghost_id: i64) -> Vec<Sw
                 SweepStep::DeletePasswordHash,
                 SweepStep::DeleteTwoFactor,
                 SweepStep::DeleteRecoveryCodes,
-                SweepStep::DeleteAccountTokens,
-                SweepStep::DeleteSessions,
+                SweepStep::DeleteAccountTokens { now },
+                SweepStep::DeleteSessions { now },
             ],
             Swept::IpAddress => [Posts, SignIns, Sessions]
                 .map(|table| SweepStep::BlankDevice(table, DeviceColumn::Ip))

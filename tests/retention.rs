@@ -151,9 +151,11 @@ on_both_stores! {
     async fn a_closed_account_is_restricted_then_anonymized_on_the_verdicts_day(app) {
         let (topic, id) = member_with_topic(app, "grace").await;
         let (_, other) = member_with_topic(app, "linus").await;
-        // An open account is kept whatever the day.
-        let report = sweep(app, today() + time::Duration::days(365 * 30), false).await;
+        // An open account is kept whatever the day (only minimization, which takes old
+        // sign-ins' device data and expired sessions from everyone, would act: see its test).
+        let report = sweep(app, today() + time::Duration::days(365 * 30), true).await;
         assert_eq!(report.subjects, 0);
+        assert!(report.lines.keys().all(|(_, action)| matches!(*action, "minimize" | "expire")));
         close(app, id).await;
         let remove_on = removal_day(app, id).await;
         assert!(remove_on > today() + time::Duration::days(365));
@@ -173,9 +175,11 @@ on_both_stores! {
         assert!(restricted.iter().any(|(_, d)| d.contains("category=user.content.public") && d.contains("count=1")));
 
         // The day before removal: still restricted. Only the sign-in secrets, whose rule adds
-        // no months to the limitation period, are already gone.
+        // no months to the limitation period, are already gone (besides what minimization
+        // takes from every member: old sign-ins' device data, expired sessions and links).
         let report = sweep(app, remove_on.previous_day().unwrap(), false).await;
-        let categories: Vec<_> = report.lines.keys().copied().collect();
+        let categories: Vec<_> = report.lines.keys().copied()
+            .filter(|(_, action)| !matches!(*action, "minimize" | "expire")).collect();
         assert_eq!(categories, [("user.authorization.credentials", "delete")]);
         assert_eq!(app.store.user_by_id(id).await.unwrap().unwrap().username, "grace");
 
@@ -415,9 +419,11 @@ on_both_stores! {
         let real = sweep(app, remove_on, false).await;
         let counts = |r: &SweepReport| r.lines.iter().map(|(k, l)| (*k, l.records)).collect::<Vec<_>>();
         assert_eq!(counts(&dry), counts(&real));
-        // Both sign-ins and hedy's held post lose their IP address; katherine's post lost its
-        // own in being anonymized (counted there, not twice).
-        assert_eq!(real.lines[&("user.device.ip_address", "delete")].records, 3);
+        // hedy's held post loses its IP address (katherine's lost its own in being anonymized,
+        // counted there); both sign-ins are older than the security log's 90 days, so
+        // minimization takes theirs.
+        assert_eq!(real.lines[&("user.device.ip_address", "delete")].records, 1);
+        assert_eq!(real.lines[&("user.device.ip_address", "minimize")].records, 2);
         // Only katherine's post went to the deleted user; hedy's stays hers, under her new name.
         assert_eq!(real.lines[&("user.content.public", "anonymize")].records, 2, "katherine's post and topic");
         let posts = app.store.public_posts_of_user(kept, 10).await.unwrap();
@@ -426,11 +432,91 @@ on_both_stores! {
         assert!(app.store.public_posts_of_user(free, 10).await.unwrap().is_empty());
         // Every change is one audit entry per member and category, and the chain holds.
         let deleted = audit_details(app, "data_deleted").await;
-        for (id, n) in [(kept, 2), (free, 1)] {
+        for (id, entries) in [(kept, 2), (free, 1)] {
             let ip: Vec<_> = deleted.iter().filter(|(s, d)| *s == Some(id) && d.contains("category=user.device.ip_address")).collect();
-            assert_eq!(ip.len(), 1, "{deleted:?}");
-            assert!(ip[0].1.contains(&format!("count={n}")), "{ip:?}");
+            assert_eq!(ip.len(), entries, "{deleted:?}");
+            assert!(ip.iter().all(|(_, d)| d.contains("count=1")), "{ip:?}");
         }
         assert!(covenant::audit::verify(&app.store, &app.state.audit_key).await.unwrap().is_intact());
+    }
+}
+
+on_both_stores! {
+    /// Proves: F3, T4
+    async fn sign_ins_lose_ip_and_browser_after_the_policys_days_and_expired_sessions_go(app) {
+        app.member("mary").await;
+        let id = user_id(app, "mary").await;
+        // Signs in again from a browser that names itself.
+        let signed_in: serde_json::Value = app.client.post(app.url("/api/v1/session"))
+            .header("user-agent", "Mozilla/5.0 (Test) Firefox/140.0")
+            .json(&serde_json::json!({"login": "mary", "password": "a long enough password"}))
+            .send().await.unwrap().json().await.unwrap();
+        let token = signed_in["token"].as_str().unwrap().to_string();
+        assert_eq!(app.client.get(app.url("/api/v1/me")).bearer_auth(&token).send().await.unwrap().status(), StatusCode::OK);
+        let rows = |v: Vec<covenant::store::SignInRow>| v.into_iter().map(|s| (s.at, s.ip, s.user_agent)).collect::<Vec<_>>();
+        let before = rows(app.store.recent_sign_ins(id, 10).await.unwrap());
+        assert!(!before.is_empty() && before.iter().all(|(_, ip, _)| !ip.is_empty()) && before.iter().any(|(_, _, agent)| !agent.is_empty()));
+        let days = app.state.policy.current().await.unwrap().policy.minimization().security_log_days;
+        assert_eq!(days, 90, "the default policy's period");
+
+        // The account stays open. On the period's last day the sign-ins are whole; the session
+        // (30 days) and the email link have expired and go.
+        let last_day = today() + time::Duration::days(i64::from(days));
+        let report = sweep(app, last_day, false).await;
+        assert_eq!(report.subjects, 0, "no closed account");
+        assert!(report.lines.keys().all(|(_, action)| *action == "expire"), "{:?}", report.lines);
+        assert!(report.lines[&("user.authorization.credentials", "expire")].records >= 1);
+        assert_eq!(app.client.get(app.url("/api/v1/me")).bearer_auth(&token).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(rows(app.store.recent_sign_ins(id, 10).await.unwrap()), before);
+
+        // The day after: the dry run says what and why, then the sweep blanks IP address and
+        // browser of each sign-in and keeps its time.
+        let dry = sweep(app, last_day.next_day().unwrap(), true).await;
+        let line = &dry.lines[&("user.device.ip_address", "minimize")];
+        assert_eq!(line.records, before.len() as u64);
+        assert!(line.example_reason.contains("90 days"), "{}", line.example_reason);
+        let report = sweep(app, last_day.next_day().unwrap(), false).await;
+        let named = before.iter().filter(|(_, _, agent)| !agent.is_empty()).count();
+        assert_eq!(report.lines[&("user.device.user_agent", "minimize")].records, named as u64);
+        let after = rows(app.store.recent_sign_ins(id, 10).await.unwrap());
+        let blanked: Vec<_> = before.iter().map(|(at, _, _)| (*at, String::new(), String::new())).collect();
+        assert_eq!(after, blanked, "times kept, device data gone");
+        // One audit entry per member and category, with ids and counts only; nothing twice.
+        let deleted = audit_details(app, "data_deleted").await;
+        let mine: Vec<_> = deleted.iter().filter(|(s, _)| *s == Some(id)).map(|(_, d)| d.as_str()).collect();
+        for category in ["user.device.ip_address", "user.device.user_agent"] {
+            let entries: Vec<_> = mine.iter().filter(|d| d.contains(category)).collect();
+            assert_eq!(entries.len(), 1, "{mine:?}");
+            assert!(entries[0].contains("reason=minimization") && !entries[0].contains("mary"), "{entries:?}");
+        }
+        assert!(mine.iter().any(|d| d.contains("category=user.authorization.credentials") && d.contains("reason=expired")));
+        assert_eq!(sweep(app, last_day.next_day().unwrap(), false).await.changed(), 0);
+        assert_eq!(audit_details(app, "data_deleted").await.len(), deleted.len());
+        assert!(covenant::audit::verify(&app.store, &app.state.audit_key).await.unwrap().is_intact());
+    }
+}
+
+on_both_stores! {
+    /// Proves: F3, T3
+    async fn a_hold_on_ip_addresses_keeps_old_sign_ins_whole(app) {
+        app.member("ida").await;
+        let id = user_id(app, "ida").await;
+        let response = app.client.post(app.url("/api/v1/session"))
+            .header("user-agent", "Mozilla/5.0 (Test) Firefox/140.0")
+            .json(&serde_json::json!({"login": "ida", "password": "a long enough password"}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        app.state.retention.place_hold(None, &HoldRequest {
+            subject_user_id: Some(id),
+            categories: "user.device.ip_address".into(),
+            reason: "Order 7".into(),
+            ..Default::default()
+        }).await.unwrap();
+        let report = sweep(app, today() + time::Duration::days(400), false).await;
+        assert_eq!(report.lines[&("user.device.user_agent", "minimize")].records, 1);
+        assert!(!report.lines.contains_key(&("user.device.ip_address", "minimize")));
+        let sign_ins = app.store.recent_sign_ins(id, 10).await.unwrap();
+        assert!(sign_ins.iter().all(|s| !s.ip.is_empty()), "held");
+        assert!(sign_ins.iter().all(|s| s.user_agent.is_empty()), "not held: another category");
     }
 }

@@ -277,8 +277,22 @@ pub enum SweepStep {
     DeletePasswordHash,
     DeleteTwoFactor,
     DeleteRecoveryCodes,
-    DeleteAccountTokens,
-    DeleteSessions,
+    /// Unexpired ones; expired ones go with [`SweepStep::DeleteExpiredTokens`].
+    DeleteAccountTokens {
+        now: i64,
+    },
+    /// Unexpired ones; expired ones go with [`SweepStep::DeleteExpiredSessions`].
+    DeleteSessions {
+        now: i64,
+    },
+    /// Sessions of anyone that expired by `now`.
+    DeleteExpiredSessions {
+        now: i64,
+    },
+    /// One-time links (verification, reset) of anyone that expired by `now`.
+    DeleteExpiredTokens {
+        now: i64,
+    },
     /// Empties `ip` or `user_agent` in one table.
     BlankDevice(DeviceTable, DeviceColumn),
     /// Attributes posts to the shared deleted user; they lose their device data and their
@@ -326,7 +340,7 @@ struct StepSql {
     /// `SET …` of an update; `None` deletes the rows.
     set: Option<String>,
     /// Rows that still need the step, so a replay changes nothing and counts zero.
-    pending: Option<&'static str>,
+    pending: Option<String>,
     /// The creation-time column that holds' days and [`SweepScope`] apply to.
     created: Option<&'static str>,
     what: &'static str,
@@ -334,14 +348,15 @@ struct StepSql {
 
 impl SweepStep {
     fn sql(self) -> StepSql {
-        let step = |table, owner, set: Option<String>, pending, created, what| StepSql {
-            table,
-            owner,
-            set,
-            pending,
-            created,
-            what,
-        };
+        let step =
+            |table, owner, set: Option<String>, pending: Option<&str>, created, what| StepSql {
+                table,
+                owner,
+                set,
+                pending: pending.map(str::to_owned),
+                created,
+                what,
+            };
         match self {
             SweepStep::RestrictAccount { now } => step(
                 "users",
@@ -423,17 +438,43 @@ impl SweepStep {
                 None,
                 "deleting recovery codes",
             ),
-            SweepStep::DeleteAccountTokens => step(
-                "account_tokens",
-                "user_id",
-                None,
-                None,
-                None,
-                "deleting account tokens",
-            ),
-            SweepStep::DeleteSessions => {
-                step("sessions", "user_id", None, None, None, "deleting sessions")
-            }
+            SweepStep::DeleteAccountTokens { now } => StepSql {
+                pending: Some(format!("expires_at > {now}")),
+                ..step(
+                    "account_tokens",
+                    "user_id",
+                    None,
+                    None,
+                    None,
+                    "deleting account tokens",
+                )
+            },
+            SweepStep::DeleteSessions { now } => StepSql {
+                pending: Some(format!("expires_at > {now}")),
+                ..step("sessions", "user_id", None, None, None, "deleting sessions")
+            },
+            SweepStep::DeleteExpiredSessions { now } => StepSql {
+                pending: Some(format!("expires_at <= {now}")),
+                ..step(
+                    "sessions",
+                    "user_id",
+                    None,
+                    None,
+                    Some("created_at"),
+                    "deleting expired sessions",
+                )
+            },
+            SweepStep::DeleteExpiredTokens { now } => StepSql {
+                pending: Some(format!("expires_at <= {now}")),
+                ..step(
+                    "account_tokens",
+                    "user_id",
+                    None,
+                    None,
+                    Some("created_at"),
+                    "deleting expired account tokens",
+                )
+            },
             SweepStep::BlankDevice(table, column) => {
                 let (table, created) = match table {
                     DeviceTable::Posts => ("posts", "created_at"),
@@ -509,7 +550,7 @@ fn id_list(kind: StoreKind, n: usize) -> String {
 /// the scope leaves nothing to take.
 fn step_filter(sql: &StepSql, scope: &SweepScope) -> Option<String> {
     let mut filter = String::new();
-    if let Some(pending) = sql.pending {
+    if let Some(pending) = &sql.pending {
         filter.push_str(" AND ");
         filter.push_str(pending);
     }
@@ -594,6 +635,34 @@ impl Store {
             }
         }
         Ok(counts)
+    }
+
+    /// Members after `after_user_id`, in id order, with sign-ins from before `signed_in_before`
+    /// that still hold an IP address or user agent, or with sessions or one-time links expired
+    /// by `now`: what minimization takes, whatever their relationship.
+    pub async fn members_with_device_data_due(
+        &self,
+        tx: &mut Tx,
+        after_user_id: i64,
+        limit: i64,
+        signed_in_before: i64,
+        now: i64,
+    ) -> anyhow::Result<Vec<i64>> {
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "SELECT user_id FROM sign_ins WHERE user_id > $1 AND at < $2 \
+             AND (ip <> '' OR user_agent <> '') \
+             UNION SELECT user_id FROM sessions WHERE user_id > $1 AND expires_at <= $3 \
+             UNION SELECT user_id FROM account_tokens WHERE user_id > $1 AND expires_at <= $3 \
+             ORDER BY user_id LIMIT $4",
+        )
+        .bind(after_user_id)
+        .bind(signed_in_before)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await
+        .context("finding old device data and expired sessions")?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
     /// Records that nothing of these members is left to sweep.

@@ -290,6 +290,7 @@ pub struct PolicyView {
     statistics_description: String,
     statistics_collects: Vec<String>,
     smallest_published_count: u32,
+    security_log_days: u32,
     sources: Vec<SourceView>,
     categories: Vec<CategoryView>,
     purposes: Vec<PurposeView>,
@@ -345,6 +346,7 @@ impl PolicyView {
             statistics_description: policy.aggregate_statistics().description.trim().to_string(),
             statistics_collects: policy.aggregate_statistics().collects.clone(),
             smallest_published_count: policy.aggregate_statistics().smallest_published_count,
+            security_log_days: policy.minimization().security_log_days,
             sources: policy
                 .sources()
                 .iter()

@@ -19,6 +19,13 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        name: "security log kept for no day",
+        find: "[aggregate_statistics]\n",
+        replace: "[minimization]\nsecurity_log_days = 0\n\n[aggregate_statistics]\n",
+        line_with: "security_log_days = 0",
+        field: "minimization.security_log_days",
+    },
+    Case {
         name: "unknown key",
         find: "sensitive = false\n",
         replace: "sensitive = false\ncolour = \"blue\"\n",

@@ -40,6 +40,9 @@ pub(crate) struct PolicyDocument {
     pub(crate) business_transfer: String,
     pub(crate) controller: Controller,
     pub(crate) aggregate_statistics: AggregateStatistics,
+    /// Optional in the file: a policy without it gets [`Minimization::default`].
+    #[serde(default)]
+    pub(crate) minimization: Minimization,
     pub(crate) sources: Vec<Source>,
     pub(crate) categories: Vec<Category>,
     pub(crate) purposes: Vec<Purpose>,
@@ -102,6 +105,9 @@ impl Policy {
     }
     pub fn aggregate_statistics(&self) -> &AggregateStatistics {
         &self.0.aggregate_statistics
+    }
+    pub fn minimization(&self) -> &Minimization {
+        &self.0.minimization
     }
     pub fn sources(&self) -> &[Source] {
         &self.0.sources
@@ -195,6 +201,29 @@ pub struct AggregateStatistics {
     pub collects: Vec<String>,
     /// Counts below this are never published, so nobody can be singled out.
     pub smallest_published_count: u32,
+}
+
+/// Device data kept shorter than its category's rule, whatever the relationship (issue 7,
+/// point 5): the security log's IP addresses and browser descriptions are blanked after
+/// `security_log_days`; sessions and one-time tokens go when they expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Minimization {
+    /// Days a sign-in keeps its IP address and user agent (1 to 3650).
+    pub security_log_days: u32,
+}
+
+impl Minimization {
+    pub const DEFAULT_SECURITY_LOG_DAYS: u32 = 90;
+    pub const MAX_SECURITY_LOG_DAYS: u32 = 3650;
+}
+
+impl Default for Minimization {
+    fn default() -> Self {
+        Self {
+            security_log_days: Self::DEFAULT_SECURITY_LOG_DAYS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

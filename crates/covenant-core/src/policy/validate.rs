@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::{
-    CategoryKey, CookieCategory, FieldPath, Jurisdiction, LegalBasis, PolicyDocument, ProviderRole,
-    Right,
+    CategoryKey, CookieCategory, FieldPath, Jurisdiction, LegalBasis, Minimization, PolicyDocument,
+    ProviderRole, Right,
 };
 
 type Problems = Vec<(FieldPath, String)>;
@@ -30,6 +30,19 @@ pub(super) fn validate(document: &PolicyDocument) -> Problems {
                 .key("aggregate_statistics")
                 .key("smallest_published_count"),
             "must be at least 2, so that no single visit shows in the statistics".to_owned(),
+        ));
+    }
+    let days = document.minimization.security_log_days;
+    if !(1..=Minimization::MAX_SECURITY_LOG_DAYS).contains(&days) {
+        problems.push((
+            FieldPath::default()
+                .key("minimization")
+                .key("security_log_days"),
+            format!(
+                "must be between 1 and {} days (it was {days}): the security log needs recent \
+                 sign-ins, and their IP addresses must not be kept without limit",
+                Minimization::MAX_SECURITY_LOG_DAYS
+            ),
         ));
     }
     problems

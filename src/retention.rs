@@ -6,7 +6,7 @@
 //! only), and it never decides a day or a reason itself.
 //!
 //! What is swept is the explicit list [`Swept::ALL`] (account record, posts, sign-ins, sessions,
-//! mail). Its tests hold it to `crate::inventory`: every swept column is declared there under
+//! mail, feedback, social links, consent evidence). Its tests hold it to `crate::inventory`: every swept column is declared there under
 //! the same category, and every personal column of members' tables is either swept or named as
 //! not swept yet, so a new column cannot escape unnoticed. Walking the inventory itself is next.
 
@@ -45,13 +45,20 @@ pub enum Swept {
     UserAgent,
     /// `posts` and `topics` the member wrote, and `users.bio`.
     PublicContent,
+    /// Messages to us (`feedback`).
+    PrivateContent,
+    /// Social sign-in links (`social_links`).
+    SocialProfile,
+    /// Consent evidence: `consent_records`, `consent_gpc`, `policy_acknowledgements`,
+    /// `news_subscriptions`.
+    Consent,
 }
 
 impl Swept {
     /// In the order the sweep takes them. Posts come before the device columns: anonymizing a
     /// post clears its IP address and user agent in the same write, so when both are due each
     /// post is rewritten once, not three times (a third of the sweep's time on a large forum).
-    pub const ALL: [Swept; 7] = [
+    pub const ALL: [Swept; 10] = [
         Swept::Username,
         Swept::Email,
         Swept::BirthYear,
@@ -59,6 +66,9 @@ impl Swept {
         Swept::PublicContent,
         Swept::IpAddress,
         Swept::UserAgent,
+        Swept::PrivateContent,
+        Swept::SocialProfile,
+        Swept::Consent,
     ];
 
     pub fn category(self) -> &'static str {
@@ -70,6 +80,9 @@ impl Swept {
             Swept::IpAddress => "user.device.ip_address",
             Swept::UserAgent => "user.device.user_agent",
             Swept::PublicContent => "user.content.public",
+            Swept::PrivateContent => "user.content.private",
+            Swept::SocialProfile => "user.social.profile",
+            Swept::Consent => "user.behavior.consent",
         }
     }
 
@@ -1058,7 +1071,11 @@ fn steps_of(item: Swept, state: VerdictState, now: i64, ghost_id: i64) -> Vec<Sw
         (VerdictState::Restrict, Swept::PublicContent) => vec![SweepStep::RestrictPosts { now }],
         (VerdictState::Delete | VerdictState::Anonymize, item) => match item {
             Swept::Username => vec![SweepStep::AnonymizeUsername],
-            Swept::Email => vec![SweepStep::DeleteEmail, SweepStep::DeleteMail],
+            Swept::Email => vec![
+                SweepStep::DeleteEmail,
+                SweepStep::DeleteMail,
+                SweepStep::DeleteParentalConsents,
+            ],
             Swept::BirthYear => vec![SweepStep::DeleteBirthYear],
             Swept::Credentials => vec![
                 SweepStep::DeletePasswordHash,
@@ -1077,6 +1094,14 @@ fn steps_of(item: Swept, state: VerdictState, now: i64, ghost_id: i64) -> Vec<Sw
                 SweepStep::AnonymizePosts { ghost_id },
                 SweepStep::BlankBio,
                 SweepStep::AnonymizeTopics { ghost_id },
+            ],
+            Swept::PrivateContent => vec![SweepStep::DeleteFeedback],
+            Swept::SocialProfile => vec![SweepStep::DeleteSocialLinks],
+            Swept::Consent => vec![
+                SweepStep::DeleteGpcMarkers,
+                SweepStep::DeleteConsentRecords,
+                SweepStep::DeletePolicyAcknowledgements,
+                SweepStep::DeleteNewsChoices,
             ],
         },
         _ => Vec::new(),
@@ -1155,6 +1180,13 @@ mod tests {
         ("sign_ins", "user_agent", Swept::UserAgent),
         ("sessions", "ip", Swept::IpAddress),
         ("sessions", "user_agent", Swept::UserAgent),
+        ("policy_acknowledgements", "acknowledged_at", Swept::Consent),
+        ("consent_records", "subject", Swept::Consent),
+        ("consent_gpc", "subject", Swept::Consent),
+        ("parental_consents", "parent_email", Swept::Email),
+        ("news_subscriptions", "subscribed", Swept::Consent),
+        ("feedback", "body", Swept::PrivateContent),
+        ("social_links", "subject", Swept::SocialProfile),
     ];
 
     /// Personal columns of members' tables that the sweep does not change yet: rows it deletes
@@ -1180,28 +1212,22 @@ mod tests {
         "mail_outbox.subject",
         "mail_outbox.body_text",
         "mail_outbox.list_unsubscribe",
-        // Not swept yet: acknowledgements, consent evidence.
-        "policy_acknowledgements.acknowledged_at",
-        "consent_records.subject",
-        "consent_gpc.subject",
         // Rows deleted whole with the credentials.
         "two_factor.secret",
         "recovery_codes.code_hash",
-        // Not swept yet: export archives (purged by fulfilment), people's and requests' tables.
+        // Not swept yet: export archives (purged by fulfilment).
         "export_archives.token_hash",
         "export_archives.jurisdiction",
-        "parental_consents.parent_email",
+        // Rows deleted whole with the parent's address.
         "parental_consents.token_hash",
-        "news_subscriptions.subscribed",
-        "feedback.body",
-        // Not swept yet: social sign-in (0011).
+        // Not swept: social sign-in flows and pending sign-ups (deleted on expiry by
+        // `store::delete_expired_social`). Not swept yet: requests' tables.
         "social_flows.state_hash",
         "social_flows.pkce_verifier",
         "social_flows.nonce",
         "social_pending.token_hash",
         "social_pending.subject",
         "social_pending.email",
-        "social_links.subject",
         "privacy_submissions.requester_name",
         "privacy_submissions.requester_email",
         "privacy_submissions.subject_email",

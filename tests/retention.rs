@@ -1,6 +1,7 @@
 //! Retention on the running forum, on both stores, with the clock under the test's control:
 //! closing an account, restriction then anonymization on the verdict's days, dry runs, sweeps
-//! cut short and resumed, concurrent sweepers, and legal holds.
+//! cut short and resumed, concurrent sweepers, legal holds, the minimization of sign-ins'
+//! device data and expired sessions, and consent evidence, feedback and news choices.
 
 mod common;
 
@@ -518,5 +519,55 @@ on_both_stores! {
         let sign_ins = app.store.recent_sign_ins(id, 10).await.unwrap();
         assert!(sign_ins.iter().all(|s| !s.ip.is_empty()), "held");
         assert!(sign_ins.iter().all(|s| s.user_agent.is_empty()), "not held: another category");
+    }
+}
+
+on_both_stores! {
+    /// Proves: T2, T4
+    async fn consent_evidence_feedback_and_news_choices_of_a_closed_account_go_on_the_verdicts_day(app) {
+        let token = app.member("joan").await;
+        let id = user_id(app, "joan").await;
+        let response = app.client.post(app.url("/api/v1/consent/choices")).bearer_auth(&token)
+            .json(&serde_json::json!({"category": "analytics", "choice": "granted"}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let mut tx = app.store.begin().await.unwrap();
+        let feedback = covenant::store::insert_feedback(&mut tx, id, "Older topics are hard to find.", false, false, covenant::now()).await.unwrap();
+        tx.commit().await.unwrap();
+        let response = app.client.post(app.url("/api/v1/users"))
+            .json(&serde_json::json!({"username": "reader", "email": "reader@example.org",
+                "password": "a long enough password", "birth_year": 1990, "country": "GB", "news": true}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let reader = user_id(app, "reader").await;
+        let subject = format!("account:{id}");
+        assert_eq!(app.store.consent_records_of(&subject).await.unwrap().len(), 1);
+        assert!(app.store.news_choice_of(reader).await.unwrap().is_some());
+        close(app, id).await;
+        close(app, reader).await;
+        let remove_on = removal_day(app, id).await;
+        assert_eq!(removal_day(app, reader).await, remove_on);
+
+        // Kept, restricted, until the day of removal.
+        sweep(app, remove_on.previous_day().unwrap(), false).await;
+        assert_eq!(app.store.consent_records_of(&subject).await.unwrap().len(), 1);
+        assert!(app.store.feedback_by_id(feedback).await.unwrap().is_some());
+        assert!(app.store.news_choice_of(reader).await.unwrap().is_some());
+
+        let dry = sweep(app, remove_on, true).await;
+        let report = sweep(app, remove_on, false).await;
+        let counts = |r: &SweepReport| r.lines.iter().map(|(k, l)| (*k, l.records)).collect::<Vec<_>>();
+        assert_eq!(counts(&dry), counts(&report));
+        assert_eq!(report.lines[&("user.content.private", "delete")].records, 1);
+        assert!(report.lines[&("user.behavior.consent", "delete")].records >= 2, "joan's record and reader's choice");
+        assert!(app.store.consent_records_of(&subject).await.unwrap().is_empty());
+        assert!(app.store.feedback_by_id(feedback).await.unwrap().is_none());
+        assert!(app.store.news_choice_of(reader).await.unwrap().is_none());
+        let deleted = audit_details(app, "data_deleted").await;
+        for (who, category) in [(id, "user.behavior.consent"), (id, "user.content.private"), (reader, "user.behavior.consent")] {
+            assert_eq!(deleted.iter().filter(|(s, d)| *s == Some(who) && d.contains(&format!("category={category} "))).count(), 1, "{who} {category}: {deleted:?}");
+        }
+        assert!(!deleted.iter().any(|(_, d)| d.contains("Older topics") || d.contains("reader@")));
+        assert!(covenant::audit::verify(&app.store, &app.state.audit_key).await.unwrap().is_intact());
     }
 }

@@ -295,6 +295,20 @@ pub enum SweepStep {
     },
     /// Empties `ip` or `user_agent` in one table.
     BlankDevice(DeviceTable, DeviceColumn),
+    /// The parent's address and link of a minor's account, with the member's address.
+    DeleteParentalConsents,
+    /// Consent evidence about `account:<id>`: the GPC marker first (it points at a record),
+    /// then the records.
+    DeleteGpcMarkers,
+    DeleteConsentRecords,
+    DeletePolicyAcknowledgements,
+    /// Product-news choices (the standing one included: the subscription ended with the
+    /// account).
+    DeleteNewsChoices,
+    /// Messages to us; published ones too (their sender's relationship ended).
+    DeleteFeedback,
+    /// Social sign-in links: the provider's subject and the names of the claims received.
+    DeleteSocialLinks,
     /// Attributes posts to the shared deleted user; they lose their device data and their
     /// restriction (they are no longer anyone's). `ghost_id` is only written when executed.
     AnonymizePosts {
@@ -343,6 +357,8 @@ struct StepSql {
     pending: Option<String>,
     /// The creation-time column that holds' days and [`SweepScope`] apply to.
     created: Option<&'static str>,
+    /// The owner column names the member as `account:<id>` (consent evidence) rather than by id.
+    account_subject: bool,
     what: &'static str,
 }
 
@@ -356,6 +372,7 @@ impl SweepStep {
                 pending: pending.map(str::to_owned),
                 created,
                 what,
+                account_subject: false,
             };
         match self {
             SweepStep::RestrictAccount { now } => step(
@@ -494,6 +511,68 @@ impl SweepStep {
                     "deleting device data",
                 )
             }
+            SweepStep::DeleteParentalConsents => step(
+                "parental_consents",
+                "user_id",
+                None,
+                None,
+                Some("requested_at"),
+                "deleting parental consents",
+            ),
+            SweepStep::DeleteGpcMarkers => StepSql {
+                account_subject: true,
+                ..step(
+                    "consent_gpc",
+                    "subject",
+                    None,
+                    None,
+                    Some("first_seen_at"),
+                    "deleting GPC markers",
+                )
+            },
+            SweepStep::DeleteConsentRecords => StepSql {
+                account_subject: true,
+                ..step(
+                    "consent_records",
+                    "subject",
+                    None,
+                    None,
+                    Some("recorded_at"),
+                    "deleting consent records",
+                )
+            },
+            SweepStep::DeletePolicyAcknowledgements => step(
+                "policy_acknowledgements",
+                "user_id",
+                None,
+                None,
+                Some("acknowledged_at"),
+                "deleting policy acknowledgements",
+            ),
+            SweepStep::DeleteNewsChoices => step(
+                "news_subscriptions",
+                "user_id",
+                None,
+                None,
+                Some("recorded_at"),
+                "deleting product-news choices",
+            ),
+            SweepStep::DeleteFeedback => step(
+                "feedback",
+                "user_id",
+                None,
+                None,
+                Some("created_at"),
+                "deleting feedback",
+            ),
+            SweepStep::DeleteSocialLinks => step(
+                "social_links",
+                "user_id",
+                None,
+                None,
+                Some("linked_at"),
+                "deleting social sign-in links",
+            ),
             SweepStep::AnonymizePosts { ghost_id } => step(
                 "posts",
                 "user_id",
@@ -601,11 +680,25 @@ impl Store {
                 "SELECT {owner}, COUNT(*) FROM {table} WHERE {owner} IN ({ids}){filter} \
                  GROUP BY {owner}"
             );
-            let mut query = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(count));
-            for id in part {
-                query = query.bind(*id);
-            }
-            let found = query.fetch_all(&mut **tx).await.context(what)?;
+            let found: Vec<(i64, i64)> = if sql.account_subject {
+                let mut query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(count));
+                for id in part {
+                    query = query.bind(format!("account:{id}"));
+                }
+                let rows = query.fetch_all(&mut **tx).await.context(what)?;
+                rows.into_iter()
+                    .filter_map(|(subject, n)| {
+                        let id = subject.strip_prefix("account:")?.parse().ok()?;
+                        Some((id, n))
+                    })
+                    .collect()
+            } else {
+                let mut query = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(count));
+                for id in part {
+                    query = query.bind(*id);
+                }
+                query.fetch_all(&mut **tx).await.context(what)?
+            };
             let expected: i64 = found.iter().map(|(_, n)| n).sum();
             counts.extend(found.into_iter().map(|(id, n)| (id, n as u64)));
             if !execute || expected == 0 {
@@ -619,7 +712,11 @@ impl Store {
             };
             let mut query = sqlx::query(sqlx::AssertSqlSafe(change));
             for id in part {
-                query = query.bind(*id);
+                query = if sql.account_subject {
+                    query.bind(format!("account:{id}"))
+                } else {
+                    query.bind(*id)
+                };
             }
             let done = query.execute(&mut **tx).await.context(what)?;
             // The count and the change read the same rows in one transaction: on SQLite no

@@ -87,12 +87,14 @@ pub enum AuditKind {
     RequestMessageSent,
     /// An agent uploaded evidence of authority.
     RequestEvidenceAdded,
+    /// Privacy staff opened (downloaded) an evidence file of a request.
+    RequestEvidenceOpened,
     /// A wrong verification code was entered.
     RequestCodeFailed,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 42] = [
+    pub const ALL: [AuditKind; 43] = [
         Self::AccountRegistered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -134,6 +136,7 @@ impl AuditKind {
         Self::RequestExtended,
         Self::RequestMessageSent,
         Self::RequestEvidenceAdded,
+        Self::RequestEvidenceOpened,
         Self::RequestCodeFailed,
     ];
 
@@ -183,6 +186,7 @@ impl AuditKind {
             Self::RequestExtended => "request_extended",
             Self::RequestMessageSent => "request_message_sent",
             Self::RequestEvidenceAdded => "request_evidence_added",
+            Self::RequestEvidenceOpened => "request_evidence_opened",
             Self::RequestCodeFailed => "request_code_failed",
         }
     }
@@ -200,6 +204,8 @@ pub enum Detail {
     Feedback(i64),
     /// A privacy request, by number.
     Request(i64),
+    /// An evidence file of a privacy request, by number.
+    Evidence(i64),
     /// A configured sign-in provider's id (operator configuration, not personal).
     Provider(String),
     Role(Role),
@@ -222,6 +228,7 @@ impl Detail {
             Self::Post(id) => format!("post={id}"),
             Self::Feedback(id) => format!("feedback={id}"),
             Self::Request(id) => format!("request={id}"),
+            Self::Evidence(id) => format!("evidence={id}"),
             Self::Provider(id) => {
                 let id: String = id
                     .chars()

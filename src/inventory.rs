@@ -249,7 +249,7 @@ const fn owned(
     }
 }
 
-/// Every table of the schema (migrations 0001 to 0011).
+/// Every table of the schema (migrations 0001 to 0015).
 pub static TABLES: &[Table] = &[
     nobody(
         "settings",
@@ -763,6 +763,8 @@ pub static TABLES: &[Table] = &[
             plain("subject_confirmed_at", Int),
             plain("verification", Text),
             plain("created_at", Int),
+            // Which parent's consent stood as the evidence of parenthood (0015).
+            personal("parental_consent_id", Int, REQUESTS, Blank::Null),
         ],
     },
     Table {

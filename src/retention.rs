@@ -1239,6 +1239,7 @@ mod tests {
         "privacy_submissions.subject_token_digest",
         "privacy_submissions.requester_token_digest",
         "privacy_submissions.code_digest",
+        "privacy_submissions.parental_consent_id",
         "privacy_requests.extension_reason",
         "privacy_requests.decision_text",
         "privacy_request_notes.body",

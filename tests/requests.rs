@@ -1,7 +1,8 @@
 //! Privacy requests end to end, on both stores: every intake path, verification by session and
 //! by emailed code, enumeration resistance, throttles, agents' evidence, deadlines per
 //! jurisdiction with extensions and alarms, decisions, an appeal decided by a second member of
-//! staff, and the yearly report.
+//! staff (and one lodged from the decision email alone), staff downloads of evidence, a parent's
+//! recorded consent as evidence, the queue's pages, and the yearly report and its charts.
 
 mod common;
 
@@ -72,13 +73,14 @@ async fn browser_for(app: &common::TestApp, login: &str, code: Option<String>) -
 
 /// A privacy officer with 2-step verification on, signed in with a browser.
 async fn privacy_officer(app: &common::TestApp, name: &str) -> (reqwest::Client, i64) {
+    staff_member(app, name, Role::PrivacyOfficer).await
+}
+
+/// A member of staff in `role` with 2-step verification on, signed in with a browser.
+async fn staff_member(app: &common::TestApp, name: &str, role: Role) -> (reqwest::Client, i64) {
     app.member(name).await;
     let id = user_id(app, name).await;
-    app.state
-        .accounts
-        .set_role(id, Role::PrivacyOfficer)
-        .await
-        .unwrap();
+    app.state.accounts.set_role(id, role).await.unwrap();
     let setup = app.state.accounts.two_factor_setup(id, name).await.unwrap();
     let code = covenant::two_factor::code_at(&setup.secret, covenant::now() - 30).unwrap();
     app.state
@@ -120,6 +122,28 @@ async fn post_form(
     client
         .post(app.url(action))
         .form(&all)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Uploads an evidence file from the status page at `status`, as the agent's browser does.
+async fn upload(
+    app: &common::TestApp,
+    client: &reqwest::Client,
+    status: &str,
+    bytes: Vec<u8>,
+) -> reqwest::Response {
+    let page = app.page(client, status).await;
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf_of(&page))
+        .part(
+            "evidence",
+            reqwest::multipart::Part::bytes(bytes).file_name("letter"),
+        );
+    client
+        .post(app.url(&format!("{status}/evidence")))
+        .multipart(form)
         .send()
         .await
         .unwrap()
@@ -415,27 +439,6 @@ on_both_stores! {
 mod agent_evidence {
     use super::*;
 
-    async fn upload(
-        app: &common::TestApp,
-        client: &reqwest::Client,
-        status: &str,
-        bytes: Vec<u8>,
-    ) -> reqwest::Response {
-        let page = app.page(client, status).await;
-        let form = reqwest::multipart::Form::new()
-            .text("csrf", csrf_of(&page))
-            .part(
-                "evidence",
-                reqwest::multipart::Part::bytes(bytes).file_name("letter"),
-            );
-        client
-            .post(app.url(&format!("{status}/evidence")))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
-    }
-
     async fn body(app: &common::TestApp) {
         app.member("gus").await;
         let agent = app.new_client();
@@ -571,7 +574,9 @@ on_both_stores! {
         assert!(decision.contains("Virginia Attorney General"), "{decision}");
         // The requester appeals from the link in the decision.
         let hal = app.new_client();
-        let status = link_with(app, &decision, "/privacy/requests/status/");
+        let link = link_with(app, &decision, "/privacy/requests/status/");
+        let status = link.split('#').next().unwrap().to_string();
+        assert_eq!(link, format!("{status}#request-{id}"), "the link opens this request's part of the page");
         let page = app.page(&hal, &status).await;
         assert!(page.contains("Appeal this decision"));
         let response = post_form(app, &hal, &status, &format!("{status}/appeal"),
@@ -717,5 +722,368 @@ on_both_stores! {
         let output = command.output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         assert_eq!(String::from_utf8(output.stdout).unwrap(), report.csv());
+    }
+}
+
+/// The numbers in every `attribute="…"` of `html`, in page order.
+fn ids_of(html: &str, attribute: &str) -> Vec<i64> {
+    let needle = format!("{attribute}=\"");
+    html.match_indices(&needle)
+        .map(|(at, _)| {
+            html[at + needle.len()..]
+                .split('"')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// The text of each cell of the table row that starts with `<tr {marker}>`.
+fn row_cells(html: &str, marker: &str) -> Vec<String> {
+    let start = html
+        .find(&format!("<tr {marker}>"))
+        .unwrap_or_else(|| panic!("a row {marker}"));
+    let row = &html[start..start + html[start..].find("</tr>").unwrap()];
+    row.split(['<', '>'])
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(_, text)| text.trim().to_string())
+        .filter(|text| !text.is_empty())
+        .collect()
+}
+
+on_both_stores! {
+    /// Proves: R4, R10
+    async fn privacy_staff_download_an_agents_evidence_and_every_download_is_audited(app) {
+        app.member("sam").await;
+        let agent = app.new_client();
+        let response = public_request(app, &agent, &[
+            ("requester_name", "Agent Ames"), ("requester_email", "ames@example.org"),
+            ("relationship", "agent"), ("subject_email", "sam@example.org"),
+            ("country", "US"), ("state", "VA"), ("rights", "access"),
+        ]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let to_agent = app.wait_for_mail("ames@example.org", "We received").await;
+        let status = link_with(app, &to_agent, "/privacy/requests/status/");
+        let letter = b"%PDF-1.7\n% a signed letter of authority\n\x00\x01\xfe\xff%%EOF\n".to_vec();
+        assert_eq!(upload(app, &agent, &status, letter.clone()).await.status(), StatusCode::SEE_OTHER);
+        let id = last_request_id(app).await;
+        let (officer, officer_id) = privacy_officer(app, "pia").await;
+        let page = app.page(&officer, &format!("/staff/requests/{id}")).await;
+        let evidence_id = *ids_of(&page, "data-evidence").first().expect("the evidence is listed");
+        let download = format!("/staff/requests/{id}/evidence/{evidence_id}");
+        assert!(page.contains(&format!("href=\"{download}\"")), "the staff page links the file");
+
+        let response = officer.get(app.url(&download)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers().clone();
+        assert_eq!(headers["content-type"], "application/pdf");
+        assert_eq!(headers["content-disposition"], format!("attachment; filename=\"evidence-{evidence_id}.pdf\""));
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert!(headers["cache-control"].to_str().unwrap().contains("no-store"));
+        assert_eq!(response.bytes().await.unwrap().to_vec(), letter, "the exact bytes uploaded");
+
+        // A member, a moderator (with 2-step verification) and a visitor are refused.
+        let member = browser_for(app, "sam", None).await;
+        let (moderator, _) = staff_member(app, "moe", Role::Moderator).await;
+        for (who, client, expected) in [
+            ("member", &member, StatusCode::FORBIDDEN),
+            ("moderator", &moderator, StatusCode::FORBIDDEN),
+            ("visitor", &app.new_client(), StatusCode::UNAUTHORIZED),
+        ] {
+            let response = client.get(app.url(&download)).send().await.unwrap();
+            assert_eq!(response.status(), expected, "{who}");
+            let body = response.bytes().await.unwrap();
+            assert!(!body.windows(8).any(|w| w == b"%PDF-1.7"), "{who} sees none of the file");
+        }
+        // A request number that is not the evidence's opens nothing.
+        let other = officer.get(app.url(&format!("/staff/requests/{}/evidence/{evidence_id}", id + 1000)))
+            .send().await.unwrap();
+        assert_eq!(other.status(), StatusCode::NOT_FOUND);
+
+        let entries = app.store.audit_page(&Default::default(), 10_000, 0).await.unwrap().0;
+        let opened: Vec<_> = entries.iter().filter(|e| e.kind == "request_evidence_opened").collect();
+        assert_eq!(opened.len(), 1, "one download, one entry; refusals read nothing");
+        assert_eq!(opened[0].actor_id, Some(officer_id));
+        assert_eq!(opened[0].subject_id, Some(user_id(app, "sam").await));
+        assert_eq!(opened[0].details, format!("request={id} evidence={evidence_id}"));
+        assert!(entries.iter().all(|e| !e.details.contains('@')), "identifiers only");
+    }
+}
+
+on_both_stores! {
+    /// Proves: R10
+    async fn the_report_charts_days_to_close_with_the_reports_own_figures(app) {
+        let (staff, _) = privacy_officer(app, "rhea").await;
+        let year = covenant::requests::day_of(covenant::now()).year() - 1;
+        let day = |month: time::Month, d: u8| time::Date::from_calendar_date(year, month, d).unwrap();
+        // Four requests of last year: three answered now, one still open.
+        let seeds = [
+            (day(time::Month::February, 10), Some("fulfil")),
+            (day(time::Month::February, 20), Some("decline")),
+            (day(time::Month::February, 25), None),
+            (day(time::Month::March, 5), Some("partly")),
+        ];
+        for (i, (received, decision)) in seeds.iter().enumerate() {
+            let token = app.member(&format!("seed{i}")).await;
+            let response = app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
+                .json(&serde_json::json!({"country": "US", "state": "CO", "rights": ["access"]}))
+                .send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::CREATED);
+            let id = last_request_id(app).await;
+            let at = received.midnight().assume_utc().unix_timestamp() + 12 * 3600;
+            app.store.backdate_request(id, at, &received.to_string(),
+                &received.saturating_add(time::Duration::days(45)).to_string()).await.unwrap();
+            let path = format!("/staff/requests/{id}");
+            let fields: Vec<(&str, &str)> = match decision {
+                Some("fulfil") => vec![("action", "fulfil")],
+                Some("decline") => vec![("action", "decline"), ("code", "not_found"), ("text", "No data.")],
+                Some(_) => vec![("action", "partly"), ("text", "Some is gone.")],
+                None => continue,
+            };
+            let response = post_form(app, &staff, &path, &format!("{path}/actions"), &fields).await;
+            assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        }
+        let report = covenant::requests::report::for_year(&app.store, year).await.unwrap();
+        assert_eq!(report.per_month[1], 3);
+        assert_eq!(&report.answered_per_month[1..3], &[2, 1]);
+        // Days to close from the seeded days: both February answers and the March one.
+        let now = covenant::now();
+        let days_since = |d: time::Date| (now - (d.midnight().assume_utc().unix_timestamp() + 12 * 3600)) as f64 / 86_400.0;
+        let round = |v: f64| (v * 10.0).round() / 10.0;
+        let february = round((days_since(seeds[0].0) + days_since(seeds[1].0)) / 2.0);
+        let march = round(days_since(seeds[3].0));
+        for (got, expected) in [(report.median_days_to_close_per_month[1], february), (report.median_days_to_close_per_month[2], march)] {
+            assert!((got.unwrap() - expected).abs() <= 0.1, "{got:?} against {expected}");
+        }
+
+        let page = app.page(&staff, &format!("/staff/requests/report?year={year}")).await;
+        assert!(page.contains("aria-labelledby=\"chart-days-to-close-title chart-days-to-close-desc\""));
+        assert!(page.contains(&format!("<title id=\"chart-days-to-close-title\">Median days to close per month in {year}</title>")));
+        assert!(page.contains("<desc id=\"chart-received-desc\">"), "both charts describe themselves");
+        for (number, month) in report.months().iter().enumerate() {
+            let cells = row_cells(&page, &format!("data-month=\"{}\"", number + 1));
+            let mut expected = vec![month.month.to_string(), month.received.to_string(), month.answered.to_string()];
+            if !month.median_days_to_close.is_empty() {
+                expected.push(month.median_days_to_close.clone());
+            }
+            assert_eq!(cells, expected, "the table's {} row", month.month);
+            let bar = match report.median_days_to_close_per_month[number] {
+                Some(d) => format!("{}: median {d:.1} days to close, {} answered", month.month, month.answered),
+                None => format!("{}: none answered", month.month),
+            };
+            assert!(page.contains(&format!("<title>{bar}</title>")), "the chart's {} bar", month.month);
+            assert!(page.contains(&format!("<title>{}: {} received</title>", month.month, month.received)));
+        }
+    }
+}
+
+on_both_stores! {
+    /// Proves: R5
+    async fn the_staff_queue_pages_by_due_date_and_keeps_its_filters(app) {
+        let all_rights: Vec<&str> = covenant::requests::RIGHTS.iter()
+            .map(|(_, name, _)| *name)
+            .filter(|name| !matches!(*name, "appeal" | "complain_to_authority"))
+            .collect();
+        for i in 0..6 {
+            let token = app.member(&format!("queue{i}")).await;
+            let response = app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
+                .json(&serde_json::json!({"country": "US", "state": "CA", "rights": all_rights}))
+                .send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::CREATED);
+        }
+        let token = app.member("elsewhere").await;
+        app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
+            .json(&serde_json::json!({"country": "DE", "rights": ["access"]}))
+            .send().await.unwrap();
+        let german = last_request_id(app).await;
+        let expected: Vec<i64> = app.store.request_queue(&covenant::store::QueueFilter {
+            jurisdiction: Some("california".into()), open_only: true, ..Default::default()
+        }).await.unwrap().into_iter().map(|r| r.id).collect();
+        let per_page = covenant::web::requests::QUEUE_PAGE_SIZE as usize;
+        assert!(expected.len() > per_page, "{} open Californian requests", expected.len());
+
+        let (staff, _) = privacy_officer(app, "quentin").await;
+        let first = app.page(&staff, "/staff/requests?right=&state=&jurisdiction=california").await;
+        let first_ids = ids_of(&first, "data-request");
+        assert_eq!(first_ids.len(), per_page);
+        assert!(first.contains("Page 1 of 2") && first.contains(&format!("{} request(s).", expected.len())));
+        assert!(!first.contains("rel=\"prev\""));
+        let next = first.split("rel=\"next\" href=\"").nth(1).expect("a link to the next page")
+            .split('"').next().unwrap().replace("&#38;", "&").replace("&amp;", "&");
+        assert_eq!(next, "/staff/requests?jurisdiction=california&page=2", "the filter goes along");
+        let second = app.page(&staff, &next).await;
+        let second_ids = ids_of(&second, "data-request");
+        assert!(second.contains("Page 2 of 2") && second.contains("rel=\"prev\"") && !second.contains("rel=\"next\""));
+        assert!(second.contains("<option value=\"california\" selected>"), "the form shows the filter");
+        let together: Vec<i64> = first_ids.iter().chain(&second_ids).copied().collect();
+        assert_eq!(together, expected, "earliest due first, none repeated or skipped");
+        assert!(!together.contains(&german), "the filter holds on every page");
+        // The filters that stay on include the closed ones and a right.
+        let closed = app.page(&staff, "/staff/requests?right=opt_out_sale&all=1").await;
+        assert_eq!(ids_of(&closed, "data-request").len(), 6, "the fulfilled opt-outs");
+        assert!(!closed.contains("class=\"pager\""), "one page needs no pager");
+        let beyond = staff.get(app.url("/staff/requests?jurisdiction=california&page=3")).send().await.unwrap();
+        assert_eq!(beyond.status(), StatusCode::NOT_FOUND);
+        let nonsense = staff.get(app.url("/staff/requests?page=0")).send().await.unwrap();
+        assert_eq!(nonsense.status(), StatusCode::BAD_REQUEST);
+    }
+}
+
+on_both_stores! {
+    /// Proves: R6
+    async fn a_requester_without_an_account_appeals_from_the_decision_email(app) {
+        let visitor = app.new_client();
+        let response = public_request(app, &visitor, &[
+            ("requester_name", "Vera"), ("requester_email", "vera@example.org"),
+            ("relationship", "self"), ("country", "US"), ("state", "VA"), ("rights", "access"),
+        ]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert!(app.store.user_by_email("vera@example.org").await.unwrap().is_none(), "no account");
+        let mail = app.wait_for_mail("vera@example.org", "privacy request code").await;
+        let verify = link_with(app, &mail, "/privacy/requests/verify/");
+        let response = post_form(app, &visitor, &verify, &verify, &[("code", &code_in(&mail))]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let id = last_request_id(app).await;
+        assert_eq!(request_state(app, id).await, "in_progress");
+        let (staff, _) = privacy_officer(app, "walt").await;
+        let path = format!("/staff/requests/{id}");
+        let response = post_form(app, &staff, &path, &format!("{path}/actions"), &[("action", "decline"),
+            ("code", "not_found"), ("text", "We hold nothing under this address.")]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+
+        // From the email alone, in a browser that never saw the site.
+        let decision = app.wait_for_mail("vera@example.org", "We declined").await;
+        assert!(decision.contains("You can appeal this decision within 60 days"), "{decision}");
+        let link = link_with(app, &decision, "/privacy/requests/status/");
+        let (status, anchor) = link.split_once('#').expect("the link points at the request");
+        assert_eq!(anchor, format!("request-{id}"));
+        let fresh = app.new_client();
+        let page = app.page(&fresh, status).await;
+        let section = &page[page.find(&format!("id=\"{anchor}\"")).expect("the request's section")..];
+        let section = &section[..section.find("</section>").unwrap()];
+        assert!(section.contains("We hold nothing under this address.") && section.contains("Appeal this decision"));
+        assert!(section.contains(&format!("name=\"request_id\" value=\"{id}\"")));
+        let response = post_form(app, &fresh, status, &format!("{status}/appeal"),
+            &[("request_id", &id.to_string()), ("statement", "I wrote from this address before.")]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(request_state(app, id).await, "appealed");
+        let page = app.page(&fresh, status).await;
+        assert!(page.contains("Your appeal will be decided by"));
+        let staff_page = app.page(&staff, &path).await;
+        assert!(staff_page.contains("Appeal statement: I wrote from this address before."));
+        let entries = app.store.audit_page(&Default::default(), 10_000, 0).await.unwrap().0;
+        assert!(entries.iter().any(|e| e.kind == "request_transitioned" && e.actor_id.is_none()
+            && e.details == format!("request={id} method=appeal_lodged reason=appealed")));
+    }
+}
+
+/// Registers a 14-year-old in France whose parent consents from `parent`'s address.
+async fn minor_with_consent(app: &common::TestApp, username: &str, parent: &str) -> i64 {
+    let year = covenant::requests::day_of(covenant::now()).year() - 14;
+    let response = app
+        .client
+        .post(app.url("/api/v1/users"))
+        .json(
+            &serde_json::json!({"username": username, "email": format!("{username}@example.org"),
+            "password": PASSWORD, "birth_year": year, "country": "FR", "parent_email": parent}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let mail = app.wait_for_mail(parent, "asks to join").await;
+    let path = app
+        .link_in(&mail)
+        .trim_start_matches(&app.address)
+        .to_string();
+    let browser = app.new_client();
+    let response = post_form(app, &browser, &path, &path, &[]).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "the parent consents"
+    );
+    user_id(app, username).await
+}
+
+on_both_stores! {
+    /// Proves: R4, M1
+    async fn a_parent_with_consent_on_record_needs_no_upload_and_anyone_else_does(app) {
+        let minor = minor_with_consent(app, "mia", "mum@example.org").await;
+        // The parent asks, from the address that consented, to delete the minor's data.
+        let mum = app.new_client();
+        let response = public_request(app, &mum, &[
+            ("requester_name", "Mum"), ("requester_email", "Mum@Example.org"),
+            ("relationship", "parent"), ("subject_email", "mia@example.org"),
+            ("country", "FR"), ("rights", "deletion"),
+        ]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(response.headers()["location"], "/privacy/requests/sent");
+        let id = last_request_id(app).await;
+        let received = app.wait_for_mail("Mum@Example.org", "We received").await;
+        assert!(received.contains("is on record and serves as your evidence") && !received.contains("upload your"), "{received}");
+        let status = link_with(app, &received, "/privacy/requests/status/");
+        let page = app.page(&mum, &status).await;
+        assert!(page.contains("id=\"consent-on-record\"") && !page.contains("name=\"evidence\""), "nothing to upload");
+        let submission = app.store.submission(app.store.privacy_request(id).await.unwrap().unwrap().submission_id)
+            .await.unwrap().unwrap();
+        let consent_id = submission.parental_consent_id.expect("the consent is linked");
+        let consent = app.store.consent_evidence(consent_id).await.unwrap().unwrap();
+        assert_eq!(consent.user_id, minor);
+        // The minor is still asked to confirm; with that, the request goes on.
+        assert_eq!(request_state(app, id).await, "verifying");
+        let to_minor = app.wait_for_mail("mia@example.org", "Did you ask someone").await;
+        assert!(to_minor.contains("a parent or guardian"), "{to_minor}");
+        assert!(!to_minor.to_lowercase().contains("mum@example.org"), "the parent's address stays out");
+        let verify = link_with(app, &to_minor, "/privacy/requests/verify/");
+        let response = post_form(app, &app.new_client(), &verify, &verify,
+            &[("code", &code_in(&to_minor)), ("fact", "mia")]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(request_state(app, id).await, "in_progress", "consent and confirmation suffice");
+        assert!(app.store.submission_evidence(submission.id).await.unwrap().is_empty(), "no file was needed");
+        let (staff, _) = privacy_officer(app, "sid").await;
+        let staff_page = app.page(&staff, &format!("/staff/requests/{id}")).await;
+        assert!(staff_page.contains(&format!("Parental consent #{consent_id}, given on")));
+        let audit = audit_kinds(app).await;
+        assert!(audit.contains(&format!("request_evidence_added request={id} method=parental_consent")), "{audit:?}");
+        assert!(audit.iter().all(|line| !line.contains('@')));
+
+        // Someone else claiming to be a parent uploads evidence, like an agent.
+        let other = app.new_client();
+        let response = public_request(app, &other, &[
+            ("requester_name", "Aunt"), ("requester_email", "aunt@example.org"),
+            ("relationship", "parent"), ("subject_email", "mia@example.org"),
+            ("country", "FR"), ("rights", "access"),
+        ]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(response.headers()["location"], "/privacy/requests/sent", "the same answer");
+        let claimed = last_request_id(app).await;
+        let received = app.wait_for_mail("aunt@example.org", "We received").await;
+        assert!(received.contains("upload your evidence"));
+        let status = link_with(app, &received, "/privacy/requests/status/");
+        assert!(app.page(&other, &status).await.contains("name=\"evidence\""));
+        let mut to_minor = String::new();
+        for _ in 0..300 {
+            let asks: Vec<String> = app.mail_to("mia@example.org").into_iter()
+                .filter(|m| m.contains("Did you ask someone")).collect();
+            if asks.len() == 2 {
+                to_minor = asks[1].clone();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(!to_minor.is_empty(), "the minor is asked again");
+        let verify = link_with(app, &to_minor, "/privacy/requests/verify/");
+        let response = post_form(app, &app.new_client(), &verify, &verify, &[("code", &code_in(&to_minor))]).await;
+        assert!(response.text().await.unwrap().contains("Thank you for confirming"));
+        assert_eq!(request_state(app, claimed).await, "verifying", "no consent on record from this address");
+        let claimed_submission = app.store.privacy_request(claimed).await.unwrap().unwrap().submission_id;
+        assert!(app.store.submission(claimed_submission).await.unwrap().unwrap().parental_consent_id.is_none());
+        let response = upload(app, &other, &status, b"%PDF-1.7\nbirth certificate".to_vec()).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(request_state(app, claimed).await, "in_progress");
     }
 }

@@ -9,6 +9,17 @@ use covenant_core::requests::RequestState;
 
 pub struct Message(Mail);
 
+/// What a new request waits for, as the acknowledgement tells the requester.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Nothing: the requester is the subject, and we answer.
+    Answer,
+    /// An agent's (or a parent's without consent on record) evidence and the subject's word.
+    ConfirmationAndEvidence,
+    /// A parent whose recorded consent is the evidence: only the subject's word.
+    ConfirmationOnly,
+}
+
 impl Message {
     fn new(subject: String, body: String) -> Self {
         Self(Mail { subject, body })
@@ -67,13 +78,19 @@ impl Message {
         )
     }
 
-    pub fn received(site: &str, status: &str, for_another: bool) -> Self {
-        let next = if for_another {
-            "We have asked the person you act for to confirm. Please also upload your evidence \
-             of authority (a power of attorney or a signed letter, as a PDF, PNG or JPEG) on \
-             the status page; the request goes on when we have both."
-        } else {
-            "We will answer by the due date shown on the status page."
+    pub fn received(site: &str, status: &str, next: NextStep) -> Self {
+        let next = match next {
+            NextStep::Answer => "We will answer by the due date shown on the status page.",
+            NextStep::ConfirmationAndEvidence => {
+                "We have asked the person you act for to confirm. Please also upload your \
+                 evidence of authority (a power of attorney or a signed letter, as a PDF, PNG or \
+                 JPEG) on the status page; the request goes on when we have both."
+            }
+            NextStep::ConfirmationOnly => {
+                "We have asked the person you act for to confirm. The consent you gave from this \
+                 address as their parent or guardian is on record and serves as your evidence, \
+                 so there is nothing to upload; the request goes on once they confirm."
+            }
         };
         Self::new(
             format!("We received your privacy request on {site}"),

@@ -535,6 +535,16 @@ impl Requests {
         let expires_at = now + self.config.requests.code_minutes * 60;
         let region = format!("{}/{}", intake.country.trim(), intake.state.trim());
         let mut tx = self.store.begin().await?;
+        // A parent whose address is the one that consented when the minor joined has shown
+        // parenthood already: that consent is the evidence. Anyone else uploads it, like an
+        // agent. Nothing of this shows in the answer to the form.
+        let consent = match subject_user_id {
+            Some(minor) if intake.relationship == Relationship::Parent => {
+                store::given_parental_consent(&mut tx, minor, &intake.requester_email.canonical())
+                    .await?
+            }
+            _ => None,
+        };
         let submission_id = store::insert_submission(
             &mut tx,
             &store::NewSubmission {
@@ -558,6 +568,7 @@ impl Requests {
                     .as_deref(),
                 code_expires_at: needs_code.then_some(expires_at),
                 created_at: now,
+                parental_consent_id: consent.as_ref().map(|c| c.id),
             },
         )
         .await?;
@@ -604,6 +615,17 @@ impl Requests {
                     .detail(Detail::Reason(right_name(right))),
             )
             .await?;
+            if consent.is_some() {
+                audit::record(
+                    &mut tx,
+                    &self.audit,
+                    AuditEvent::new(AuditKind::RequestEvidenceAdded)
+                        .subject(subject_user_id)
+                        .detail(Detail::Request(id))
+                        .detail(Detail::Method("parental_consent")),
+                )
+                .await?;
+            }
             request_ids.push(id);
             let row = store::request_for_update(&mut tx, &self.store, id)
                 .await?
@@ -670,7 +692,12 @@ impl Requests {
                 .await?;
         }
         if intake.relationship.acts_for_another() || !needs_code {
-            Message::received(site, &status_link, intake.relationship.acts_for_another())
+            let next_step = match (intake.relationship.acts_for_another(), &consent) {
+                (false, _) => messages::NextStep::Answer,
+                (true, None) => messages::NextStep::ConfirmationAndEvidence,
+                (true, Some(_)) => messages::NextStep::ConfirmationOnly,
+            };
+            Message::received(site, &status_link, next_step)
                 .enqueue(
                     &mut tx,
                     &format!("request-received:{submission_id}"),
@@ -960,8 +987,11 @@ impl Requests {
         let evidence = store::count_evidence(&mut tx, submission.id).await?;
         let relationship =
             Relationship::parse(&submission.relationship).unwrap_or(Relationship::Subject);
-        // An agent's request goes on only with both the subject's confirmation and evidence.
-        let proceed = !relationship.acts_for_another() || evidence > 0;
+        // An agent's request goes on only with both the subject's confirmation and evidence
+        // (an upload, or a parent's recorded consent).
+        let proceed = !relationship.acts_for_another()
+            || evidence > 0
+            || submission.parental_consent_id.is_some();
         let mut verified = Vec::new();
         if proceed {
             verified = self.succeed_all(&mut tx, &submission, level).await?;
@@ -1072,6 +1102,48 @@ impl Requests {
             self.proceed(id).await?;
         }
         Ok(())
+    }
+
+    /// Privacy staff open one evidence file of a request: its type and bytes, read in the
+    /// transaction that audits the read (request, evidence and who opened it), so a read that
+    /// is not recorded cannot happen. The caller checks the role.
+    pub async fn open_evidence(
+        &self,
+        staff_id: i64,
+        request_id: i64,
+        evidence_id: i64,
+    ) -> Result<Evidence> {
+        let row = self
+            .store
+            .privacy_request(request_id)
+            .await?
+            .ok_or(Error::NotFound("request"))?;
+        let mut tx = self.store.begin().await?;
+        let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
+        let (content_type, bytes) = store::evidence_content(&mut tx, submission.id, evidence_id)
+            .await?
+            .ok_or(Error::NotFound("evidence"))?;
+        // Stored types come from `evidence_type`; anything else is served as opaque bytes.
+        let content_type = ["application/pdf", "image/png", "image/jpeg"]
+            .into_iter()
+            .find(|known| *known == content_type)
+            .unwrap_or("application/octet-stream");
+        audit::record(
+            &mut tx,
+            &self.audit,
+            AuditEvent::new(AuditKind::RequestEvidenceOpened)
+                .actor(Some(staff_id))
+                .subject(submission.subject_user_id)
+                .detail(Detail::Request(row.id))
+                .detail(Detail::Evidence(evidence_id)),
+        )
+        .await?;
+        tx.commit().await.context("recording a read of evidence")?;
+        Ok(Evidence {
+            id: evidence_id,
+            content_type,
+            bytes,
+        })
     }
 
     /// The submission behind a status link, and its requests.
@@ -1407,7 +1479,13 @@ impl Requests {
             _ => false,
         });
         let right = parse_right(&after.right_name).unwrap_or(Right::Know);
-        let link = self.status_link(tx, submission.id).await?;
+        // The link opens the status page at this request, where its appeal form is: a fresh
+        // token, so a requester without an account can appeal from the email alone.
+        let link = format!(
+            "{}#request-{}",
+            self.status_link(tx, submission.id).await?,
+            after.id
+        );
         Message::decision(
             &self.config.site_name,
             right_label(right),
@@ -1809,6 +1887,27 @@ pub struct Verified {
     pub status_link: String,
     /// An agent's request waits for the agent's evidence.
     pub waiting_for_evidence: bool,
+}
+
+/// An evidence file as staff download it.
+pub struct Evidence {
+    pub id: i64,
+    /// One of the types `evidence_type` accepts.
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+impl Evidence {
+    /// The file name offered to the browser: the evidence number and its type's extension.
+    pub fn file_name(&self) -> String {
+        let extension = match self.content_type {
+            "application/pdf" => "pdf",
+            "image/png" => "png",
+            "image/jpeg" => "jpg",
+            _ => "bin",
+        };
+        format!("evidence-{}.{extension}", self.id)
+    }
 }
 
 /// What one job round did.

@@ -1,6 +1,7 @@
 //! The yearly request report (R10): per right, requests received, complied with in whole or in
 //! part, denied (by reason), closed otherwise, still open, and the mean and median days to
-//! respond; plus an SVG chart of requests per month. Figures only, no personal data.
+//! respond; plus two SVG charts, requests per month and median days to close per month, each
+//! with its figures in a table beside it. Figures only, no personal data.
 
 use crate::store::{ReportRow, Store};
 use serde::Serialize;
@@ -29,11 +30,45 @@ pub struct Report {
     pub total: RightFigures,
     /// Requests received in each month, January first.
     pub per_month: [i64; 12],
+    /// Of the requests received in each month, those answered (complied with or denied): the
+    /// requests whose days to respond the table counts.
+    pub answered_per_month: [i64; 12],
+    /// The median days from receipt to answer of those requests, by month received.
+    pub median_days_to_close_per_month: [Option<f64>; 12],
 }
+
+/// Month names for the charts and their tables, January first.
+pub const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
 
 fn days(row: &ReportRow) -> Option<f64> {
     let closed = row.closed_at?;
     Some(((closed - row.received_at).max(0)) as f64 / 86_400.0)
+}
+
+/// The days a request took to be answered, if it was: complied with in whole or in part, or
+/// denied. Withdrawn and unverifiable requests were closed, not answered.
+fn days_to_respond(row: &ReportRow) -> Option<f64> {
+    if matches!(
+        row.state.as_str(),
+        "fulfilled" | "partly_fulfilled" | "declined" | "appeal_upheld"
+    ) {
+        days(row)
+    } else {
+        None
+    }
 }
 
 fn mean_median(mut values: Vec<f64>) -> (Option<f64>, Option<f64>) {
@@ -73,11 +108,7 @@ fn figures(right: &str, rows: &[&ReportRow]) -> RightFigures {
             "unverifiable" | "withdrawn" => f.closed_otherwise += 1,
             _ => f.open += 1,
         }
-        if matches!(
-            row.state.as_str(),
-            "fulfilled" | "partly_fulfilled" | "declined" | "appeal_upheld"
-        ) && let Some(d) = days(row)
-        {
+        if let Some(d) = days_to_respond(row) {
             responded.push(d);
         }
     }
@@ -89,11 +120,18 @@ fn figures(right: &str, rows: &[&ReportRow]) -> RightFigures {
 pub fn compute(year: i32, rows: &[ReportRow]) -> Report {
     let mut by_right: BTreeMap<&str, Vec<&ReportRow>> = BTreeMap::new();
     let mut per_month = [0i64; 12];
+    let mut answered: [Vec<f64>; 12] = Default::default();
     for row in rows {
         by_right.entry(&row.right_name).or_default().push(row);
         let month = super::day_of(row.received_at).month() as usize;
         per_month[month - 1] += 1;
+        if let Some(d) = days_to_respond(row) {
+            answered[month - 1].push(d);
+        }
     }
+    let answered_per_month = std::array::from_fn(|m| answered[m].len() as i64);
+    let median_days_to_close_per_month =
+        std::array::from_fn(|m| mean_median(answered[m].clone()).1);
     let rights = by_right
         .iter()
         .map(|(right, rows)| figures(right, rows))
@@ -104,6 +142,8 @@ pub fn compute(year: i32, rows: &[ReportRow]) -> Report {
         rights,
         total: figures("all", &all),
         per_month,
+        answered_per_month,
+        median_days_to_close_per_month,
     }
 }
 
@@ -119,6 +159,67 @@ pub async fn for_year(store: &Store, year: i32) -> anyhow::Result<Report> {
 
 fn num(value: Option<f64>) -> String {
     value.map(|v| format!("{v:.1}")).unwrap_or_default()
+}
+
+/// One month of the charts, as the tables beside them show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonthFigures {
+    pub month: &'static str,
+    pub received: i64,
+    pub answered: i64,
+    /// One decimal, empty when nothing received that month was answered.
+    pub median_days_to_close: String,
+}
+
+struct Chart<'a> {
+    /// Prefix of the ids that tie the title and description to the chart.
+    id: &'a str,
+    title: &'a str,
+    desc: &'a str,
+    colour: &'a str,
+    bars: [f64; 12],
+    /// What each bar says to a pointer or a screen reader.
+    titles: [String; 12],
+}
+
+/// Twelve bars, January first, scaled to the largest; inline SVG with no script, labelled by
+/// its own title and description.
+fn bar_chart(chart: &Chart<'_>) -> String {
+    let max = chart.bars.iter().copied().fold(0.0_f64, f64::max);
+    let max = if max > 0.0 { max } else { 1.0 };
+    let id = chart.id;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 480 200\" width=\"480\" \
+         height=\"200\" role=\"img\" id=\"{id}\" aria-labelledby=\"{id}-title {id}-desc\">\
+         <title id=\"{id}-title\">{}</title><desc id=\"{id}-desc\">{}</desc>",
+        escape(chart.title),
+        escape(chart.desc)
+    );
+    for (i, value) in chart.bars.iter().enumerate() {
+        let height = (value / max * 160.0).round();
+        let x = 10 + i * 39;
+        let _ = write!(
+            svg,
+            "<rect x=\"{x}\" y=\"{}\" width=\"30\" height=\"{height}\" fill=\"{}\">\
+             <title>{}</title></rect><text x=\"{}\" y=\"195\" font-size=\"12\" \
+             text-anchor=\"middle\" aria-hidden=\"true\">{}</text>",
+            170.0 - height,
+            chart.colour,
+            escape(&chart.titles[i]),
+            x + 15,
+            &MONTHS[i][..1]
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The chart's words are ours, but they go into markup: escape them anyway.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 impl Report {
@@ -152,29 +253,61 @@ impl Report {
         out
     }
 
+    /// One line per month: the figures both charts draw, for the tables beside them.
+    pub fn months(&self) -> Vec<MonthFigures> {
+        (0..12)
+            .map(|m| MonthFigures {
+                month: MONTHS[m],
+                received: self.per_month[m],
+                answered: self.answered_per_month[m],
+                median_days_to_close: num(self.median_days_to_close_per_month[m]),
+            })
+            .collect()
+    }
+
     /// Requests received per month as a bar chart (inline SVG, no script).
     pub fn svg(&self) -> String {
-        let max = self.per_month.iter().copied().max().unwrap_or(0).max(1);
-        let mut svg = String::from(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 480 200\" width=\"480\" \
-             height=\"200\" role=\"img\" aria-label=\"Requests received per month\">",
-        );
-        const MONTHS: [&str; 12] = ["J", "F", "M", "A", "M", "J", "J", "A", "S", "O", "N", "D"];
-        for (i, n) in self.per_month.iter().enumerate() {
-            let height = (*n as f64 / max as f64 * 160.0).round();
-            let x = 10 + i * 39;
-            let _ = write!(
-                svg,
-                "<rect x=\"{x}\" y=\"{}\" width=\"30\" height=\"{height}\" fill=\"#36c\">\
-                 <title>{n}</title></rect><text x=\"{}\" y=\"195\" font-size=\"12\" \
-                 text-anchor=\"middle\">{}</text>",
-                170.0 - height,
-                x + 15,
-                MONTHS[i]
-            );
-        }
-        svg.push_str("</svg>");
-        svg
+        let bars = self.per_month.map(|n| n as f64);
+        let titles =
+            std::array::from_fn(|m| format!("{}: {} received", MONTHS[m], self.per_month[m]));
+        bar_chart(&Chart {
+            id: "chart-received",
+            title: &format!("Requests received per month in {}", self.year),
+            desc: &format!(
+                "{} requests in all; the figures are in the table below.",
+                self.total.received
+            ),
+            colour: "#36c",
+            bars,
+            titles,
+        })
+    }
+
+    /// The median days from receipt to answer, by month received, as a bar chart.
+    pub fn days_to_close_svg(&self) -> String {
+        let bars = self
+            .median_days_to_close_per_month
+            .map(|d| d.unwrap_or(0.0));
+        let titles = std::array::from_fn(|m| match self.median_days_to_close_per_month[m] {
+            Some(d) => format!(
+                "{}: median {d:.1} days to close, {} answered",
+                MONTHS[m], self.answered_per_month[m]
+            ),
+            None => format!("{}: none answered", MONTHS[m]),
+        });
+        bar_chart(&Chart {
+            id: "chart-days-to-close",
+            title: &format!("Median days to close per month in {}", self.year),
+            desc: &format!(
+                "Days from receipt to answer of the requests received each month and answered \
+                 (complied with or denied); median {} days over the year. The figures are in the \
+                 table below.",
+                num(self.total.median_days_to_respond)
+            ),
+            colour: "#396",
+            bars,
+            titles,
+        })
     }
 
     /// A standalone HTML document (for `--format html`).
@@ -203,15 +336,27 @@ impl Report {
                 num(f.median_days_to_respond)
             );
         }
+        let mut months = String::new();
+        for m in self.months() {
+            let _ = write!(
+                months,
+                "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td></tr>",
+                m.month, m.received, m.answered, m.median_days_to_close
+            );
+        }
         format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Privacy \
              requests {year}</title></head><body><h1>Privacy requests received in {year}</h1>\
              <table><thead><tr><th>Right</th><th>Received</th><th>Complied in whole</th>\
              <th>Complied in part</th><th>Denied</th><th>Denied by reason</th>\
              <th>Closed otherwise</th><th>Open</th><th>Mean days</th><th>Median days</th></tr>\
-             </thead><tbody>{rows}</tbody></table>{svg}</body></html>\n",
+             </thead><tbody>{rows}</tbody></table>{received}{days}\
+             <table><thead><tr><th>Month</th><th>Received</th><th>Answered</th>\
+             <th>Median days to close</th></tr></thead><tbody>{months}</tbody></table>\
+             </body></html>\n",
             year = self.year,
-            svg = self.svg()
+            received = self.svg(),
+            days = self.days_to_close_svg()
         )
     }
 }
@@ -254,6 +399,14 @@ mod tests {
         assert_eq!(report.total.denied_by_reason.values().sum::<i64>(), 2);
         assert_eq!(report.per_month[0], 6);
         assert!(report.svg().starts_with("<svg"));
+        // Answered: fulfilled 2, partly 4, declined 9 and 1 days; the unverifiable one is not.
+        assert_eq!(report.answered_per_month[0], 4);
+        assert_eq!(report.median_days_to_close_per_month[0], Some(3.0));
+        assert_eq!(report.median_days_to_close_per_month[1], None);
+        let chart = report.days_to_close_svg();
+        assert!(chart.contains("<title id=\"chart-days-to-close-title\">"));
+        assert!(chart.contains("January: median 3.0 days to close, 4 answered"));
+        assert!(chart.contains("February: none answered"));
         assert_eq!(report.csv().lines().count(), 4);
     }
 }

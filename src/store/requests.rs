@@ -25,6 +25,8 @@ pub struct NewSubmission<'a> {
     pub code_digest: Option<&'a str>,
     pub code_expires_at: Option<i64>,
     pub created_at: i64,
+    /// A parent's recorded consent standing as the evidence of parenthood.
+    pub parental_consent_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -51,12 +53,23 @@ pub struct SubmissionRow {
     pub subject_confirmed_at: Option<i64>,
     pub verification: String,
     pub created_at: i64,
+    pub parental_consent_id: Option<i64>,
 }
 
 const SUBMISSION_COLUMNS: &str = "id, channel, relationship, requester_name, requester_email, \
     subject_email, subject_user_id, requester_user_id, region, postal_code, jurisdiction, \
     comments, emailed_message, logged_by, subject_token_digest, requester_token_digest, \
-    code_digest, code_expires_at, code_attempts, subject_confirmed_at, verification, created_at";
+    code_digest, code_expires_at, code_attempts, subject_confirmed_at, verification, created_at, \
+    parental_consent_id";
+
+/// A parent's consent as a request's evidence of parenthood shows it.
+#[derive(Debug, Clone, FromRow)]
+pub struct ConsentEvidenceRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub consented_at: i64,
+    pub policy_version: Option<String>,
+}
 
 pub struct NewRequest<'a> {
     pub submission_id: i64,
@@ -180,8 +193,8 @@ pub async fn insert_submission(tx: &mut Tx, s: &NewSubmission<'_>) -> anyhow::Re
          requester_email, subject_email, subject_user_id, requester_user_id, region, \
          postal_code, jurisdiction, comments, emailed_message, logged_by, \
          subject_token_digest, requester_token_digest, code_digest, code_expires_at, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $18) RETURNING id",
+         created_at, parental_consent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+         $12, $13, $14, $15, $16, $17, $18, $19) RETURNING id",
     )
     .bind(s.channel)
     .bind(s.relationship)
@@ -201,6 +214,7 @@ pub async fn insert_submission(tx: &mut Tx, s: &NewSubmission<'_>) -> anyhow::Re
     .bind(s.code_digest)
     .bind(s.code_expires_at)
     .bind(s.created_at)
+    .bind(s.parental_consent_id)
     .fetch_one(&mut **tx)
     .await
     .context("inserting a privacy request submission")?;
@@ -393,6 +407,43 @@ pub async fn insert_evidence(
     Ok(id)
 }
 
+/// The latest consent a parent gave, from `parent_email` (compared in lower case), for the
+/// minor whose account is `user_id`; pending requests for consent do not count.
+pub async fn given_parental_consent(
+    tx: &mut Tx,
+    user_id: i64,
+    parent_email: &str,
+) -> anyhow::Result<Option<ConsentEvidenceRow>> {
+    sqlx::query_as(
+        "SELECT id, user_id, consented_at, policy_version FROM parental_consents \
+         WHERE user_id = $1 AND LOWER(parent_email) = $2 AND consented_at IS NOT NULL \
+         ORDER BY consented_at DESC, id DESC LIMIT 1",
+    )
+    .bind(user_id)
+    .bind(parent_email.to_lowercase())
+    .fetch_optional(&mut **tx)
+    .await
+    .context("looking for a parent's consent")
+}
+
+/// One evidence file of a submission: its stored type and its bytes. Read inside the
+/// transaction that audits the read, so no read goes unrecorded.
+pub async fn evidence_content(
+    tx: &mut Tx,
+    submission_id: i64,
+    evidence_id: i64,
+) -> anyhow::Result<Option<(String, Vec<u8>)>> {
+    sqlx::query_as(
+        "SELECT content_type, content FROM privacy_request_evidence \
+         WHERE id = $1 AND submission_id = $2",
+    )
+    .bind(evidence_id)
+    .bind(submission_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .context("reading an agent's evidence file")
+}
+
 pub async fn insert_link(
     tx: &mut Tx,
     token_digest: &str,
@@ -530,6 +581,20 @@ pub async fn claim_alarms(
     Ok(ids.into_iter().map(|(id,)| id).collect())
 }
 
+/// The queue's filter as SQL over `privacy_requests r`, with `$1` to `$4` bound to the right,
+/// state, jurisdiction and assignee (each NULL for "any").
+fn queue_condition(filter: &QueueFilter) -> String {
+    let open = if filter.open_only {
+        format!("AND r.state IN {OPEN_STATES}")
+    } else {
+        String::new()
+    };
+    format!(
+        "($1 IS NULL OR r.right_name = $1) AND ($2 IS NULL OR r.state = $2) \
+         AND ($3 IS NULL OR r.jurisdiction = $3) AND ($4 IS NULL OR r.assigned_to = $4) {open}"
+    )
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum AlarmColumn {
     NearlyDue,
@@ -619,29 +684,65 @@ impl Store {
             .context("reading a member's privacy requests")
     }
 
-    /// The staff queue: earliest due first.
+    /// The staff queue: earliest due first (at most 500; pages use `request_queue_page`).
     pub async fn request_queue(&self, filter: &QueueFilter) -> anyhow::Result<Vec<QueueRow>> {
-        let open = if filter.open_only {
-            format!("AND r.state IN {OPEN_STATES}")
-        } else {
-            String::new()
-        };
+        self.request_queue_page(filter, 500, 0).await
+    }
+
+    /// One page of the staff queue: earliest due first, then by number, so that pages neither
+    /// repeat nor skip a request.
+    pub async fn request_queue_page(
+        &self,
+        filter: &QueueFilter,
+        limit: i64,
+        offset: i64,
+    ) -> anyhow::Result<Vec<QueueRow>> {
         let sql = format!(
             "SELECT r.id, r.right_name, r.jurisdiction, r.state, r.verification, r.received_on, \
              r.due_on, r.extended_due_on, r.assigned_to, s.channel, s.relationship \
              FROM privacy_requests r JOIN privacy_submissions s ON s.id = r.submission_id \
-             WHERE ($1 IS NULL OR r.right_name = $1) AND ($2 IS NULL OR r.state = $2) \
-             AND ($3 IS NULL OR r.jurisdiction = $3) AND ($4 IS NULL OR r.assigned_to = $4) {open} \
-             ORDER BY COALESCE(r.extended_due_on, r.due_on), r.id LIMIT 500"
+             WHERE {} ORDER BY COALESCE(r.extended_due_on, r.due_on), r.id LIMIT $5 OFFSET $6",
+            queue_condition(filter)
         );
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(filter.right_name.as_deref())
             .bind(filter.state.as_deref())
             .bind(filter.jurisdiction.as_deref())
             .bind(filter.assigned_to)
+            .bind(limit)
+            .bind(offset)
             .fetch_all(self.pool())
             .await
             .context("reading the request queue")
+    }
+
+    /// How many requests the queue's filter selects, for its pages.
+    pub async fn count_request_queue(&self, filter: &QueueFilter) -> anyhow::Result<i64> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM privacy_requests r WHERE {}",
+            queue_condition(filter)
+        );
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(filter.right_name.as_deref())
+            .bind(filter.state.as_deref())
+            .bind(filter.jurisdiction.as_deref())
+            .bind(filter.assigned_to)
+            .fetch_one(self.pool())
+            .await
+            .context("counting the request queue")?;
+        Ok(n)
+    }
+
+    /// A parent's consent by its number (the evidence of a parent's request).
+    pub async fn consent_evidence(&self, id: i64) -> anyhow::Result<Option<ConsentEvidenceRow>> {
+        sqlx::query_as(
+            "SELECT id, user_id, consented_at, policy_version FROM parental_consents \
+             WHERE id = $1 AND consented_at IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .context("reading a parent's consent")
     }
 
     pub async fn request_notes(&self, request_id: i64) -> anyhow::Result<Vec<NoteRow>> {

@@ -363,6 +363,10 @@ pub fn router(state: AppState) -> Router {
         .route("/staff/requests/report", get(requests::staff_report))
         .route("/staff/requests/{id}", get(requests::staff_request))
         .route("/staff/requests/{id}/actions", post(requests::staff_action))
+        .route(
+            "/staff/requests/{id}/evidence/{evidence_id}",
+            get(requests::staff_evidence),
+        )
         .route("/metrics", get(requests::metrics))
         .route(
             "/account/privacy/export",

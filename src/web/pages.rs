@@ -135,18 +135,20 @@ pub(crate) struct MessagePage {
 
 pub struct Pager {
     pub base: String,
+    /// Filters every page keeps, URL-encoded and ending with `&` (empty when none).
+    pub query: String,
     pub current: i64,
     pub count: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct PageQuery {
-    page: Option<String>,
+    pub(crate) page: Option<String>,
 }
 
 impl PageQuery {
     /// The requested page number, refusing anything that is not a positive number.
-    fn number(&self) -> Result<i64, Error> {
+    pub(crate) fn number(&self) -> Result<i64, Error> {
         match &self.page {
             None => Ok(1),
             Some(raw) => match raw.parse::<i64>() {
@@ -218,6 +220,7 @@ pub async fn home(
         topics: topic_lines(topics),
         pager: Pager {
             base: "/".into(),
+            query: String::new(),
             current,
             count: page_count(total, TOPICS_PER_PAGE),
         },
@@ -258,6 +261,7 @@ pub async fn category(
         layout: Layout::new(&state, &viewer, category.name.clone()),
         pager: Pager {
             base: format!("/c/{}", category.slug),
+            query: String::new(),
             current,
             count: page_count(category.n_topics, TOPICS_PER_PAGE),
         },
@@ -378,6 +382,7 @@ async fn render_topic(
         posts: post_views(posts, viewer),
         pager: Pager {
             base: href.clone(),
+            query: String::new(),
             current,
             count: page_count(topic.n_posts, POSTS_PER_PAGE),
         },
@@ -667,6 +672,7 @@ pub async fn blog_index(
         topics: topic_lines(topics),
         pager: Pager {
             base: "/blog".into(),
+            query: String::new(),
             current,
             count: page_count(total, TOPICS_PER_PAGE),
         },

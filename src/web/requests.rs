@@ -5,6 +5,7 @@
 
 use crate::domain::{EmailAddress, InvalidField};
 use crate::error::Error;
+use crate::forum::page_count;
 use crate::requests::{
     self, Channel, Decision, Intake, Relationship, RequestView, SessionProof, Template,
     jurisdiction_of, parse_right, right_label, right_name,
@@ -14,9 +15,9 @@ use crate::web::AppState;
 use crate::web::auth::{ClientOrigin, Viewer, check_form};
 use crate::web::error::{ApiErrorBody, ApiResult, PageResult};
 use crate::web::forms::{Form, Json};
-use crate::web::pages::{Layout, date, page, page_with_status};
+use crate::web::pages::{Layout, PageQuery, Pager, date, page, page_with_status};
 use axum::extract::{Multipart, Path, Query, State};
-use axum::http::header::LOCATION;
+use axum::http::header::{self, LOCATION};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use covenant_core::policy::{Jurisdiction, Right};
@@ -623,6 +624,8 @@ struct StatusPage {
     token: String,
     lines: Vec<RequestLine>,
     needs_evidence: bool,
+    /// The day the requester consented as the minor's parent, when that is the evidence.
+    consent_on_record: String,
     evidence_count: usize,
     max_evidence_kib: usize,
     regulator: Option<(String, String)>,
@@ -635,6 +638,10 @@ pub async fn status_page(
 ) -> PageResult {
     let (submission, views) = state.requests.by_token(&token).await?;
     let evidence = state.store.submission_evidence(submission.id).await?;
+    let consent = match submission.parental_consent_id {
+        Some(id) => state.store.consent_evidence(id).await?,
+        None => None,
+    };
     let relationship =
         Relationship::parse(&submission.relationship).unwrap_or(Relationship::Subject);
     let policy = state.policy.current().await?.policy.clone();
@@ -649,7 +656,8 @@ pub async fn status_page(
         layout: Layout::new(&state, &viewer, "Your privacy request"),
         token,
         lines: views.iter().map(|v| line(&state, v)).collect(),
-        needs_evidence: relationship.acts_for_another(),
+        needs_evidence: relationship.acts_for_another() && consent.is_none(),
+        consent_on_record: consent.map(|c| date(c.consented_at)).unwrap_or_default(),
         evidence_count: evidence.len(),
         max_evidence_kib: state.config.requests.evidence_max_bytes / 1024,
         regulator,
@@ -762,6 +770,31 @@ pub struct QueueQuery {
     mine: String,
     #[serde(default)]
     all: String,
+    #[serde(default)]
+    page: Option<String>,
+}
+
+/// Requests per page of the staff queue.
+pub const QUEUE_PAGE_SIZE: i64 = 50;
+
+impl QueueQuery {
+    /// The filters as a query string every page link keeps (`…&`), the page number left out.
+    fn filters(&self) -> String {
+        let pairs: Vec<(&str, &str)> = [
+            ("right", self.right.as_str()),
+            ("state", self.state.as_str()),
+            ("jurisdiction", self.jurisdiction.as_str()),
+            ("mine", self.mine.as_str()),
+            ("all", self.all.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+        .collect();
+        match serde_urlencoded::to_string(pairs) {
+            Ok(text) if !text.is_empty() => format!("{text}&"),
+            _ => String::new(),
+        }
+    }
 }
 
 #[derive(askama::Template)]
@@ -773,8 +806,10 @@ struct QueuePage {
     rights: Vec<(&'static str, &'static str)>,
     states: Vec<&'static str>,
     jurisdictions: Vec<(String, String)>,
-    overdue: usize,
-    nearly_due: usize,
+    overdue: i64,
+    nearly_due: i64,
+    total: i64,
+    pager: Pager,
 }
 
 pub struct QueueLine {
@@ -809,7 +844,21 @@ pub async fn staff_queue(
         assigned_to: (!query.mine.is_empty()).then_some(staff_id),
         open_only: query.all.is_empty() && query.state.is_empty(),
     };
-    let rows = state.store.request_queue(&filter).await?;
+    let current = PageQuery {
+        page: query.page.clone(),
+    }
+    .number()?;
+    let total = state.store.count_request_queue(&filter).await?;
+    let count = page_count(total, QUEUE_PAGE_SIZE);
+    if current > count {
+        return Err(Error::NotFound("page").into());
+    }
+    let rows = state
+        .store
+        .request_queue_page(&filter, QUEUE_PAGE_SIZE, (current - 1) * QUEUE_PAGE_SIZE)
+        .await?;
+    // The alarms count every open request, not only this page's.
+    let (overdue, nearly_due) = state.requests.alarm_counts(crate::now()).await?;
     let today = requests::day_of(crate::now());
     let soon = today.saturating_add(time::Duration::days(state.config.requests.nearly_due_days));
     let lines: Vec<QueueLine> = rows
@@ -844,8 +893,15 @@ pub async fn staff_queue(
         .collect();
     page(&QueuePage {
         layout: Layout::new(&state, &viewer, "Privacy requests"),
-        overdue: lines.iter().filter(|l| l.overdue).count(),
-        nearly_due: lines.iter().filter(|l| l.nearly_due).count(),
+        overdue,
+        nearly_due,
+        total,
+        pager: Pager {
+            base: "/staff/requests".into(),
+            query: query.filters(),
+            current,
+            count,
+        },
         query,
         lines,
         rights: requests::RIGHTS.iter().map(|(_, n, l)| (*n, *l)).collect(),
@@ -863,6 +919,8 @@ struct StaffRequestPage {
     received: String,
     notes: Vec<(String, String, String)>,
     evidence: Vec<(i64, String, i64, String)>,
+    /// A parent's consent standing as evidence: its number, day and policy version.
+    consent: Option<(i64, String, String)>,
     siblings: Vec<i64>,
     templates: Vec<(&'static str, &'static str)>,
     codes: Vec<(&'static str, &'static str)>,
@@ -899,6 +957,16 @@ pub async fn staff_request(
         .into_iter()
         .map(|e| (e.id, e.content_type, e.size_bytes, e.sha256))
         .collect();
+    let consent = match submission.parental_consent_id {
+        Some(consent_id) => state.store.consent_evidence(consent_id).await?.map(|c| {
+            (
+                c.id,
+                date(c.consented_at),
+                c.policy_version.unwrap_or_default(),
+            )
+        }),
+        None => None,
+    };
     let siblings = state
         .store
         .requests_of_submission(submission.id)
@@ -920,6 +988,7 @@ pub async fn staff_request(
         submission,
         notes,
         evidence,
+        consent,
         siblings,
         templates: Template::ALL
             .iter()
@@ -930,6 +999,32 @@ pub async fn staff_request(
             .map(|c| (c.as_str(), c.explanation()))
             .collect(),
     })
+}
+
+/// `GET /staff/requests/{id}/evidence/{evidence_id}`: one evidence file, for privacy staff
+/// only, as a download the browser neither renders, sniffs nor keeps; each opening is audited.
+pub async fn staff_evidence(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path((id, evidence_id)): Path<(i64, i64)>,
+) -> PageResult {
+    let staff_id = require_privacy_staff(&viewer)?;
+    let evidence = state
+        .requests
+        .open_evidence(staff_id, id, evidence_id)
+        .await?;
+    let disposition = format!("attachment; filename=\"{}\"", evidence.file_name());
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, evidence.content_type.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+            (header::CACHE_CONTROL, "no-store, private".to_string()),
+        ],
+        evidence.bytes,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -1151,6 +1246,8 @@ struct ReportPage {
     layout: Layout,
     report: requests::report::Report,
     chart: String,
+    days_chart: String,
+    months: Vec<requests::report::MonthFigures>,
 }
 
 impl ReportPage {
@@ -1183,6 +1280,8 @@ pub async fn staff_report(
     page(&ReportPage {
         layout: Layout::new(&state, &viewer, format!("Privacy requests in {year}")),
         chart: report.svg(),
+        days_chart: report.days_to_close_svg(),
+        months: report.months(),
         report,
     })
 }

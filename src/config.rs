@@ -121,12 +121,16 @@ pub struct RequestsConfig {
     pub holidays: Vec<String>,
     /// Seconds between two runs of the request job (reminders, closing, alarms).
     pub job_seconds: u64,
+    /// Carry out verified deletion, access and portability requests of members at once (the
+    /// default); `false` leaves every verified request for privacy staff to review and decide.
+    pub fulfil_at_once: bool,
 }
 
 impl Default for RequestsConfig {
     fn default() -> Self {
         Self {
             unverified_close_days: 7,
+            fulfil_at_once: true,
             reminder_days: 2,
             code_minutes: 15,
             code_attempts: 5,

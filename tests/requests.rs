@@ -175,6 +175,11 @@ async fn last_request_id(app: &common::TestApp) -> i64 {
         .expect("a request exists")
 }
 
+/// Verified requests wait for privacy staff instead of being carried out at once.
+fn staff_review(config: &mut covenant::Config) {
+    config.requests.fulfil_at_once = false;
+}
+
 on_both_stores! {
     /// Proves: R1, R2, R3, J1
     async fn a_member_asks_with_one_click_and_the_session_verifies(app) {
@@ -187,7 +192,7 @@ on_both_stores! {
         assert!(!eu.contains("data-right=\"opt_out_sale\"") && eu.contains("data-right=\"restriction\""));
         assert!(eu.contains("1 calendar month"));
         let response = post_form(app, &browser, "/account/privacy?jurisdiction=california",
-            "/account/privacy/requests", &[("right", "deletion"), ("jurisdiction", "california")]).await;
+            "/account/privacy/requests", &[("right", "rectification"), ("jurisdiction", "california")]).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         let id = last_request_id(app).await;
         let row = app.store.privacy_request(id).await.unwrap().unwrap();
@@ -198,7 +203,7 @@ on_both_stores! {
         assert!(page.contains(&format!("data-request=\"{id}\"")) && page.contains("in progress"));
         let audit = audit_kinds(app).await;
         for expected in [
-            format!("request_received request={id} method=account reason=deletion"),
+            format!("request_received request={id} method=account reason=rectification"),
             format!("request_transitioned request={id} method=verification_succeeded reason=verified"),
             format!("request_transitioned request={id} method=fulfilment_started reason=in_progress"),
             format!("request_handed_to_fulfilment request={id}"),
@@ -215,7 +220,7 @@ on_both_stores! {
 
 on_both_stores! {
     /// Proves: R2, R3
-    async fn the_public_form_emails_a_code_and_deletion_needs_one_more_fact(app) {
+    async fn the_public_form_emails_a_code_and_deletion_needs_one_more_fact(app) where config: staff_review; {
         app.member("bea").await;
         let visitor = app.new_client();
         let response = public_request(app, &visitor, &[
@@ -498,8 +503,15 @@ mod agent_evidence {
         assert_eq!(good.status(), StatusCode::SEE_OTHER);
         assert_eq!(
             request_state(app, id).await,
-            "in_progress",
-            "both confirmation and evidence"
+            "fulfilled",
+            "both confirmation and evidence, and access is carried out at once"
+        );
+        let decision = app
+            .wait_for_mail("agent@example.org", "We did what you asked")
+            .await;
+        assert!(
+            decision.contains("/privacy/export/"),
+            "the archive's link: {decision}"
         );
         let evidence = app
             .store
@@ -527,7 +539,7 @@ mod agent_evidence {
         config.requests.evidence_max_bytes = 2048;
     }
 
-    /// Proves: R4
+    /// Proves: R4, R7
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite() {
         let app = common::spawn_app_with(common::Backend::Sqlite, adjust)
@@ -537,7 +549,7 @@ mod agent_evidence {
         app.stop().await;
     }
 
-    /// Proves: R4
+    /// Proves: R4, R7
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres() {
         let Some(app) = common::spawn_app_with(common::Backend::Postgres, adjust).await else {
@@ -554,7 +566,7 @@ on_both_stores! {
         app.member("hal").await;
         let token = app.bearer("hal").await;
         let response = app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
-            .json(&serde_json::json!({"country": "US", "state": "VA", "rights": ["deletion"]}))
+            .json(&serde_json::json!({"country": "US", "state": "VA", "rights": ["rectification"]}))
             .send().await.unwrap();
         assert_eq!(response.status(), StatusCode::CREATED);
         let id = last_request_id(app).await;
@@ -607,7 +619,7 @@ on_both_stores! {
 
 on_both_stores! {
     /// Proves: R5, J1
-    async fn deadlines_follow_the_jurisdiction_with_extensions_reminders_and_alarms(app) {
+    async fn deadlines_follow_the_jurisdiction_with_extensions_reminders_and_alarms(app) where config: staff_review; {
         let policy = Policy::default_policy();
         let today = covenant::requests::day_of(covenant::now());
         let cases = [
@@ -677,7 +689,7 @@ on_both_stores! {
 
 on_both_stores! {
     /// Proves: R10
-    async fn the_yearly_report_adds_up(app) {
+    async fn the_yearly_report_adds_up(app) where config: staff_review; {
         let (staff, _) = privacy_officer(app, "max").await;
         let mut ids = Vec::new();
         for name in ["nadia", "oskar", "petra", "quinn"] {
@@ -815,7 +827,7 @@ on_both_stores! {
 
 on_both_stores! {
     /// Proves: R10
-    async fn the_report_charts_days_to_close_with_the_reports_own_figures(app) {
+    async fn the_report_charts_days_to_close_with_the_reports_own_figures(app) where config: staff_review; {
         let (staff, _) = privacy_officer(app, "rhea").await;
         let year = covenant::requests::day_of(covenant::now()).year() - 1;
         let day = |month: time::Month, d: u8| time::Date::from_calendar_date(year, month, d).unwrap();
@@ -882,7 +894,7 @@ on_both_stores! {
 
 on_both_stores! {
     /// Proves: R5
-    async fn the_staff_queue_pages_by_due_date_and_keeps_its_filters(app) {
+    async fn the_staff_queue_pages_by_due_date_and_keeps_its_filters(app) where config: staff_review; {
         let all_rights: Vec<&str> = covenant::requests::RIGHTS.iter()
             .map(|(_, name, _)| *name)
             .filter(|name| !matches!(*name, "appeal" | "complain_to_authority"))
@@ -1010,7 +1022,7 @@ async fn minor_with_consent(app: &common::TestApp, username: &str, parent: &str)
 }
 
 on_both_stores! {
-    /// Proves: R4, M1
+    /// Proves: R4, M1, R8
     async fn a_parent_with_consent_on_record_needs_no_upload_and_anyone_else_does(app) {
         let minor = minor_with_consent(app, "mia", "mum@example.org").await;
         // The parent asks, from the address that consented, to delete the minor's data.
@@ -1042,11 +1054,11 @@ on_both_stores! {
         let response = post_form(app, &app.new_client(), &verify, &verify,
             &[("code", &code_in(&to_minor)), ("fact", "mia")]).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
-        assert_eq!(request_state(app, id).await, "in_progress", "consent and confirmation suffice");
+        assert_eq!(request_state(app, id).await, "fulfilled", "consent and confirmation suffice, and the deletion is carried out");
+        assert!(app.store.user_by_username("mia").await.unwrap().is_none(), "the minor's account is erased");
+        let erased: Vec<String> = audit_kinds(app).await.into_iter().filter(|l| l.starts_with("data_erased")).collect();
+        assert_eq!(erased.len(), 1, "{erased:?}");
         assert!(app.store.submission_evidence(submission.id).await.unwrap().is_empty(), "no file was needed");
-        let (staff, _) = privacy_officer(app, "sid").await;
-        let staff_page = app.page(&staff, &format!("/staff/requests/{id}")).await;
-        assert!(staff_page.contains(&format!("Parental consent #{consent_id}, given on")));
         let audit = audit_kinds(app).await;
         assert!(audit.contains(&format!("request_evidence_added request={id} method=parental_consent")), "{audit:?}");
         assert!(audit.iter().all(|line| !line.contains('@')));
@@ -1085,5 +1097,25 @@ on_both_stores! {
         let response = upload(app, &other, &status, b"%PDF-1.7\nbirth certificate".to_vec()).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         assert_eq!(request_state(app, claimed).await, "in_progress");
+    }
+}
+
+on_both_stores! {
+    /// Proves: R8, R2
+    async fn a_members_verified_deletion_request_erases_the_account_at_once(app) {
+        let token = app.member("wren").await;
+        let response = app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
+            .json(&serde_json::json!({"country": "DE", "rights": ["deletion"]}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let id = last_request_id(app).await;
+        assert_eq!(request_state(app, id).await, "fulfilled");
+        assert!(app.store.user_by_username("wren").await.unwrap().is_none(), "the account is gone");
+        let gone = app.client.get(app.url("/api/v1/privacy-requests")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(gone.status(), StatusCode::UNAUTHORIZED, "its sessions and tokens went with it");
+        let audit = audit_kinds(app).await;
+        assert!(audit.iter().any(|l| l.starts_with("data_erased")), "{audit:?}");
+        let decision = app.wait_for_mail("wren@example.org", "We did what you asked").await;
+        assert!(decision.contains("Delete my data") && decision.contains("We kept only:"), "{decision}");
     }
 }

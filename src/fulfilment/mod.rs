@@ -10,9 +10,11 @@
 mod backup;
 mod erase;
 mod export;
+mod requests;
 mod transfer;
 
 pub use backup::*;
 pub use erase::*;
 pub use export::*;
+pub use requests::RequestEngine;
 pub use transfer::*;

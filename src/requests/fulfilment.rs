@@ -53,6 +53,9 @@ pub enum FulfilmentOutcome {
     HandedOver,
     /// Carried out in full; the workflow records the request as fulfilled.
     Done,
+    /// Carried out in full, with something the requester needs (a download link) to tell
+    /// them in the decision's message.
+    Delivered { note: String },
     /// Carried out in part; the reason is sent to the requester.
     PartlyDone { reason: String },
 }
@@ -68,6 +71,13 @@ pub trait Fulfilment: Send + Sync {
         tx: &'a mut Tx,
         request: &'a VerifiedRequest,
     ) -> FulfilmentFuture<'a>;
+
+    /// Runs once the hand-over is committed, for work that needs transactions of its own
+    /// (an erasure, an export archive). `HandedOver` leaves the decision to privacy staff; any
+    /// other outcome is recorded as the request's decision.
+    fn complete<'a>(&'a self, _request: &'a VerifiedRequest) -> FulfilmentFuture<'a> {
+        Box::pin(async { Ok(FulfilmentOutcome::HandedOver) })
+    }
 }
 
 /// The default until the fulfilment engine exists: records that the request was handed over

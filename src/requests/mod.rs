@@ -877,8 +877,25 @@ impl Requests {
         let row = store::request_for_update(&mut tx, &self.store, request_id)
             .await?
             .context("a request vanished")?;
+        let handed_over = outcome == FulfilmentOutcome::HandedOver;
         match outcome {
             FulfilmentOutcome::HandedOver => {}
+            FulfilmentOutcome::Delivered { note } => {
+                self.apply(
+                    &mut tx,
+                    &row,
+                    Event::Fulfilled {
+                        decided_by: None,
+                        on: today,
+                    },
+                    None,
+                    subject,
+                    None,
+                )
+                .await?;
+                self.queue_decision_mail(&mut tx, &row, &submission, Some(&note))
+                    .await?;
+            }
             FulfilmentOutcome::Done => {
                 self.apply(
                     &mut tx,
@@ -916,6 +933,73 @@ impl Requests {
         tx.commit()
             .await
             .context("handing a request to fulfilment")?;
+        if handed_over {
+            self.complete_handed_over(&verified, &submission).await?;
+        }
+        Ok(())
+    }
+
+    /// The second half of a hand-over: the fulfilment's own work (an erasure, an export), then
+    /// its outcome recorded as the decision, with the decision's message. A request someone
+    /// decided in between is left as it is.
+    async fn complete_handed_over(
+        &self,
+        verified: &VerifiedRequest,
+        submission: &SubmissionRow,
+    ) -> Result<()> {
+        let outcome = self.fulfilment.complete(verified).await?;
+        let today = day_of(crate::now());
+        let (event, reason, note) = match outcome {
+            FulfilmentOutcome::HandedOver => return Ok(()),
+            FulfilmentOutcome::Done => (
+                Event::Fulfilled {
+                    decided_by: None,
+                    on: today,
+                },
+                None,
+                None,
+            ),
+            FulfilmentOutcome::Delivered { note } => (
+                Event::Fulfilled {
+                    decided_by: None,
+                    on: today,
+                },
+                None,
+                Some(note),
+            ),
+            FulfilmentOutcome::PartlyDone { reason } => (
+                Event::PartlyFulfilled {
+                    reason: reason.clone(),
+                    decided_by: None,
+                    on: today,
+                },
+                Some(reason.clone()),
+                Some(reason),
+            ),
+        };
+        let mut tx = self.store.begin().await?;
+        let row = store::request_for_update(&mut tx, &self.store, verified.id)
+            .await?
+            .context("a request vanished")?;
+        let status: RequestStatus =
+            serde_json::from_str(&row.status_json).context("reading a stored request status")?;
+        if status.state() != RequestState::InProgress {
+            return Ok(());
+        }
+        self.apply(
+            &mut tx,
+            &row,
+            event,
+            None,
+            verified.subject_user_id,
+            reason.as_deref(),
+        )
+        .await?;
+        self.queue_decision_mail(&mut tx, &row, submission, note.as_deref())
+            .await?;
+        tx.commit()
+            .await
+            .context("recording a fulfilment's outcome")?;
         Ok(())
     }
 

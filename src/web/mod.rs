@@ -116,13 +116,24 @@ impl AppState {
                 &config,
             ),
             visits: crate::stats::VisitCounter::new(store.clone()),
-            requests: crate::requests::Requests::new(
-                store.clone(),
-                config.clone(),
-                audit_key.clone(),
-                policy.clone(),
-                consent.clone(),
-            ),
+            requests: {
+                let requests = crate::requests::Requests::new(
+                    store.clone(),
+                    config.clone(),
+                    audit_key.clone(),
+                    policy.clone(),
+                    consent.clone(),
+                );
+                if config.requests.fulfil_at_once {
+                    requests.with_fulfilment(Arc::new(crate::fulfilment::RequestEngine::new(
+                        fulfilment.clone(),
+                        policy.clone(),
+                        &config.base_url,
+                    )))
+                } else {
+                    requests
+                }
+            },
             social: crate::social::Social::new(
                 store.clone(),
                 accounts.clone(),

@@ -1,0 +1,125 @@
+//! What a verified privacy request does to the data: the privacy-request workflow's
+//! [`crate::requests::Fulfilment`], carried out by this module's export and erasure. Deletion
+//! erases the subject's account at once (public posts stay as "deleted user", as the policy
+//! says); access and portability build the archive and give its single-use link in the
+//! decision's message. Other rights, and subjects without an account, go to privacy staff.
+
+use super::{ContentChoice, Fulfilment};
+use crate::error::Error;
+use crate::policy::Policies;
+use crate::requests::{
+    Fulfilment as Workflow, FulfilmentFuture, FulfilmentOutcome, VerifiedRequest,
+};
+use crate::store::{self, Tx};
+use covenant_core::policy::Right;
+
+pub struct RequestEngine {
+    fulfilment: Fulfilment,
+    policies: Policies,
+    base_url: String,
+}
+
+impl RequestEngine {
+    pub fn new(fulfilment: Fulfilment, policies: Policies, base_url: &str) -> Self {
+        Self {
+            fulfilment,
+            policies,
+            base_url: base_url.trim_end_matches('/').to_string(),
+        }
+    }
+
+    async fn erase(&self, user_id: i64) -> anyhow::Result<FulfilmentOutcome> {
+        let in_force = self.policies.current().await?;
+        match self
+            .fulfilment
+            .erase_subject(
+                &in_force.policy,
+                user_id,
+                ContentChoice::KeepAnonymized,
+                None,
+            )
+            .await
+        {
+            Ok(report) if report.holds.is_empty() => Ok(FulfilmentOutcome::Delivered {
+                note: kept_text(&report.kept),
+            }),
+            Ok(report) => Ok(FulfilmentOutcome::PartlyDone {
+                reason: format!(
+                    "Everything else was erased; what a legal hold covers is kept until the hold \
+                     is released ({}).",
+                    report.holds.join("; ")
+                ),
+            }),
+            // Erased already (a repeated request, or a run cut short after the erasure).
+            Err(Error::NotFound(_)) => Ok(FulfilmentOutcome::Done),
+            Err(error) => Err(anyhow::Error::new(error).context("erasing a request's subject")),
+        }
+    }
+
+    async fn export(
+        &self,
+        request: &VerifiedRequest,
+        user_id: i64,
+    ) -> anyhow::Result<FulfilmentOutcome> {
+        let in_force = self.policies.current().await?;
+        let link = self
+            .fulfilment
+            .export_subject(
+                &in_force.policy,
+                in_force.version.as_ref().map(|v| v.label.as_str()),
+                user_id,
+                request.jurisdiction(),
+                None,
+            )
+            .await
+            .map_err(|error| anyhow::Error::new(error).context("exporting a request's subject"))?;
+        let until = time::OffsetDateTime::from_unix_timestamp(link.expires_at)
+            .map(|at| at.date().to_string())
+            .unwrap_or_default();
+        Ok(FulfilmentOutcome::Delivered {
+            note: format!(
+                "Your data is ready: a ZIP archive with JSON and CSV files and a README. The link \
+                 works once, until {until}: {}{}",
+                self.base_url, link.path
+            ),
+        })
+    }
+}
+
+/// What the erasure kept and why, in the words the answer to the requester carries.
+fn kept_text(kept: &[super::Kept]) -> String {
+    let mut text = String::from("Your account and your personal data are erased.");
+    if !kept.is_empty() {
+        text.push_str(" We kept only:");
+        for item in kept {
+            text.push_str(&format!("\n- {}: {}", item.what, item.why));
+        }
+    }
+    text
+}
+
+impl Workflow for RequestEngine {
+    fn carry_out<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        request: &'a VerifiedRequest,
+    ) -> FulfilmentFuture<'a> {
+        Box::pin(async move {
+            store::mark_handed_to_fulfilment(tx, request.id(), crate::now()).await?;
+            Ok(FulfilmentOutcome::HandedOver)
+        })
+    }
+
+    fn complete<'a>(&'a self, request: &'a VerifiedRequest) -> FulfilmentFuture<'a> {
+        Box::pin(async move {
+            let Some(user_id) = request.subject_user_id() else {
+                return Ok(FulfilmentOutcome::HandedOver);
+            };
+            match request.right() {
+                Right::Deletion => self.erase(user_id).await,
+                Right::Access | Right::Portability => self.export(request, user_id).await,
+                _ => Ok(FulfilmentOutcome::HandedOver),
+            }
+        })
+    }
+}

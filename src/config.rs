@@ -158,6 +158,10 @@ pub struct OperatorConfig {
     pub dpo_contact: String,
     /// The representative in the EU, for an operator established outside it.
     pub eu_representative: String,
+    /// Where security researchers report vulnerabilities (`Contact:` of
+    /// `/.well-known/security.txt`): a `mailto:` or `https:` URI. Empty for `mailto:` the
+    /// privacy email; with neither, no security.txt is served.
+    pub security_contact: String,
 }
 
 impl OperatorConfig {
@@ -416,6 +420,14 @@ impl Config {
         if self.retention.stats_flush_seconds < 1 {
             bail!("retention.stats_flush_seconds must be at least 1");
         }
+        let contact = self.operator.security_contact.trim();
+        if !contact.is_empty()
+            && !contact.starts_with("mailto:")
+            && !contact.starts_with("https://")
+            && !contact.starts_with("tel:")
+        {
+            bail!("operator.security_contact must be a mailto:, https: or tel: URI");
+        }
         self.moderation.filter()?;
         Ok(())
     }
@@ -434,6 +446,22 @@ impl Config {
         } else {
             self.audit_key_file.clone()
         }
+    }
+
+    /// Whether the forum is reached over TLS (an `https://` base URL, or cookies forced
+    /// `Secure` behind a proxy that terminates TLS): browsers are then told to use nothing else.
+    pub fn served_over_tls(&self) -> bool {
+        self.secure_cookies()
+    }
+
+    /// The `Contact:` URI of security.txt: the configured one, else `mailto:` the privacy email.
+    pub fn security_contact(&self) -> Option<String> {
+        let explicit = self.operator.security_contact.trim();
+        if !explicit.is_empty() {
+            return Some(explicit.to_string());
+        }
+        let privacy = self.operator.privacy_email.trim();
+        (!privacy.is_empty()).then(|| format!("mailto:{privacy}"))
     }
 
     /// The base URL without a trailing slash, for building links.

@@ -416,3 +416,121 @@ fn every_audit_kind_is_recorded_somewhere_or_reserved() {
         );
     }
 }
+
+/// A security.txt field's value, or `None` when the file lacks it.
+fn security_txt_field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+}
+
+/// Proves: A4
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_txt_names_the_privacy_email_expires_within_a_year_and_is_canonical() {
+    let app = common::spawn_app_with(common::Backend::Sqlite, |config| {
+        config.operator.privacy_email = "privacy@forum.example".into();
+    })
+    .await
+    .unwrap();
+    let response = app
+        .client
+        .get(app.url("/.well-known/security.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    let text = response.text().await.unwrap();
+    assert_eq!(
+        security_txt_field(&text, "Contact"),
+        Some("mailto:privacy@forum.example")
+    );
+    assert_eq!(
+        security_txt_field(&text, "Canonical"),
+        Some(format!("{}/.well-known/security.txt", app.address).as_str())
+    );
+    assert_eq!(security_txt_field(&text, "Preferred-Languages"), Some("en"));
+    let expires = time::OffsetDateTime::parse(
+        security_txt_field(&text, "Expires").expect("an Expires field"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("Expires is an RFC 3339 time");
+    let now = time::OffsetDateTime::now_utc();
+    assert!(expires > now + time::Duration::days(30), "{expires}");
+    assert!(expires < now + time::Duration::days(365), "{expires}");
+    app.stop().await;
+}
+
+/// Proves: A4
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_txt_prefers_the_security_contact_and_is_absent_without_any_contact() {
+    let app = common::spawn_app_with(common::Backend::Sqlite, |config| {
+        config.operator.privacy_email = "privacy@forum.example".into();
+        config.operator.security_contact = "https://forum.example/report-a-flaw".into();
+    })
+    .await
+    .unwrap();
+    let text = app.page(&app.client, "/.well-known/security.txt").await;
+    assert_eq!(
+        security_txt_field(&text, "Contact"),
+        Some("https://forum.example/report-a-flaw")
+    );
+    app.stop().await;
+
+    let app = common::spawn_app(common::Backend::Sqlite).await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/.well-known/security.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::NOT_FOUND,
+        "no contact, no file"
+    );
+    app.stop().await;
+}
+
+/// Proves: A4
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsts_is_sent_on_every_answer_over_tls_and_never_over_plain_http() {
+    let app = common::spawn_app_with(common::Backend::Sqlite, |config| {
+        config.base_url = "https://forum.example".into();
+    })
+    .await
+    .unwrap();
+    for path in [
+        "/",
+        "/sign-in",
+        "/no-such-page",
+        "/api/v1/categories",
+        "/static/style.css",
+    ] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            response
+                .headers()
+                .get("strict-transport-security")
+                .map(|v| v.to_str().unwrap()),
+            Some("max-age=31536000; includeSubDomains"),
+            "GET {path}"
+        );
+    }
+    app.stop().await;
+
+    let app = common::spawn_app(common::Backend::Sqlite).await.unwrap();
+    for path in ["/", "/sign-in", "/no-such-page"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert!(
+            response
+                .headers()
+                .get("strict-transport-security")
+                .is_none(),
+            "GET {path} over plain HTTP"
+        );
+    }
+    app.stop().await;
+}

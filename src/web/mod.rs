@@ -243,7 +243,8 @@ fn api_routes() -> Router<AppState> {
 pub fn router(state: AppState) -> Router {
     use pages::*;
     let limit = state.config.max_body_bytes;
-    Router::new()
+    let tls = state.config.served_over_tls();
+    let router = Router::new()
         .route("/", get(home))
         .route("/c/{slug}", get(category))
         .route("/t/{slug}/{id}", get(topic))
@@ -417,6 +418,7 @@ pub fn router(state: AppState) -> Router {
             get(consent::privacy_choices).post(consent::save_privacy_choices),
         )
         .route("/.well-known/gpc.json", get(consent::gpc_json))
+        .route("/.well-known/security.txt", get(security::security_txt))
         .route("/static/analytics.js", get(consent::analytics_js))
         .route("/static/advertising.js", get(consent::advertising_js))
         .route("/static/style.css", get(stylesheet))
@@ -440,7 +442,18 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(header_layer("x-content-type-options", "nosniff"))
         .layer(header_layer("referrer-policy", "same-origin"))
-        .layer(header_layer("x-frame-options", "DENY"))
+        .layer(header_layer("x-frame-options", "DENY"));
+    // Over TLS, browsers are told to come back over nothing else for a year; over plain HTTP
+    // the header would be ignored, and sent to a development server it would be wrong.
+    let router = if tls {
+        router.layer(header_layer(
+            "strict-transport-security",
+            "max-age=31536000; includeSubDomains",
+        ))
+    } else {
+        router
+    };
+    router
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a handler panicked");
             error::PageError(crate::error::Error::Internal(anyhow::anyhow!(

@@ -349,3 +349,38 @@ pub async fn disable_two_factor(
         Err(other) => Err(other.into()),
     }
 }
+
+/// How long a served security.txt stays valid: RFC 9116 asks for less than a year, so that a
+/// forgotten file stops being trusted; it is written afresh on each request.
+const SECURITY_TXT_DAYS: i64 = 180;
+
+/// `/.well-known/security.txt` (RFC 9116): where to report a vulnerability. Not served (404)
+/// when the operator gave neither `operator.security_contact` nor a privacy email, since a
+/// file without a contact would mislead.
+pub async fn security_txt(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(contact) = state.config.security_contact() else {
+        return crate::web::error::PageError(Error::NotFound("page")).into_response();
+    };
+    let expires =
+        time::OffsetDateTime::from_unix_timestamp(crate::now() + SECURITY_TXT_DAYS * 86_400)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+            .replace_nanosecond(0)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let expires = expires
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let body = format!(
+        "Contact: {contact}\nExpires: {expires}\nCanonical: {}/.well-known/security.txt\n\
+         Preferred-Languages: en\n",
+        state.config.base_url()
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

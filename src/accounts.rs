@@ -157,6 +157,8 @@ pub struct Registration<'a> {
     pub parent_email: &'a str,
     /// The member ticked the (never pre-ticked) product-news box.
     pub news: bool,
+    /// The client's address, counted by the per-client registration limit; never stored.
+    pub client_ip: &'a str,
 }
 
 /// What a registration led to.
@@ -207,6 +209,7 @@ pub struct Accounts {
     config: Arc<Config>,
     hasher: PasswordHasherConfig,
     audit: AuditKey,
+    limits: crate::rate_limit::RateLimits,
 }
 
 /// The public handle of a session: a prefix of its token's digest, enough to name it on the
@@ -219,11 +222,17 @@ impl Accounts {
     pub fn new(store: Store, config: Arc<Config>, audit: AuditKey) -> anyhow::Result<Self> {
         let hasher = PasswordHasherConfig::new(&config.argon2)?;
         Ok(Self {
+            limits: crate::rate_limit::RateLimits::new(store.clone(), &config, &audit),
             store,
             config,
             hasher,
             audit,
         })
+    }
+
+    /// The rate limits the account services apply (the purge job uses them too).
+    pub fn limits(&self) -> &crate::rate_limit::RateLimits {
+        &self.limits
     }
 
     /// Creates an account and queues the verification email, in one transaction. The age rules
@@ -289,6 +298,13 @@ impl Accounts {
             return Err(Error::BelowMinimumAge {
                 minimum_age: MINIMUM_AGE as u8,
             });
+        }
+        // Counted only past the age gate: a refused minor leaves nothing behind, not even a
+        // counter.
+        if social.is_none() {
+            self.limits
+                .attempt(&[(self.limits.rules.registrations_per_client, form.client_ip)])
+                .await?;
         }
         let mut invalid = Vec::new();
         let username = Username::parse(form.username)
@@ -619,6 +635,20 @@ impl Accounts {
         origin: &Origin,
     ) -> Result<NewSessionToken> {
         let login = login.trim();
+        // The limits name the login as typed (in the case lookups ignore) and the client, never
+        // an account: a blocked unknown login is refused exactly like a blocked known one, and
+        // before the password is checked, so a correct password waits too.
+        let login_key = if login.contains('@') {
+            login.to_lowercase()
+        } else {
+            login.to_ascii_lowercase()
+        };
+        let rules = self.limits.rules;
+        let limit_keys = [
+            (rules.sign_in_login, login_key.as_str()),
+            (rules.client_failures, origin.ip.expose().as_str()),
+        ];
+        self.limits.check(&limit_keys).await?;
         let user = if login.contains('@') {
             self.store.user_by_email(&login.to_lowercase()).await?
         } else {
@@ -634,6 +664,7 @@ impl Accounts {
             tracing::info!("sign-in refused");
             self.record_failed_sign_in(user.as_ref().map(|u| u.id), "password")
                 .await?;
+            self.limits.failed(&limit_keys).await?;
             return Err(Error::BadCredentials);
         }
         let user = user.ok_or(Error::BadCredentials)?;
@@ -664,6 +695,7 @@ impl Accounts {
                     tracing::info!(user_id = user.id, "sign-in refused: second factor");
                     self.record_failed_sign_in(Some(user.id), "second_factor")
                         .await?;
+                    self.limits.failed(&limit_keys).await?;
                     return Err(Error::InvalidSecondFactor);
                 }
             }
@@ -672,6 +704,9 @@ impl Accounts {
             .open_session_in(&mut tx, &user, origin, method, token, csrf_token, now)
             .await?;
         tx.commit().await.context("committing a sign-in")?;
+        self.limits
+            .succeeded(rules.sign_in_login, &login_key)
+            .await?;
         tracing::info!(user_id = user.id, "signed in");
         Ok(session)
     }
@@ -798,6 +833,9 @@ impl Accounts {
     /// Turns 2-step verification on once the member typed a code from the pending secret;
     /// returns the ten recovery codes, shown once and stored only as digests.
     pub async fn enable_two_factor(&self, user_id: i64, code: &str) -> Result<Vec<String>> {
+        let member = user_id.to_string();
+        let limit_keys = [(self.limits.rules.two_factor_member, member.as_str())];
+        self.limits.check(&limit_keys).await?;
         let pending = self
             .store
             .two_factor_of(user_id)
@@ -817,6 +855,7 @@ impl Accounts {
         };
         if !step_ok {
             tx.rollback().await.context("rolling back a refused code")?;
+            self.limits.failed(&limit_keys).await?;
             return Err(Error::InvalidSecondFactor);
         }
         if !store::enable_two_factor(&mut tx, user_id, now).await? {
@@ -850,6 +889,9 @@ impl Accounts {
     /// Turns 2-step verification off; the member proves it with a current code or a recovery
     /// code.
     pub async fn disable_two_factor(&self, user_id: i64, code: &str) -> Result<()> {
+        let member = user_id.to_string();
+        let limit_keys = [(self.limits.rules.two_factor_member, member.as_str())];
+        self.limits.check(&limit_keys).await?;
         let enabled = self
             .store
             .two_factor_of(user_id)
@@ -868,6 +910,7 @@ impl Accounts {
             .await?
         else {
             tx.rollback().await.context("rolling back a refused code")?;
+            self.limits.failed(&limit_keys).await?;
             return Err(Error::InvalidSecondFactor);
         };
         store::delete_two_factor(&mut tx, user_id).await?;
@@ -1041,9 +1084,17 @@ impl Accounts {
         Ok(())
     }
 
-    /// Sends a reset link if the address has an account; says nothing either way.
-    pub async fn request_password_reset(&self, email: &str) -> Result<()> {
+    /// Sends a reset link if the address has an account; says nothing either way. Limited per
+    /// address typed and per client, account or not, so a refusal says nothing either.
+    pub async fn request_password_reset(&self, email: &str, client_ip: &str) -> Result<()> {
         let email = EmailAddress::parse(email)?;
+        let rules = self.limits.rules;
+        self.limits
+            .attempt(&[(rules.resets_per_client, client_ip)])
+            .await?;
+        self.limits
+            .attempt(&[(rules.resets_per_address, email.canonical().as_str())])
+            .await?;
         let user = self.store.user_by_email(&email.canonical()).await?;
         let Some(user) = user.filter(|u| u.closed_at.is_none()) else {
             tracing::info!("password reset asked for an address with no account");

@@ -359,6 +359,15 @@ impl AuditKey {
         Ok(Self::from_bytes(key.as_bytes().to_vec()))
     }
 
+    /// A key for another purpose (rate-limit digests), derived from this one so that it too
+    /// stays outside the database and is the same on every node.
+    pub fn derive(&self, purpose: &str) -> Vec<u8> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"covenant-derive:");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
     fn mac(&self, entry_hash: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(b"covenant-audit:");

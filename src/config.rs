@@ -46,6 +46,51 @@ pub struct Config {
     pub requests: RequestsConfig,
     /// The spam and unsafe-link check of new and edited posts.
     pub moderation: ModerationConfig,
+    /// Limits on failed sign-ins, registrations and reset emails, with growing waits.
+    pub rate_limits: RateLimitConfig,
+}
+
+/// Rate limits (promise A4). A limit reached blocks its key for `first_wait_seconds`, doubled
+/// by each later block of the same key up to `max_wait_seconds`; a day without events (or a
+/// successful sign-in, for a login) starts it over. Privacy requests use `[requests]` limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Minutes in which failed sign-ins and 2-step codes are counted.
+    pub window_minutes: i64,
+    /// Failed sign-ins (wrong password or 2-step code) for one username or email address,
+    /// from any client, before it waits; also wrong 2-step codes of a signed-in member.
+    pub failures_per_account: i64,
+    /// Failed sign-ins from one client address, for any login, before it waits.
+    pub failures_per_client: i64,
+    /// Registrations accepted from one client address per hour.
+    pub registrations_per_client_per_hour: i64,
+    /// Password-reset emails asked for one address per hour.
+    pub resets_per_address_per_hour: i64,
+    /// Password-reset emails asked from one client address per hour.
+    pub resets_per_client_per_hour: i64,
+    /// The first wait once a limit is reached.
+    pub first_wait_seconds: i64,
+    /// The longest wait, however often the limit is reached.
+    pub max_wait_seconds: i64,
+    /// Hours after its last event at which a counter (and its grown wait) is forgotten.
+    pub forget_after_hours: i64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            window_minutes: 15,
+            failures_per_account: 5,
+            failures_per_client: 20,
+            registrations_per_client_per_hour: 5,
+            resets_per_address_per_hour: 3,
+            resets_per_client_per_hour: 10,
+            first_wait_seconds: 60,
+            max_wait_seconds: 3600,
+            forget_after_hours: 24,
+        }
+    }
 }
 
 /// What makes a post wait for a moderator (promises A4, A6). Both lists are empty by default:
@@ -295,6 +340,7 @@ impl Default for Config {
             requests: RequestsConfig::default(),
             social_providers: Vec::new(),
             moderation: ModerationConfig::default(),
+            rate_limits: RateLimitConfig::default(),
         }
     }
 }
@@ -419,6 +465,28 @@ impl Config {
         }
         if self.retention.stats_flush_seconds < 1 {
             bail!("retention.stats_flush_seconds must be at least 1");
+        }
+        let limits = &self.rate_limits;
+        if [
+            limits.window_minutes,
+            limits.failures_per_account,
+            limits.failures_per_client,
+            limits.registrations_per_client_per_hour,
+            limits.resets_per_address_per_hour,
+            limits.resets_per_client_per_hour,
+            limits.first_wait_seconds,
+            limits.forget_after_hours,
+        ]
+        .iter()
+        .any(|value| *value < 1)
+            || limits.max_wait_seconds < limits.first_wait_seconds
+        {
+            bail!(
+                "rate_limits settings must be at least 1, and max_wait_seconds at least first_wait_seconds"
+            );
+        }
+        if self.requests.per_address_per_hour < 1 || self.requests.per_ip_per_hour < 1 {
+            bail!("requests.per_address_per_hour and requests.per_ip_per_hour must be at least 1");
         }
         let contact = self.operator.security_contact.trim();
         if !contact.is_empty()

@@ -42,8 +42,9 @@ pub enum Error {
     BadRequest(String),
     #[error("the request body is too large")]
     PayloadTooLarge,
-    #[error("too many attempts; wait an hour and try again")]
-    TooManyRequests,
+    /// A rate limit refused the attempt; the wait is sent as `Retry-After`.
+    #[error("too many attempts; wait a while and try again")]
+    TooManyRequests { retry_after_seconds: i64 },
     /// A privacy request cannot take this step now; the message names why (no personal data).
     #[error("{0}")]
     RequestRefused(String),

@@ -841,21 +841,22 @@ pub static TABLES: &[Table] = &[
             plain("uploaded_at", Int),
         ],
     },
-    // Keys are `intake-ip:<address>`, `code-ip:<address>` or `intake-address:<email>` in clear:
-    // the address ones are found by the subject's email; the IP ones cannot be tied to anyone.
+    // Rate-limit counters (`rate_limit`): the key is an HMAC of a scope and a client address
+    // or login under a key derived from the audit key file, which is outside the database; no
+    // query can find a subject's rows, and each row is forgotten a day after its last event.
     Table {
-        name: "privacy_request_throttle",
-        link: Link::EmailKey {
-            column: "key",
-            prefix: "intake-address:",
-        },
+        name: "rate_limits",
+        link: Link::Nobody,
         rows: Rows::Removable,
         key: "key",
         tombstone: None,
         columns: &[
-            personal("key", Text, EMAIL, Blank::Text("")),
+            plain("key", Text),
             plain("window_start", Int),
-            plain("hits", Int),
+            plain("events", Int),
+            plain("blocked_until", Int),
+            plain("next_wait", Int),
+            plain("updated_at", Int),
         ],
     },
     Table {

@@ -21,6 +21,7 @@ pub mod mail;
 pub mod markdown;
 pub mod news;
 pub mod policy;
+pub mod rate_limit;
 pub mod requests;
 pub mod retention;
 pub mod secret;

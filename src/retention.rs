@@ -1244,7 +1244,6 @@ mod tests {
         "privacy_requests.decision_text",
         "privacy_request_notes.body",
         "privacy_request_evidence.content",
-        "privacy_request_throttle.key",
         "privacy_request_links.token_digest",
     ];
 

@@ -562,6 +562,7 @@ async fn a_backup_restored_after_an_erasure_does_not_resurrect_the_subject() {
                 birth_date: "",
                 parent_email: "",
                 news: false,
+                client_ip: "",
             },
             &in_force.policy,
         )

@@ -17,6 +17,11 @@ struct Node {
 
 impl Node {
     fn start(data_dir: &Path, database_url: &str) -> Node {
+        Self::start_with(data_dir, database_url, &[])
+    }
+
+    /// Starts a node with more settings in its environment.
+    fn start_with(data_dir: &Path, database_url: &str, settings: &[(&str, &str)]) -> Node {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -37,6 +42,12 @@ impl Node {
             .env("COVENANT_ARGON2_ITERATIONS", "1")
             .env("COVENANT_MAIL_POLL_SECONDS", "1")
             .env("COVENANT_DB_MAX_CONNECTIONS", "4")
+            // The test registers a crowd from one address.
+            .env(
+                "COVENANT_RATE_LIMITS_REGISTRATIONS_PER_CLIENT_PER_HOUR",
+                "1000",
+            )
+            .envs(settings.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -383,4 +394,50 @@ async fn every_acknowledged_reply_survives_a_hard_kill_on_postgres() {
     };
     let url = common::fresh_postgres_database(&admin).await;
     replies_survive_a_hard_kill(url).await;
+}
+
+/// Proves: A4
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sign_ins_add_up_across_nodes_sharing_the_database_and_key() {
+    let Some(admin) = common::postgres_url() else {
+        eprintln!("skipped on PostgreSQL: COVENANT_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let url = common::fresh_postgres_database(&admin).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Nodes of one forum share the audit key file, from which the limits' key is derived.
+    let key_file = dir_a.path().join("shared-audit.key");
+    let key_file = key_file.to_str().unwrap();
+    let settings = [
+        ("COVENANT_AUDIT_KEY_FILE", key_file),
+        ("COVENANT_RATE_LIMITS_FAILURES_PER_ACCOUNT", "3"),
+    ];
+    let a = Node::start_with(dir_a.path(), &url, &settings);
+    a.wait_ready().await;
+    let b = Node::start_with(dir_b.path(), &url, &settings);
+    b.wait_ready().await;
+    member(&a, &[&a, &b], "target").await;
+    let client = reqwest::Client::new();
+    let sign_in = |node: &Node, password: &str| {
+        client
+            .post(format!("{}/api/v1/session", node.base))
+            .json(&json!({"login": "target", "password": password}))
+            .send()
+    };
+    for node in [&a, &b, &a] {
+        assert_eq!(
+            sign_in(node, "not the password at all")
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+    }
+    for node in [&b, &a] {
+        let response = sign_in(node, "a long enough password").await.unwrap();
+        assert_eq!(response.status(), 429, "{}", node.base);
+        assert!(response.headers().contains_key("retry-after"));
+    }
+    drop((a, b));
+    common::drop_postgres_database(&admin, &url).await;
 }

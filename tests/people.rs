@@ -188,6 +188,7 @@ async fn crash_between_send_and_mark(app: &common::TestApp) {
                 birth_date: "",
                 parent_email: "",
                 news: true,
+                client_ip: "",
             },
             &policy.policy,
         )

@@ -534,3 +534,168 @@ async fn hsts_is_sent_on_every_answer_over_tls_and_never_over_plain_http() {
     }
     app.stop().await;
 }
+
+/// Signs in through the API from the client address `ip` (the test server trusts
+/// `X-Forwarded-For`); returns the status and the `Retry-After` seconds, if any.
+async fn api_sign_in_from(
+    app: &common::TestApp,
+    ip: &str,
+    login: &str,
+    password: &str,
+) -> (StatusCode, Option<i64>) {
+    let response = app
+        .new_client()
+        .post(app.url("/api/v1/session"))
+        .header("x-forwarded-for", ip)
+        .json(&serde_json::json!({"login": login, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse::<i64>().unwrap());
+    let status = response.status();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    }
+    (status, retry_after)
+}
+
+const RIGHT: &str = "a long enough password";
+const WRONG: &str = "not the password at all";
+
+fn small_sign_in_limits(config: &mut covenant::Config) {
+    config.trust_forwarded_for = true;
+    config.rate_limits.failures_per_account = 3;
+    config.rate_limits.failures_per_client = 100;
+    config.rate_limits.first_wait_seconds = 2;
+    config.rate_limits.max_wait_seconds = 60;
+}
+
+on_both_stores! {
+    /// Proves: A4
+    async fn wrong_passwords_make_a_login_wait_longer_each_time_whether_or_not_it_exists(app) where config: small_sign_in_limits; {
+        app.member("ada").await;
+        app.member("bob").await;
+        let attacker = "198.51.100.7";
+        for _ in 0..3 {
+            assert_eq!(api_sign_in_from(app, attacker, "ada", WRONG).await.0, StatusCode::UNAUTHORIZED);
+        }
+        // The limit is reached: even the right password waits, and the answer says how long.
+        let (status, retry_after) = api_sign_in_from(app, attacker, "ada", RIGHT).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        let first_wait = retry_after.expect("a Retry-After header");
+        assert!((1..=2).contains(&first_wait), "{first_wait}");
+        // The sign-in page refuses the same way.
+        let (_, page) = sign_in_page(app, "ADA", None, "Browser").await;
+        assert_eq!(page.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(page.headers().contains_key("retry-after"));
+        // The login waits from any client: guesses spread over many addresses add up.
+        assert_eq!(api_sign_in_from(app, "203.0.113.9", "ada", RIGHT).await.0, StatusCode::TOO_MANY_REQUESTS);
+        // Another account, from the attacker's client or another, is not affected.
+        assert_eq!(api_sign_in_from(app, attacker, "bob", RIGHT).await.0, StatusCode::CREATED);
+        assert_eq!(api_sign_in_from(app, "203.0.113.9", "bob", RIGHT).await.0, StatusCode::CREATED);
+
+        // A login with no account is limited the same way: a refusal says nothing of accounts.
+        for _ in 0..3 {
+            assert_eq!(api_sign_in_from(app, attacker, "nobody", WRONG).await.0, StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(api_sign_in_from(app, attacker, "nobody", RIGHT).await.0, StatusCode::TOO_MANY_REQUESTS);
+
+        // When the wait ends, the right password works again.
+        tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+        assert_eq!(api_sign_in_from(app, attacker, "ada", RIGHT).await.0, StatusCode::CREATED);
+        // A login that keeps failing waits longer each time.
+        for _ in 0..3 {
+            assert_eq!(api_sign_in_from(app, attacker, "nobody", WRONG).await.0, StatusCode::UNAUTHORIZED);
+        }
+        let (status, retry_after) = api_sign_in_from(app, attacker, "nobody", WRONG).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(retry_after.unwrap() > first_wait, "{retry_after:?} after {first_wait}");
+
+        // The counters hold keyed digests, never an address or a login.
+        let pool = db_pool(app).await;
+        let keys: Vec<(String,)> = sqlx::query_as("SELECT key FROM rate_limits").fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        assert!(!keys.is_empty());
+        for (key,) in keys {
+            assert!(key.len() == 64 && key.chars().all(|c| c.is_ascii_hexdigit()), "{key}");
+        }
+    }
+}
+
+fn failures_per_client_limits(config: &mut covenant::Config) {
+    config.trust_forwarded_for = true;
+    config.rate_limits.failures_per_account = 100;
+    config.rate_limits.failures_per_client = 4;
+}
+
+on_both_stores! {
+    /// Proves: A4
+    async fn one_client_guessing_across_many_logins_waits(app) where config: failures_per_client_limits; {
+        app.member("ada").await;
+        let attacker = "198.51.100.7";
+        for login in ["ann", "ben", "cat", "dan"] {
+            assert_eq!(api_sign_in_from(app, attacker, login, WRONG).await.0, StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(api_sign_in_from(app, attacker, "ada", RIGHT).await.0, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(api_sign_in_from(app, "203.0.113.9", "ada", RIGHT).await.0, StatusCode::CREATED);
+    }
+}
+
+fn small_registration_limits(config: &mut covenant::Config) {
+    config.trust_forwarded_for = true;
+    config.rate_limits.registrations_per_client_per_hour = 2;
+    config.rate_limits.resets_per_address_per_hour = 2;
+}
+
+async fn register_from(app: &common::TestApp, ip: &str, username: &str) -> reqwest::Response {
+    app.new_client()
+        .post(app.url("/api/v1/users"))
+        .header("x-forwarded-for", ip)
+        .json(&serde_json::json!({"username": username, "email": format!("{username}@example.org"), "password": RIGHT, "birth_year": 1990, "country": "GB"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+on_both_stores! {
+    /// Proves: A4
+    async fn registration_bursts_from_one_client_wait_and_others_register(app) where config: small_registration_limits; {
+        let burst = "198.51.100.7";
+        assert_eq!(register_from(app, burst, "one").await.status(), StatusCode::CREATED);
+        // A refusal for bad input counts too: it is the attempts that are limited.
+        assert_eq!(register_from(app, burst, "x").await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let refused = register_from(app, burst, "three").await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(refused.headers().contains_key("retry-after"));
+        assert_eq!(register_from(app, "203.0.113.9", "four").await.status(), StatusCode::CREATED);
+    }
+}
+
+async fn ask_reset_from(app: &common::TestApp, ip: &str, email: &str) -> StatusCode {
+    app.new_client()
+        .post(app.url("/api/v1/password-reset"))
+        .header("x-forwarded-for", ip)
+        .json(&serde_json::json!({"email": email}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+on_both_stores! {
+    /// Proves: A4
+    async fn reset_emails_are_limited_per_address_alike_for_accounts_and_strangers(app) where config: small_registration_limits; {
+        app.member("ada").await;
+        for email in ["ada@example.org", "stranger@example.org"] {
+            for ip in ["198.51.100.1", "198.51.100.2"] {
+                assert_eq!(ask_reset_from(app, ip, email).await, StatusCode::ACCEPTED, "{email}");
+            }
+            assert_eq!(ask_reset_from(app, "198.51.100.3", email).await, StatusCode::TOO_MANY_REQUESTS, "{email}");
+        }
+        assert_eq!(ask_reset_from(app, "198.51.100.3", "other@example.org").await, StatusCode::ACCEPTED);
+    }
+}

@@ -332,6 +332,8 @@ pub struct Requests {
     consent: Consent,
     fulfilment: Arc<dyn Fulfilment>,
     holidays: Arc<Vec<Date>>,
+    /// Intake, new codes and code entries, per subject address and per client.
+    limits: crate::rate_limit::RateLimits,
 }
 
 fn iso(day: Date) -> String {
@@ -382,6 +384,7 @@ impl Requests {
             .filter_map(|day| parse_iso(day))
             .collect();
         Self {
+            limits: crate::rate_limit::RateLimits::new(store.clone(), &config, &audit),
             store,
             config,
             audit,
@@ -415,17 +418,6 @@ impl Requests {
             day_of(crate::now()),
             &self.holidays,
         ))
-    }
-
-    async fn throttle(&self, key: &str, limit: i64) -> Result<()> {
-        let now = crate::now();
-        let mut tx = self.store.begin().await?;
-        let hits = store::throttle_hit(&mut tx, &token_digest(key), now, 3600).await?;
-        tx.commit().await.context("counting a throttled action")?;
-        if hits > limit {
-            return Err(Error::TooManyRequests);
-        }
-        Ok(())
     }
 
     /// Takes in a request from any channel: one submission, one request per right, each with
@@ -484,17 +476,16 @@ impl Requests {
         }
         // Throttles apply to every address alike, so a refusal says nothing about accounts.
         if intake.session.is_none() && intake.logged_by.is_none() {
-            let limits = &self.config.requests;
-            self.throttle(
-                &format!("intake-ip:{}", intake.client_ip),
-                limits.per_ip_per_hour,
-            )
-            .await?;
-            self.throttle(
-                &format!("intake-address:{}", intake.subject_email.canonical()),
-                limits.per_address_per_hour,
-            )
-            .await?;
+            let rules = &self.limits.rules;
+            self.limits
+                .attempt(&[(rules.requests_per_client, intake.client_ip.as_str())])
+                .await?;
+            self.limits
+                .attempt(&[(
+                    rules.requests_per_address,
+                    intake.subject_email.canonical().as_str(),
+                )])
+                .await?;
         }
         let policy = self.policy().await?;
         let jurisdiction = intake.jurisdiction;
@@ -1012,11 +1003,9 @@ impl Requests {
         fact: &str,
         client_ip: &str,
     ) -> Result<Verified> {
-        self.throttle(
-            &format!("code-ip:{client_ip}"),
-            self.config.requests.per_ip_per_hour,
-        )
-        .await?;
+        self.limits
+            .attempt(&[(self.limits.rules.request_codes_per_client, client_ip)])
+            .await?;
         let digest = token_digest(subject_token);
         let submission = self
             .store
@@ -1483,21 +1472,20 @@ impl Requests {
     /// Sends a new code under a new link (the old code had expired or was lost). Throttled per
     /// address like intake, so it cannot be used to flood someone's mailbox.
     pub async fn resend_code(&self, subject_token: &str, client_ip: &str) -> Result<()> {
-        self.throttle(
-            &format!("intake-ip:{client_ip}"),
-            self.config.requests.per_ip_per_hour,
-        )
-        .await?;
+        self.limits
+            .attempt(&[(self.limits.rules.requests_per_client, client_ip)])
+            .await?;
         let submission = self
             .store
             .submission_by_subject_token(&token_digest(subject_token))
             .await?
             .ok_or(Error::InvalidToken)?;
-        self.throttle(
-            &format!("intake-address:{}", submission.subject_email.to_lowercase()),
-            self.config.requests.per_address_per_hour,
-        )
-        .await?;
+        self.limits
+            .attempt(&[(
+                self.limits.rules.requests_per_address,
+                submission.subject_email.to_lowercase().as_str(),
+            )])
+            .await?;
         let mut tx = self.store.begin().await?;
         self.send_new_code(&mut tx, &submission, 0).await?;
         tx.commit().await.context("sending a new code")?;

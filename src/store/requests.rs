@@ -1,5 +1,5 @@
 //! Privacy requests: submissions (who asked, for whom, how identity is proven), one request per
-//! right with its life cycle and clock, staff notes, agents' evidence and the intake throttle.
+//! right with its life cycle and clock, staff notes and agents' evidence (the intake limits are `rate_limit`'s).
 //! It stores what the workflow (`crate::requests`) decided; it decides nothing itself.
 
 use super::{Store, Tx};
@@ -525,31 +525,6 @@ pub async fn set_submission_verification(
     .await
     .context("recording a verification")?;
     Ok(())
-}
-
-/// Counts one hit against `key` in a fixed window; returns the hits in the current window.
-pub async fn throttle_hit(
-    tx: &mut Tx,
-    key: &str,
-    now: i64,
-    window_seconds: i64,
-) -> anyhow::Result<i64> {
-    let (hits,): (i64,) = sqlx::query_as(
-        "INSERT INTO privacy_request_throttle (key, window_start, hits) VALUES ($1, $2, 1) \
-         ON CONFLICT (key) DO UPDATE SET \
-         hits = CASE WHEN privacy_request_throttle.window_start <= $3 THEN 1 \
-                ELSE privacy_request_throttle.hits + 1 END, \
-         window_start = CASE WHEN privacy_request_throttle.window_start <= $3 THEN $2 \
-                ELSE privacy_request_throttle.window_start END \
-         RETURNING hits",
-    )
-    .bind(key)
-    .bind(now)
-    .bind(now - window_seconds)
-    .fetch_one(&mut **tx)
-    .await
-    .context("counting a throttled action")?;
-    Ok(hits)
 }
 
 /// Claims open requests whose day has passed (`due_column` < `today`) and that have not had

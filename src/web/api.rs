@@ -99,6 +99,7 @@ pub struct Registered {
     responses((status = 201, body = Registered), (status = 409, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
+    origin: ClientOrigin,
     Json(body): Json<RegisterRequest>,
 ) -> ApiResult<Response> {
     let birth_year = match &body.birth_year {
@@ -120,6 +121,7 @@ pub async fn register(
                 birth_date: &body.birth_date,
                 parent_email: &body.parent_email,
                 news: body.news,
+                client_ip: origin.0.ip.expose(),
             },
             &policy.policy,
         )
@@ -225,9 +227,13 @@ pub struct EmailRequest {
     responses((status = 202, body = Done), (status = 422, body = ApiErrorBody)))]
 pub async fn request_password_reset(
     State(state): State<AppState>,
+    origin: ClientOrigin,
     Json(body): Json<EmailRequest>,
 ) -> ApiResult<Response> {
-    state.accounts.request_password_reset(&body.email).await?;
+    state
+        .accounts
+        .request_password_reset(&body.email, origin.0.ip.expose())
+        .await?;
     state.mailer.wake();
     Ok((StatusCode::ACCEPTED, axum::Json(Done { ok: true })).into_response())
 }

@@ -94,7 +94,7 @@ fn classify(error: &Error) -> (StatusCode, ErrorCode) {
         Error::Csrf => (StatusCode::FORBIDDEN, ErrorCode::Csrf),
         Error::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
         Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
-        Error::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+        Error::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
         Error::RequestRefused(_) => (StatusCode::CONFLICT, ErrorCode::RequestStateConflict),
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
     }
@@ -121,6 +121,20 @@ fn fields(error: &Error) -> Vec<crate::domain::InvalidField> {
     }
 }
 
+/// A rate limit's refusal says when to come back (RFC 9110 `Retry-After`, in seconds).
+fn with_retry_after(error: &Error, mut response: Response) -> Response {
+    if let Error::TooManyRequests {
+        retry_after_seconds,
+    } = error
+    {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(retry_after_seconds.max(&1).to_owned()),
+        );
+    }
+    response
+}
+
 /// An error answered with JSON.
 #[derive(Debug)]
 pub struct ApiError(pub Error);
@@ -141,7 +155,7 @@ impl IntoResponse for ApiError {
                 fields: fields(&self.0),
             },
         };
-        (status, Json(body)).into_response()
+        with_retry_after(&self.0, (status, Json(body)).into_response())
     }
 }
 
@@ -163,10 +177,11 @@ impl IntoResponse for PageError {
             message.push_str(&format!("; {field}"));
         }
         let page = ErrorPage::new(status, message);
-        match page.render() {
+        let response = match page.render() {
             Ok(html) => (status, Html(html)).into_response(),
             Err(_) => (status, page.message).into_response(),
-        }
+        };
+        with_retry_after(&self.0, response)
     }
 }
 

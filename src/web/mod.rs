@@ -550,11 +550,16 @@ pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<Run
         ));
     }
     // Export archives are personal data: their files go as soon as their link expires.
+    // Rate-limit counters go a day after their last event, with the same rhythm.
     let (fulfilment, mut purge_watcher) = (state.fulfilment.clone(), watcher);
+    let limits = state.accounts.limits().clone();
     tasks.spawn(async move {
         loop {
             if let Err(error) = fulfilment.purge_archives().await {
                 tracing::error!(error = %format!("{error:#}"), "purging export archives failed");
+            }
+            if let Err(error) = limits.purge().await {
+                tracing::error!(error = %format!("{error:#}"), "purging rate limits failed");
             }
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}

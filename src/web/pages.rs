@@ -984,6 +984,7 @@ pub struct RegisterForm {
 pub async fn register(
     State(state): State<AppState>,
     viewer: Viewer,
+    origin: ClientOrigin,
     headers: HeaderMap,
     Form(form): Form<RegisterForm>,
 ) -> PageResult {
@@ -1002,6 +1003,7 @@ pub async fn register(
                 birth_date: &form.birth_date,
                 parent_email: &form.parent_email,
                 news: form.news.is_some(),
+                client_ip: origin.0.ip.expose(),
             },
             &policy.policy,
         )
@@ -1231,11 +1233,16 @@ pub struct EmailForm {
 pub async fn password_reset_request(
     State(state): State<AppState>,
     viewer: Viewer,
+    origin: ClientOrigin,
     headers: HeaderMap,
     Form(form): Form<EmailForm>,
 ) -> PageResult {
     check_form(&state, &viewer, &headers, &form.csrf)?;
-    match state.accounts.request_password_reset(&form.email).await {
+    match state
+        .accounts
+        .request_password_reset(&form.email, origin.0.ip.expose())
+        .await
+    {
         Ok(()) => {
             state.mailer.wake();
             page(&MessagePage {

@@ -210,6 +210,7 @@ pub async fn complete(
                 birth_date: &form.birth_date,
                 parent_email: &form.parent_email,
                 news: form.news.is_some(),
+                client_ip: origin.ip.expose(),
             },
             &policy.policy,
             &token,

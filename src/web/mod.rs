@@ -28,9 +28,11 @@ use crate::store::Store;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::handler::Handler;
+use axum::http::Method;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, post};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -188,243 +190,265 @@ async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) ->
     }
 }
 
-fn api_routes() -> Router<AppState> {
+/// One route the forum serves: a method and a path template such as `/t/{slug}/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteEntry {
+    pub method: Method,
+    pub path: String,
+}
+
+/// Builds the router and the list of its routes in the same calls: each method helper adds a
+/// handler for exactly one method and path and writes that pair down, so the list is what the
+/// router serves by construction (axum cannot list a router's routes itself).
+struct Routes {
+    router: Router<AppState>,
+    entries: Vec<RouteEntry>,
+    prefix: &'static str,
+}
+
+impl Routes {
+    fn new(prefix: &'static str) -> Self {
+        Self {
+            router: Router::new(),
+            entries: Vec::new(),
+            prefix,
+        }
+    }
+
+    fn add(mut self, method: Method, path: &str, handler: MethodRouter<AppState>) -> Self {
+        self.entries.push(RouteEntry {
+            method,
+            path: format!("{}{path}", self.prefix),
+        });
+        self.router = self.router.route(path, handler);
+        self
+    }
+
+    fn get<H: Handler<T, AppState>, T: 'static>(self, path: &str, handler: H) -> Self {
+        self.add(Method::GET, path, axum::routing::get(handler))
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(self, path: &str, handler: H) -> Self {
+        self.add(Method::POST, path, axum::routing::post(handler))
+    }
+
+    fn patch<H: Handler<T, AppState>, T: 'static>(self, path: &str, handler: H) -> Self {
+        self.add(Method::PATCH, path, axum::routing::patch(handler))
+    }
+
+    fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &str, handler: H) -> Self {
+        self.add(Method::DELETE, path, axum::routing::delete(handler))
+    }
+
+    /// A POST route with its own layers (a larger body limit); `handler` must serve POST only.
+    fn post_with(self, path: &str, handler: MethodRouter<AppState>) -> Self {
+        self.add(Method::POST, path, handler)
+    }
+
+    /// Serves `inner`'s routes under its prefix, with its own fallback.
+    fn nest<H: Handler<T, AppState>, T: 'static>(mut self, inner: Routes, fallback: H) -> Self {
+        self.entries.extend(inner.entries);
+        self.router = self
+            .router
+            .nest(inner.prefix, inner.router.fallback(fallback));
+        self
+    }
+}
+
+fn api_routes() -> Routes {
     use api::*;
-    Router::new()
-        .route("/users", post(register))
-        .route("/users/verify-email", post(verify_email))
-        .route("/users/{username}", get(profile))
-        .route("/session", post(create_session).delete(delete_session))
-        .route("/password-reset", post(request_password_reset))
-        .route("/password-reset/complete", post(complete_password_reset))
-        .route("/me", get(me))
-        .route("/me/export", post(fulfilment::api_export))
-        .route("/categories", get(categories))
-        .route("/categories/{slug}/topics", get(category_topics))
-        .route("/topics", post(create_topic))
-        .route("/topics/{id}", get(topic))
-        .route("/topics/{id}/posts", post(reply))
-        .route(
-            "/posts/{id}",
-            axum::routing::patch(edit_post).delete(delete_post),
-        )
-        .route("/posts/{id}/hide", post(hide_post))
-        .route("/posts/{id}/unhide", post(unhide_post))
-        .route("/blog", get(blog).post(create_article))
-        .route("/blog/{slug}", get(blog_article))
-        .route("/blog/{slug}/comments", post(comment))
-        .route("/consent/decision", get(consent::api_decision))
-        .route("/consent/choices", post(consent::api_record_choice))
-        .route("/consent/receipts", get(consent::api_receipts))
-        .route(
-            "/consent/written-opt-outs",
-            post(consent::api_written_opt_out),
-        )
-        .route("/policy", get(policy))
-        .route("/policy/versions", get(policy_versions))
-        .route("/policy/versions/{id}", get(policy_version))
-        .route("/policy/diff", get(policy_diff))
-        .route("/ropa", get(ropa))
-        .route(
-            "/privacy-requests",
-            post(requests::api_create).get(requests::api_mine),
-        )
-        .route("/privacy-requests/verify", post(requests::api_verify))
-        .route("/privacy-requests/appeal", post(requests::api_appeal))
-        .route("/staff/privacy-requests", get(requests::api_queue))
-        .route(
+    Routes::new("/api/v1")
+        .post("/users", register)
+        .post("/users/verify-email", verify_email)
+        .get("/users/{username}", profile)
+        .post("/session", create_session)
+        .delete("/session", delete_session)
+        .post("/password-reset", request_password_reset)
+        .post("/password-reset/complete", complete_password_reset)
+        .get("/me", me)
+        .post("/me/export", fulfilment::api_export)
+        .get("/categories", categories)
+        .get("/categories/{slug}/topics", category_topics)
+        .post("/topics", create_topic)
+        .get("/topics/{id}", topic)
+        .post("/topics/{id}/posts", reply)
+        .patch("/posts/{id}", edit_post)
+        .delete("/posts/{id}", delete_post)
+        .post("/posts/{id}/hide", hide_post)
+        .post("/posts/{id}/unhide", unhide_post)
+        .get("/blog", blog)
+        .post("/blog", create_article)
+        .get("/blog/{slug}", blog_article)
+        .post("/blog/{slug}/comments", comment)
+        .get("/consent/decision", consent::api_decision)
+        .post("/consent/choices", consent::api_record_choice)
+        .get("/consent/receipts", consent::api_receipts)
+        .post("/consent/written-opt-outs", consent::api_written_opt_out)
+        .get("/policy", policy)
+        .get("/policy/versions", policy_versions)
+        .get("/policy/versions/{id}", policy_version)
+        .get("/policy/diff", policy_diff)
+        .get("/ropa", ropa)
+        .post("/privacy-requests", requests::api_create)
+        .get("/privacy-requests", requests::api_mine)
+        .post("/privacy-requests/verify", requests::api_verify)
+        .post("/privacy-requests/appeal", requests::api_appeal)
+        .get("/staff/privacy-requests", requests::api_queue)
+        .post(
             "/staff/privacy-requests/{id}/actions",
-            post(requests::api_staff_action),
+            requests::api_staff_action,
         )
-        .fallback(api::not_found)
+}
+
+/// The forum's routes, listed as they are added.
+fn routes(config: &Config) -> Routes {
+    use pages::*;
+    Routes::new("")
+        .get("/", home)
+        .get("/c/{slug}", category)
+        .get("/t/{slug}/{id}", topic)
+        .post("/t/{slug}/{id}/reply", reply)
+        .get("/new-topic", new_topic_form)
+        .post("/new-topic", new_topic)
+        .get("/posts/{id}/edit", edit_post_form)
+        .post("/posts/{id}/edit", edit_post)
+        .post("/posts/{id}/delete", delete_post)
+        .post("/posts/{id}/hide", hide_post)
+        .post("/posts/{id}/unhide", unhide_post)
+        .get("/blog", blog_index)
+        .get("/blog/new", new_article_form)
+        .post("/blog/new", new_article)
+        .get("/blog/{slug}", blog_article)
+        .post("/blog/{slug}/reply", blog_comment)
+        .get("/u/{username}", profile)
+        .get("/register", register_form)
+        .post("/register", register)
+        .get("/unsubscribe/{token}", people::unsubscribe_page)
+        .post("/unsubscribe/{token}", people::unsubscribe)
+        .get("/account/email", people::email_preferences)
+        .post("/account/email", people::save_email_preferences)
+        .get("/parental-consent/{token}", people::parental_consent_page)
+        .post("/parental-consent/{token}", people::give_parental_consent)
+        .get(
+            "/parental-consent-recorded",
+            people::parental_consent_recorded,
+        )
+        .get("/feedback", people::feedback_form)
+        .post("/feedback", people::send_feedback)
+        .get("/feedback/published", people::published_feedback)
+        .get("/auth/{provider}", social::consent_page)
+        .post("/auth/{provider}", social::start)
+        .get("/auth/{provider}/callback", social::callback)
+        .get("/auth/complete/{token}", social::complete_form)
+        .post("/auth/complete/{token}", social::complete)
+        .get("/account/social", social::links)
+        .post("/account/social/{provider}/unlink", social::unlink)
+        .get("/staff/feedback", people::staff_feedback)
+        .post("/staff/feedback/{id}/publish", people::publish_feedback)
+        .get("/verify-email/{token}", verify_email_form)
+        .post("/verify-email/{token}", verify_email)
+        .get("/sign-in", sign_in_form)
+        .post("/sign-in", sign_in)
+        .post("/sign-out", sign_out)
+        .get("/password-reset", password_reset_form)
+        .post("/password-reset", password_reset_request)
+        .get("/password-reset/{token}", password_reset_token_form)
+        .post("/password-reset/{token}", password_reset)
+        .get("/privacy", privacy::privacy_page)
+        .get("/privacy/history", privacy::history)
+        .get("/privacy/versions/{id}", privacy::version_page)
+        .get("/privacy/automated-decisions", privacy::automated_decisions)
+        .post("/privacy/acknowledge", privacy::acknowledge)
+        .get("/staff/ropa", privacy::staff_ropa)
+        .get("/staff/audit", staff::staff_audit)
+        .get("/staff/held", staff::held_posts)
+        .post("/staff/held/{id}/release", staff::release_held_post)
+        .post("/staff/held/{id}/hide", staff::hide_held_post)
+        .get("/staff/holds", retention::staff_holds)
+        .post("/staff/holds", retention::place_hold)
+        .post("/staff/holds/{id}/release", retention::release_hold)
+        .get("/account/close", retention::close_form)
+        .post("/account/close", retention::close_account)
+        .get("/stats", retention::stats_page)
+        .get("/account/privacy", requests::account_privacy)
+        .post("/account/privacy/requests", requests::account_request)
+        .get("/privacy/requests/new", requests::new_request_form)
+        .post("/privacy/requests/new", requests::new_request)
+        .get("/privacy/requests/sent", requests::request_sent)
+        .get("/privacy/requests/verify/{token}", requests::verify_form)
+        .post("/privacy/requests/verify/{token}", requests::verify)
+        .post(
+            "/privacy/requests/verify/{token}/resend",
+            requests::resend_code,
+        )
+        .get("/privacy/requests/status/{token}", requests::status_page)
+        .post("/privacy/requests/status/{token}/appeal", requests::appeal)
+        .post(
+            "/privacy/requests/status/{token}/withdraw",
+            requests::withdraw,
+        )
+        .post_with(
+            "/privacy/requests/status/{token}/evidence",
+            post(requests::upload_evidence).layer(DefaultBodyLimit::max(
+                config.requests.evidence_max_bytes + 64 * 1024,
+            )),
+        )
+        .get("/staff/requests", requests::staff_queue)
+        .get("/staff/requests/log", requests::staff_log_form)
+        .post("/staff/requests/log", requests::staff_log)
+        .get("/staff/requests/report", requests::staff_report)
+        .get("/staff/requests/{id}", requests::staff_request)
+        .post("/staff/requests/{id}/actions", requests::staff_action)
+        .get(
+            "/staff/requests/{id}/evidence/{evidence_id}",
+            requests::staff_evidence,
+        )
+        .get("/metrics", requests::metrics)
+        .get("/account/privacy/export", fulfilment::export_form)
+        .post("/account/privacy/export", fulfilment::export)
+        .get("/privacy/export/{token}", fulfilment::download)
+        .get("/account/security", security::checkup)
+        .post(
+            "/account/security/sessions/revoke",
+            security::revoke_session,
+        )
+        .post(
+            "/account/security/sessions/revoke-others",
+            security::revoke_other_sessions,
+        )
+        .post("/account/security/password", security::change_password)
+        .get("/account/two-factor", security::two_factor)
+        .post("/account/two-factor/enable", security::enable_two_factor)
+        .post("/account/two-factor/disable", security::disable_two_factor)
+        .post("/consent", consent::banner_choice)
+        .post("/preferences/theme", theme::choose_theme)
+        .get("/cookie-settings", consent::cookie_settings)
+        .post("/cookie-settings", consent::save_cookie_settings)
+        .get("/privacy-choices", consent::privacy_choices)
+        .post("/privacy-choices", consent::save_privacy_choices)
+        .get("/.well-known/gpc.json", consent::gpc_json)
+        .get("/.well-known/security.txt", security::security_txt)
+        .get("/static/analytics.js", consent::analytics_js)
+        .get("/static/advertising.js", consent::advertising_js)
+        .get("/static/style.css", stylesheet)
+        .get("/healthz", healthz)
+        .get("/api/openapi.json", api::openapi)
+        .nest(api_routes(), api::not_found)
+}
+
+/// Every route the forum serves, as (method, path template): the same calls that build the
+/// router write this list, so a route cannot be served without being listed. The
+/// authorization matrix test walks it.
+pub fn route_table(config: &Config) -> Vec<RouteEntry> {
+    routes(config).entries
 }
 
 /// Every route of the forum.
 pub fn router(state: AppState) -> Router {
-    use pages::*;
     let limit = state.config.max_body_bytes;
     let tls = state.config.served_over_tls();
-    let router = Router::new()
-        .route("/", get(home))
-        .route("/c/{slug}", get(category))
-        .route("/t/{slug}/{id}", get(topic))
-        .route("/t/{slug}/{id}/reply", post(reply))
-        .route("/new-topic", get(new_topic_form).post(new_topic))
-        .route("/posts/{id}/edit", get(edit_post_form).post(edit_post))
-        .route("/posts/{id}/delete", post(delete_post))
-        .route("/posts/{id}/hide", post(hide_post))
-        .route("/posts/{id}/unhide", post(unhide_post))
-        .route("/blog", get(blog_index))
-        .route("/blog/new", get(new_article_form).post(new_article))
-        .route("/blog/{slug}", get(blog_article))
-        .route("/blog/{slug}/reply", post(blog_comment))
-        .route("/u/{username}", get(profile))
-        .route("/register", get(register_form).post(register))
-        .route(
-            "/unsubscribe/{token}",
-            get(people::unsubscribe_page).post(people::unsubscribe),
-        )
-        .route(
-            "/account/email",
-            get(people::email_preferences).post(people::save_email_preferences),
-        )
-        .route(
-            "/parental-consent/{token}",
-            get(people::parental_consent_page).post(people::give_parental_consent),
-        )
-        .route(
-            "/parental-consent-recorded",
-            get(people::parental_consent_recorded),
-        )
-        .route(
-            "/feedback",
-            get(people::feedback_form).post(people::send_feedback),
-        )
-        .route("/feedback/published", get(people::published_feedback))
-        .route(
-            "/auth/{provider}",
-            get(social::consent_page).post(social::start),
-        )
-        .route("/auth/{provider}/callback", get(social::callback))
-        .route(
-            "/auth/complete/{token}",
-            get(social::complete_form).post(social::complete),
-        )
-        .route("/account/social", get(social::links))
-        .route("/account/social/{provider}/unlink", post(social::unlink))
-        .route("/staff/feedback", get(people::staff_feedback))
-        .route(
-            "/staff/feedback/{id}/publish",
-            post(people::publish_feedback),
-        )
-        .route(
-            "/verify-email/{token}",
-            get(verify_email_form).post(verify_email),
-        )
-        .route("/sign-in", get(sign_in_form).post(sign_in))
-        .route("/sign-out", post(sign_out))
-        .route(
-            "/password-reset",
-            get(password_reset_form).post(password_reset_request),
-        )
-        .route(
-            "/password-reset/{token}",
-            get(password_reset_token_form).post(password_reset),
-        )
-        .route("/privacy", get(privacy::privacy_page))
-        .route("/privacy/history", get(privacy::history))
-        .route("/privacy/versions/{id}", get(privacy::version_page))
-        .route(
-            "/privacy/automated-decisions",
-            get(privacy::automated_decisions),
-        )
-        .route("/privacy/acknowledge", post(privacy::acknowledge))
-        .route("/staff/ropa", get(privacy::staff_ropa))
-        .route("/staff/audit", get(staff::staff_audit))
-        .route("/staff/held", get(staff::held_posts))
-        .route("/staff/held/{id}/release", post(staff::release_held_post))
-        .route("/staff/held/{id}/hide", post(staff::hide_held_post))
-        .route(
-            "/staff/holds",
-            get(retention::staff_holds).post(retention::place_hold),
-        )
-        .route("/staff/holds/{id}/release", post(retention::release_hold))
-        .route(
-            "/account/close",
-            get(retention::close_form).post(retention::close_account),
-        )
-        .route("/stats", get(retention::stats_page))
-        .route("/account/privacy", get(requests::account_privacy))
-        .route("/account/privacy/requests", post(requests::account_request))
-        .route(
-            "/privacy/requests/new",
-            get(requests::new_request_form).post(requests::new_request),
-        )
-        .route("/privacy/requests/sent", get(requests::request_sent))
-        .route(
-            "/privacy/requests/verify/{token}",
-            get(requests::verify_form).post(requests::verify),
-        )
-        .route(
-            "/privacy/requests/verify/{token}/resend",
-            post(requests::resend_code),
-        )
-        .route(
-            "/privacy/requests/status/{token}",
-            get(requests::status_page),
-        )
-        .route(
-            "/privacy/requests/status/{token}/appeal",
-            post(requests::appeal),
-        )
-        .route(
-            "/privacy/requests/status/{token}/withdraw",
-            post(requests::withdraw),
-        )
-        .route(
-            "/privacy/requests/status/{token}/evidence",
-            post(requests::upload_evidence).layer(DefaultBodyLimit::max(
-                state.config.requests.evidence_max_bytes + 64 * 1024,
-            )),
-        )
-        .route("/staff/requests", get(requests::staff_queue))
-        .route(
-            "/staff/requests/log",
-            get(requests::staff_log_form).post(requests::staff_log),
-        )
-        .route("/staff/requests/report", get(requests::staff_report))
-        .route("/staff/requests/{id}", get(requests::staff_request))
-        .route("/staff/requests/{id}/actions", post(requests::staff_action))
-        .route(
-            "/staff/requests/{id}/evidence/{evidence_id}",
-            get(requests::staff_evidence),
-        )
-        .route("/metrics", get(requests::metrics))
-        .route(
-            "/account/privacy/export",
-            get(fulfilment::export_form).post(fulfilment::export),
-        )
-        .route("/privacy/export/{token}", get(fulfilment::download))
-        .route("/account/security", get(security::checkup))
-        .route(
-            "/account/security/sessions/revoke",
-            post(security::revoke_session),
-        )
-        .route(
-            "/account/security/sessions/revoke-others",
-            post(security::revoke_other_sessions),
-        )
-        .route(
-            "/account/security/password",
-            post(security::change_password),
-        )
-        .route("/account/two-factor", get(security::two_factor))
-        .route(
-            "/account/two-factor/enable",
-            post(security::enable_two_factor),
-        )
-        .route(
-            "/account/two-factor/disable",
-            post(security::disable_two_factor),
-        )
-        .route("/consent", post(consent::banner_choice))
-        .route("/preferences/theme", post(theme::choose_theme))
-        .route(
-            "/cookie-settings",
-            get(consent::cookie_settings).post(consent::save_cookie_settings),
-        )
-        .route(
-            "/privacy-choices",
-            get(consent::privacy_choices).post(consent::save_privacy_choices),
-        )
-        .route("/.well-known/gpc.json", get(consent::gpc_json))
-        .route("/.well-known/security.txt", get(security::security_txt))
-        .route("/static/analytics.js", get(consent::analytics_js))
-        .route("/static/advertising.js", get(consent::advertising_js))
-        .route("/static/style.css", get(stylesheet))
-        .route("/healthz", get(healthz))
-        .route("/api/openapi.json", get(api::openapi))
-        .nest("/api/v1", api_routes())
+    let router = routes(&state.config)
+        .router
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

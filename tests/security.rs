@@ -699,3 +699,227 @@ on_both_stores! {
         assert_eq!(ask_reset_from(app, "198.51.100.3", "other@example.org").await, StatusCode::ACCEPTED);
     }
 }
+
+/// Classic cross-site-scripting payloads: script tags, event handlers, javascript: and data:
+/// URLs (plain, cased, entity-encoded, split by whitespace), SVG and MathML, CSS expressions,
+/// unclosed tags and attribute breakouts, comments and nesting tricks.
+const XSS_CORPUS: &[&str] = &[
+    "<script>alert(1)</script>",
+    "<SCRIPT SRC=//evil.example/x.js></SCRIPT>",
+    "<scr<script>ipt>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    "<img src=\"x\" onerror=\"alert(1)\"",
+    "<svg onload=alert(1)>",
+    "<svg><script>alert(1)</script></svg>",
+    "<svg><a xlink:href=\"javascript:alert(1)\"><text>x</text></a></svg>",
+    "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
+    "<body onload=alert(1)>",
+    "<details open ontoggle=alert(1)>",
+    "<input autofocus onfocus=alert(1)>",
+    "<a href=\"x\" onmouseover=\"alert(1)",
+    "\"><script>alert(1)</script>",
+    "'><img src=x onerror=alert(1)>",
+    "[click](javascript:alert(1))",
+    "[click](JaVaScRiPt:alert(1))",
+    "[click](&#106;avascript:alert(1))",
+    "[click]( javascript:alert(1))",
+    "![x](javascript:alert(1))",
+    "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    "<javascript:alert(1)>",
+    "[ref]\n\n[ref]: javascript:alert(1)",
+    "<a href=\"javascript:alert(1)\">x</a>",
+    "<a href=\"&#x6A;avascript&#x3A;alert(1)\">x</a>",
+    "<a href=\"jav&#x09;ascript:alert(1)\">x</a>",
+    "<a href=\" javascript:alert(1)\">x</a>",
+    "<a href=\"vbscript:msgbox(1)\">x</a>",
+    "<iframe src=\"javascript:alert(1)\"></iframe>",
+    "<object data=\"javascript:alert(1)\"></object>",
+    "<embed src=\"data:text/html,<script>alert(1)</script>\">",
+    "<form action=\"javascript:alert(1)\"><button>x</button></form>",
+    "<button formaction=\"javascript:alert(1)\">x</button>",
+    "<div style=\"background:url(javascript:alert(1))\">x</div>",
+    "<div style=\"width: expression(alert(1))\">x</div>",
+    "<style>@import 'javascript:alert(1)';</style>",
+    "<link rel=stylesheet href=\"javascript:alert(1)\">",
+    "<meta http-equiv=\"refresh\" content=\"0;url=javascript:alert(1)\">",
+    "<base href=\"javascript:alert(1)//\">",
+    "<!--<img src=\"--><img src=x onerror=alert(1)//\">",
+    "<noscript><p title=\"</noscript><img src=x onerror=alert(1)>\">",
+    "&lt;script&gt;alert(1)&lt;/script&gt;",
+    "<<script>script>alert(1)<</script>/script>",
+    "`<img src=x onerror=alert(1)>`",
+];
+
+/// What a browser would run or load from a page: each finding names the tag or attribute.
+/// The page is read by an HTML tokenizer (html5ever, as browsers read it: entities decoded,
+/// attributes split), not by searching text.
+fn executable_markup(html: &str) -> Vec<String> {
+    use html5ever::tendril::StrTendril;
+    use html5ever::tokenizer::{
+        BufferQueue, StartTag, TagToken, Token, TokenSink, TokenSinkResult, Tokenizer,
+    };
+    use std::cell::RefCell;
+
+    struct Findings(RefCell<Vec<String>>);
+    impl TokenSink for Findings {
+        type Handle = ();
+        fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
+            let TagToken(tag) = token else {
+                return TokenSinkResult::Continue;
+            };
+            if tag.kind != StartTag {
+                return TokenSinkResult::Continue;
+            }
+            let name = tag.name.to_string();
+            let mut found = self.0.borrow_mut();
+            if matches!(
+                &*name,
+                "script"
+                    | "iframe"
+                    | "object"
+                    | "embed"
+                    | "svg"
+                    | "math"
+                    | "style"
+                    | "base"
+                    | "frame"
+                    | "frameset"
+                    | "applet"
+            ) {
+                found.push(format!("<{name}>"));
+            }
+            for attribute in &tag.attrs {
+                let attribute_name = attribute.name.local.to_string().to_ascii_lowercase();
+                // Browsers ignore whitespace and control characters inside a URL's scheme.
+                let value: String = attribute
+                    .value
+                    .chars()
+                    .filter(|c| !c.is_whitespace() && !c.is_control())
+                    .collect::<String>()
+                    .to_ascii_lowercase();
+                if attribute_name.starts_with("on") {
+                    found.push(format!("<{name} {attribute_name}=…>"));
+                }
+                let url_attribute = matches!(
+                    &*attribute_name,
+                    "href"
+                        | "src"
+                        | "action"
+                        | "formaction"
+                        | "data"
+                        | "xlink:href"
+                        | "poster"
+                        | "background"
+                        | "srcset"
+                );
+                if url_attribute
+                    && ["javascript:", "vbscript:", "data:"]
+                        .iter()
+                        .any(|scheme| value.starts_with(scheme))
+                {
+                    found.push(format!("<{name} {attribute_name}={value}>"));
+                }
+                if attribute_name == "style"
+                    && (value.contains("expression(")
+                        || value.contains("javascript:")
+                        || value.contains("url("))
+                {
+                    found.push(format!("<{name} style={value}>"));
+                }
+                if name == "meta" && attribute_name == "http-equiv" {
+                    found.push(format!("<meta http-equiv={value}>"));
+                }
+            }
+            TokenSinkResult::Continue
+        }
+    }
+    let input = BufferQueue::default();
+    input.push_back(StrTendril::from_slice(html));
+    let tokenizer = Tokenizer::new(Findings(RefCell::new(Vec::new())), Default::default());
+    let _ = tokenizer.feed(&input);
+    tokenizer.end();
+    tokenizer.sink.0.take()
+}
+
+#[test]
+fn the_markup_check_sees_what_a_browser_would_run() {
+    assert!(executable_markup("<p>Hello <a href=\"https://example.org\">x</a></p>").is_empty());
+    for dangerous in [
+        "<script>alert(1)</script>",
+        "<img src=x onerror=alert(1)>",
+        "<a href=\"&#x6A;avascript&#x3A;alert(1)\">x</a>",
+        "<a href=\"jav&#x09;ascript:alert(1)\">x</a>",
+        "<div style=\"width: expression(alert(1))\">",
+        "<svg onload=alert(1)>",
+    ] {
+        assert!(!executable_markup(dangerous).is_empty(), "{dangerous}");
+    }
+}
+
+fn many_requests(config: &mut covenant::Config) {
+    config.requests.per_ip_per_hour = 1_000;
+    config.requests.per_address_per_hour = 1_000;
+}
+
+on_both_stores! {
+    /// Proves: F4, A4
+    async fn no_payload_of_the_corpus_becomes_executable_markup_in_posts_profiles_or_requests(app) where config: many_requests; {
+        let author = app.member("author").await;
+        let baseline = app.page(&app.client, "/").await;
+        assert_eq!(executable_markup(&baseline), Vec::<String>::new(), "the layout itself is clean");
+        let (staff, _) = privacy_staff(app, "olga").await;
+        let author_id = app.store.user_by_username("author").await.unwrap().unwrap().id;
+        let mut problems = Vec::new();
+        for payload in XSS_CORPUS {
+            // A Markdown post, with the payload as its title too.
+            let created: serde_json::Value = app.client.post(app.url("/api/v1/topics")).bearer_auth(&author)
+                .json(&serde_json::json!({"category": "general", "title": payload.replace('\n', " "), "body": payload}))
+                .send().await.unwrap().json().await.unwrap();
+            let url = created["url"].as_str().unwrap_or_else(|| panic!("{payload}: {created}"));
+            let path = url.trim_start_matches(&app.address).split('#').next().unwrap().to_string();
+            let page = app.page(&app.client, &path).await;
+            for finding in executable_markup(&page) {
+                problems.push(format!("post {payload:?}: {finding}"));
+            }
+            // A profile field.
+            app.store.set_bio(author_id, payload).await.unwrap();
+            let page = app.page(&app.client, "/u/author").await;
+            for finding in executable_markup(&page) {
+                problems.push(format!("profile {payload:?}: {finding}"));
+            }
+            // A privacy request's comments, as privacy staff read them.
+            let accepted: serde_json::Value = app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&author)
+                .json(&serde_json::json!({"requester_name": "Author", "requester_email": "author@example.org",
+                    "relationship": "self", "rights": ["know"], "comments": payload}))
+                .send().await.unwrap().json().await.unwrap();
+            let id = accepted["request_ids"][0].as_i64().unwrap_or_else(|| panic!("{payload}: {accepted}"));
+            let page = app.page(&staff, &format!("/staff/requests/{id}")).await;
+            for finding in executable_markup(&page) {
+                problems.push(format!("request comments {payload:?}: {finding}"));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+}
+
+/// A privacy officer with 2-step verification on, signed in through the pages.
+async fn privacy_staff(app: &common::TestApp, name: &str) -> (reqwest::Client, String) {
+    app.member(name).await;
+    let id = app.store.user_by_username(name).await.unwrap().unwrap().id;
+    app.state
+        .accounts
+        .set_role(id, covenant::domain::Role::PrivacyOfficer)
+        .await
+        .unwrap();
+    let setup = app.state.accounts.two_factor_setup(id, name).await.unwrap();
+    let earlier = covenant::two_factor::code_at(&setup.secret, covenant::now() - 30).unwrap();
+    app.state
+        .accounts
+        .enable_two_factor(id, &earlier)
+        .await
+        .unwrap();
+    let code = covenant::two_factor::code_at(&setup.secret, covenant::now()).unwrap();
+    let (browser, response) = sign_in_page(app, name, Some(&code), "Staff/1").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    (browser, setup.secret)
+}

@@ -368,6 +368,15 @@ impl AuditKey {
         mac.finalize().into_bytes().to_vec()
     }
 
+    /// The MAC of the chain's head: its sequence number and the hash it points at.
+    fn head_mac(&self, seq: i64, hash: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"covenant-audit-head:");
+        mac.update(&seq.to_be_bytes());
+        mac.update(hash.as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+
     fn mac(&self, entry_hash: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(b"covenant-audit:");
@@ -449,7 +458,10 @@ pub async fn record(tx: &mut Tx, key: &AuditKey, event: Event) -> anyhow::Result
     };
     row.entry_hash = entry_hash(&row.prev_hash, &row);
     row.mac = key.mac(&row.entry_hash);
-    store::append_audit_row(tx, &row).await?;
+    // The head is signed too: without the key, deleted newest entries cannot be hidden by
+    // rewinding the head to the last entry kept.
+    let head_mac = key.head_mac(row.seq, &row.entry_hash);
+    store::append_audit_row(tx, &row, &head_mac).await?;
     Ok(seq)
 }
 
@@ -510,6 +522,10 @@ pub enum Problem {
     Reordered(i64),
     /// The chain's head does not point at the last entry.
     HeadMismatch,
+    /// The head's MAC does not match it: the head was rewound or rewritten by someone without
+    /// the key (or not signed since the upgrade that signs heads), so the newest entries may
+    /// have been deleted.
+    HeadRewritten,
 }
 
 impl std::fmt::Display for Problem {
@@ -519,6 +535,11 @@ impl std::fmt::Display for Problem {
             Self::Deleted(seq) => write!(f, "entry {seq} was deleted"),
             Self::Reordered(seq) => write!(f, "entry {seq} is out of order"),
             Self::HeadMismatch => write!(f, "the chain's head does not match its last entry"),
+            Self::HeadRewritten => write!(
+                f,
+                "the chain's head is not signed by the audit key: it was rewound or rewritten, \
+                 and the newest entries may have been deleted"
+            ),
         }
     }
 }
@@ -571,7 +592,18 @@ pub async fn verify(store: &Store, key: &AuditKey) -> anyhow::Result<Verificatio
             expected_seq = row.seq + 1;
         }
     }
-    let (head_seq, head_hash) = store.audit_head().await?;
+    let (head_seq, head_hash, head_mac) = store.audit_head().await?;
+    // A chain nothing was appended to has an unsigned head; any other head must carry the MAC
+    // of its number and hash, which only the key's holder can write.
+    let fresh = head_seq == 0 && head_hash == GENESIS && head_mac.is_empty();
+    let signed = bool::from(
+        key.head_mac(head_seq, &head_hash)
+            .as_bytes()
+            .ct_eq(head_mac.as_bytes()),
+    );
+    if !fresh && !signed {
+        problems.push(Problem::HeadRewritten);
+    }
     for missing in expected_seq..=head_seq {
         problems.push(Problem::Deleted(missing));
     }

@@ -558,7 +558,12 @@ pub static TABLES: &[Table] = &[
     nobody(
         "audit_head",
         "id",
-        &[plain("id", Int), plain("seq", Int), plain("hash", Text)],
+        &[
+            plain("id", Int),
+            plain("seq", Int),
+            plain("hash", Text),
+            plain("mac", Text),
+        ],
     ),
     owned(
         "two_factor",

@@ -150,6 +150,52 @@ on_both_stores! {
     }
 }
 
+/// The newest sequence number in the audit table and an older entry's hash and MAC.
+async fn audit_tail(app: &common::TestApp, back: i64) -> (i64, String, String) {
+    let pool = db_pool(app).await;
+    let (last,): (i64,) = sqlx::query_as("SELECT MAX(seq) FROM audit_log")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let (hash, mac): (String, String) =
+        sqlx::query_as("SELECT entry_hash, mac FROM audit_log WHERE seq = $1")
+            .bind(last - back)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    (last, hash, mac)
+}
+
+on_both_stores! {
+    /// Proves: A3
+    async fn audit_verify_reports_newest_entries_deleted_even_when_the_head_is_rewound(app) {
+        for name in ["ada", "bob"] {
+            app.member(name).await;
+        }
+        let key = audit_key(app);
+        assert!(audit::verify(&app.store, &key).await.unwrap().is_intact());
+        // Someone with the database alone deletes the two newest entries and points the head at
+        // the last entry kept, so that the chain looks whole.
+        let (last, kept_hash, kept_mac) = audit_tail(app, 2).await;
+        let kept = last - 2;
+        exec(app, &format!("DELETE FROM audit_log WHERE seq > {kept}")).await;
+        exec(app, &format!("UPDATE audit_head SET seq = {kept}, hash = '{kept_hash}'")).await;
+        let found = audit::verify(&app.store, &key).await.unwrap();
+        assert_eq!(found.problems, vec![Problem::HeadRewritten]);
+        let (code, text) = verify_cli(app);
+        assert_eq!(code, 1, "{text}");
+        assert!(text.contains("the newest entries may have been deleted"), "{text}");
+        // Borrowing a MAC written by the key elsewhere in the chain, or blanking it, does not
+        // sign the rewound head either.
+        for mac in [kept_mac.as_str(), ""] {
+            exec(app, &format!("UPDATE audit_head SET mac = '{mac}'")).await;
+            let found = audit::verify(&app.store, &key).await.unwrap();
+            assert_eq!(found.problems, vec![Problem::HeadRewritten], "mac {mac:?}");
+        }
+    }
+}
+
 on_both_stores! {
     /// Proves: A3
     async fn the_audit_log_holds_identifiers_and_never_an_email_or_address(app) {

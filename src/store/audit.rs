@@ -38,8 +38,8 @@ pub async fn advance_audit_head(tx: &mut Tx) -> anyhow::Result<(i64, String)> {
         .context("advancing the audit chain's head")
 }
 
-/// Writes an entry and moves the head's hash to it.
-pub async fn append_audit_row(tx: &mut Tx, row: &AuditRow) -> anyhow::Result<()> {
+/// Writes an entry and moves the head's hash (and its MAC, `head_mac`) to it.
+pub async fn append_audit_row(tx: &mut Tx, row: &AuditRow, head_mac: &str) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO audit_log (seq, at, actor_id, subject_id, kind, details, prev_hash, \
          entry_hash, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -56,9 +56,10 @@ pub async fn append_audit_row(tx: &mut Tx, row: &AuditRow) -> anyhow::Result<()>
     .execute(&mut **tx)
     .await
     .context("writing an audit entry")?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1 AND seq = $2")
+    sqlx::query("UPDATE audit_head SET hash = $1, mac = $3 WHERE id = 1 AND seq = $2")
         .bind(&row.entry_hash)
         .bind(row.seq)
+        .bind(head_mac)
         .execute(&mut **tx)
         .await
         .context("moving the audit chain's head")?;
@@ -135,9 +136,10 @@ impl Store {
             .context("reading the audit log")
     }
 
-    /// The chain head: the last sequence number given out and the hash it points at.
-    pub async fn audit_head(&self) -> anyhow::Result<(i64, String)> {
-        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+    /// The chain head: the last sequence number given out, the hash it points at, and the MAC
+    /// of both (empty before the first append).
+    pub async fn audit_head(&self) -> anyhow::Result<(i64, String, String)> {
+        sqlx::query_as("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
             .fetch_one(self.pool())
             .await
             .context("reading the audit chain's head")

@@ -129,6 +129,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/staff/requests/report", PRIVACY_STAFF),
     ("GET", "/staff/requests/{id}", PRIVACY_STAFF),
     ("POST", "/staff/requests/{id}/actions", PRIVACY_STAFF),
+    (
+        "GET",
+        "/staff/requests/{id}/evidence/{evidence_id}",
+        PRIVACY_STAFF,
+    ),
     // Two gauges (overdue and nearly-due request counts), no personal data.
     ("GET", "/metrics", PUBLIC),
     ("GET", "/account/privacy/export", MEMBERS),
@@ -142,6 +147,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/account/two-factor/enable", MEMBERS),
     ("POST", "/account/two-factor/disable", MEMBERS),
     ("POST", "/consent", PUBLIC),
+    ("POST", "/preferences/theme", PUBLIC),
     ("GET", "/cookie-settings", PUBLIC),
     ("POST", "/cookie-settings", PUBLIC),
     ("GET", "/privacy-choices", PUBLIC),
@@ -363,6 +369,7 @@ fn fill(path: &str, fixture: &Fixture) -> String {
         .replace("{username}", "author")
         .replace("{token}", "made-up-token")
         .replace("{provider}", "nowhere")
+        .replace("{evidence_id}", "999999")
 }
 
 /// How a route answered a role.

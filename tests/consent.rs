@@ -408,8 +408,15 @@ on_both_stores! {
         let refused = app.client.post(app.url("/api/v1/consent/written-opt-outs")).bearer_auth(&member_token)
             .json(&request).send().await.unwrap();
         assert_eq!(refused.status(), 403, "only administrators apply written requests");
-        app.store.set_role(user_id(app, "ada").await, "administrator").await.unwrap();
+        let ada = user_id(app, "ada").await;
+        app.store.set_role(ada, "administrator").await.unwrap();
         let admin_token = { let _ = admin_token; app.bearer("ada").await };
+        let refused = app.client.post(app.url("/api/v1/consent/written-opt-outs")).bearer_auth(&admin_token)
+            .json(&request).send().await.unwrap();
+        assert_eq!(refused.status(), 403, "an administrator without 2-step verification is refused");
+        let setup = app.state.accounts.two_factor_setup(ada, "ada").await.unwrap();
+        let code = covenant::two_factor::code_at(&setup.secret, covenant::now()).unwrap();
+        app.state.accounts.enable_two_factor(ada, &code).await.unwrap();
         let applied = app.client.post(app.url("/api/v1/consent/written-opt-outs")).bearer_auth(&admin_token)
             .json(&request).send().await.unwrap();
         assert_eq!(applied.status(), 201);

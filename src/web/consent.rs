@@ -761,8 +761,13 @@ pub async fn api_written_opt_out(
     Json(body): Json<WrittenOptOutRequest>,
 ) -> ApiResult<Response> {
     let signed_in = viewer.require()?;
-    if !signed_in.by_bearer || signed_in.user.role != "administrator" {
+    let actor = signed_in.actor();
+    if !signed_in.by_bearer || actor.role != crate::domain::Role::Administrator {
         return Err(Error::Forbidden.into());
+    }
+    // Like every staff action, it needs 2-step verification.
+    if !actor.two_factor {
+        return Err(Error::SecondFactorEnrolmentRequired.into());
     }
     let kind = WrittenOptOut::parse(&body.subject).ok_or_else(|| {
         Error::invalid(InvalidField::new(

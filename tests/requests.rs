@@ -1119,3 +1119,38 @@ on_both_stores! {
         assert!(decision.contains("Delete my data") && decision.contains("We kept only:"), "{decision}");
     }
 }
+
+on_both_stores! {
+    /// Proves: R8, R5
+    async fn a_hand_over_left_unfinished_by_a_dead_node_is_carried_out_by_the_job(app) where config: staff_review; {
+        // This node only records hand-overs, as a node that died right after committing one
+        // would have left it.
+        let token = app.member("otto").await;
+        let response = app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
+            .json(&serde_json::json!({"country": "DE", "rights": ["deletion"]}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let id = last_request_id(app).await;
+        assert_eq!(request_state(app, id).await, "in_progress");
+        assert!(app.store.user_by_username("otto").await.unwrap().is_some());
+
+        // The next node runs the request job with fulfilment at once.
+        let mut config = (*app.state.config).clone();
+        config.requests.fulfil_at_once = true;
+        let engine = covenant::fulfilment::RequestEngine::new(
+            app.state.fulfilment.clone(), app.state.policy.clone(), &config.base_url);
+        let next_node = covenant::requests::Requests::new(
+            app.store.clone(), std::sync::Arc::new(config), app.state.audit_key.clone(),
+            app.state.policy.clone(), app.state.consent.clone(),
+        ).with_fulfilment(std::sync::Arc::new(engine));
+        let round = next_node.run_due(covenant::now()).await.unwrap();
+        assert_eq!(round.completed, 0, "a hand-over younger than ten minutes may still be running");
+        let round = next_node.run_due(covenant::now() + 601).await.unwrap();
+        assert_eq!(round.completed, 1);
+        assert_eq!(request_state(app, id).await, "fulfilled");
+        assert!(app.store.user_by_username("otto").await.unwrap().is_none(), "erased");
+        let round = next_node.run_due(covenant::now() + 1_300).await.unwrap();
+        assert_eq!(round.completed, 0, "done once");
+        app.wait_for_mail("otto@example.org", "We did what you asked").await;
+    }
+}

@@ -930,6 +930,48 @@ impl Requests {
         Ok(())
     }
 
+    /// Hand-overs whose work never ran (the node died after committing the hand-over) are
+    /// carried out; ten minutes after the hand-over, so a node still working is not raced.
+    async fn finish_unfinished_hand_overs(&self, now: i64) -> Result<usize> {
+        let mut done = 0;
+        loop {
+            let ids = self
+                .store
+                .claim_unfinished_hand_overs(now, now - 600, 20)
+                .await?;
+            if ids.is_empty() {
+                return Ok(done);
+            }
+            for id in ids {
+                let Some(row) = self.store.privacy_request(id).await? else {
+                    continue;
+                };
+                let Some(submission) = self.store.submission(row.submission_id).await? else {
+                    continue;
+                };
+                let status: RequestStatus = serde_json::from_str(&row.status_json)
+                    .context("reading a stored request status")?;
+                let verified = VerifiedRequest {
+                    id: row.id,
+                    submission_id: row.submission_id,
+                    right: parse_right(&row.right_name).context("a stored right is unknown")?,
+                    jurisdiction: row.jurisdiction.parse().unwrap_or(Jurisdiction::Other),
+                    subject_user_id: submission.subject_user_id,
+                    level: status.verification().unwrap_or(VerificationLevel::None),
+                };
+                // One request that cannot be carried out must not stop the job's other work.
+                match self.complete_handed_over(&verified, &submission).await {
+                    Ok(()) => done += 1,
+                    Err(error) => tracing::error!(
+                        request_id = id,
+                        error = %format!("{error:#}"),
+                        "carrying out an unfinished hand-over failed"
+                    ),
+                }
+            }
+        }
+    }
+
     /// The second half of a hand-over: the fulfilment's own work (an erasure, an export), then
     /// its outcome recorded as the decision, with the decision's message. A request someone
     /// decided in between is left as it is.
@@ -1790,6 +1832,9 @@ impl Requests {
     /// Safe on several nodes: rows are claimed with `FOR UPDATE SKIP LOCKED`.
     pub async fn run_due(&self, now: i64) -> Result<JobRound> {
         let mut round = JobRound::default();
+        if self.config.requests.fulfil_at_once {
+            round.completed = self.finish_unfinished_hand_overs(now).await?;
+        }
         let close_after = self.config.requests.unverified_close_days * 86_400;
         let every = self.config.requests.reminder_days.max(1) * 86_400;
         loop {
@@ -1985,6 +2030,8 @@ impl Evidence {
 /// What one job round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct JobRound {
+    /// Hand-overs a node left unfinished, carried out now.
+    pub completed: usize,
     pub reminded: usize,
     pub closed: usize,
     pub overdue_alarms: usize,

@@ -773,6 +773,40 @@ impl Store {
         Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 
+    /// Requests handed to fulfilment at or before `stale_before` and still in progress, of the
+    /// rights carried out at once (a node died between the hand-over and the work): claimed by
+    /// moving their hand-over time to `now`, so another node skips them for a while.
+    pub async fn claim_unfinished_hand_overs(
+        &self,
+        now: i64,
+        stale_before: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<i64>> {
+        let sql = format!(
+            "UPDATE privacy_requests SET handed_to_fulfilment_at = $1 WHERE id IN (SELECT id FROM \
+             privacy_requests WHERE state = 'in_progress' AND handed_to_fulfilment_at IS NOT NULL \
+             AND handed_to_fulfilment_at <= $2 \
+             AND right_name IN ('deletion', 'access', 'portability') AND submission_id IN \
+             (SELECT id FROM privacy_submissions WHERE subject_user_id IS NOT NULL) \
+             ORDER BY id LIMIT $3 {}) \
+             RETURNING id",
+            self.skip_locked()
+        );
+        let mut tx = self.begin().await?;
+        let mut ids: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(stale_before)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .context("claiming unfinished hand-overs")?;
+        tx.commit()
+            .await
+            .context("claiming unfinished hand-overs")?;
+        ids.sort();
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
     /// How many open requests are due on or before `day` (for alarms and metrics).
     pub async fn count_open_due_by(&self, day: &str) -> anyhow::Result<i64> {
         let sql = format!(

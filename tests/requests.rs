@@ -1154,3 +1154,25 @@ on_both_stores! {
         app.wait_for_mail("otto@example.org", "We did what you asked").await;
     }
 }
+
+on_both_stores! {
+    /// Proves: R8, R6
+    async fn staff_who_fulfil_a_reviewed_deletion_have_it_carried_out(app) where config: staff_review; {
+        let token = app.member("pia").await;
+        let response = app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
+            .json(&serde_json::json!({"country": "DE", "rights": ["deletion"]}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let id = last_request_id(app).await;
+        assert_eq!(request_state(app, id).await, "in_progress", "waiting for review");
+        assert!(app.store.user_by_username("pia").await.unwrap().is_some());
+        let (staff, _) = privacy_officer(app, "quinn").await;
+        let path = format!("/staff/requests/{id}");
+        let response = post_form(app, &staff, &path, &format!("{path}/actions"), &[("action", "fulfil")]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(request_state(app, id).await, "fulfilled");
+        assert!(app.store.user_by_username("pia").await.unwrap().is_none(), "erased when staff fulfil");
+        let decision = app.wait_for_mail("pia@example.org", "We did what you asked").await;
+        assert!(decision.contains("We kept only:"), "{decision}");
+    }
+}

@@ -924,10 +924,34 @@ impl Requests {
         tx.commit()
             .await
             .context("handing a request to fulfilment")?;
-        if handed_over {
+        if handed_over && self.config.requests.fulfil_at_once {
             self.complete_handed_over(&verified, &submission).await?;
         }
         Ok(())
+    }
+
+    /// A request in progress, as the fulfilment sees it; `None` in any other state.
+    async fn in_progress(&self, id: i64) -> Result<Option<(VerifiedRequest, SubmissionRow)>> {
+        let Some(row) = self.store.privacy_request(id).await? else {
+            return Ok(None);
+        };
+        let status: RequestStatus =
+            serde_json::from_str(&row.status_json).context("reading a stored request status")?;
+        if status.state() != RequestState::InProgress {
+            return Ok(None);
+        }
+        let Some(submission) = self.store.submission(row.submission_id).await? else {
+            return Ok(None);
+        };
+        let verified = VerifiedRequest {
+            id: row.id,
+            submission_id: row.submission_id,
+            right: parse_right(&row.right_name).context("a stored right is unknown")?,
+            jurisdiction: row.jurisdiction.parse().unwrap_or(Jurisdiction::Other),
+            subject_user_id: submission.subject_user_id,
+            level: status.verification().unwrap_or(VerificationLevel::None),
+        };
+        Ok(Some((verified, submission)))
     }
 
     /// Hand-overs whose work never ran (the node died after committing the hand-over) are
@@ -943,21 +967,8 @@ impl Requests {
                 return Ok(done);
             }
             for id in ids {
-                let Some(row) = self.store.privacy_request(id).await? else {
+                let Some((verified, submission)) = self.in_progress(id).await? else {
                     continue;
-                };
-                let Some(submission) = self.store.submission(row.submission_id).await? else {
-                    continue;
-                };
-                let status: RequestStatus = serde_json::from_str(&row.status_json)
-                    .context("reading a stored request status")?;
-                let verified = VerifiedRequest {
-                    id: row.id,
-                    submission_id: row.submission_id,
-                    right: parse_right(&row.right_name).context("a stored right is unknown")?,
-                    jurisdiction: row.jurisdiction.parse().unwrap_or(Jurisdiction::Other),
-                    subject_user_id: submission.subject_user_id,
-                    level: status.verification().unwrap_or(VerificationLevel::None),
                 };
                 // One request that cannot be carried out must not stop the job's other work.
                 match self.complete_handed_over(&verified, &submission).await {
@@ -1382,6 +1393,25 @@ impl Requests {
 
     /// Staff decide a request: fulfilled, partly fulfilled or declined with a reason code.
     pub async fn decide(&self, staff_id: i64, request_id: i64, decision: Decision) -> Result<()> {
+        // Staff who fulfil a reviewed request have the fulfilment carry it out first (an
+        // erasure, an export); what it reports becomes the decision and its message.
+        let mut note = None;
+        let decision = match decision {
+            Decision::Fulfilled => match self.in_progress(request_id).await? {
+                Some((verified, _)) => match self.fulfilment.complete(&verified).await? {
+                    FulfilmentOutcome::PartlyDone { reason } => {
+                        Decision::PartlyFulfilled { reason }
+                    }
+                    FulfilmentOutcome::Delivered { note: text } => {
+                        note = Some(text);
+                        Decision::Fulfilled
+                    }
+                    FulfilmentOutcome::Done | FulfilmentOutcome::HandedOver => Decision::Fulfilled,
+                },
+                None => Decision::Fulfilled,
+            },
+            other => other,
+        };
         let mut tx = self.store.begin().await?;
         let row = store::request_for_update(&mut tx, &self.store, request_id)
             .await?
@@ -1395,7 +1425,7 @@ impl Requests {
                     decided_by: by,
                     on: today,
                 },
-                None,
+                note.as_deref(),
             ),
             Decision::PartlyFulfilled { reason } => (
                 Event::PartlyFulfilled {

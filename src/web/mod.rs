@@ -118,24 +118,20 @@ impl AppState {
                 &config,
             ),
             visits: crate::stats::VisitCounter::new(store.clone()),
-            requests: {
-                let requests = crate::requests::Requests::new(
-                    store.clone(),
-                    config.clone(),
-                    audit_key.clone(),
-                    policy.clone(),
-                    consent.clone(),
-                );
-                if config.requests.fulfil_at_once {
-                    requests.with_fulfilment(Arc::new(crate::fulfilment::RequestEngine::new(
-                        fulfilment.clone(),
-                        policy.clone(),
-                        &config.base_url,
-                    )))
-                } else {
-                    requests
-                }
-            },
+            // With `requests.fulfil_at_once` off, the engine still carries out what staff
+            // fulfil after review.
+            requests: crate::requests::Requests::new(
+                store.clone(),
+                config.clone(),
+                audit_key.clone(),
+                policy.clone(),
+                consent.clone(),
+            )
+            .with_fulfilment(Arc::new(crate::fulfilment::RequestEngine::new(
+                fulfilment.clone(),
+                policy.clone(),
+                &config.base_url,
+            ))),
             social: crate::social::Social::new(
                 store.clone(),
                 accounts.clone(),

@@ -650,6 +650,43 @@ pub static TABLES: &[Table] = &[
             plain("recorded_at", Int),
         ],
     ),
+    // What a member follows is theirs alone (nobody else sees it): private content.
+    owned(
+        "topic_follows",
+        "user_id",
+        "created_at",
+        &[
+            reference("user_id"),
+            personal("topic_id", Int, PRIVATE, Blank::Int(0)),
+            plain("created_at", Int),
+        ],
+    ),
+    owned(
+        "digest_subscriptions",
+        "user_id",
+        "id",
+        &[
+            plain("id", Int),
+            reference("user_id"),
+            personal("subscribed", Int, CONSENT, Blank::Int(0)),
+            plain("method", Text),
+            plain("policy_version", Text),
+            plain("text_hash", Text),
+            plain("recorded_at", Int),
+        ],
+    ),
+    // The digests sent: up to which post a member was told about the topics they follow.
+    owned(
+        "digest_sends",
+        "user_id",
+        "period",
+        &[
+            reference("user_id"),
+            plain("period", Int),
+            personal("up_to_post_id", Int, PRIVATE, Blank::Int(0)),
+            plain("sent_at", Int),
+        ],
+    ),
     nobody(
         "newsletters",
         "id",

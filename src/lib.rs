@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod consent;
 pub mod demo;
+pub mod digest;
 pub mod domain;
 pub mod error;
 pub mod feedback;

@@ -165,6 +165,13 @@ async fn marked_subject(app: &common::TestApp) -> (i64, String, Vec<(String, boo
         "INSERT INTO social_links (user_id, provider, subject, fields_received, policy_version, \
          text_hash, authorized_at, linked_at) \
          VALUES ($1, 'test-id', 'sub-1', 'subject,email', '2025.1', 'hash', 1, 1)",
+        // The followed topic's id is the marker the loop below writes into topic_follows.
+        "INSERT INTO topics (id, kind, user_id, title, slug, created_at, last_posted_at) \
+         VALUES (1917, 'discussion', $1, 'Followed', 'followed', 1, 1)",
+        "INSERT INTO topic_follows (user_id, topic_id, created_at) VALUES ($1, 1917, 1)",
+        "INSERT INTO digest_subscriptions (user_id, subscribed, method, policy_version, \
+         text_hash, recorded_at) VALUES ($1, 1, 'account_page', '2025.1', 'hash', 1)",
+        "INSERT INTO digest_sends (user_id, period, up_to_post_id, sent_at) VALUES ($1, 1, 2, 1)",
     ] {
         sqlx::query(insert).bind(id).execute(&pool).await.unwrap();
     }

@@ -8,6 +8,7 @@
 mod audit;
 mod bulk;
 mod consent;
+mod digest;
 mod forum;
 mod fulfilment;
 mod mail;
@@ -24,6 +25,7 @@ mod users;
 pub use audit::*;
 pub use bulk::*;
 pub use consent::*;
+pub use digest::*;
 pub use forum::*;
 pub use fulfilment::*;
 pub use mail::*;

@@ -63,6 +63,8 @@ pub struct AppState {
     pub visits: crate::stats::VisitCounter,
     /// Product-news subscriptions, unsubscribe tokens and newsletters.
     pub news: crate::news::News,
+    /// Followed topics, digest choices and the digest job.
+    pub digest: crate::digest::Digest,
     /// Feedback messages, published only with their sender's agreement.
     pub feedback: crate::feedback::Feedback,
     /// The privacy-request workflow.
@@ -92,6 +94,7 @@ impl AppState {
             .await?;
         let audit_key = crate::audit::AuditKey::load_or_create(&config.audit_key_path())?;
         let news = crate::news::News::open(store.clone(), &config).await?;
+        let digest = crate::digest::Digest::open(store.clone(), &config).await?;
         let config = Arc::new(config);
         let policy = crate::policy::Policies::load(store.clone(), &config).await?;
         let consent = crate::consent::Consent::new(store.clone());
@@ -152,6 +155,7 @@ impl AppState {
             fulfilment,
             consent,
             news,
+            digest,
             store,
             config,
         })
@@ -304,6 +308,8 @@ fn routes(config: &Config) -> Routes {
         .get("/c/{slug}", category)
         .get("/t/{slug}/{id}", topic)
         .post("/t/{slug}/{id}/reply", reply)
+        .post("/t/{slug}/{id}/follow", people::follow_topic)
+        .post("/t/{slug}/{id}/unfollow", people::unfollow_topic)
         .get("/new-topic", new_topic_form)
         .post("/new-topic", new_topic)
         .get("/posts/{id}/edit", edit_post_form)
@@ -323,6 +329,12 @@ fn routes(config: &Config) -> Routes {
         .post("/unsubscribe/{token}", people::unsubscribe)
         .get("/account/email", people::email_preferences)
         .post("/account/email", people::save_email_preferences)
+        .post("/account/email/digest", people::save_digest_preference)
+        .get(
+            "/digest/unsubscribe/{token}",
+            people::digest_unsubscribe_page,
+        )
+        .post("/digest/unsubscribe/{token}", people::digest_unsubscribe)
         .get("/parental-consent/{token}", people::parental_consent_page)
         .post("/parental-consent/{token}", people::give_parental_consent)
         .get(
@@ -554,6 +566,12 @@ pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<Run
     tasks.spawn(
         state
             .requests
+            .clone()
+            .run(state.mailer.clone(), watcher.clone()),
+    );
+    tasks.spawn(
+        state
+            .digest
             .clone()
             .run(state.mailer.clone(), watcher.clone()),
     );

@@ -333,6 +333,8 @@ struct TopicPage {
     unlisted: bool,
     errors: Vec<InvalidField>,
     draft: String,
+    /// For a signed-in member on a discussion: the follow or unfollow form's action and label.
+    follow: Option<(String, &'static str)>,
 }
 
 struct TopicPageInput {
@@ -375,6 +377,20 @@ async fn render_topic(
     };
     let href = topic_href(&topic);
     let blog = topic.kind == "blog";
+    let follow = match &viewer.0 {
+        Some(signed_in) if !blog => {
+            if state
+                .digest
+                .follows(signed_in.user.user_id, topic.id)
+                .await?
+            {
+                Some((format!("{href}/unfollow"), "Unfollow"))
+            } else {
+                Some((format!("{href}/follow"), "Follow"))
+            }
+        }
+        _ => None,
+    };
     Ok(TopicPage {
         layout: Layout::new(state, viewer, topic.title.clone()),
         title: topic.title.clone(),
@@ -395,6 +411,7 @@ async fn render_topic(
         unlisted,
         errors,
         draft,
+        follow,
     })
 }
 

@@ -2,6 +2,7 @@
 //! the member's email preferences, and a parent's consent for a minor's account. Also the
 //! country and state lists the registration form offers.
 
+use crate::digest::{DIGEST_OPT_IN_TEXT, DigestMethod};
 use crate::error::Error;
 use crate::news::{NEWS_OPT_IN_TEXT, NewsMethod};
 use crate::web::AppState;
@@ -121,6 +122,8 @@ pub const US_STATES: &[(&str, &str)] = &[
 struct UnsubscribePage {
     layout: Layout,
     action: String,
+    /// What the button stops.
+    what: &'static str,
 }
 
 /// The page an unsubscribe link opens: a confirm button, so that a link scanner fetching the
@@ -136,6 +139,7 @@ pub async fn unsubscribe_page(
     page(&UnsubscribePage {
         layout: Layout::new(&state, &viewer, "Leave the product-news list"),
         action: format!("/unsubscribe/{token}"),
+        what: "product news",
     })
 }
 
@@ -185,6 +189,9 @@ struct EmailPreferencesPage {
     subscribed: bool,
     since: String,
     minor_without_parent: bool,
+    digest_text: &'static str,
+    digest_subscribed: bool,
+    digest_since: String,
     notice: Option<&'static str>,
 }
 
@@ -202,6 +209,7 @@ async fn render_preferences(
         .await?
         .ok_or(Error::NotFound("member"))?;
     let year = time::OffsetDateTime::now_utc().year() as i64;
+    let digest_since = state.digest.subscribed_since(user_id).await?;
     page(&EmailPreferencesPage {
         layout: Layout::new(state, viewer, "Email preferences"),
         news_text: NEWS_OPT_IN_TEXT,
@@ -209,6 +217,9 @@ async fn render_preferences(
         since: choice.map(|c| date(c.recorded_at)).unwrap_or_default(),
         minor_without_parent: year - facts.birth_year <= crate::news::NEWS_ADULT_AGE
             && facts.parent_allows_news == 0,
+        digest_text: DIGEST_OPT_IN_TEXT,
+        digest_subscribed: digest_since.is_some(),
+        digest_since: digest_since.map(date).unwrap_or_default(),
         notice,
     })
 }
@@ -245,6 +256,137 @@ pub async fn save_email_preferences(
         )
         .await?;
     render_preferences(&state, &viewer, Some("Your choice is saved.")).await
+}
+
+#[derive(Deserialize)]
+pub struct DigestPreferenceForm {
+    #[serde(default)]
+    csrf: String,
+    /// Present only when the box is ticked; it is never pre-ticked for a member who did not
+    /// ask.
+    #[serde(default)]
+    digest: Option<String>,
+}
+
+/// The digest choice, a form of its own so that saving product news never changes it.
+pub async fn save_digest_preference(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(form): Form<DigestPreferenceForm>,
+) -> PageResult {
+    let signed_in = viewer.require()?;
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let policy = state.policy.current().await?;
+    state
+        .digest
+        .choose(
+            signed_in.user.user_id,
+            form.digest.is_some(),
+            DigestMethod::AccountPage,
+            policy.policy.version(),
+        )
+        .await?;
+    render_preferences(&state, &viewer, Some("Your choice is saved.")).await
+}
+
+/// The page a digest's unsubscribe link opens: a confirm button, so that a link scanner
+/// fetching the URL turns nothing off.
+pub async fn digest_unsubscribe_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(token): Path<String>,
+) -> PageResult {
+    if state.digest.token_user(&token).is_none() {
+        return Err(Error::InvalidToken.into());
+    }
+    page(&UnsubscribePage {
+        layout: Layout::new(&state, &viewer, "Stop the digest of followed topics"),
+        action: format!("/digest/unsubscribe/{token}"),
+        what: "the digest of topics you follow",
+    })
+}
+
+/// The digest's one-click unsubscribe (RFC 8058), like the product-news one: the signed
+/// token is the proof, so no session and no anti-forgery token are asked.
+pub async fn digest_unsubscribe(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> PageResult {
+    let form: OneClick = decode_form(&body).unwrap_or_default();
+    let method = if form.list_unsubscribe == "One-Click" {
+        DigestMethod::OneClick
+    } else {
+        DigestMethod::UnsubscribePage
+    };
+    let policy = state.policy.current().await?;
+    state
+        .digest
+        .unsubscribe(&token, method, policy.policy.version())
+        .await?;
+    page(&crate::web::pages::MessagePage {
+        layout: Layout::new(&state, &viewer, "The digest is off"),
+        paragraphs: vec![
+            "You will get no more digests of the topics you follow. You still follow them, \
+             and can ask for the digest again from your email preferences."
+                .into(),
+        ],
+        link: Some(("/".into(), "Go to the forum".into())),
+    })
+}
+
+/// Follows the topic for the signed-in member and goes back to it.
+pub async fn follow_topic(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+    Form(form): Form<CsrfOnly>,
+) -> PageResult {
+    set_follow(state, viewer, headers, slug, id, form, true).await
+}
+
+pub async fn unfollow_topic(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+    Form(form): Form<CsrfOnly>,
+) -> PageResult {
+    set_follow(state, viewer, headers, slug, id, form, false).await
+}
+
+async fn set_follow(
+    state: AppState,
+    viewer: Viewer,
+    headers: HeaderMap,
+    slug: String,
+    id: String,
+    form: CsrfOnly,
+    follow: bool,
+) -> PageResult {
+    let signed_in = viewer.require()?;
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let id: i64 = id.parse().map_err(|_| Error::NotFound("topic"))?;
+    let topic = state
+        .store
+        .topic_by_id(id)
+        .await?
+        .filter(|topic| topic.kind == "discussion" && topic.slug == slug)
+        .ok_or(Error::NotFound("topic"))?;
+    let actor = signed_in.actor();
+    if !crate::forum::may_see_topic(&topic, Some(&actor)) {
+        return Err(Error::NotFound("topic").into());
+    }
+    let user_id = signed_in.user.user_id;
+    if follow {
+        state.digest.follow(user_id, topic.id).await?;
+    } else {
+        state.digest.unfollow(user_id, topic.id).await?;
+    }
+    Ok(see_other(&format!("/t/{}/{}", topic.slug, topic.id)))
 }
 
 #[derive(Template)]

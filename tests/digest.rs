@@ -129,6 +129,18 @@ on_both_stores! {
         assert!(mail.contains(&url), "the body carries the same link");
         assert_eq!(digests_to(app, "fan@example.org"), 1);
         assert_eq!(digests_to(app, "lurker@example.org"), 0, "following alone sends nothing");
+        // Unfollowing is a button too, and CSRF-checked.
+        let page = app.page(&lurker, &path).await;
+        let forged = lurker.post(app.url(&format!("{path}/unfollow")))
+            .form(&[("csrf", "wrong")]).send().await.unwrap();
+        assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+        let response = lurker.post(app.url(&format!("{path}/unfollow")))
+            .form(&[("csrf", csrf_of(&page).as_str())]).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert!(!app.state.digest.follows(lurker_user.id, topic_id).await.unwrap());
+        assert!(app.page(&lurker, &path).await.contains(">Follow</button>"));
+        // Visitors see no follow button.
+        assert!(!app.page(&app.new_client(), &path).await.contains("Follow</button>"));
 
         // What a mail provider does: a POST with no cookie, no session and no form token.
         let provider = reqwest::Client::new();

@@ -434,3 +434,74 @@ async fn a_member_links_and_unlinks_a_provider_after_seeing_what_it_gives_on_sql
     assert!(app.store.social_links_of(user.id).await.unwrap().is_empty());
     app.stop().await;
 }
+
+/// Registers a passwordless account through the provider, signs in afresh with the provider and
+/// asks for deletion from the account page: the session is the proof, and the erasure runs.
+async fn provider_account_deletes_itself(backend: common::Backend) {
+    let provider = TestProvider::start().await;
+    let Some(app) = app_with(backend, &provider).await else {
+        return;
+    };
+    let browser = app.new_client();
+    let callback = authorize(&app, &browser, &provider, "ren-7", "code-a").await;
+    let response = browser.get(&callback).send().await.unwrap();
+    let complete = response.headers()["location"].to_str().unwrap().to_string();
+    let form = app.page(&browser, &complete).await;
+    let response = browser
+        .post(app.url(&complete))
+        .form(&[
+            ("csrf", csrf_of(&form).as_str()),
+            ("username", "ren"),
+            ("email", "ren-7@provider.example"),
+            ("country", "GB"),
+            ("birth_year", "1990"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let user = app.store.user_by_username("ren").await.unwrap().unwrap();
+    assert!(user.password_hash.is_empty(), "no password");
+
+    let fresh = app.new_client();
+    let callback = authorize(&app, &fresh, &provider, "ren-7", "code-b").await;
+    let response = fresh.get(&callback).send().await.unwrap();
+    assert_eq!(response.headers()["location"], "/");
+    let page = app.page(&fresh, "/account/privacy").await;
+    let response = fresh
+        .post(app.url("/account/privacy/requests"))
+        .form(&[
+            ("csrf", csrf_of(&page).as_str()),
+            ("right", "deletion"),
+            ("jurisdiction", "uk"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(
+        app.store.user_by_username("ren").await.unwrap().is_none(),
+        "the account is erased"
+    );
+    assert!(
+        app.store.social_links_of(user.id).await.unwrap().is_empty(),
+        "its link is gone"
+    );
+    assert!(
+        signed_in_as(&app, &fresh).await.is_none(),
+        "its session ended"
+    );
+    app.stop().await;
+}
+
+/// Proves: F5, R8
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_without_a_password_deletes_itself_after_a_fresh_provider_sign_in_on_sqlite() {
+    provider_account_deletes_itself(common::Backend::Sqlite).await;
+}
+
+/// Proves: F5, R8
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_without_a_password_deletes_itself_after_a_fresh_provider_sign_in_on_postgres() {
+    provider_account_deletes_itself(common::Backend::Postgres).await;
+}

@@ -20,6 +20,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use time::OffsetDateTime;
 
+mod cache;
+pub use cache::SYNC_INTERVAL;
+use cache::{RecordCache, Standing};
+
 /// The first sentence of the banner and of the Cookie Settings page; part of the hashed notice.
 pub const COOKIE_NOTICE_INTRO: &str = "This forum needs one cookie to work. Anything optional \
     stays off until you choose, and you can change your mind at any time on the Cookie Settings \
@@ -347,6 +351,8 @@ pub struct Consent {
     /// Published versions never change, so neither does the verdict for a pair of them: the
     /// diff is computed once per pair and process, never per request.
     verdicts: Arc<RwLock<Verdicts>>,
+    /// Standing records of recent subjects, shared by every clone (see `cache`).
+    cache: Arc<RecordCache>,
 }
 
 impl Consent {
@@ -354,7 +360,24 @@ impl Consent {
         Self {
             store,
             verdicts: Arc::default(),
+            cache: Arc::default(),
         }
+    }
+
+    /// One round of looking for consent records and policy versions written by other processes
+    /// (other nodes, the command line); the server runs it every [`SYNC_INTERVAL`].
+    pub async fn sync(&self) -> Result<()> {
+        Ok(self.cache.sync(&self.store).await?)
+    }
+
+    /// Forgets every subject's standing records; the next request of each reads them again.
+    pub fn forget_cached(&self) {
+        self.cache.clear();
+    }
+
+    /// How many subjects' standing records are held in memory.
+    pub fn cached_subjects(&self) -> usize {
+        self.cache.held()
     }
 
     /// Which categories the changes from the policy `recorded_under` to the one in force ask
@@ -605,11 +628,22 @@ impl Consent {
         &self,
         subject: &ConsentSubject,
     ) -> Result<(Vec<ConsentRecord>, Option<Option<i64>>)> {
+        let key = subject.to_string();
+        let today = crate::policy::today();
+        let ticket = match self.cache.get(&key, &today) {
+            Ok(standing) => return Ok((standing.records, standing.in_force)),
+            Err(ticket) => ticket,
+        };
         let (rows, in_force) = self
             .store
-            .consent_records_and_policy_in_force(&subject.to_string(), &crate::policy::today())
+            .consent_records_and_policy_in_force(&key, &today)
             .await?;
-        Ok((parse_rows(&rows)?, in_force))
+        let standing = Standing {
+            records: parse_rows(&rows)?,
+            in_force,
+        };
+        self.cache.keep(ticket, &key, &today, &standing);
+        Ok((standing.records, standing.in_force))
     }
 
     pub async fn records(&self, subject: &ConsentSubject) -> Result<Vec<ConsentRecord>> {
@@ -653,6 +687,7 @@ impl Consent {
             return Ok(None);
         }
         tx.commit().await.context("recording a GPC signal")?;
+        self.cache.evict([key.as_str()]);
         tracing::info!(subject_kind = subject_kind(subject), "GPC signal recorded");
         Ok(Some(record))
     }
@@ -685,6 +720,8 @@ impl Consent {
             }
         }
         tx.commit().await.context("recording consent choices")?;
+        let keys: Vec<String> = subjects.iter().map(ToString::to_string).collect();
+        self.cache.evict(keys.iter().map(String::as_str));
         tracing::info!(
             n_records = records.len(),
             method = method.as_str(),
@@ -767,6 +804,8 @@ impl Consent {
             .await?;
         }
         tx.commit().await.context("merging consent at sign-in")?;
+        let keys: Vec<String> = writes.iter().map(|(s, ..)| s.to_string()).collect();
+        self.cache.evict(keys.iter().map(String::as_str));
         tracing::info!(
             user_id,
             n_records = writes.len(),

@@ -63,9 +63,13 @@ async fn publish_version(
     effective: &str,
 ) -> covenant::policy::Published {
     let starting = app.state.policy.starting().clone();
-    publish(&app.store, &starting, text, "policy.toml", day(effective))
+    let published = publish(&app.store, &starting, text, "policy.toml", day(effective))
         .await
-        .unwrap()
+        .unwrap();
+    // Versions are published by `covenant policy publish`, another process: the server finds
+    // them at its next consent sync (every half second), run here at once.
+    app.state.consent.sync().await.unwrap();
+    published
 }
 
 /// The banner's sentence naming what a policy change asks again for.
@@ -566,5 +570,61 @@ on_both_stores! {
             .bearer_auth(&member).send().await.unwrap().json().await.unwrap();
         assert_eq!(decision["reason"], "no_choice");
         assert!(app.page(&visitor, "/").await.contains(BANNER), "and the device's grants too");
+    }
+}
+
+/// A second server over the same store and data folder: another node of the same forum.
+async fn second_node(app: &TestApp) -> TestApp {
+    let (data_dir, database_url) = (
+        app.data_dir.path().to_path_buf(),
+        app.state.config.database_url.clone(),
+    );
+    common::spawn_app_with(app.backend, move |config| {
+        config.data_dir = data_dir;
+        config.database_url = database_url;
+    })
+    .await
+    .expect("the first node's store is reachable")
+}
+
+/// Polls `node`'s home page as `visitor` until `holds` says yes, for at most five seconds
+/// (ten consent sync intervals).
+async fn home_until(
+    node: &TestApp,
+    visitor: &reqwest::Client,
+    holds: impl Fn(&str) -> bool,
+) -> bool {
+    for _ in 0..50 {
+        if holds(&node.page(visitor, "/").await) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+on_both_stores! {
+    /// Pages are served from each node's cached consent records; a choice made on one node
+    /// reaches the pages of the other within the sync interval, and the node it was made on at
+    /// once, withdrawal included.
+    /// Proves: C1, C2
+    async fn a_choice_made_on_one_node_reaches_the_pages_of_the_other(app) {
+        let other = second_node(app).await;
+        let visitor = app.new_client();
+        banner(app, &visitor, "reject_all").await;
+        let home = other.page(&visitor, "/").await;
+        assert!(!home.contains(ANALYTICS_TAG) && !home.contains(BANNER), "the other node knows the refusal");
+        assert!(other.state.consent.cached_subjects() > 0, "the other node holds the visitor's records in memory");
+
+        save_settings(app, &visitor, &[("analytics", "granted")]).await;
+        assert!(app.page(&visitor, "/").await.contains(ANALYTICS_TAG), "the node that recorded the grant follows it at once");
+        assert!(home_until(&other, &visitor, |home| home.contains(ANALYTICS_TAG)).await,
+            "the grant reaches the other node within its sync interval");
+
+        save_settings(&other, &visitor, &[("analytics", "denied")]).await;
+        assert!(!other.page(&visitor, "/").await.contains(ANALYTICS_TAG), "a withdrawal counts at once where it was made");
+        assert!(home_until(app, &visitor, |home| !home.contains(ANALYTICS_TAG)).await,
+            "and on the other node within its sync interval");
+        other.stop().await;
     }
 }

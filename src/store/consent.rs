@@ -136,6 +136,39 @@ impl Store {
         Ok(found.is_some())
     }
 
+    /// The highest consent record id (0 when there is none): where the consent cache's sync
+    /// starts.
+    pub async fn latest_consent_record_id(&self) -> anyhow::Result<i64> {
+        let (id,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(id), 0) FROM consent_records")
+            .fetch_one(self.pool())
+            .await
+            .context("reading the latest consent record id")?;
+        Ok(id)
+    }
+
+    /// Records above `after`, by id, with their subject: what the consent cache must forget.
+    pub async fn consent_records_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<(i64, String)>> {
+        sqlx::query_as("SELECT id, subject FROM consent_records WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .context("reading recent consent records")
+    }
+
+    /// The highest published policy version id (0 when none is published).
+    pub async fn latest_policy_version_id(&self) -> anyhow::Result<i64> {
+        let (id,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(id), 0) FROM policy_versions")
+            .fetch_one(self.pool())
+            .await
+            .context("reading the latest policy version id")?;
+        Ok(id)
+    }
+
     /// The birth year of an account, for the age rules; `None` if there is no such account.
     pub async fn birth_year_of(&self, user_id: i64) -> anyhow::Result<Option<i64>> {
         let found: Option<(i64,)> = sqlx::query_as("SELECT birth_year FROM users WHERE id = $1")

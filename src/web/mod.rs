@@ -587,6 +587,20 @@ pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<Run
             watcher.clone(),
         ));
     }
+    // Consent choices written by other nodes reach this node's cached records within the
+    // consent sync interval.
+    let (consent, mut consent_watcher) = (state.consent.clone(), watcher.clone());
+    tasks.spawn(async move {
+        loop {
+            if let Err(error) = consent.sync().await {
+                tracing::error!(error = %format!("{error:#}"), "syncing consent records failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(crate::consent::SYNC_INTERVAL) => {}
+                _ = consent_watcher.wait_for(|stop| *stop) => break,
+            }
+        }
+    });
     // Export archives are personal data: their files go as soon as their link expires.
     // Rate-limit counters go a day after their last event, with the same rhythm.
     let (fulfilment, mut purge_watcher) = (state.fulfilment.clone(), watcher);

@@ -261,6 +261,9 @@ pub struct MailConfig {
     pub smtp_security: SmtpSecurity,
     /// Seconds between two looks at the outbox when nothing wakes the worker.
     pub poll_seconds: u64,
+    /// Seconds a worker holds the messages it claimed; a message still unsent when its claim
+    /// lapses (the node died mid-send) is sent again, by any node.
+    pub lease_seconds: u64,
     /// Whether this server delivers the outbox. With several nodes on one PostgreSQL, nodes
     /// that only serve pages may leave delivery to the others; at least one must deliver.
     pub worker: bool,
@@ -376,6 +379,7 @@ impl Default for MailConfig {
             smtp_password: String::new(),
             smtp_security: SmtpSecurity::Starttls,
             poll_seconds: 5,
+            lease_seconds: 120,
             worker: true,
         }
     }

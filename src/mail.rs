@@ -199,10 +199,10 @@ pub struct Mailer {
     transport: Arc<Transport>,
     from: Mailbox,
     poll: Duration,
+    lease_seconds: i64,
     wake: Arc<Notify>,
 }
 
-const LEASE_SECONDS: i64 = 120;
 const BATCH: i64 = 50;
 
 impl Mailer {
@@ -242,6 +242,7 @@ impl Mailer {
             transport: Arc::new(transport),
             from,
             poll: Duration::from_secs(config.mail.poll_seconds.max(1)),
+            lease_seconds: config.mail.lease_seconds.clamp(1, 86_400) as i64,
             wake: Arc::new(Notify::new()),
         })
     }
@@ -258,7 +259,7 @@ impl Mailer {
             let now = crate::now();
             let batch = self
                 .store
-                .claim_due_mail(now, now + LEASE_SECONDS, BATCH)
+                .claim_due_mail(now, now + self.lease_seconds, BATCH)
                 .await?;
             if batch.is_empty() {
                 return Ok(sent);

@@ -60,6 +60,22 @@ enum Command {
         /// Address and port to listen on [default: 127.0.0.1:8080].
         #[arg(long, env = "COVENANT_BIND", value_name = "ADDR")]
         bind: Option<String>,
+        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+        #[arg(
+            long,
+            env = "COVENANT_TLS_CERT",
+            value_name = "PEM",
+            requires = "tls_key"
+        )]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --tls-cert.
+        #[arg(
+            long,
+            env = "COVENANT_TLS_KEY",
+            value_name = "PEM",
+            requires = "tls_cert"
+        )]
+        tls_key: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -438,11 +454,21 @@ async fn subject_command(file: Option<&PathBuf>, command: SubjectCommand) -> any
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = cli.config.as_ref();
     match cli.command {
-        Command::Serve { bind, store } => {
+        Command::Serve {
+            bind,
+            tls_cert,
+            tls_key,
+            store,
+        } => {
             let mut config = config_with(file, &store)?;
             if let Some(bind) = bind {
                 config.bind = bind;
             }
+            if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
+                config.tls_cert = cert;
+                config.tls_key = key;
+            }
+            config.validate()?;
             crate::web::serve(config).await
         }
         Command::Backup { out, store } => {

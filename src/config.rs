@@ -27,6 +27,11 @@ pub struct Config {
     pub db_max_connections: u32,
     /// Take the client's address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Serve HTTPS natively: the certificate chain (PEM). Set together with `tls_key`; both
+    /// empty (the default) serves plain HTTP, for a proxy that terminates TLS or development.
+    pub tls_cert: PathBuf,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    pub tls_key: PathBuf,
     pub argon2: Argon2Config,
     pub session: SessionConfig,
     pub mail: MailConfig,
@@ -242,7 +247,8 @@ pub struct Argon2Config {
 pub struct SessionConfig {
     /// How long a sign-in lasts without activity, in days.
     pub max_age_days: i64,
-    /// Mark cookies `Secure`. Defaults to true when `base_url` starts with `https://`.
+    /// Mark cookies `Secure`. Defaults to true when `base_url` starts with `https://` or the
+    /// server speaks TLS itself (`tls_cert`).
     pub secure_cookies: Option<bool>,
 }
 
@@ -333,6 +339,8 @@ impl Default for Config {
             max_body_bytes: 256 * 1024,
             db_max_connections: 8,
             trust_forwarded_for: false,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
             argon2: Argon2Config::default(),
             session: SessionConfig::default(),
             mail: MailConfig::default(),
@@ -439,6 +447,9 @@ impl Config {
         if !self.base_url.starts_with("http://") && !self.base_url.starts_with("https://") {
             bail!("base_url must start with http:// or https://");
         }
+        if self.tls_cert.as_os_str().is_empty() != self.tls_key.as_os_str().is_empty() {
+            bail!("tls_cert and tls_key go together: set both to serve HTTPS, or neither");
+        }
         if self.mail.transport == MailTransportKind::Smtp && self.mail.smtp_host.is_empty() {
             bail!("mail.smtp_host is required when mail.transport is smtp");
         }
@@ -508,7 +519,12 @@ impl Config {
     pub fn secure_cookies(&self) -> bool {
         self.session
             .secure_cookies
-            .unwrap_or_else(|| self.base_url.starts_with("https://"))
+            .unwrap_or_else(|| self.base_url.starts_with("https://") || self.native_tls())
+    }
+
+    /// Whether the server answers HTTPS itself (`tls_cert` and `tls_key` are set).
+    pub fn native_tls(&self) -> bool {
+        !self.tls_cert.as_os_str().is_empty() && !self.tls_key.as_os_str().is_empty()
     }
 
     /// Where the audit log's key is kept.
@@ -520,8 +536,9 @@ impl Config {
         }
     }
 
-    /// Whether the forum is reached over TLS (an `https://` base URL, or cookies forced
-    /// `Secure` behind a proxy that terminates TLS): browsers are then told to use nothing else.
+    /// Whether the forum is reached over TLS (native TLS, an `https://` base URL, or cookies
+    /// forced `Secure` behind a proxy that terminates TLS): browsers are then told to use
+    /// nothing else (HSTS). A plain-HTTP server with an `http://` base URL never sends it.
     pub fn served_over_tls(&self) -> bool {
         self.secure_cookies()
     }

@@ -19,6 +19,7 @@ pub mod security;
 pub mod social;
 pub mod staff;
 pub mod theme;
+pub mod tls;
 
 use crate::accounts::Accounts;
 use crate::config::Config;
@@ -33,6 +34,7 @@ use axum::http::Method;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, post};
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -540,26 +542,52 @@ impl RunningServer {
     }
 }
 
-/// Starts serving on `listener` with the mail worker beside it.
+/// Starts serving on `listener` with the mail worker beside it: HTTPS when the configuration
+/// names a certificate and key (an unreadable or invalid one is an error here, before anything
+/// is served), plain HTTP otherwise.
 pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<RunningServer> {
     let local_addr = listener
         .local_addr()
         .context("reading the listening address")?;
+    let tls = if state.config.native_tls() {
+        Some(tls::server_config(
+            &state.config.tls_cert,
+            &state.config.tls_key,
+        )?)
+    } else {
+        None
+    };
     let (shutdown, watcher) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let mut http_watcher = watcher.clone();
-    tasks.spawn(async move {
-        let stopping = async move {
-            let _ = http_watcher.wait_for(|stop| *stop).await;
-        };
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopping)
-            .await
-        {
-            tracing::error!(%error, "the HTTP server stopped with an error");
+    let stopping = async move {
+        let _ = http_watcher.wait_for(|stop| *stop).await;
+    };
+    match tls {
+        Some(tls) => {
+            // `tap_io` (doing nothing) lends the listener axum's `ConnectInfo<SocketAddr>`.
+            let listener = tls::TlsListener::new(listener, tls)?.tap_io(|_| {});
+            tasks.spawn(async move {
+                if let Err(error) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopping)
+                    .await
+                {
+                    tracing::error!(%error, "the HTTPS server stopped with an error");
+                }
+            });
         }
-    });
+        None => {
+            tasks.spawn(async move {
+                if let Err(error) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopping)
+                    .await
+                {
+                    tracing::error!(%error, "the HTTP server stopped with an error");
+                }
+            });
+        }
+    }
     if state.config.mail.worker {
         tasks.spawn(state.mailer.clone().run(watcher.clone()));
     }
@@ -664,7 +692,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {bind}"))?;
     let server = start(state, listener).await?;
     tracing::info!(address = %server.local_addr, "Covenant is serving");
-    println!("Covenant is serving on http://{}", server.local_addr);
+    let scheme = if server.state.config.native_tls() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("Covenant is serving on {scheme}://{}", server.local_addr);
     let stop = server.shutdown_handle();
     tokio::spawn(async move {
         signal.await;

@@ -57,8 +57,11 @@ pub enum AuditKind {
     DataErased,
     /// A staff read of personal data through the purpose gate (not built yet).
     PersonalDataRead,
-    /// A disclosure to a third party or an authority (not built yet).
+    /// A disclosure of a member's data to a third party or an authority (A3): the record's
+    /// number, the legal basis, the categories, and whether the member was told.
     Disclosure,
+    /// The law no longer forbids telling the member of a disclosure: they were told then.
+    DisclosureNoticeAllowed,
     /// A member closed their account, or staff did: the relationship ended (T1).
     AccountClosed,
     /// The sweep restricted records to storage and security (T2).
@@ -94,7 +97,7 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 43] = [
+    pub const ALL: [AuditKind; 44] = [
         Self::AccountRegistered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -121,6 +124,7 @@ impl AuditKind {
         Self::SocialUnlinked,
         Self::PersonalDataRead,
         Self::Disclosure,
+        Self::DisclosureNoticeAllowed,
         Self::AccountClosed,
         Self::DataRestricted,
         Self::DataDeleted,
@@ -141,7 +145,7 @@ impl AuditKind {
     ];
 
     /// Kinds kept for work that is planned but not built; nothing writes them yet.
-    pub const RESERVED: [AuditKind; 2] = [Self::PersonalDataRead, Self::Disclosure];
+    pub const RESERVED: [AuditKind; 1] = [Self::PersonalDataRead];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -171,6 +175,7 @@ impl AuditKind {
             Self::SocialUnlinked => "social_unlinked",
             Self::PersonalDataRead => "personal_data_read",
             Self::Disclosure => "disclosure",
+            Self::DisclosureNoticeAllowed => "disclosure_notice_allowed",
             Self::AccountClosed => "account_closed",
             Self::DataRestricted => "data_restricted",
             Self::DataDeleted => "data_deleted",
@@ -220,6 +225,8 @@ pub enum Detail {
     Category(String),
     Hold(i64),
     SweepRun(i64),
+    /// A disclosure record, by number.
+    Disclosure(i64),
 }
 
 impl Detail {
@@ -262,6 +269,7 @@ impl Detail {
             }
             Self::Hold(id) => format!("hold={id}"),
             Self::SweepRun(id) => format!("sweep_run={id}"),
+            Self::Disclosure(id) => format!("disclosure={id}"),
         }
     }
 }

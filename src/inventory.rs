@@ -249,7 +249,7 @@ const fn owned(
     }
 }
 
-/// Every table of the schema (migrations 0001 to 0015).
+/// Every table of the schema (migrations 0001 to 0019).
 pub static TABLES: &[Table] = &[
     nobody(
         "settings",
@@ -935,6 +935,32 @@ pub static TABLES: &[Table] = &[
             plain("created_at", Int),
             reference("released_by"),
             plain("released_at", Int),
+        ],
+    },
+    // Disclosures to third parties and authorities (A3, 0019): evidence of the forum's
+    // accountability, kept by erasure like the request records. A record whose notice the law
+    // forbids is left out of the subject's rows (so out of their export) while it is so marked.
+    Table {
+        name: "disclosures",
+        link: Link::Through {
+            column: "id",
+            ids: "SELECT id FROM disclosures WHERE subject_user_id = $1 AND notice_forbidden = 0",
+        },
+        rows: Rows::Evidence,
+        key: "id",
+        tombstone: None,
+        columns: &[
+            plain("id", Int),
+            reference("subject_user_id"),
+            plain("legal_basis", Text),
+            personal("requesting_body", Text, REQUESTS, Blank::Text("")),
+            personal("reference", Text, REQUESTS, Blank::Text("")),
+            plain("categories", Text),
+            plain("disclosed_on", Text),
+            plain("notice_forbidden", Int),
+            reference("approved_by"),
+            plain("created_at", Int),
+            plain("notified_at", Int),
         ],
     },
     nobody(

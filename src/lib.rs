@@ -12,6 +12,7 @@ pub mod config;
 pub mod consent;
 pub mod demo;
 pub mod digest;
+pub mod disclosures;
 pub mod domain;
 pub mod error;
 pub mod feedback;

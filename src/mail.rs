@@ -127,6 +127,38 @@ impl Mail {
         }
     }
 
+    /// Tells a member that their data was disclosed to a third party or an authority (A3).
+    #[allow(clippy::too_many_arguments)]
+    pub fn disclosure_notice(
+        site: &str,
+        username: &str,
+        basis: &str,
+        recipient: &str,
+        reference: &str,
+        categories: &[String],
+        day: &str,
+        link: &str,
+    ) -> Self {
+        let reference = if reference.is_empty() {
+            String::new()
+        } else {
+            format!(" (their reference: {reference})")
+        };
+        let list: String = categories.iter().map(|c| format!("- {c}\n")).collect();
+        Self {
+            subject: format!("{site} disclosed some of your data"),
+            body: format!(
+                "Hello {username},\n\n\
+                 On {day}, {site} disclosed some of your personal data to {recipient}{reference}, \
+                 in response to {basis}. Our privacy policy allows this only on such a basis, \
+                 and every disclosure is recorded.\n\n\
+                 The data disclosed was of these kinds:\n\n{list}\n\
+                 The record is part of the copy of your data you can ask for on your privacy \
+                 page, where you can also exercise your other rights:\n\n{link}\n"
+            ),
+        }
+    }
+
     /// Queues the message in the caller's transaction. Returns false if `key` was queued before.
     pub async fn enqueue(
         &self,

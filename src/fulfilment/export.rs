@@ -407,6 +407,7 @@ pub async fn build_archive(
         "right_to_know": answer,
         "consent_records": receipts.len(),
         "request_records": "Privacy requests are recorded under the category user.privacy_request.details above, where any exist.",
+        "disclosure_records": "Disclosures of your data to authorities or third parties (table disclosures: legal basis, recipient, categories disclosed, day) are recorded under the category user.privacy_request.details above, where any exist.",
         "files": files,
     });
     writer

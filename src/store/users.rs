@@ -84,6 +84,16 @@ pub async fn insert_user(tx: &mut Tx, user: &NewUser<'_>) -> anyhow::Result<i64>
     Ok(id)
 }
 
+/// A user read inside the caller's transaction.
+pub async fn user_by_id_in(tx: &mut Tx, id: i64) -> anyhow::Result<Option<UserRow>> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .context("reading a user by id")
+}
+
 impl Store {
     pub async fn user_by_id(&self, id: i64) -> anyhow::Result<Option<UserRow>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");

@@ -75,6 +75,8 @@ pub struct AppState {
     pub fulfilment: crate::fulfilment::Fulfilment,
     /// Social sign-in providers, flows and links.
     pub social: crate::social::Social,
+    /// The log of disclosures to third parties and authorities (A3).
+    pub disclosures: crate::disclosures::Disclosures,
 }
 
 impl AppState {
@@ -117,6 +119,12 @@ impl AppState {
         let accounts = Accounts::new(store.clone(), config.clone(), audit_key.clone())?;
         Ok(Self {
             retention: crate::retention::Retention::new(
+                store.clone(),
+                audit_key.clone(),
+                policy.clone(),
+                &config,
+            ),
+            disclosures: crate::disclosures::Disclosures::new(
                 store.clone(),
                 audit_key.clone(),
                 policy.clone(),
@@ -377,6 +385,12 @@ fn routes(config: &Config) -> Routes {
         .get("/staff/holds", retention::staff_holds)
         .post("/staff/holds", retention::place_hold)
         .post("/staff/holds/{id}/release", retention::release_hold)
+        .get("/staff/disclosures", staff::staff_disclosures)
+        .post("/staff/disclosures", staff::record_disclosure)
+        .post(
+            "/staff/disclosures/{id}/notify",
+            staff::allow_disclosure_notice,
+        )
         .get("/account/close", retention::close_form)
         .post("/account/close", retention::close_account)
         .get("/stats", retention::stats_page)

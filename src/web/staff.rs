@@ -1,8 +1,11 @@
 //! Staff pages: the audit log, for administrators who have turned on 2-step verification
 //! (viewing the log is itself recorded in it), and the queue of posts the spam and unsafe-link
-//! check held, where moderators release or hide each one.
+//! check held, where moderators release or hide each one; and the disclosure log of privacy
+//! staff (`/staff/disclosures`, promise A3).
 
 use crate::audit::{self, AuditKind, Event};
+use crate::disclosures::{DisclosureRequest, LegalBasis};
+use crate::domain::InvalidField;
 use crate::error::Error;
 use crate::forum::HeldDecision;
 use crate::spam::HoldReason;
@@ -11,10 +14,10 @@ use crate::web::AppState;
 use crate::web::auth::{Viewer, check_form};
 use crate::web::error::PageResult;
 use crate::web::forms::Form;
-use crate::web::pages::{Layout, date, page, see_other};
+use crate::web::pages::{Layout, date, page, page_with_status, see_other};
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
 /// Held posts shown at once, oldest first; deciding on them brings the next ones.
@@ -288,4 +291,181 @@ pub async fn hide_held_post(
     Form(form): Form<DecisionForm>,
 ) -> PageResult {
     decide(state, viewer, headers, id, form, HeldDecision::Hide).await
+}
+
+// ---------------------------------------------------------------------------------------
+// The disclosure log (promise A3): privacy officers and administrators record each
+// disclosure of a member's data to a third party or an authority, and list them.
+
+/// Privacy officers and administrators, with 2-step verification.
+fn require_privacy_staff(viewer: &Viewer) -> Result<i64, Error> {
+    let signed_in = viewer.require()?;
+    signed_in.actor().require_privacy_staff()?;
+    Ok(signed_in.user.user_id)
+}
+
+#[derive(Deserialize, Default)]
+pub struct DisclosureForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    legal_basis: String,
+    #[serde(default)]
+    requesting_body: String,
+    #[serde(default)]
+    reference: String,
+    #[serde(default)]
+    categories: String,
+    #[serde(default)]
+    disclosed_on: String,
+    /// A checkbox: present ("1") when the law forbids telling the member.
+    #[serde(default)]
+    notice_forbidden: String,
+}
+
+struct DisclosureLine {
+    id: i64,
+    subject: i64,
+    basis: &'static str,
+    requesting_body: String,
+    reference: String,
+    categories: String,
+    disclosed_on: String,
+    approved_by: i64,
+    notice: String,
+    /// The law forbids telling the member (staff may lift it once it no longer does).
+    gagged: bool,
+}
+
+#[derive(Template)]
+#[template(path = "staff/disclosures.html")]
+struct DisclosuresPage {
+    layout: Layout,
+    disclosures: Vec<DisclosureLine>,
+    bases: Vec<(&'static str, &'static str)>,
+    category_keys: Vec<String>,
+    form: DisclosureForm,
+    errors: Vec<InvalidField>,
+}
+
+async fn disclosures_page(
+    state: &AppState,
+    viewer: &Viewer,
+    form: DisclosureForm,
+    errors: Vec<InvalidField>,
+) -> Result<DisclosuresPage, Error> {
+    let disclosures = state
+        .disclosures
+        .list()
+        .await?
+        .into_iter()
+        .map(|row| DisclosureLine {
+            id: row.id,
+            subject: row.subject_user_id,
+            basis: LegalBasis::parse(&row.legal_basis)
+                .map(LegalBasis::label)
+                .unwrap_or("unknown"),
+            requesting_body: row.requesting_body,
+            reference: row.reference,
+            categories: row.categories,
+            disclosed_on: row.disclosed_on,
+            approved_by: row.approved_by,
+            gagged: row.notice_forbidden != 0,
+            notice: if row.notice_forbidden != 0 {
+                "forbidden by law".into()
+            } else {
+                match row.notified_at {
+                    Some(at) => format!("sent {}", date(at)),
+                    None => "not reachable".into(),
+                }
+            },
+        })
+        .collect();
+    let policy = state.policy.current().await?;
+    Ok(DisclosuresPage {
+        layout: Layout::new(state, viewer, "Disclosures"),
+        disclosures,
+        bases: LegalBasis::ALL
+            .iter()
+            .map(|b| (b.as_str(), b.label()))
+            .collect(),
+        category_keys: policy
+            .policy
+            .categories()
+            .iter()
+            .map(|c| c.key.to_string())
+            .collect(),
+        form,
+        errors,
+    })
+}
+
+/// `GET /staff/disclosures`: the log and the form to record one.
+pub async fn staff_disclosures(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    require_privacy_staff(&viewer)?;
+    let form = DisclosureForm {
+        disclosed_on: crate::policy::today(),
+        ..DisclosureForm::default()
+    };
+    page(&disclosures_page(&state, &viewer, form, vec![]).await?)
+}
+
+/// `POST /staff/disclosures`: records a disclosure approved by the signed-in staff member.
+pub async fn record_disclosure(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(form): Form<DisclosureForm>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let approver = require_privacy_staff(&viewer)?;
+    let subject =
+        form.subject.trim().parse::<i64>().map_err(|_| {
+            Error::invalid(InvalidField::new("subject", "must be a member's number"))
+        })?;
+    let request = DisclosureRequest {
+        subject_user_id: subject,
+        legal_basis: form.legal_basis.clone(),
+        requesting_body: form.requesting_body.clone(),
+        reference: form.reference.clone(),
+        categories: form.categories.clone(),
+        disclosed_on: form.disclosed_on.clone(),
+        notice_forbidden: !form.notice_forbidden.is_empty(),
+    };
+    match state.disclosures.record(approver, &request).await {
+        Ok(_) => {
+            state.mailer.wake();
+            Ok(see_other("/staff/disclosures"))
+        }
+        Err(Error::Invalid(errors)) => page_with_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &disclosures_page(&state, &viewer, form, errors).await?,
+        ),
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /staff/disclosures/{id}/notify`: the law no longer forbids telling the member; they
+/// are told now, and the record joins their export.
+pub async fn allow_disclosure_notice(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let actor = require_privacy_staff(&viewer)?;
+    let id: i64 = id.parse().map_err(|_| Error::NotFound("disclosure"))?;
+    state.disclosures.lift_notice_ban(actor, id).await?;
+    state.mailer.wake();
+    Ok(see_other("/staff/disclosures"))
 }

@@ -700,6 +700,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // came between the two (a supervisor probing health, then stopping) killed the process
     // with the default action instead of a clean stop.
     let signal = shutdown_signal()?;
+    // A bad certificate or key is reported before the database is created or migrated.
+    if config.native_tls() {
+        tls::server_config(&config.tls_cert, &config.tls_key)?;
+    }
     let state = AppState::open(config).await?;
     let listener = TcpListener::bind(&bind)
         .await

@@ -603,6 +603,19 @@ pub static TABLES: &[Table] = &[
             plain("expires_at", Int),
             plain("downloaded_at", Int),
             plain("purged_at", Int),
+            // An archive awaiting its download: a later archive says it exists rather
+            // than nesting it.
+            Column {
+                name: "content",
+                kind: Bytes,
+                data: Data::Personal(Personal {
+                    category: REQUESTS,
+                    blank: Blank::Null,
+                    anonymize: Anonymize::Blank,
+                    mentions: Mentions::No,
+                    withheld: true,
+                }),
+            },
         ],
     ),
     Table {

@@ -1218,6 +1218,7 @@ mod tests {
         // Not swept yet: export archives (purged by fulfilment).
         "export_archives.token_hash",
         "export_archives.jurisdiction",
+        "export_archives.content",
         // Rows deleted whole with the parent's address.
         "parental_consents.token_hash",
         // Not swept yet: follows, digest choices and digests sent (0018); erasure covers

@@ -71,6 +71,21 @@ async fn export_url(app: &common::TestApp, bearer: &str) -> String {
     body["url"].as_str().unwrap().to_string()
 }
 
+/// Archives still held: stored content not yet cleared, and files left on disk.
+async fn archives_held(app: &common::TestApp) -> i64 {
+    let pool = raw_pool(app).await;
+    let (stored,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM export_archives WHERE content IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    let files = std::fs::read_dir(fulfilment::archive_dir(app.data_dir.path()))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    stored + files as i64
+}
+
 /// Every file of the archive, by name.
 fn unzip(bytes: &[u8]) -> Vec<(String, String)> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
@@ -209,7 +224,15 @@ async fn marked_subject(app: &common::TestApp) -> (i64, String, Vec<(String, boo
                     "'zqm-{}-{}-' || CAST({} AS TEXT) || '-z'",
                     table.name, column.name, table.key
                 ),
-                Kind::Int | Kind::Bytes => "1917".to_string(),
+                Kind::Int => "1917".to_string(),
+                Kind::Bytes => match app.backend {
+                    common::Backend::Sqlite => {
+                        format!("CAST('zqm-{}-{}' AS BLOB)", table.name, column.name)
+                    }
+                    common::Backend::Postgres => {
+                        format!("convert_to('zqm-{}-{}', 'UTF8')", table.name, column.name)
+                    }
+                },
             };
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE {} SET {} = {value} WHERE {filter}",
@@ -345,10 +368,7 @@ on_both_stores! {
         assert!(left.is_empty(), "markers left after erasure in {left:?}");
         let left = columns_holding(app, &format!("account:{id}")).await;
         assert!(left.is_empty(), "consent links left in {left:?}");
-        let archives = std::fs::read_dir(fulfilment::archive_dir(app.data_dir.path()))
-            .map(|d| d.count())
-            .unwrap_or(0);
-        assert_eq!(archives, 0, "no archive file outlives its subject");
+        assert_eq!(archives_held(app).await, 0, "no archive outlives its subject");
         let ledger = std::fs::read_to_string(fulfilment::ledger_path(app.data_dir.path())).unwrap();
         assert!(ledger.starts_with(&format!("{id} ")));
         // The subject's bearer session is gone with everything else.
@@ -482,8 +502,7 @@ on_both_stores! {
         assert_eq!(app.client.get(&url).send().await.unwrap().status(), 400, "expired");
         // The expired archive's file is purged by the next sweep.
         assert_eq!(app.state.fulfilment.purge_archives().await.unwrap(), 1);
-        let files = std::fs::read_dir(fulfilment::archive_dir(app.data_dir.path())).unwrap().count();
-        assert_eq!(files, 0);
+        assert_eq!(archives_held(app).await, 0, "the expired archive's content is gone");
     }
 }
 
@@ -680,4 +699,58 @@ on_both_stores! {
         let user = app.store.user_by_id(id).await.unwrap().unwrap();
         assert_eq!(user.username, "deleted user");
     }
+}
+
+/// A download link works on whichever node serves it: the archive is in the database, not on
+/// the disk of the node that built it.
+/// Proves: R7
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_built_on_one_node_is_handed_out_by_another_on_postgres() {
+    let Some(app) = common::spawn_app(common::Backend::Postgres).await else {
+        return;
+    };
+    app.member("twonodes").await;
+    let bearer = app.bearer("twonodes").await;
+    let url = export_url(&app, &bearer).await;
+    let (database_url, audit_key_file) = (
+        app.state.config.database_url.clone(),
+        app.state.config.audit_key_path(),
+    );
+    let other = common::spawn_app_with(common::Backend::Postgres, move |config| {
+        config.database_url = database_url;
+        config.audit_key_file = audit_key_file;
+    })
+    .await
+    .unwrap();
+    assert_ne!(
+        other.data_dir.path(),
+        app.data_dir.path(),
+        "two nodes, two disks"
+    );
+    let path = url
+        .strip_prefix(&app.address)
+        .expect("a link to this forum");
+    let response = other.client.get(other.url(path)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let files = unzip(&response.bytes().await.unwrap());
+    assert!(files.iter().any(|(name, _)| name == "manifest.json"));
+    assert_eq!(
+        other
+            .client
+            .get(other.url(path))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400,
+        "used once"
+    );
+    assert_eq!(
+        app.client.get(&url).send().await.unwrap().status(),
+        400,
+        "on either node"
+    );
+    assert_eq!(archives_held(&app).await, 0, "handed out, then cleared");
+    other.stop().await;
+    app.stop().await;
 }

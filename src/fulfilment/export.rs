@@ -29,7 +29,8 @@ use subtle::ConstantTimeEq;
 /// How long a download link works.
 pub const EXPORT_LINK_SECONDS: i64 = 24 * 3600;
 
-/// Where archives wait for their download.
+/// Where earlier versions kept archives on disk (they are in the database now, so that any node
+/// can hand them out); files left there are removed as their links are used or expire.
 pub fn archive_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("exports")
 }
@@ -94,7 +95,6 @@ impl Fulfilment {
         let expires_at = now + EXPORT_LINK_SECONDS;
         let secret = random_token();
         let file_name = format!("{}.zip", token_digest(&random_token()));
-        write_archive_file(&self.data_dir, &file_name, &bytes)?;
         let mut tx = self.store.begin().await?;
         let id = store::insert_export_archive(
             &mut tx,
@@ -104,6 +104,7 @@ impl Fulfilment {
             jurisdiction.as_str(),
             now,
             expires_at,
+            &bytes,
         )
         .await?;
         audit::record(
@@ -132,13 +133,17 @@ impl Fulfilment {
         if expires_at <= now {
             return Err(Error::InvalidToken);
         }
-        let (_user_id, file_name) = self
+        let (_user_id, file_name, content) = self
             .store
             .consume_export_link(id, &token_digest(&secret), now)
             .await?
             .ok_or(Error::InvalidToken)?;
-        let path = archive_dir(&self.data_dir).join(&file_name);
-        let bytes = std::fs::read(&path).map_err(|_| Error::NotFound("archive"))?;
+        let bytes = match content {
+            Some(bytes) => bytes,
+            // An archive an earlier version wrote to this node's disk.
+            None => std::fs::read(archive_dir(&self.data_dir).join(&file_name))
+                .map_err(|_| Error::NotFound("archive"))?,
+        };
         super::erase::remove_archive_file(&self.data_dir, &file_name);
         self.store.mark_export_purged(id, now).await?;
         Ok(bytes)
@@ -174,24 +179,6 @@ impl Fulfilment {
         )
         .await
     }
-}
-
-fn write_archive_file(data_dir: &Path, file_name: &str, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = archive_dir(data_dir);
-    std::fs::create_dir_all(&dir).context("creating the export folder")?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(dir.join(file_name))
-        .context("creating an export archive file")?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .context("writing an export archive file")
 }
 
 type HmacSha256 = Hmac<Sha256>;

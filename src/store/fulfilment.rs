@@ -196,7 +196,7 @@ impl Store {
     }
 
     pub async fn mark_export_purged(&self, id: i64, now: i64) -> anyhow::Result<()> {
-        sqlx::query("UPDATE export_archives SET purged_at = $1 WHERE id = $2")
+        sqlx::query("UPDATE export_archives SET purged_at = $1, content = NULL WHERE id = $2")
             .bind(now)
             .bind(id)
             .execute(self.pool())
@@ -205,18 +205,19 @@ impl Store {
         Ok(())
     }
 
-    /// Uses a download link once: returns the archive's file if the link's row exists, was not
+    /// Uses a download link once: returns the archive (its file name and content; no content
+    /// for an archive written to disk by an earlier version) if the link's row exists, was not
     /// used, is not purged and has not expired. One statement, so two clicks cannot both win.
     pub async fn consume_export_link(
         &self,
         id: i64,
         token_hash: &str,
         now: i64,
-    ) -> anyhow::Result<Option<(i64, String)>> {
+    ) -> anyhow::Result<Option<(i64, String, Option<Vec<u8>>)>> {
         sqlx::query_as(
             "UPDATE export_archives SET downloaded_at = $1 WHERE id = $2 AND token_hash = $3 \
              AND downloaded_at IS NULL AND purged_at IS NULL AND expires_at > $1 \
-             RETURNING user_id, file_name",
+             RETURNING user_id, file_name, content",
         )
         .bind(now)
         .bind(id)
@@ -270,10 +271,11 @@ pub async fn insert_export_archive(
     jurisdiction: &str,
     now: i64,
     expires_at: i64,
+    content: &[u8],
 ) -> anyhow::Result<i64> {
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO export_archives (user_id, token_hash, file_name, jurisdiction, created_at, \
-         expires_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+         expires_at, content) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(user_id)
     .bind(token_hash)
@@ -281,6 +283,7 @@ pub async fn insert_export_archive(
     .bind(jurisdiction)
     .bind(now)
     .bind(expires_at)
+    .bind(content)
     .fetch_one(&mut **tx)
     .await
     .context("recording an export archive")?;

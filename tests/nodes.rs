@@ -561,3 +561,150 @@ async fn the_outbox_loses_and_repeats_nothing_across_a_hard_kill_on_postgres() {
     outbox_survives_a_hard_kill(url.clone()).await;
     common::drop_postgres_database(&admin, &url).await;
 }
+
+/// Members ask for their archives until the server dies under them; after the restart every
+/// link that was answered hands out a whole archive, and no half-recorded archive is left.
+async fn exports_survive_a_hard_kill(database_url: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path(), &database_url);
+    node.wait_ready().await;
+    let token = member(&node, &[&node], "exporter").await;
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{}/api/v1/topics", node.base))
+        .bearer_auth(&token)
+        .json(&json!({"category": "general", "title": "Something to export", "body": "Start"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let topic_id = created["topic_id"].as_i64().unwrap();
+    for n in 0..30 {
+        let response = client
+            .post(format!("{}/api/v1/topics/{topic_id}/posts", node.base))
+            .bearer_auth(&token)
+            .json(&json!({"body": format!("reply {n}, to be exported")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut askers = Vec::new();
+    for _ in 0..2 {
+        let (client, base, token, acknowledged) = (
+            client.clone(),
+            node.base.clone(),
+            token.clone(),
+            acknowledged.clone(),
+        );
+        askers.push(tokio::spawn(async move {
+            loop {
+                let sent = client
+                    .post(format!("{base}/api/v1/me/export"))
+                    .bearer_auth(&token)
+                    .json(&json!({"jurisdiction": "oregon"}))
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                let Ok(response) = sent else { return };
+                if response.status() != 201 {
+                    return;
+                }
+                let Ok(created) = response.json::<Value>().await else {
+                    return;
+                };
+                let url = created["url"].as_str().unwrap();
+                let path = url.strip_prefix(&base).expect("a link to this forum");
+                acknowledged.lock().unwrap().push(path.to_string());
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    node.kill_hard();
+    for asker in askers {
+        asker.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 2,
+        "archives were being built when the server died ({} answered)",
+        acknowledged.len()
+    );
+
+    let node = Node::start(dir.path(), &database_url);
+    node.wait_ready().await;
+    for path in &acknowledged {
+        let response = client
+            .get(format!("{}{path}", node.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "an answered link works after the crash"
+        );
+        let bytes = response.bytes().await.unwrap();
+        assert!(bytes.starts_with(b"PK"), "a zip archive");
+        let names = String::from_utf8_lossy(&bytes);
+        assert!(
+            names.contains("manifest.json"),
+            "a whole archive, manifest included"
+        );
+    }
+    let store = covenant::Store::open(dir.path(), &database_url, 1)
+        .await
+        .unwrap();
+    let pool = sqlx::AnyPool::connect(&if database_url.is_empty() {
+        format!("sqlite://{}", dir.path().join("covenant.db").display())
+    } else {
+        database_url.clone()
+    })
+    .await
+    .unwrap();
+    let (without_content,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM export_archives WHERE content IS NULL AND purged_at IS NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        without_content, 0,
+        "no archive was recorded without its content"
+    );
+    if database_url.is_empty() {
+        let (verdict,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            verdict, "ok",
+            "SQLite's integrity check passes after the crash"
+        );
+    }
+    pool.close().await;
+    drop(node);
+    store.close().await;
+}
+
+/// Proves: R7
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_export_link_works_after_a_hard_kill_on_sqlite() {
+    exports_survive_a_hard_kill(String::new()).await;
+}
+
+/// Proves: R7
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_export_link_works_after_a_hard_kill_on_postgres() {
+    let Some(admin) = common::postgres_url() else {
+        eprintln!("skipped on PostgreSQL: COVENANT_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let url = common::fresh_postgres_database(&admin).await;
+    exports_survive_a_hard_kill(url.clone()).await;
+    common::drop_postgres_database(&admin, &url).await;
+}

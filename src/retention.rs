@@ -45,12 +45,12 @@ pub enum Swept {
     UserAgent,
     /// `posts` and `topics` the member wrote, and `users.bio`.
     PublicContent,
-    /// Messages to us (`feedback`).
+    /// Messages to us (`feedback`), followed topics and digests sent.
     PrivateContent,
     /// Social sign-in links (`social_links`).
     SocialProfile,
     /// Consent evidence: `consent_records`, `consent_gpc`, `policy_acknowledgements`,
-    /// `news_subscriptions`.
+    /// `news_subscriptions`, `digest_subscriptions`.
     Consent,
 }
 
@@ -1095,13 +1095,18 @@ fn steps_of(item: Swept, state: VerdictState, now: i64, ghost_id: i64) -> Vec<Sw
                 SweepStep::BlankBio,
                 SweepStep::AnonymizeTopics { ghost_id },
             ],
-            Swept::PrivateContent => vec![SweepStep::DeleteFeedback],
+            Swept::PrivateContent => vec![
+                SweepStep::DeleteFeedback,
+                SweepStep::DeleteTopicFollows,
+                SweepStep::DeleteDigestSends,
+            ],
             Swept::SocialProfile => vec![SweepStep::DeleteSocialLinks],
             Swept::Consent => vec![
                 SweepStep::DeleteGpcMarkers,
                 SweepStep::DeleteConsentRecords,
                 SweepStep::DeletePolicyAcknowledgements,
                 SweepStep::DeleteNewsChoices,
+                SweepStep::DeleteDigestChoices,
             ],
         },
         _ => Vec::new(),
@@ -1186,6 +1191,9 @@ mod tests {
         ("parental_consents", "parent_email", Swept::Email),
         ("news_subscriptions", "subscribed", Swept::Consent),
         ("feedback", "body", Swept::PrivateContent),
+        ("topic_follows", "topic_id", Swept::PrivateContent),
+        ("digest_sends", "up_to_post_id", Swept::PrivateContent),
+        ("digest_subscriptions", "subscribed", Swept::Consent),
         ("social_links", "subject", Swept::SocialProfile),
     ];
 
@@ -1221,11 +1229,6 @@ mod tests {
         "export_archives.content",
         // Rows deleted whole with the parent's address.
         "parental_consents.token_hash",
-        // Not swept yet: follows, digest choices and digests sent (0018); erasure covers
-        // them through the inventory.
-        "topic_follows.topic_id",
-        "digest_subscriptions.subscribed",
-        "digest_sends.up_to_post_id",
         // Not swept: social sign-in flows and pending sign-ups (deleted on expiry by
         // `store::delete_expired_social`). Not swept yet: requests' tables.
         "social_flows.state_hash",

@@ -571,3 +571,36 @@ on_both_stores! {
         assert!(covenant::audit::verify(&app.store, &app.state.audit_key).await.unwrap().is_intact());
     }
 }
+
+on_both_stores! {
+    /// Proves: T2, T4
+    async fn followed_topics_digest_choices_and_digests_sent_of_a_closed_account_go_on_the_verdicts_day(app) {
+        let (path, id) = member_with_topic(app, "fiona").await;
+        let topic_id: i64 = path.rsplit('/').next().unwrap().parse().unwrap();
+        let now = covenant::now();
+        app.store.follow_topic(id, topic_id, now).await.unwrap();
+        let mut tx = app.store.begin().await.unwrap();
+        covenant::store::insert_digest_choice(&mut tx, &covenant::store::DigestChoice {
+            user_id: id, subscribed: true, method: "account_page", policy_version: "2025.1", text_hash: "h", now,
+        }).await.unwrap();
+        assert!(covenant::store::claim_digest_period(&mut tx, id, now / 86_400, 1, now).await.unwrap());
+        tx.commit().await.unwrap();
+        close(app, id).await;
+        let remove_on = removal_day(app, id).await;
+
+        sweep(app, remove_on.previous_day().unwrap(), false).await;
+        assert!(app.store.follows_topic(id, topic_id).await.unwrap(), "kept until the day of removal");
+        assert!(app.store.digest_choice_of(id).await.unwrap().is_some());
+        assert_eq!(app.store.last_digest_post(id).await.unwrap(), 1);
+
+        let dry = sweep(app, remove_on, true).await;
+        let report = sweep(app, remove_on, false).await;
+        let counts = |r: &SweepReport| r.lines.iter().map(|(k, l)| (*k, l.records)).collect::<Vec<_>>();
+        assert_eq!(counts(&dry), counts(&report), "the dry run counted what the run did");
+        assert_eq!(report.lines[&("user.content.private", "delete")].records, 2, "the follow and the digest sent");
+        assert!(!app.store.follows_topic(id, topic_id).await.unwrap());
+        assert!(app.store.digest_choice_of(id).await.unwrap().is_none());
+        assert_eq!(app.store.last_digest_post(id).await.unwrap(), 0, "no digest sent is remembered");
+        assert!(covenant::audit::verify(&app.store, &app.state.audit_key).await.unwrap().is_intact());
+    }
+}

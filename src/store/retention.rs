@@ -307,6 +307,11 @@ pub enum SweepStep {
     DeleteNewsChoices,
     /// Messages to us; published ones too (their sender's relationship ended).
     DeleteFeedback,
+    /// What the member followed, and the digests sent to them (where the next one starts).
+    DeleteTopicFollows,
+    DeleteDigestSends,
+    /// Digest choices, the standing one included (like product-news choices).
+    DeleteDigestChoices,
     /// Social sign-in links: the provider's subject and the names of the claims received.
     DeleteSocialLinks,
     /// Attributes posts to the shared deleted user; they lose their device data and their
@@ -564,6 +569,30 @@ impl SweepStep {
                 None,
                 Some("created_at"),
                 "deleting feedback",
+            ),
+            SweepStep::DeleteTopicFollows => step(
+                "topic_follows",
+                "user_id",
+                None,
+                None,
+                Some("created_at"),
+                "deleting followed topics",
+            ),
+            SweepStep::DeleteDigestSends => step(
+                "digest_sends",
+                "user_id",
+                None,
+                None,
+                Some("sent_at"),
+                "deleting digests sent",
+            ),
+            SweepStep::DeleteDigestChoices => step(
+                "digest_subscriptions",
+                "user_id",
+                None,
+                None,
+                Some("recorded_at"),
+                "deleting digest choices",
             ),
             SweepStep::DeleteSocialLinks => step(
                 "social_links",

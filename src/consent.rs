@@ -21,8 +21,8 @@ use std::sync::{Arc, RwLock};
 use time::OffsetDateTime;
 
 mod cache;
-pub use cache::SYNC_INTERVAL;
 use cache::{RecordCache, Standing};
+pub use cache::{SYNC_INTERVAL, WRITE_WINDOW};
 
 /// The first sentence of the banner and of the Cookie Settings page; part of the hashed notice.
 pub const COOKIE_NOTICE_INTRO: &str = "This forum needs one cookie to work. Anything optional \
@@ -900,6 +900,7 @@ async fn insert_record(
 ) -> Result<(ConsentRecord, i64)> {
     let receipt_id = random_token();
     let subject_text = subject.to_string();
+    cache::mark_writing(&subject_text);
     let id = store::insert_consent_record(
         tx,
         &NewConsentRecord {

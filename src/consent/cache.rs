@@ -3,6 +3,9 @@
 //!
 //! Correctness rests on three rules:
 //! - every write this process makes evicts its subjects after its commit ([`RecordCache::evict`]);
+//!   a write inside a caller's transaction (a privacy request carried out) cannot say when it
+//!   commits, so every write first marks its subject as being written ([`mark_writing`]): for
+//!   [`WRITE_WINDOW`] its records are read from the store and not kept;
 //! - a read that an eviction overtook is not kept: each eviction advances an epoch, and an entry
 //!   is stored only if the epoch is still the one seen before its query began, so a read that
 //!   saw the data before a commit cannot outlive the eviction that followed it;
@@ -25,6 +28,30 @@ pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long an entry is trusted without a sync noticing a change (deletions are not noticed).
 pub const TIME_TO_LIVE: Duration = Duration::from_secs(60);
+
+/// How long a subject being written is read from the store only: longer than a transaction
+/// that writes consent evidence stays open. One that stays open longer is still caught by the
+/// next sync after its commit.
+pub const WRITE_WINDOW: Duration = Duration::from_secs(2);
+
+/// Subjects some transaction of this process is writing records for, until when.
+static WRITING: Mutex<Vec<(String, Instant)>> = Mutex::new(Vec::new());
+
+/// Marks `subject` as being written, in every cache of this process; call before the insert.
+pub fn mark_writing(subject: &str) {
+    let mut writing = WRITING.lock().expect("the writing lock is never poisoned");
+    let now = Instant::now();
+    writing.retain(|(_, until)| *until > now);
+    writing.push((subject.to_string(), now + WRITE_WINDOW));
+}
+
+fn being_written(subject: &str) -> bool {
+    let writing = WRITING.lock().expect("the writing lock is never poisoned");
+    let now = Instant::now();
+    writing
+        .iter()
+        .any(|(held, until)| held == subject && *until > now)
+}
 
 /// Most subjects held; a full cache starts over (a flood of unknown consent ids must not grow
 /// the server's memory).
@@ -81,6 +108,10 @@ impl RecordCache {
     /// The standing records of `subject`, if held, read for `day`, and fresh enough; else a
     /// ticket for the read that replaces them.
     pub fn get(&self, subject: &str, day: &str) -> Result<Standing, ReadTicket> {
+        if being_written(subject) {
+            // A ticket no epoch matches: the read is served, not kept.
+            return Err(ReadTicket(u64::MAX));
+        }
         let inner = self.lock();
         match inner.entries.get(subject) {
             Some(entry) if entry.day == day && entry.read_at.elapsed() < TIME_TO_LIVE => {

@@ -94,10 +94,18 @@ pub enum AuditKind {
     RequestEvidenceOpened,
     /// A wrong verification code was entered.
     RequestCodeFailed,
+    /// A verified request restricted the subject's processing to storage (R9).
+    ProcessingRestricted,
+    /// A restriction of processing was lifted, by staff or by the subject (R9).
+    RestrictionLifted,
+    /// A profile field was corrected (R9); the details give the old and new value classes.
+    DataRectified,
+    /// A verified objection or withdrawal of consent stopped the processing it names (R9).
+    ProcessingStopped,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 44] = [
+    pub const ALL: [AuditKind; 48] = [
         Self::AccountRegistered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -142,6 +150,10 @@ impl AuditKind {
         Self::RequestEvidenceAdded,
         Self::RequestEvidenceOpened,
         Self::RequestCodeFailed,
+        Self::ProcessingRestricted,
+        Self::RestrictionLifted,
+        Self::DataRectified,
+        Self::ProcessingStopped,
     ];
 
     /// Kinds kept for work that is planned but not built; nothing writes them yet.
@@ -193,6 +205,10 @@ impl AuditKind {
             Self::RequestEvidenceAdded => "request_evidence_added",
             Self::RequestEvidenceOpened => "request_evidence_opened",
             Self::RequestCodeFailed => "request_code_failed",
+            Self::ProcessingRestricted => "processing_restricted",
+            Self::RestrictionLifted => "restriction_lifted",
+            Self::DataRectified => "data_rectified",
+            Self::ProcessingStopped => "processing_stopped",
         }
     }
 
@@ -227,6 +243,13 @@ pub enum Detail {
     SweepRun(i64),
     /// A disclosure record, by number.
     Disclosure(i64),
+    /// A profile field's name, from a fixed list.
+    Field(&'static str),
+    /// The class of a field's value before a correction ("empty", "short", "long"), never
+    /// the value.
+    Before(&'static str),
+    /// The class of the value after the correction.
+    After(&'static str),
 }
 
 impl Detail {
@@ -270,6 +293,9 @@ impl Detail {
             Self::Hold(id) => format!("hold={id}"),
             Self::SweepRun(id) => format!("sweep_run={id}"),
             Self::Disclosure(id) => format!("disclosure={id}"),
+            Self::Field(name) => format!("field={name}"),
+            Self::Before(class) => format!("before={class}"),
+            Self::After(class) => format!("after={class}"),
         }
     }
 }

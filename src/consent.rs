@@ -515,15 +515,19 @@ impl Consent {
             }
             None => vec![],
         };
-        let (mut account_records, birth_year) = match request.account {
+        let (mut account_records, birth_year, limits) = match request.account {
             Some(user_id) => {
                 let (records, in_force) = self
                     .records_and_policy_in_force(&ConsentSubject::Account(user_id))
                     .await?;
                 known_in_force = known_in_force.or(in_force);
-                (records, self.store.birth_year_of(user_id).await?)
+                (
+                    records,
+                    self.store.birth_year_of(user_id).await?,
+                    crate::purpose::limits_of(&self.store, user_id).await?,
+                )
             }
-            None => (vec![], None),
+            None => (vec![], None, crate::purpose::Limits::default()),
         };
         let policy_in_force = async || -> Result<Arc<PolicyInForce>> {
             Ok(match known_in_force {
@@ -612,7 +616,8 @@ impl Consent {
                 gpc: request.gpc,
                 known_minor_under_16: birth_year
                     .is_some_and(|born| year - born <= ADULT_AGE_FOR_ADVERTISING),
-                restricted: false,
+                // The purpose gate's restriction (R9): the core turns analytics off for it.
+                restricted: limits.restricted,
                 objected: false,
             },
             device: device.map(str::to_string),
@@ -887,6 +892,24 @@ fn subject_kind(subject: &ConsentSubject) -> &'static str {
         ConsentSubject::Device(_) => "device",
         ConsentSubject::Account(_) => "account",
     }
+}
+
+/// Records one choice in the caller's transaction: a request's objection or withdrawal of
+/// consent, committed with the rest of what the request stops.
+pub async fn record_in(
+    tx: &mut store::Tx,
+    subject: &ConsentSubject,
+    category: CookieCategory,
+    choice: Choice,
+    method: Method,
+    stamp: &NoticeStamp,
+    now: i64,
+) -> Result<ConsentRecord> {
+    Ok(
+        insert_record(tx, subject, category, choice, method, stamp, now)
+            .await?
+            .0,
+    )
 }
 
 async fn insert_record(

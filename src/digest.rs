@@ -34,6 +34,8 @@ pub enum DigestMethod {
     OneClick,
     /// The confirm button of the page the unsubscribe link opens.
     UnsubscribePage,
+    /// A verified objection or withdrawal of consent (R9).
+    PrivacyRequest,
 }
 
 impl DigestMethod {
@@ -42,6 +44,7 @@ impl DigestMethod {
             Self::AccountPage => "account_page",
             Self::OneClick => "one_click",
             Self::UnsubscribePage => "unsubscribe_page",
+            Self::PrivacyRequest => "privacy_request",
         }
     }
 }

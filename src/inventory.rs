@@ -468,6 +468,7 @@ pub static TABLES: &[Table] = &[
             plain("sent_at", Int),
             plain("last_error", Text),
             personal("list_unsubscribe", Text, EMAIL, Blank::Null),
+            plain("withheld_at", Int),
         ],
     ),
     nobody(
@@ -698,6 +699,21 @@ pub static TABLES: &[Table] = &[
             plain("period", Int),
             personal("up_to_post_id", Int, PRIVATE, Blank::Int(0)),
             plain("sent_at", Int),
+        ],
+    ),
+    // Restrictions of processing asked for by the subject (R9), and who lifted them.
+    owned(
+        "processing_restrictions",
+        "user_id",
+        "id",
+        &[
+            plain("id", Int),
+            reference("user_id"),
+            plain("request_id", Int),
+            personal("started_at", Int, REQUESTS, Blank::Int(0)),
+            plain("lifted_at", Int),
+            reference("lifted_by"),
+            plain("lifted_how", Text),
         ],
     ),
     nobody(

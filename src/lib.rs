@@ -23,6 +23,7 @@ pub mod mail;
 pub mod markdown;
 pub mod news;
 pub mod policy;
+pub mod purpose;
 pub mod rate_limit;
 pub mod requests;
 pub mod retention;

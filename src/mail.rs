@@ -228,6 +228,7 @@ enum Transport {
 #[derive(Clone)]
 pub struct Mailer {
     store: Store,
+    gate: crate::purpose::PurposeGate,
     transport: Arc<Transport>,
     from: Mailbox,
     poll: Duration,
@@ -238,7 +239,11 @@ pub struct Mailer {
 const BATCH: i64 = 50;
 
 impl Mailer {
-    pub fn new(store: Store, config: &Config) -> anyhow::Result<Self> {
+    pub fn new(
+        store: Store,
+        config: &Config,
+        gate: crate::purpose::PurposeGate,
+    ) -> anyhow::Result<Self> {
         let from: Mailbox = config
             .mail
             .from
@@ -271,6 +276,7 @@ impl Mailer {
         };
         Ok(Self {
             store,
+            gate,
             transport: Arc::new(transport),
             from,
             poll: Duration::from_secs(config.mail.poll_seconds.max(1)),
@@ -297,6 +303,17 @@ impl Mailer {
                 return Ok(sent);
             }
             for mail in batch {
+                // The purpose gate: a member who restricted processing gets only the mail
+                // security and the law need; the rest stays in the outbox, marked withheld.
+                if !self
+                    .gate
+                    .allows_mail(&mail.idempotency_key, mail.user_id)
+                    .await?
+                {
+                    self.store.mark_mail_withheld(mail.id, crate::now()).await?;
+                    tracing::info!(mail_id = mail.id, "email withheld: processing restricted");
+                    continue;
+                }
                 match self.transmit(&mail).await {
                     Ok(()) => {
                         self.store.mark_mail_sent(mail.id, crate::now()).await?;

@@ -32,6 +32,8 @@ pub enum NewsMethod {
     OneClick,
     /// The confirm button of the page the unsubscribe link opens.
     UnsubscribePage,
+    /// A verified objection or withdrawal of consent (R9).
+    PrivacyRequest,
 }
 
 impl NewsMethod {
@@ -41,6 +43,7 @@ impl NewsMethod {
             Self::AccountPage => "account_page",
             Self::OneClick => "one_click",
             Self::UnsubscribePage => "unsubscribe_page",
+            Self::PrivacyRequest => "privacy_request",
         }
     }
 }

@@ -1229,6 +1229,8 @@ mod tests {
         "export_archives.content",
         // Rows deleted whole with the parent's address.
         "parental_consents.token_hash",
+        // Not swept yet: restrictions of processing (0020); erasure covers them.
+        "processing_restrictions.started_at",
         // Not swept: social sign-in flows and pending sign-ups (deleted on expiry by
         // `store::delete_expired_social`). Not swept yet: requests' tables.
         "social_flows.state_hash",

@@ -121,6 +121,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/stats", PUBLIC),
     ("GET", "/account/privacy", MEMBERS),
     ("POST", "/account/privacy/requests", MEMBERS),
+    ("POST", "/account/privacy/restriction/lift", MEMBERS),
     ("GET", "/privacy/requests/new", PUBLIC),
     ("POST", "/privacy/requests/new", PUBLIC),
     ("GET", "/privacy/requests/sent", PUBLIC),

@@ -187,6 +187,9 @@ async fn marked_subject(app: &common::TestApp) -> (i64, String, Vec<(String, boo
         "INSERT INTO digest_subscriptions (user_id, subscribed, method, policy_version, \
          text_hash, recorded_at) VALUES ($1, 1, 'account_page', '2025.1', 'hash', 1)",
         "INSERT INTO digest_sends (user_id, period, up_to_post_id, sent_at) VALUES ($1, 1, 2, 1)",
+        // A restriction the subject asked for and lifted again (lifted, so mail still flows).
+        "INSERT INTO processing_restrictions (user_id, started_at, lifted_at, lifted_by, \
+         lifted_how) VALUES ($1, 1, 2, $1, 'subject')",
     ] {
         sqlx::query(insert).bind(id).execute(&pool).await.unwrap();
     }

@@ -60,6 +60,15 @@ pub struct Fulfilment {
 }
 
 impl Fulfilment {
+    /// The store the fulfilment works on.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(super) fn audit_key(&self) -> &AuditKey {
+        &self.audit_key
+    }
+
     pub async fn new(store: Store, audit_key: AuditKey, data_dir: PathBuf) -> anyhow::Result<Self> {
         let key = store
             .setting_or_insert("export_link_key", &random_token())

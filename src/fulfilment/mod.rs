@@ -10,11 +10,13 @@
 mod backup;
 mod erase;
 mod export;
+mod rectify;
 mod requests;
 mod transfer;
 
 pub use backup::*;
 pub use erase::*;
 pub use export::*;
+pub use rectify::value_class;
 pub use requests::RequestEngine;
 pub use transfer::*;

@@ -2,28 +2,39 @@
 //! [`crate::requests::Fulfilment`], carried out by this module's export and erasure. Deletion
 //! erases the subject's account at once (public posts stay as "deleted user", as the policy
 //! says); access and portability build the archive and give its single-use link in the
-//! decision's message. Other rights, and subjects without an account, go to privacy staff.
+//! decision's message. Restriction, objection and withdrawal of consent take effect at once
+//! through the purpose gate (R9). Other rights, and subjects without an account, go to
+//! privacy staff.
 
 use super::{ContentChoice, Fulfilment};
 use crate::error::Error;
 use crate::policy::Policies;
+use crate::purpose::{Purpose, PurposeGate};
 use crate::requests::{
     Fulfilment as Workflow, FulfilmentFuture, FulfilmentOutcome, VerifiedRequest,
 };
 use crate::store::{self, Tx};
+use anyhow::Context;
 use covenant_core::policy::Right;
 
 pub struct RequestEngine {
     fulfilment: Fulfilment,
     policies: Policies,
+    gate: PurposeGate,
     base_url: String,
 }
 
 impl RequestEngine {
-    pub fn new(fulfilment: Fulfilment, policies: Policies, base_url: &str) -> Self {
+    pub fn new(
+        fulfilment: Fulfilment,
+        policies: Policies,
+        gate: PurposeGate,
+        base_url: &str,
+    ) -> Self {
         Self {
             fulfilment,
             policies,
+            gate,
             base_url: base_url.trim_end_matches('/').to_string(),
         }
     }
@@ -54,6 +65,50 @@ impl RequestEngine {
             Err(Error::NotFound(_)) => Ok(FulfilmentOutcome::Done),
             Err(error) => Err(anyhow::Error::new(error).context("erasing a request's subject")),
         }
+    }
+
+    /// Restricts the subject's processing to storage (R9) until staff or the subject lift it.
+    async fn restrict(
+        &self,
+        request: &VerifiedRequest,
+        user_id: i64,
+    ) -> anyhow::Result<FulfilmentOutcome> {
+        let store = self.fulfilment.store();
+        let mut tx = store.begin().await?;
+        self.gate
+            .restrict(&mut tx, user_id, Some(request.id()))
+            .await?;
+        tx.commit().await.context("restricting processing")?;
+        Ok(FulfilmentOutcome::Delivered {
+            note: "Processing of your data is restricted: we only store it. You get no more \
+                   news, digests or notices, nothing of yours is counted in statistics, and \
+                   others see only your public posts. You can lift the restriction from your \
+                   privacy page, or ask us to."
+                .to_string(),
+        })
+    }
+
+    /// Stops at once what an objection or a withdrawal of consent names (R9).
+    async fn stop(
+        &self,
+        request: &VerifiedRequest,
+        user_id: i64,
+    ) -> anyhow::Result<FulfilmentOutcome> {
+        let in_force = self.policies.current().await?;
+        let store = self.fulfilment.store();
+        let mut tx = store.begin().await?;
+        let note = self
+            .gate
+            .stop(
+                &mut tx,
+                user_id,
+                Purpose::stopped_by(request.right()),
+                &in_force.policy,
+                request.id(),
+            )
+            .await?;
+        tx.commit().await.context("stopping processing")?;
+        Ok(FulfilmentOutcome::Delivered { note })
     }
 
     async fn export(
@@ -118,6 +173,10 @@ impl Workflow for RequestEngine {
             match request.right() {
                 Right::Deletion => self.erase(user_id).await,
                 Right::Access | Right::Portability => self.export(request, user_id).await,
+                Right::Restriction => self.restrict(request, user_id).await,
+                Right::Objection | Right::ObjectDirectMarketing | Right::WithdrawConsent => {
+                    self.stop(request, user_id).await
+                }
                 _ => Ok(FulfilmentOutcome::HandedOver),
             }
         })

@@ -26,6 +26,7 @@ pub struct QueuedMail {
     pub body_text: String,
     pub attempts: i64,
     pub list_unsubscribe: Option<String>,
+    pub user_id: Option<i64>,
 }
 
 /// Queues a message; returns false when a message with the same key was already queued.
@@ -60,12 +61,12 @@ impl Store {
         let sql = format!(
             "UPDATE mail_outbox SET claimed_until = $1, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM mail_outbox WHERE sent_at IS NULL \
-             AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2) \
+             AND withheld_at IS NULL AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2) \
              AND (user_id IS NULL OR user_id NOT IN \
              (SELECT id FROM users WHERE closed_at IS NOT NULL)) \
              ORDER BY id LIMIT $3 {}) \
              RETURNING id, idempotency_key, recipient, subject, body_text, attempts, \
-             list_unsubscribe",
+             list_unsubscribe, user_id",
             self.skip_locked()
         );
         let mut tx = self.begin().await?;
@@ -111,12 +112,14 @@ impl Store {
         Ok(())
     }
 
-    /// Messages not yet delivered.
+    /// Messages not yet delivered (and not withheld by the purpose gate).
     pub async fn count_unsent_mail(&self) -> anyhow::Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mail_outbox WHERE sent_at IS NULL")
-            .fetch_one(self.pool())
-            .await
-            .context("counting queued email")?;
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM mail_outbox WHERE sent_at IS NULL AND withheld_at IS NULL",
+        )
+        .fetch_one(self.pool())
+        .await
+        .context("counting queued email")?;
         Ok(n)
     }
 }

@@ -94,6 +94,35 @@ pub async fn user_by_id_in(tx: &mut Tx, id: i64) -> anyhow::Result<Option<UserRo
         .context("reading a user by id")
 }
 
+/// Sets a text column of a member's row (a name from the inventory, never user input) and
+/// returns its value before, `None` when there is no such member.
+pub async fn rectify_user_column(
+    tx: &mut Tx,
+    column: &'static str,
+    user_id: i64,
+    value: &str,
+) -> anyhow::Result<Option<String>> {
+    let old: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {column} FROM users WHERE id = $1 AND erased_at IS NULL"
+    )))
+    .bind(user_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .context("reading a field to rectify")?;
+    let Some((old,)) = old else {
+        return Ok(None);
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE users SET {column} = $1 WHERE id = $2"
+    )))
+    .bind(value)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await
+    .context("rectifying a field")?;
+    Ok(Some(old))
+}
+
 impl Store {
     pub async fn user_by_id(&self, id: i64) -> anyhow::Result<Option<UserRow>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");

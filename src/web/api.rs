@@ -692,9 +692,13 @@ pub async fn comment(
 #[derive(Serialize, ToSchema)]
 pub struct Profile {
     username: String,
-    joined_at: i64,
-    bio: String,
-    n_posts: i64,
+    /// Left out while the member's processing is restricted (R9), as are `bio` and `n_posts`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    joined_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bio: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    n_posts: Option<i64>,
 }
 
 /// A member's public profile.
@@ -710,12 +714,25 @@ pub async fn profile(
         .await?
         .filter(|user| user.closed_at.is_none())
         .ok_or(Error::NotFound("member"))?;
+    // The purpose gate: a restricted member's profile shows nothing beyond their name.
+    if !state
+        .purpose
+        .allows(user.id, crate::purpose::Purpose::ProfileDetails)
+        .await?
+    {
+        return Ok(axum::Json(Profile {
+            username: user.username,
+            joined_at: None,
+            bio: None,
+            n_posts: None,
+        }));
+    }
     let n_posts = state.store.count_public_posts_of_user(user.id).await?;
     Ok(axum::Json(Profile {
         username: user.username,
-        joined_at: user.created_at,
-        bio: user.bio,
-        n_posts,
+        joined_at: Some(user.created_at),
+        bio: Some(user.bio),
+        n_posts: Some(n_posts),
     }))
 }
 

@@ -71,6 +71,8 @@ pub struct AppState {
     pub feedback: crate::feedback::Feedback,
     /// The privacy-request workflow.
     pub requests: crate::requests::Requests,
+    /// The purpose gate: restriction, objection and withdrawal of consent (R9).
+    pub purpose: crate::purpose::PurposeGate,
     /// Export archives and their links, erasure (R7, R8).
     pub fulfilment: crate::fulfilment::Fulfilment,
     /// Social sign-in providers, flows and links.
@@ -117,6 +119,7 @@ impl AppState {
         )
         .await?;
         let accounts = Accounts::new(store.clone(), config.clone(), audit_key.clone())?;
+        let purpose = crate::purpose::PurposeGate::new(store.clone(), audit_key.clone());
         Ok(Self {
             retention: crate::retention::Retention::new(
                 store.clone(),
@@ -143,6 +146,7 @@ impl AppState {
             .with_fulfilment(Arc::new(crate::fulfilment::RequestEngine::new(
                 fulfilment.clone(),
                 policy.clone(),
+                purpose.clone(),
                 &config.base_url,
             ))),
             social: crate::social::Social::new(
@@ -159,7 +163,8 @@ impl AppState {
             ),
             feedback: crate::feedback::Feedback::new(store.clone(), audit_key.clone()),
             audit_key,
-            mailer: Mailer::new(store.clone(), &config)?,
+            mailer: Mailer::new(store.clone(), &config, purpose.clone())?,
+            purpose,
             form_key: Arc::new(key.into_bytes()),
             policy,
             fulfilment,
@@ -396,6 +401,10 @@ fn routes(config: &Config) -> Routes {
         .get("/stats", retention::stats_page)
         .get("/account/privacy", requests::account_privacy)
         .post("/account/privacy/requests", requests::account_request)
+        .post(
+            "/account/privacy/restriction/lift",
+            requests::lift_restriction,
+        )
         .get("/privacy/requests/new", requests::new_request_form)
         .post("/privacy/requests/new", requests::new_request)
         .get("/privacy/requests/sent", requests::request_sent)

@@ -894,6 +894,8 @@ struct ProfilePage {
     n_posts: i64,
     bio: String,
     posts: Vec<(String, String, String)>,
+    /// The member restricted processing (R9): only their public posts are shown.
+    restricted: bool,
 }
 
 pub async fn profile(
@@ -907,8 +909,17 @@ pub async fn profile(
         .await?
         .filter(|user| user.closed_at.is_none())
         .ok_or(Error::NotFound("member"))?;
+    // The purpose gate: a restricted member's profile shows only their public posts.
+    let restricted = !state
+        .purpose
+        .allows(user.id, crate::purpose::Purpose::ProfileDetails)
+        .await?;
     let posts = state.store.public_posts_of_user(user.id, 20).await?;
-    let n_posts = state.store.count_public_posts_of_user(user.id).await?;
+    let n_posts = if restricted {
+        0
+    } else {
+        state.store.count_public_posts_of_user(user.id).await?
+    };
     let posts = posts
         .into_iter()
         .map(|(post, title, slug)| {
@@ -919,10 +930,15 @@ pub async fn profile(
     page(&ProfilePage {
         layout: Layout::new(&state, &viewer, user.username.clone()),
         username: user.username,
-        joined: date(user.created_at),
+        joined: if restricted {
+            String::new()
+        } else {
+            date(user.created_at)
+        },
         n_posts,
-        bio: user.bio,
+        bio: if restricted { String::new() } else { user.bio },
         posts,
+        restricted,
     })
 }
 

@@ -148,6 +148,8 @@ struct AccountPage {
     due_on: String,
     deadline: String,
     lines: Vec<RequestLine>,
+    /// The day the member's standing restriction of processing began (R9), if one stands.
+    restricted_since: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -197,7 +199,50 @@ pub async fn account_privacy(
         due_on: due.to_string(),
         deadline: profile.deadline.to_string(),
         lines: views.iter().map(|v| line(&state, v)).collect(),
+        restricted_since: state
+            .store
+            .restrictions_of(signed_in.user.user_id)
+            .await?
+            .into_iter()
+            .find(|r| r.lifted_at.is_none())
+            .map(|r| crate::web::pages::date(r.started_at)),
     })
+}
+
+/// `POST /account/privacy/restriction/lift`: the member lifts their own restriction (R9).
+pub async fn lift_restriction(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(form): Form<CsrfOnly>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let user_id = viewer.require()?.user.user_id;
+    state
+        .purpose
+        .lift(user_id, user_id, crate::purpose::LiftedBy::Subject)
+        .await?;
+    Ok(see_other("/account/privacy"))
+}
+
+/// The account a request is about, for staff actions on the subject's data.
+async fn subject_of_request(state: &AppState, id: i64) -> Result<i64, Error> {
+    let row = state
+        .store
+        .privacy_request(id)
+        .await?
+        .ok_or(Error::NotFound("request"))?;
+    state
+        .store
+        .submission(row.submission_id)
+        .await?
+        .and_then(|s| s.subject_user_id)
+        .ok_or_else(|| {
+            Error::invalid(InvalidField::new(
+                "action",
+                "needs a request about a member's account",
+            ))
+        })
 }
 
 #[derive(Deserialize)]
@@ -1041,6 +1086,8 @@ pub struct StaffActionForm {
     template: String,
     #[serde(default)]
     assignee: String,
+    #[serde(default)]
+    field: String,
 }
 
 /// What staff can do to a request, for the page and the API alike.
@@ -1050,6 +1097,8 @@ struct ActionInput<'a> {
     code: &'a str,
     template: &'a str,
     assignee: &'a str,
+    /// The profile field a rectification corrects; `text` is its new value.
+    field: &'a str,
 }
 
 async fn staff_act(
@@ -1065,8 +1114,31 @@ async fn staff_act(
         code,
         template,
         assignee,
+        field,
     } = input;
     match action {
+        "lift_restriction" => {
+            let subject = subject_of_request(state, id).await?;
+            if state
+                .purpose
+                .lift(subject, staff_id, crate::purpose::LiftedBy::Staff)
+                .await?
+            {
+                Ok(())
+            } else {
+                Err(Error::invalid(InvalidField::new(
+                    "action",
+                    "no restriction stands",
+                )))
+            }
+        }
+        "rectify" => {
+            let subject = subject_of_request(state, id).await?;
+            state
+                .fulfilment
+                .rectify(staff_id, subject, Some(id), field, text)
+                .await
+        }
         "assign" => {
             let assignee = if assignee.trim().is_empty() {
                 Some(staff_id)
@@ -1147,6 +1219,7 @@ pub async fn staff_action(
             code: &form.code,
             template: &form.template,
             assignee: &form.assignee,
+            field: &form.field,
         },
     )
     .await?;
@@ -1550,7 +1623,8 @@ pub async fn api_queue(
 
 #[derive(Deserialize, ToSchema)]
 pub struct StaffActionBody {
-    /// assign, unassign, note, template, fulfil, partly, decline, extend, uphold, reverse.
+    /// assign, unassign, note, template, fulfil, partly, decline, extend, uphold, reverse,
+    /// rectify (a profile `field` set to `text`), lift_restriction.
     action: String,
     /// The note, reason, explanation or appeal decision's reason.
     #[serde(default)]
@@ -1563,6 +1637,9 @@ pub struct StaffActionBody {
     template: String,
     #[serde(default)]
     assignee: String,
+    /// For `rectify`: the profile field corrected (`bio`).
+    #[serde(default)]
+    field: String,
 }
 
 /// Act on a request as privacy staff: assign, note, message, decide, extend, decide an appeal.
@@ -1587,6 +1664,7 @@ pub async fn api_staff_action(
             code: &body.code,
             template: &body.template,
             assignee: &body.assignee,
+            field: &body.field,
         },
     )
     .await?;

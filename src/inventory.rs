@@ -205,8 +205,8 @@ const fn public_text(name: &'static str, blank: &'static str, since: &'static st
 }
 
 const USERNAME: &str = "user.account.username";
-const EMAIL: &str = "user.contact.email";
-const CREDENTIALS: &str = "user.authorization.credentials";
+pub const EMAIL: &str = "user.contact.email";
+pub const CREDENTIALS: &str = "user.authorization.credentials";
 const BIRTH_YEAR: &str = "user.account.birth_year";
 const IP: &str = "user.device.ip_address";
 const USER_AGENT: &str = "user.device.user_agent";
@@ -1042,6 +1042,48 @@ pub fn categories() -> Vec<&'static str> {
     keys
 }
 
+/// A column where an address alone finds a person who has no account: a visitor's privacy
+/// request, a parent asked for consent, a provider sign-up never finished, mail sent to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressColumn {
+    pub table: &'static str,
+    /// Holds the address as typed or in lower case.
+    pub column: &'static str,
+    /// A column naming the member a row belongs to (a minor's parental consent): such rows
+    /// are that member's and lose only the person's address and credentials.
+    pub owner: Option<&'static str>,
+}
+
+/// Every column an erasure by address alone (`fulfilment::erase_address`) visits, declared
+/// once; a test holds each to a personal column of [`TABLES`].
+pub static ADDRESS_COLUMNS: &[AddressColumn] = &[
+    AddressColumn {
+        table: "mail_outbox",
+        column: "recipient",
+        owner: Some("user_id"),
+    },
+    AddressColumn {
+        table: "parental_consents",
+        column: "parent_email",
+        owner: Some("user_id"),
+    },
+    AddressColumn {
+        table: "social_pending",
+        column: "email",
+        owner: None,
+    },
+    AddressColumn {
+        table: "privacy_submissions",
+        column: "requester_email",
+        owner: None,
+    },
+    AddressColumn {
+        table: "privacy_submissions",
+        column: "subject_email",
+        owner: None,
+    },
+];
+
 /// Tables whose rows are some subject's, in the order export and erasure visit them: children
 /// before the rows they point at.
 pub fn subject_tables() -> impl Iterator<Item = &'static Table> {
@@ -1055,6 +1097,23 @@ pub fn subject_tables() -> impl Iterator<Item = &'static Table> {
 mod tests {
     use super::*;
     use covenant_core::policy::{CategoryKey, Policy};
+
+    #[test]
+    fn every_address_column_is_a_declared_personal_column() {
+        for link in ADDRESS_COLUMNS {
+            let table = table(link.table).expect("a declared table");
+            let column = table.column(link.column).expect("a declared column");
+            assert!(
+                matches!(column.data, Data::Personal(_)),
+                "{}.{}",
+                link.table,
+                link.column
+            );
+            if let Some(owner) = link.owner {
+                assert!(table.column(owner).is_some(), "{}.{owner}", link.table);
+            }
+        }
+    }
 
     #[test]
     fn every_category_exists_in_the_default_policy_with_a_retention_rule() {

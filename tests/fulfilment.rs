@@ -757,3 +757,160 @@ async fn an_archive_built_on_one_node_is_handed_out_by_another_on_postgres() {
     other.stop().await;
     app.stop().await;
 }
+
+/// The 8-digit code in a request email.
+fn code_in(mail: &str) -> String {
+    mail.lines()
+        .map(str::trim)
+        .find(|l| l.len() == 8 && l.chars().all(|c| c.is_ascii_digit()))
+        .expect("the message holds a code")
+        .to_string()
+}
+
+/// The path of the link in `mail` that starts with `prefix`.
+fn path_with(app: &common::TestApp, mail: &str, prefix: &str) -> String {
+    let needle = format!("{}{prefix}", app.address);
+    let start = mail.find(&needle).expect("the link is in the message");
+    mail[start + app.address.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+async fn post_with_csrf(
+    app: &common::TestApp,
+    client: &reqwest::Client,
+    page_path: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let page = app.page(client, page_path).await;
+    let mut all = vec![("csrf".to_string(), common::csrf_of(&page))];
+    all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    client
+        .post(app.url(action))
+        .form(&all)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Rows of `mail_outbox` addressed to `address`, with their subjects.
+async fn outbox_subjects(app: &common::TestApp, address: &str) -> Vec<String> {
+    let pool = raw_pool(app).await;
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT subject FROM mail_outbox WHERE LOWER(recipient) = $1")
+            .bind(address)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    rows.into_iter().map(|(s,)| s).collect()
+}
+
+on_both_stores! {
+    /// Proves: R8, R9
+    async fn a_requester_without_an_account_is_erased_by_address_and_only_the_proof_stays(app) {
+        let address = "zqm-visitor@example.org";
+        app.member("kid").await;
+        let kid = user_id(app, "kid").await;
+        let pool = raw_pool(app).await;
+        // The address is a parent's on a minor's consent, a provider sign-up never finished,
+        // and the recipient of mail already sent.
+        sqlx::query("INSERT INTO parental_consents (user_id, parent_email, token_hash, \
+            requested_at, expires_at, consented_at) VALUES ($1, $2, 'zqm-parent-token', 1, 2, 1)")
+            .bind(kid).bind(address).execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO social_pending (token_hash, provider, subject, email, \
+            email_verified, fields_received, policy_version, text_hash, authorized_at, expires_at) \
+            VALUES ('zqm-pending-token', 'test-id', 'zqm-pending-subject', $1, 1, 'email', \
+            '2025.1', 'hash', 1, 4102444800)")
+            .bind(address).execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO mail_outbox (idempotency_key, recipient, subject, body_text, \
+            created_at, next_attempt_at, sent_at) VALUES ('old-message', $1, 'zqm-mail-subject', \
+            'zqm-mail-body', 1, 1, 1)")
+            .bind(address).execute(&pool).await.unwrap();
+        pool.close().await;
+
+        // The visitor asks for deletion from the public form; the code proves the address.
+        let visitor = app.new_client();
+        let response = post_with_csrf(app, &visitor, "/privacy/requests/new", "/privacy/requests/new", &[
+            ("requester_name", "A visitor"), ("requester_email", address), ("relationship", "self"),
+            ("country", "DE"), ("rights", "deletion"), ("comments", "zqm-comment"),
+        ]).await;
+        assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
+        let mail = app.wait_for_mail(address, "privacy request code").await;
+        let verify = path_with(app, &mail, "/privacy/requests/verify/");
+        let response = post_with_csrf(app, &visitor, &verify, &verify, &[("code", &code_in(&mail))]).await;
+        assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
+        app.state.mailer.wake();
+        let answer = app.wait_for_mail(address, "We did what you asked").await;
+        assert!(answer.contains("We kept only") && answer.contains("records of your privacy requests"), "{answer}");
+
+        // Nothing of the address or its markers stays but the request's proof and this answer.
+        let left = columns_holding(app, "zqm-").await;
+        let proof = ["privacy_submissions.requester_email", "privacy_submissions.subject_email",
+            "privacy_submissions.comments", "mail_outbox.recipient"];
+        assert!(left.iter().all(|c| proof.contains(&c.as_str())), "left: {left:?}");
+        let subjects = outbox_subjects(app, address).await;
+        assert_eq!(subjects.len(), 1, "{subjects:?}");
+        assert!(subjects[0].contains("We did what you asked"));
+        // The minor's consent stays as the minor's record, without the parent's address.
+        let pool = raw_pool(app).await;
+        let (n, email): (i64, String) = sqlx::query_as(
+            "SELECT COUNT(*), MAX(parent_email) FROM parental_consents WHERE user_id = $1")
+            .bind(kid).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        assert_eq!((n, email.as_str()), (1, ""));
+        let audit = app.store.audit_page(&Default::default(), 1000, 0).await.unwrap().0;
+        assert!(audit.iter().any(|e| e.kind == "data_erased" && e.details.contains("method=address")));
+        assert!(audit.iter().all(|e| !e.details.contains("zqm")), "no address in the audit log");
+    }
+}
+
+on_both_stores! {
+    /// Proves: R8, T3
+    async fn a_deletion_request_under_a_legal_hold_keeps_only_the_held_data_and_says_why(app) {
+        let bearer = app.member("holder").await;
+        let id = user_id(app, "holder").await;
+        let topic = post_topic(app, &bearer, "Held words", "Words under a claim").await;
+        let mut tx = app.store.begin().await.unwrap();
+        store::insert_hold(&mut tx, &store::NewHold {
+            subject_user_id: Some(id),
+            categories: "user.device.ip_address",
+            created_from: None,
+            created_until: None,
+            reason: "claim 2026-41",
+            created_by: None,
+            now: covenant::now(),
+        }).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let response = app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&bearer)
+            .json(&serde_json::json!({"rights": ["deletion"], "country": "DE"}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), 201);
+        app.state.mailer.wake();
+        // (The subject line is folded, so the headline is looked for in the body.)
+        let answer = app.wait_for_mail("holder@example.org", "Your privacy request on").await;
+        assert!(answer.contains("We did part of what you asked"), "{answer}");
+        assert!(answer.contains("user.device.ip_address") && answer.contains("claim 2026-41")
+            && answer.contains("legal hold"), "the answer says what was kept and why: {answer}");
+
+        // Held: the IP addresses. Everything else of the member is gone.
+        let pool = raw_pool(app).await;
+        let posts: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT ip, user_agent FROM posts WHERE topic_id = {topic}"))).fetch_all(&pool).await.unwrap();
+        let sign_ins: Vec<(String,)> = sqlx::query_as("SELECT ip FROM sign_ins WHERE user_id = $1")
+            .bind(id).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        assert!(!posts.is_empty() && posts.iter().all(|(ip, agent)| !ip.is_empty() && agent.is_empty()), "{posts:?}");
+        assert!(sign_ins.iter().all(|(ip,)| !ip.is_empty()), "held sign-in addresses stay");
+        let user = app.store.user_by_id(id).await.unwrap().unwrap();
+        assert_eq!(user.username, "deleted user");
+        let left = columns_holding(app, "holder").await;
+        let proof = ["privacy_submissions.requester_name", "privacy_submissions.requester_email",
+            "privacy_submissions.subject_email", "mail_outbox.recipient"];
+        assert!(left.iter().all(|c| proof.contains(&c.as_str())), "left: {left:?}");
+    }
+}

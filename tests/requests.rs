@@ -1138,7 +1138,7 @@ on_both_stores! {
         let mut config = (*app.state.config).clone();
         config.requests.fulfil_at_once = true;
         let engine = covenant::fulfilment::RequestEngine::new(
-            app.state.fulfilment.clone(), app.state.policy.clone(), &config.base_url);
+            app.state.fulfilment.clone(), app.state.policy.clone(), app.state.purpose.clone(), &config.base_url);
         let next_node = covenant::requests::Requests::new(
             app.store.clone(), std::sync::Arc::new(config), app.state.audit_key.clone(),
             app.state.policy.clone(), app.state.consent.clone(),

@@ -516,3 +516,148 @@ mod tests {
         ));
     }
 }
+
+impl Held {
+    /// The standing holds on everyone (a person without an account can be named by no other).
+    pub async fn on_everyone(store: &Store) -> anyhow::Result<Self> {
+        let mut held = Self::default();
+        for hold in store.holds().await? {
+            if hold.released_at.is_some() || hold.subject_user_id.is_some() {
+                continue;
+            }
+            let categories: Vec<String> = hold
+                .categories
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            if categories.is_empty() {
+                held.everything = true;
+            }
+            held.categories.extend(categories);
+            held.reasons.push(hold.reason);
+        }
+        Ok(held)
+    }
+}
+
+/// What an erasure by address did and kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct AddressErasure {
+    pub tables: Vec<TableOutcome>,
+    pub kept: Vec<Kept>,
+    /// The reasons of the legal holds that kept data back; empty means no holds.
+    pub holds: Vec<String>,
+}
+
+/// Erases a person who has no account, known by their address alone (a verified deletion
+/// request from the public form): every column of `inventory::ADDRESS_COLUMNS` is visited.
+/// Rows that are theirs are deleted; rows of a member that hold their address (a minor's
+/// parental consent) lose the address and the person's credentials; the records of privacy
+/// requests stay as proof of how they were handled. Nothing of the address reaches the audit
+/// log or the logs.
+pub async fn erase_address(
+    store: &Store,
+    audit_key: &AuditKey,
+    address: &str,
+    request_id: Option<i64>,
+) -> Result<AddressErasure> {
+    let now = crate::now();
+    let held = Held::on_everyone(store).await?;
+    let mut tables: Vec<TableOutcome> = Vec::new();
+    let mut evidence_kept = false;
+    let mut tx = store.begin().await?;
+    for link in inventory::ADDRESS_COLUMNS {
+        let table =
+            inventory::table(link.table).with_context(|| format!("{} is declared", link.table))?;
+        let Some(Data::Personal(personal)) = table.column(link.column).map(|c| c.data) else {
+            continue;
+        };
+        if held.covers(personal.category) {
+            continue;
+        }
+        if table.rows == Rows::Evidence {
+            evidence_kept = true;
+            continue;
+        }
+        let owned = TableErasure::Update(
+            table
+                .personal_columns()
+                .filter(|(_, p)| {
+                    (p.category == inventory::EMAIL || p.category == inventory::CREDENTIALS)
+                        && !held.covers(p.category)
+                })
+                .map(|(c, p)| (c.name, SetTo::Blank(p.blank)))
+                .collect(),
+        );
+        let rows = store::erase_address_rows(
+            &mut tx,
+            table,
+            link.column,
+            link.owner,
+            address,
+            &TableErasure::DeleteRows,
+            &owned,
+            now,
+        )
+        .await?;
+        if rows > 0 {
+            tables.push(TableOutcome {
+                table: table.name,
+                action: "erased",
+                rows,
+            });
+        }
+    }
+    let n_rows: u64 = tables.iter().map(|t| t.rows).sum();
+    let mut event = Event::new(AuditKind::DataErased)
+        .detail(Detail::Method("address"))
+        .detail(Detail::Count(n_rows as i64));
+    if let Some(id) = request_id {
+        event = event.detail(Detail::Request(id));
+    }
+    audit::record(&mut tx, audit_key, event).await?;
+    tx.commit()
+        .await
+        .context("committing an erasure by address")?;
+    tracing::info!(n_rows, "a person without an account erased");
+    let mut kept = vec![Kept {
+        what: "Audit log entries about this erasure (never your address)".into(),
+        why: "The tamper-evident log proves how the forum handled your data; it holds \
+              identifiers and fixed words only."
+            .into(),
+    }];
+    if evidence_kept {
+        kept.push(Kept {
+            what: "The records of your privacy requests and of how they were handled, with \
+                   the address you wrote from"
+                .into(),
+            why: "The law asks us to prove how each request was answered; the policy keeps \
+                  them for their own fixed period (see the retention of privacy requests), \
+                  then they are deleted."
+                .into(),
+        });
+    }
+    kept.push(Kept {
+        what: "This answer, until it is delivered to you".into(),
+        why: "It is the one message we still send to your address.".into(),
+    });
+    if held.everything || !held.categories.is_empty() {
+        kept.push(Kept {
+            what: if held.everything {
+                "Every category of your data".to_string()
+            } else {
+                format!("The categories {}", held.categories.join(", "))
+            },
+            why: format!(
+                "A legal hold keeps them while a legal claim stands ({}); they are erased \
+                 when it is released.",
+                held.reasons.join("; ")
+            ),
+        });
+    }
+    Ok(AddressErasure {
+        tables,
+        kept,
+        holds: held.reasons,
+    })
+}

@@ -170,6 +170,15 @@ impl Fulfilment {
     }
 
     /// Erases the subject; see [`super::erase_subject`].
+    /// Erases a person without an account, by address (see [`super::erase_address`]).
+    pub async fn erase_address(
+        &self,
+        address: &str,
+        request_id: Option<i64>,
+    ) -> Result<super::AddressErasure> {
+        super::erase_address(&self.store, &self.audit_key, address, request_id).await
+    }
+
     pub async fn erase_subject(
         &self,
         policy: &Policy,

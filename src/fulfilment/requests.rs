@@ -54,17 +54,38 @@ impl RequestEngine {
             Ok(report) if report.holds.is_empty() => Ok(FulfilmentOutcome::Delivered {
                 note: kept_text(&report.kept),
             }),
+            // A hold kept part: the answer lists what was kept and why, the hold included.
             Ok(report) => Ok(FulfilmentOutcome::PartlyDone {
-                reason: format!(
-                    "Everything else was erased; what a legal hold covers is kept until the hold \
-                     is released ({}).",
-                    report.holds.join("; ")
-                ),
+                reason: kept_text(&report.kept),
             }),
             // Erased already (a repeated request, or a run cut short after the erasure).
             Err(Error::NotFound(_)) => Ok(FulfilmentOutcome::Done),
             Err(error) => Err(anyhow::Error::new(error).context("erasing a request's subject")),
         }
+    }
+
+    /// Erases a requester without an account: whatever the inventory links to the address.
+    async fn erase_address(&self, request: &VerifiedRequest) -> anyhow::Result<FulfilmentOutcome> {
+        let store = self.fulfilment.store();
+        let submission = store
+            .submission(request.submission_id())
+            .await?
+            .context("a request's submission vanished")?;
+        let report = self
+            .fulfilment
+            .erase_address(&submission.subject_email, Some(request.id()))
+            .await
+            .map_err(|error| anyhow::Error::new(error).context("erasing by address"))?;
+        let mut text = String::from("What we held under your address is erased.");
+        text.push_str(" We kept only:");
+        for item in &report.kept {
+            text.push_str(&format!("\n- {}: {}", item.what, item.why));
+        }
+        Ok(if report.holds.is_empty() {
+            FulfilmentOutcome::Delivered { note: text }
+        } else {
+            FulfilmentOutcome::PartlyDone { reason: text }
+        })
     }
 
     /// Restricts the subject's processing to storage (R9) until staff or the subject lift it.
@@ -168,7 +189,10 @@ impl Workflow for RequestEngine {
     fn complete<'a>(&'a self, request: &'a VerifiedRequest) -> FulfilmentFuture<'a> {
         Box::pin(async move {
             let Some(user_id) = request.subject_user_id() else {
-                return Ok(FulfilmentOutcome::HandedOver);
+                return match request.right() {
+                    Right::Deletion => self.erase_address(request).await,
+                    _ => Ok(FulfilmentOutcome::HandedOver),
+                };
             };
             match request.right() {
                 Right::Deletion => self.erase(user_id).await,

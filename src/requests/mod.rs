@@ -573,7 +573,14 @@ impl Requests {
         let mut request_ids = Vec::new();
         let mut newly_verified = Vec::new();
         for right in rights {
-            let required = required_verification(right, false);
+            // Deletion needs a held fact beyond the code, against someone deleting another's
+            // account. Without an account nothing is held but the address, and the code proves
+            // that address is the requester's: it is all the proof there can be, and all the
+            // erasure reaches (what the inventory links to the address).
+            let required = match (right, subject_user_id) {
+                (Right::Deletion, None) => VerificationLevel::EmailCode,
+                _ => required_verification(right, false),
+            };
             let status = RequestStatus::received();
             let written = intake
                 .written_opt_out

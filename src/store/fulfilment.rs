@@ -301,7 +301,53 @@ pub async fn erase_subject_rows(
     let Some((filter, key)) = link_of(table, user_id) else {
         return Ok(0);
     };
-    let subject_id = user_id.to_string();
+    erase_rows(tx, table, &filter, key, &user_id.to_string(), step, now).await
+}
+
+/// Erases the rows of `table` whose `column` holds `address` (any case): a person without an
+/// account. With `owner`, a column naming the member a row belongs to, rows that belong to no
+/// member get `unowned` and rows of a member get `owned`; without, every row gets `unowned`.
+pub async fn erase_address_rows(
+    tx: &mut Tx,
+    table: &Table,
+    column: &'static str,
+    owner: Option<&'static str>,
+    address: &str,
+    unowned: &TableErasure,
+    owned: &TableErasure,
+    now: i64,
+) -> anyhow::Result<u64> {
+    let address = address.to_lowercase();
+    let matches = format!("LOWER({column}) = $1");
+    let Some(owner) = owner else {
+        return erase_rows(tx, table, &matches, Key::Text(address), "0", unowned, now).await;
+    };
+    let free = format!("{matches} AND {owner} IS NULL");
+    let held = format!("{matches} AND {owner} IS NOT NULL");
+    Ok(erase_rows(
+        tx,
+        table,
+        &free,
+        Key::Text(address.clone()),
+        "0",
+        unowned,
+        now,
+    )
+    .await?
+        + erase_rows(tx, table, &held, Key::Text(address), "0", owned, now).await?)
+}
+
+/// One erasure step over the rows `filter` selects, `$1` bound to `key`; `{id}` in blank
+/// values becomes `subject_id`.
+async fn erase_rows(
+    tx: &mut Tx,
+    table: &Table,
+    filter: &str,
+    key: Key,
+    subject_id: &str,
+    step: &TableErasure,
+    now: i64,
+) -> anyhow::Result<u64> {
     let mut texts: Vec<String> = Vec::new();
     let mut ints: Vec<Option<i64>> = Vec::new();
     let sql = match step {
@@ -316,11 +362,11 @@ pub async fn erase_subject_rows(
             for (name, set) in sets {
                 let expression = match set {
                     SetTo::Blank(Blank::Text(text)) => {
-                        texts.push(text.replace("{id}", &subject_id));
+                        texts.push(text.replace("{id}", subject_id));
                         format!("${}", 1 + texts.len())
                     }
                     SetTo::Blank(Blank::TextAndKey(text)) => {
-                        texts.push(text.replace("{id}", &subject_id));
+                        texts.push(text.replace("{id}", subject_id));
                         format!("${} || CAST({} AS TEXT)", 1 + texts.len(), table.key)
                     }
                     SetTo::Blank(Blank::Int(n)) => {

@@ -592,8 +592,7 @@ pub async fn erase_address(
         let rows = store::erase_address_rows(
             &mut tx,
             table,
-            link.column,
-            link.owner,
+            link,
             address,
             &TableErasure::DeleteRows,
             &owned,

@@ -304,22 +304,22 @@ pub async fn erase_subject_rows(
     erase_rows(tx, table, &filter, key, &user_id.to_string(), step, now).await
 }
 
-/// Erases the rows of `table` whose `column` holds `address` (any case): a person without an
-/// account. With `owner`, a column naming the member a row belongs to, rows that belong to no
-/// member get `unowned` and rows of a member get `owned`; without, every row gets `unowned`.
+/// Erases the rows of `table` whose `link.column` holds `address` (any case): a person
+/// without an account. With `link.owner`, a column naming the member a row belongs to, rows
+/// that belong to no member get `unowned` and rows of a member get `owned`; without, every
+/// row gets `unowned`.
 pub async fn erase_address_rows(
     tx: &mut Tx,
     table: &Table,
-    column: &'static str,
-    owner: Option<&'static str>,
+    link: &crate::inventory::AddressColumn,
     address: &str,
     unowned: &TableErasure,
     owned: &TableErasure,
     now: i64,
 ) -> anyhow::Result<u64> {
     let address = address.to_lowercase();
-    let matches = format!("LOWER({column}) = $1");
-    let Some(owner) = owner else {
+    let matches = format!("LOWER({}) = $1", link.column);
+    let Some(owner) = link.owner else {
         return erase_rows(tx, table, &matches, Key::Text(address), "0", unowned, now).await;
     };
     let free = format!("{matches} AND {owner} IS NULL");

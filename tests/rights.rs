@@ -399,3 +399,25 @@ on_both_stores! {
         assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY, "nothing left to lift");
     }
 }
+
+/// Verified requests wait for privacy staff instead of being carried out at once.
+fn staff_review(config: &mut covenant::Config) {
+    config.requests.fulfil_at_once = false;
+}
+
+on_both_stores! {
+    /// Proves: R9
+    async fn restriction_and_objection_take_effect_at_once_even_where_staff_review_requests(app) where config: staff_review; {
+        let (ida, _, _, _) = engaged_member(app, "ida").await;
+        let id = user_id(app, "ida").await;
+        ask(app, &ida, "restriction").await;
+        assert!(app.store.is_restricted(id).await.unwrap(), "restricted with the verification");
+        ask(app, &ida, "withdraw_consent").await;
+        assert!(!app.state.news.is_subscribed(id).await.unwrap());
+        let states: Vec<String> = app.store.requests_of_member(id).await.unwrap()
+            .into_iter().map(|r| r.state).collect();
+        assert_eq!(states, ["fulfilled", "fulfilled"], "nothing waits for staff");
+        ask(app, &ida, "deletion").await;
+        assert!(app.store.user_by_username("ida").await.unwrap().is_some(), "deletion still waits for review");
+    }
+}

@@ -88,18 +88,15 @@ impl RequestEngine {
         })
     }
 
-    /// Restricts the subject's processing to storage (R9) until staff or the subject lift it.
+    /// Restricts the subject's processing to storage (R9) until staff or the subject lift it,
+    /// in the transaction that verified the request.
     async fn restrict(
         &self,
+        tx: &mut Tx,
         request: &VerifiedRequest,
         user_id: i64,
     ) -> anyhow::Result<FulfilmentOutcome> {
-        let store = self.fulfilment.store();
-        let mut tx = store.begin().await?;
-        self.gate
-            .restrict(&mut tx, user_id, Some(request.id()))
-            .await?;
-        tx.commit().await.context("restricting processing")?;
+        self.gate.restrict(tx, user_id, Some(request.id())).await?;
         Ok(FulfilmentOutcome::Delivered {
             note: "Processing of your data is restricted: we only store it. You get no more \
                    news, digests or notices, nothing of yours is counted in statistics, and \
@@ -109,26 +106,25 @@ impl RequestEngine {
         })
     }
 
-    /// Stops at once what an objection or a withdrawal of consent names (R9).
+    /// Stops what an objection or a withdrawal of consent names (R9), in the transaction that
+    /// verified the request.
     async fn stop(
         &self,
+        tx: &mut Tx,
         request: &VerifiedRequest,
         user_id: i64,
     ) -> anyhow::Result<FulfilmentOutcome> {
         let in_force = self.policies.current().await?;
-        let store = self.fulfilment.store();
-        let mut tx = store.begin().await?;
         let note = self
             .gate
             .stop(
-                &mut tx,
+                tx,
                 user_id,
                 Purpose::stopped_by(request.right()),
                 &in_force.policy,
                 request.id(),
             )
             .await?;
-        tx.commit().await.context("stopping processing")?;
         Ok(FulfilmentOutcome::Delivered { note })
     }
 
@@ -182,7 +178,16 @@ impl Workflow for RequestEngine {
     ) -> FulfilmentFuture<'a> {
         Box::pin(async move {
             store::mark_handed_to_fulfilment(tx, request.id(), crate::now()).await?;
-            Ok(FulfilmentOutcome::HandedOver)
+            // Restriction, objection and withdrawal of consent protect the subject and can be
+            // undone: they take effect with the verification itself, review or not (R9).
+            match (request.right(), request.subject_user_id()) {
+                (Right::Restriction, Some(user_id)) => self.restrict(tx, request, user_id).await,
+                (
+                    Right::Objection | Right::ObjectDirectMarketing | Right::WithdrawConsent,
+                    Some(user_id),
+                ) => self.stop(tx, request, user_id).await,
+                _ => Ok(FulfilmentOutcome::HandedOver),
+            }
         })
     }
 
@@ -197,10 +202,6 @@ impl Workflow for RequestEngine {
             match request.right() {
                 Right::Deletion => self.erase(user_id).await,
                 Right::Access | Right::Portability => self.export(request, user_id).await,
-                Right::Restriction => self.restrict(request, user_id).await,
-                Right::Objection | Right::ObjectDirectMarketing | Right::WithdrawConsent => {
-                    self.stop(request, user_id).await
-                }
                 _ => Ok(FulfilmentOutcome::HandedOver),
             }
         })

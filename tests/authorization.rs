@@ -122,6 +122,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/account/privacy", MEMBERS),
     ("POST", "/account/privacy/requests", MEMBERS),
     ("POST", "/account/privacy/restriction/lift", MEMBERS),
+    ("GET", "/account/profile", MEMBERS),
+    ("POST", "/account/profile", MEMBERS),
     ("GET", "/privacy/requests/new", PUBLIC),
     ("POST", "/privacy/requests/new", PUBLIC),
     ("GET", "/privacy/requests/sent", PUBLIC),

@@ -1,8 +1,9 @@
 //! Rights that change the running system at once (R9), on both stores: a verified restriction
 //! stops every email but account mail, every analytics count and every profile detail until
 //! it is lifted; a verified objection or withdrawal of consent stops the news, the digest and
-//! the statistics it names; staff correct a profile field from the request's page, and the
-//! audit log keeps the classes of the old and new value, never the values.
+//! the statistics it names; members correct their profile, staff correct a profile field from
+//! the request's page, and the audit log keeps the classes of the old and new value, never the
+//! values.
 
 mod common;
 
@@ -419,5 +420,30 @@ on_both_stores! {
         assert_eq!(states, ["fulfilled", "fulfilled"], "nothing waits for staff");
         ask(app, &ida, "deletion").await;
         assert!(app.store.user_by_username("ida").await.unwrap().is_some(), "deletion still waits for review");
+    }
+}
+
+on_both_stores! {
+    /// Proves: R9
+    async fn a_member_corrects_their_own_profile_and_only_value_classes_are_audited(app) {
+        app.member("uma").await;
+        let id = user_id(app, "uma").await;
+        let uma = browser_of(app, "uma", None).await;
+        let own = app.page(&uma, "/u/uma").await;
+        assert!(own.contains("href=\"/account/profile\""), "the profile links its correction");
+        let response = post_form(app, &uma, "/account/profile", "/account/profile",
+            &[("bio", "Keeps bees in Graz")]).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.text().await.unwrap().contains("Keeps bees in Graz"));
+        assert_eq!(app.store.user_by_id(id).await.unwrap().unwrap().bio, "Keeps bees in Graz");
+        assert!(app.page(&app.new_client(), "/u/uma").await.contains("Keeps bees in Graz"));
+        let forged = uma.post(app.url("/account/profile")).form(&[("csrf", "wrong"), ("bio", "x")])
+            .send().await.unwrap();
+        assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+        let audit = app.store.audit_page(&Default::default(), 1000, 0).await.unwrap().0;
+        let entry = audit.iter().find(|e| e.kind == "data_rectified").expect("audited");
+        assert!(entry.details.contains("method=member") && entry.details.contains("before=empty")
+            && entry.details.contains("after=short"), "{}", entry.details);
+        assert!(audit.iter().all(|e| !e.details.contains("bees")), "no value in the audit log");
     }
 }

@@ -1,6 +1,6 @@
-//! Rectification by staff on a request (R9): a profile field of the subject's account is
-//! corrected, and the audit log records which field and the classes of its old and new value
-//! ("empty", "short", "long"), never the values themselves.
+//! Rectification (R9): a profile field is corrected by the member on their profile page, or by
+//! staff on a request; the audit log records who, which field and the classes of its old and
+//! new value ("empty", "short", "long"), never the values themselves.
 
 use super::Fulfilment;
 use crate::audit::{self, AuditKind, Detail, Event as AuditEvent};
@@ -36,10 +36,11 @@ fn declared_personal(column: &str) -> bool {
 }
 
 impl Fulfilment {
-    /// Sets `field` of the subject's profile to `value`, as staff correcting it on a request.
+    /// Sets `field` of the subject's profile to `value`: the member themselves (`actor_id` is
+    /// `user_id`) or staff correcting it on a request.
     pub async fn rectify(
         &self,
-        staff_id: i64,
+        actor_id: i64,
         user_id: i64,
         request_id: Option<i64>,
         field: &str,
@@ -63,8 +64,13 @@ impl Fulfilment {
             .await?
             .ok_or(Error::NotFound("account"))?;
         let mut event = AuditEvent::new(AuditKind::DataRectified)
-            .actor(Some(staff_id))
+            .actor(Some(actor_id))
             .subject(Some(user_id))
+            .detail(Detail::Method(if actor_id == user_id {
+                "member"
+            } else {
+                "staff"
+            }))
             .detail(Detail::Field(name))
             .detail(Detail::Before(value_class(&old)))
             .detail(Detail::After(value_class(value)));

@@ -342,6 +342,8 @@ fn routes(config: &Config) -> Routes {
         .post("/register", register)
         .get("/unsubscribe/{token}", people::unsubscribe_page)
         .post("/unsubscribe/{token}", people::unsubscribe)
+        .get("/account/profile", people::profile_form)
+        .post("/account/profile", people::save_profile)
         .get("/account/email", people::email_preferences)
         .post("/account/email", people::save_email_preferences)
         .post("/account/email/digest", people::save_digest_preference)

@@ -609,3 +609,56 @@ pub async fn publish_feedback(
     state.feedback.publish(&signed_in.actor(), id).await?;
     Ok(see_other("/staff/feedback"))
 }
+
+#[derive(Template)]
+#[template(path = "account/profile.html")]
+struct ProfileForm {
+    layout: Layout,
+    bio: String,
+    saved: bool,
+}
+
+/// `GET /account/profile`: the member's own profile fields, to correct (R9).
+pub async fn profile_form(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    let Some(signed_in) = viewer.0.as_ref() else {
+        return Ok(see_other("/sign-in"));
+    };
+    let user = state
+        .store
+        .user_by_id(signed_in.user.user_id)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+    page(&ProfileForm {
+        layout: Layout::new(&state, &viewer, "Your profile"),
+        bio: user.bio,
+        saved: false,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ProfileFields {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    bio: String,
+}
+
+/// `POST /account/profile`: the member corrects their profile; audited with value classes.
+pub async fn save_profile(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(form): Form<ProfileFields>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let user_id = viewer.require()?.user.user_id;
+    state
+        .fulfilment
+        .rectify(user_id, user_id, None, "bio", &form.bio)
+        .await?;
+    page(&ProfileForm {
+        layout: Layout::new(&state, &viewer, "Your profile"),
+        bio: form.bio.trim().to_string(),
+        saved: true,
+    })
+}

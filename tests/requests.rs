@@ -1178,3 +1178,41 @@ on_both_stores! {
         assert!(decision.contains("We kept only:"), "{decision}");
     }
 }
+
+on_both_stores! {
+    /// A refused staff action gives its lock back before it answers: the request job, run
+    /// straight after, finds every waiting request. The refusal runs on a runtime that is not
+    /// driven again until the end, like a node busy elsewhere, so nothing done later on that
+    /// runtime's own tasks (where sqlx rolls back a transaction that was only dropped) counts.
+    /// Proves: R5
+    async fn a_refused_action_leaves_the_request_to_the_job_at_once(app) where config: staff_review; {
+        let visitor = app.new_client();
+        for email in ["r1@example.org", "r2@example.org", "r3@example.org"] {
+            let response = public_request(app, &visitor, &[
+                ("requester_name", "R"), ("requester_email", email), ("relationship", "self"),
+                ("country", "US"), ("state", "CA"), ("rights", "know"),
+            ]).await;
+            assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        }
+        let (_, staff_id) = privacy_officer(app, "ria").await;
+        let queue = app.store.request_queue(&Default::default()).await.unwrap();
+        assert_eq!(queue.len(), 3);
+        let first = queue[0].id;
+        app.state.requests.extend(staff_id, first, "The archive is offline.").await.unwrap();
+        let requests = app.state.requests.clone();
+        let (refused_tx, refused_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let busy_node = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let answer = runtime.block_on(requests.extend(staff_id, first, "again"));
+            refused_tx.send(answer.is_err()).unwrap();
+            let _ = release_rx.recv();
+            drop(runtime);
+        });
+        assert!(refused_rx.recv().unwrap(), "one extension only");
+        let round = app.state.requests.run_due(covenant::now() + 3 * 86_400).await;
+        release_tx.send(()).unwrap();
+        busy_node.join().unwrap();
+        assert_eq!(round.unwrap().reminded, 3, "the refused request is reminded too");
+    }
+}

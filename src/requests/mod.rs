@@ -361,6 +361,26 @@ fn new_code() -> String {
     format!("{n:08}")
 }
 
+/// Ends a transaction by the outcome of the work done in it: committed when it succeeded,
+/// rolled back, and waited for, when it failed. A transaction that is only dropped is rolled
+/// back later, on a task of its own, and keeps its row locks until then: a refused staff
+/// action would go on hiding its request from the request job (`SKIP LOCKED`) after the
+/// refusal had been answered.
+async fn settle<T>(tx: Tx, result: Result<T>, what: &'static str) -> Result<T> {
+    match result {
+        Ok(value) => {
+            tx.commit().await.context(what)?;
+            Ok(value)
+        }
+        Err(error) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, step = what, "rolling back failed");
+            }
+            Err(error)
+        }
+    }
+}
+
 fn refused(error: impl std::fmt::Display) -> Error {
     Error::RequestRefused(error.to_string())
 }
@@ -1370,31 +1390,35 @@ impl Requests {
             )));
         }
         let mut tx = self.store.begin().await?;
-        let row = store::request_for_update(&mut tx, &self.store, request_id)
-            .await?
-            .filter(|row| row.submission_id == submission.id)
-            .ok_or(Error::NotFound("request"))?;
-        let today = day_of(crate::now());
-        self.apply(
-            &mut tx,
-            &row,
-            Event::AppealLodged { on: today },
-            submission.requester_user_id,
-            submission.subject_user_id,
-            None,
-        )
-        .await?;
-        if !statement.trim().is_empty() {
-            store::insert_note(
+        let result: Result<_> = async {
+            let row = store::request_for_update(&mut tx, &self.store, request_id)
+                .await?
+                .filter(|row| row.submission_id == submission.id)
+                .ok_or(Error::NotFound("request"))?;
+            let today = day_of(crate::now());
+            self.apply(
                 &mut tx,
-                row.id,
+                &row,
+                Event::AppealLodged { on: today },
+                submission.requester_user_id,
+                submission.subject_user_id,
                 None,
-                &format!("Appeal statement: {}", statement.trim()),
-                crate::now(),
             )
             .await?;
+            if !statement.trim().is_empty() {
+                store::insert_note(
+                    &mut tx,
+                    row.id,
+                    None,
+                    &format!("Appeal statement: {}", statement.trim()),
+                    crate::now(),
+                )
+                .await?;
+            }
+            Ok(())
         }
-        tx.commit().await.context("lodging an appeal")?;
+        .await;
+        settle(tx, result, "lodging an appeal").await?;
         Ok(())
     }
 
@@ -1420,57 +1444,61 @@ impl Requests {
             other => other,
         };
         let mut tx = self.store.begin().await?;
-        let row = store::request_for_update(&mut tx, &self.store, request_id)
-            .await?
-            .ok_or(Error::NotFound("request"))?;
-        let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
-        let today = day_of(crate::now());
-        let by = Some(StaffId(staff_id));
-        let (event, text) = match &decision {
-            Decision::Fulfilled => (
-                Event::Fulfilled {
-                    decided_by: by,
-                    on: today,
-                },
-                note.as_deref(),
-            ),
-            Decision::PartlyFulfilled { reason } => (
-                Event::PartlyFulfilled {
-                    reason: reason.clone(),
-                    decided_by: by,
-                    on: today,
-                },
-                Some(reason.as_str()),
-            ),
-            Decision::Declined { code, explanation } => {
-                if explanation.trim().is_empty() {
-                    return Err(Error::invalid(InvalidField::new(
-                        "explanation",
-                        "say why, in plain words",
-                    )));
-                }
-                (
-                    Event::Declined {
-                        code: *code,
+        let result: Result<_> = async {
+            let row = store::request_for_update(&mut tx, &self.store, request_id)
+                .await?
+                .ok_or(Error::NotFound("request"))?;
+            let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
+            let today = day_of(crate::now());
+            let by = Some(StaffId(staff_id));
+            let (event, text) = match &decision {
+                Decision::Fulfilled => (
+                    Event::Fulfilled {
                         decided_by: by,
                         on: today,
                     },
-                    Some(explanation.as_str()),
-                )
-            }
-        };
-        self.apply(
-            &mut tx,
-            &row,
-            event,
-            Some(staff_id),
-            submission.subject_user_id,
-            text,
-        )
-        .await?;
-        self.queue_decision_mail(&mut tx, &row, &submission, text)
+                    note.as_deref(),
+                ),
+                Decision::PartlyFulfilled { reason } => (
+                    Event::PartlyFulfilled {
+                        reason: reason.clone(),
+                        decided_by: by,
+                        on: today,
+                    },
+                    Some(reason.as_str()),
+                ),
+                Decision::Declined { code, explanation } => {
+                    if explanation.trim().is_empty() {
+                        return Err(Error::invalid(InvalidField::new(
+                            "explanation",
+                            "say why, in plain words",
+                        )));
+                    }
+                    (
+                        Event::Declined {
+                            code: *code,
+                            decided_by: by,
+                            on: today,
+                        },
+                        Some(explanation.as_str()),
+                    )
+                }
+            };
+            self.apply(
+                &mut tx,
+                &row,
+                event,
+                Some(staff_id),
+                submission.subject_user_id,
+                text,
+            )
             .await?;
-        tx.commit().await.context("recording a decision")?;
+            self.queue_decision_mail(&mut tx, &row, &submission, text)
+                .await?;
+            Ok(())
+        }
+        .await;
+        settle(tx, result, "recording a decision").await?;
         Ok(())
     }
 
@@ -1484,45 +1512,50 @@ impl Requests {
         reason: &str,
     ) -> Result<()> {
         let mut tx = self.store.begin().await?;
-        let row = store::request_for_update(&mut tx, &self.store, request_id)
-            .await?
-            .ok_or(Error::NotFound("request"))?;
-        let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
-        let event = Event::AppealDecided {
-            upheld,
-            decided_by: StaffId(staff_id),
-            reason: reason.trim().to_string(),
-        };
-        self.apply(
-            &mut tx,
-            &row,
-            event,
-            Some(staff_id),
-            submission.subject_user_id,
-            None,
-        )
-        .await?;
-        let policy = self.policy().await?;
-        let jurisdiction: Jurisdiction = row.jurisdiction.parse().unwrap_or(Jurisdiction::Other);
-        let regulator = rights_for(&policy, jurisdiction).regulator;
-        let link = self.status_link(&mut tx, submission.id).await?;
-        Message::appeal_decided(
-            &self.config.site_name,
-            right_label(parse_right(&row.right_name).unwrap_or(Right::Know)),
-            upheld,
-            reason.trim(),
-            regulator.as_ref(),
-            &link,
-        )
-        .enqueue(
-            &mut tx,
-            &format!("request-appeal-decided:{}", row.id),
-            &submission.requester_email,
-            submission.requester_user_id,
-            crate::now(),
-        )
-        .await?;
-        tx.commit().await.context("deciding an appeal")?;
+        let result: Result<_> = async {
+            let row = store::request_for_update(&mut tx, &self.store, request_id)
+                .await?
+                .ok_or(Error::NotFound("request"))?;
+            let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
+            let event = Event::AppealDecided {
+                upheld,
+                decided_by: StaffId(staff_id),
+                reason: reason.trim().to_string(),
+            };
+            self.apply(
+                &mut tx,
+                &row,
+                event,
+                Some(staff_id),
+                submission.subject_user_id,
+                None,
+            )
+            .await?;
+            let policy = self.policy().await?;
+            let jurisdiction: Jurisdiction =
+                row.jurisdiction.parse().unwrap_or(Jurisdiction::Other);
+            let regulator = rights_for(&policy, jurisdiction).regulator;
+            let link = self.status_link(&mut tx, submission.id).await?;
+            Message::appeal_decided(
+                &self.config.site_name,
+                right_label(parse_right(&row.right_name).unwrap_or(Right::Know)),
+                upheld,
+                reason.trim(),
+                regulator.as_ref(),
+                &link,
+            )
+            .enqueue(
+                &mut tx,
+                &format!("request-appeal-decided:{}", row.id),
+                &submission.requester_email,
+                submission.requester_user_id,
+                crate::now(),
+            )
+            .await?;
+            Ok(())
+        }
+        .await;
+        settle(tx, result, "deciding an appeal").await?;
         if !upheld {
             self.proceed(request_id).await?;
         }
@@ -1668,69 +1701,73 @@ impl Requests {
         }
         let policy = self.policy().await?;
         let mut tx = self.store.begin().await?;
-        let row = store::request_for_update(&mut tx, &self.store, request_id)
-            .await?
-            .ok_or(Error::NotFound("request"))?;
-        let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
-        if row.extended_due_on.is_some() {
-            return Err(Error::RequestRefused(
-                "the deadline was extended already".into(),
+        let result: Result<_> = async {
+            let row = store::request_for_update(&mut tx, &self.store, request_id)
+                .await?
+                .ok_or(Error::NotFound("request"))?;
+            let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
+            if row.extended_due_on.is_some() {
+                return Err(Error::RequestRefused(
+                    "the deadline was extended already".into(),
+                ));
+            }
+            let state = RequestState::parse(&row.state).map_err(|e| Error::Internal(e.into()))?;
+            if state.is_terminal() {
+                return Err(Error::RequestRefused(
+                    "a decided request cannot be extended".into(),
+                ));
+            }
+            let jurisdiction: Jurisdiction =
+                row.jurisdiction.parse().unwrap_or(Jurisdiction::Other);
+            let rules = policy.jurisdiction(jurisdiction);
+            let Some(extension) = rules.extension else {
+                return Err(Error::RequestRefused(
+                    "the requester's law allows no extension".into(),
+                ));
+            };
+            let received = parse_iso(&row.received_on).unwrap_or(day_of(row.received_at));
+            if day_of(crate::now()) > parse_iso(&row.due_on).unwrap_or(received) {
+                return Err(Error::RequestRefused(
+                    "the notice must be sent before the original due date".into(),
+                ));
+            }
+            let day = iso(extended_due_date(
+                received,
+                rules.deadline,
+                extension,
+                &self.holidays,
             ));
+            let now = crate::now();
+            store::set_extension(&mut tx, row.id, &day, reason.trim(), now).await?;
+            audit::record(
+                &mut tx,
+                &self.audit,
+                AuditEvent::new(AuditKind::RequestExtended)
+                    .actor(Some(staff_id))
+                    .subject(submission.subject_user_id)
+                    .detail(Detail::Request(row.id)),
+            )
+            .await?;
+            let link = self.status_link(&mut tx, submission.id).await?;
+            Message::extended(
+                &self.config.site_name,
+                right_label(parse_right(&row.right_name).unwrap_or(Right::Know)),
+                &day,
+                reason.trim(),
+                &link,
+            )
+            .enqueue(
+                &mut tx,
+                &format!("request-extended:{}", row.id),
+                &submission.requester_email,
+                submission.requester_user_id,
+                now,
+            )
+            .await?;
+            Ok(day)
         }
-        let state = RequestState::parse(&row.state).map_err(|e| Error::Internal(e.into()))?;
-        if state.is_terminal() {
-            return Err(Error::RequestRefused(
-                "a decided request cannot be extended".into(),
-            ));
-        }
-        let jurisdiction: Jurisdiction = row.jurisdiction.parse().unwrap_or(Jurisdiction::Other);
-        let rules = policy.jurisdiction(jurisdiction);
-        let Some(extension) = rules.extension else {
-            return Err(Error::RequestRefused(
-                "the requester's law allows no extension".into(),
-            ));
-        };
-        let received = parse_iso(&row.received_on).unwrap_or(day_of(row.received_at));
-        if day_of(crate::now()) > parse_iso(&row.due_on).unwrap_or(received) {
-            return Err(Error::RequestRefused(
-                "the notice must be sent before the original due date".into(),
-            ));
-        }
-        let day = iso(extended_due_date(
-            received,
-            rules.deadline,
-            extension,
-            &self.holidays,
-        ));
-        let now = crate::now();
-        store::set_extension(&mut tx, row.id, &day, reason.trim(), now).await?;
-        audit::record(
-            &mut tx,
-            &self.audit,
-            AuditEvent::new(AuditKind::RequestExtended)
-                .actor(Some(staff_id))
-                .subject(submission.subject_user_id)
-                .detail(Detail::Request(row.id)),
-        )
-        .await?;
-        let link = self.status_link(&mut tx, submission.id).await?;
-        Message::extended(
-            &self.config.site_name,
-            right_label(parse_right(&row.right_name).unwrap_or(Right::Know)),
-            &day,
-            reason.trim(),
-            &link,
-        )
-        .enqueue(
-            &mut tx,
-            &format!("request-extended:{}", row.id),
-            &submission.requester_email,
-            submission.requester_user_id,
-            now,
-        )
-        .await?;
-        tx.commit().await.context("extending a deadline")?;
-        Ok(day)
+        .await;
+        settle(tx, result, "extending a deadline").await
     }
 
     pub async fn assign(
@@ -1740,35 +1777,39 @@ impl Requests {
         assignee: Option<i64>,
     ) -> Result<()> {
         let mut tx = self.store.begin().await?;
-        let row = store::request_for_update(&mut tx, &self.store, request_id)
-            .await?
-            .ok_or(Error::NotFound("request"))?;
-        if let Some(assignee) = assignee {
-            let user = self
-                .store
-                .user_by_id(assignee)
+        let result: Result<_> = async {
+            let row = store::request_for_update(&mut tx, &self.store, request_id)
                 .await?
-                .ok_or(Error::NotFound("member"))?;
-            let role =
-                crate::domain::Role::parse(&user.role).unwrap_or(crate::domain::Role::Member);
-            if !role.handles_privacy_requests() {
-                return Err(Error::invalid(InvalidField::new(
-                    "assignee",
-                    "must be a privacy officer or administrator",
-                )));
+                .ok_or(Error::NotFound("request"))?;
+            if let Some(assignee) = assignee {
+                let user = self
+                    .store
+                    .user_by_id(assignee)
+                    .await?
+                    .ok_or(Error::NotFound("member"))?;
+                let role =
+                    crate::domain::Role::parse(&user.role).unwrap_or(crate::domain::Role::Member);
+                if !role.handles_privacy_requests() {
+                    return Err(Error::invalid(InvalidField::new(
+                        "assignee",
+                        "must be a privacy officer or administrator",
+                    )));
+                }
             }
+            store::set_assignee(&mut tx, row.id, assignee, crate::now()).await?;
+            audit::record(
+                &mut tx,
+                &self.audit,
+                AuditEvent::new(AuditKind::RequestAssigned)
+                    .actor(Some(staff_id))
+                    .subject(assignee)
+                    .detail(Detail::Request(row.id)),
+            )
+            .await?;
+            Ok(())
         }
-        store::set_assignee(&mut tx, row.id, assignee, crate::now()).await?;
-        audit::record(
-            &mut tx,
-            &self.audit,
-            AuditEvent::new(AuditKind::RequestAssigned)
-                .actor(Some(staff_id))
-                .subject(assignee)
-                .detail(Detail::Request(row.id)),
-        )
-        .await?;
-        tx.commit().await.context("assigning a request")?;
+        .await;
+        settle(tx, result, "assigning a request").await?;
         Ok(())
     }
 
@@ -1781,19 +1822,23 @@ impl Requests {
             )));
         }
         let mut tx = self.store.begin().await?;
-        let row = store::request_for_update(&mut tx, &self.store, request_id)
-            .await?
-            .ok_or(Error::NotFound("request"))?;
-        store::insert_note(&mut tx, row.id, Some(staff_id), body, crate::now()).await?;
-        audit::record(
-            &mut tx,
-            &self.audit,
-            AuditEvent::new(AuditKind::RequestNoteAdded)
-                .actor(Some(staff_id))
-                .detail(Detail::Request(row.id)),
-        )
-        .await?;
-        tx.commit().await.context("adding a note")?;
+        let result: Result<_> = async {
+            let row = store::request_for_update(&mut tx, &self.store, request_id)
+                .await?
+                .ok_or(Error::NotFound("request"))?;
+            store::insert_note(&mut tx, row.id, Some(staff_id), body, crate::now()).await?;
+            audit::record(
+                &mut tx,
+                &self.audit,
+                AuditEvent::new(AuditKind::RequestNoteAdded)
+                    .actor(Some(staff_id))
+                    .detail(Detail::Request(row.id)),
+            )
+            .await?;
+            Ok(())
+        }
+        .await;
+        settle(tx, result, "adding a note").await?;
         Ok(())
     }
 
@@ -1805,37 +1850,41 @@ impl Requests {
         template: Template,
     ) -> Result<()> {
         let mut tx = self.store.begin().await?;
-        let row = store::request_for_update(&mut tx, &self.store, request_id)
-            .await?
-            .ok_or(Error::NotFound("request"))?;
-        let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
-        let now = crate::now();
-        let link = self.status_link(&mut tx, submission.id).await?;
-        Message::template(
-            &self.config.site_name,
-            template,
-            right_label(parse_right(&row.right_name).unwrap_or(Right::Know)),
-            &link,
-        )
-        .enqueue(
-            &mut tx,
-            &format!("request-template:{}:{}:{now}", row.id, template.as_str()),
-            &submission.requester_email,
-            submission.requester_user_id,
-            now,
-        )
-        .await?;
-        audit::record(
-            &mut tx,
-            &self.audit,
-            AuditEvent::new(AuditKind::RequestMessageSent)
-                .actor(Some(staff_id))
-                .subject(submission.subject_user_id)
-                .detail(Detail::Request(row.id))
-                .detail(Detail::Method(template.as_str())),
-        )
-        .await?;
-        tx.commit().await.context("sending a templated message")?;
+        let result: Result<_> = async {
+            let row = store::request_for_update(&mut tx, &self.store, request_id)
+                .await?
+                .ok_or(Error::NotFound("request"))?;
+            let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
+            let now = crate::now();
+            let link = self.status_link(&mut tx, submission.id).await?;
+            Message::template(
+                &self.config.site_name,
+                template,
+                right_label(parse_right(&row.right_name).unwrap_or(Right::Know)),
+                &link,
+            )
+            .enqueue(
+                &mut tx,
+                &format!("request-template:{}:{}:{now}", row.id, template.as_str()),
+                &submission.requester_email,
+                submission.requester_user_id,
+                now,
+            )
+            .await?;
+            audit::record(
+                &mut tx,
+                &self.audit,
+                AuditEvent::new(AuditKind::RequestMessageSent)
+                    .actor(Some(staff_id))
+                    .subject(submission.subject_user_id)
+                    .detail(Detail::Request(row.id))
+                    .detail(Detail::Method(template.as_str())),
+            )
+            .await?;
+            Ok(())
+        }
+        .await;
+        settle(tx, result, "sending a templated message").await?;
         Ok(())
     }
 
@@ -1848,20 +1897,24 @@ impl Requests {
             .await?
             .ok_or(Error::InvalidToken)?;
         let mut tx = self.store.begin().await?;
-        let row = store::request_for_update(&mut tx, &self.store, request_id)
-            .await?
-            .filter(|r| r.submission_id == submission.id)
-            .ok_or(Error::NotFound("request"))?;
-        self.apply(
-            &mut tx,
-            &row,
-            Event::Withdrawn,
-            submission.requester_user_id,
-            submission.subject_user_id,
-            None,
-        )
-        .await?;
-        tx.commit().await.context("withdrawing a request")?;
+        let result: Result<_> = async {
+            let row = store::request_for_update(&mut tx, &self.store, request_id)
+                .await?
+                .filter(|r| r.submission_id == submission.id)
+                .ok_or(Error::NotFound("request"))?;
+            self.apply(
+                &mut tx,
+                &row,
+                Event::Withdrawn,
+                submission.requester_user_id,
+                submission.subject_user_id,
+                None,
+            )
+            .await?;
+            Ok(())
+        }
+        .await;
+        settle(tx, result, "withdrawing a request").await?;
         Ok(())
     }
 

@@ -943,7 +943,85 @@ on_both_stores! {
         assert_eq!(beyond.status(), StatusCode::NOT_FOUND);
         let nonsense = staff.get(app.url("/staff/requests?page=0")).send().await.unwrap();
         assert_eq!(nonsense.status(), StatusCode::BAD_REQUEST);
+
+        // The API walks the same queue page by page, with the filter, in the same order; a
+        // request decided while the walk goes on makes no other one repeat or go missing.
+        let token = staff_bearer(app, "quentin").await;
+        let mut walked: Vec<i64> = Vec::new();
+        let mut after = String::new();
+        let mut pages = 0;
+        loop {
+            let page = api_queue_page(app, &token, &format!("jurisdiction=california&limit=7&after={after}")).await;
+            let ids: Vec<i64> = page["requests"].as_array().unwrap().iter()
+                .map(|r| r["id"].as_i64().unwrap()).collect();
+            assert!(!ids.is_empty() && ids.len() <= 7, "{page}");
+            assert!(page["requests"].as_array().unwrap().iter().all(|r| r["jurisdiction"] == "california"));
+            walked.extend(&ids);
+            pages += 1;
+            if pages == 1 {
+                let response = app.client.post(app.url(&format!("/api/v1/staff/privacy-requests/{}/actions", ids[0])))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({"action": "decline", "code": "manifestly_unfounded", "text": "A repeat."}))
+                    .send().await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK, "declined during the walk");
+            }
+            match page["next"].as_str() {
+                Some(next) => after = next.to_string(),
+                None => break,
+            }
+        }
+        assert_eq!(pages, expected.len().div_ceil(7), "no empty page at the end");
+        assert_eq!(walked, expected, "every request once, earliest due first");
+        // The unfiltered open queue too, in pages of the largest size.
+        let open: Vec<i64> = app.store.request_queue(&covenant::store::QueueFilter {
+            open_only: true, ..Default::default()
+        }).await.unwrap().into_iter().map(|r| r.id).collect();
+        let first = api_queue_page(app, &token, "limit=200").await;
+        let ids: Vec<i64> = first["requests"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, open);
+        assert!(first["next"].is_null(), "{first}");
+        for bad in ["limit=0", "limit=201", "after=yesterday", "after=2026-01-01.x"] {
+            let response = app.client.get(app.url(&format!("/api/v1/staff/privacy-requests?{bad}")))
+                .bearer_auth(&token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+        let doc: serde_json::Value = app.client.get(app.url("/api/openapi.json")).send().await.unwrap()
+            .json().await.unwrap();
+        let params = doc["paths"]["/api/v1/staff/privacy-requests"]["get"]["parameters"].to_string();
+        assert!(params.contains("\"after\"") && params.contains("\"limit\""), "{params}");
     }
+}
+
+/// One page of the staff queue API.
+async fn api_queue_page(app: &common::TestApp, token: &str, query: &str) -> serde_json::Value {
+    let response = app
+        .client
+        .get(app.url(&format!("/api/v1/staff/privacy-requests?{query}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{query}");
+    response.json().await.unwrap()
+}
+
+/// An API token of a member of staff made by `staff_member` (password and a fresh 2-step code).
+async fn staff_bearer(app: &common::TestApp, name: &str) -> String {
+    let id = user_id(app, name).await;
+    let secret = app.store.two_factor_of(id).await.unwrap().unwrap().secret;
+    let code = covenant::two_factor::code_at(&secret, covenant::now() + 30).unwrap();
+    let response = app
+        .client
+        .post(app.url("/api/v1/session"))
+        .json(
+            &serde_json::json!({"login": name, "password": "a long enough password", "code": code}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["token"].as_str().unwrap().to_string()
 }
 
 on_both_stores! {

@@ -163,6 +163,27 @@ pub struct QueueRow {
     pub relationship: String,
 }
 
+/// A place in the staff queue: the effective due day and the number of a request, the
+/// queue's order. Written `YYYY-MM-DD.id` in the API's `after` parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueCursor {
+    pub due_on: String,
+    pub id: i64,
+}
+
+impl QueueCursor {
+    /// The place of `row` in the queue.
+    pub fn of(row: &RequestRow) -> QueueCursor {
+        QueueCursor {
+            due_on: row
+                .extended_due_on
+                .clone()
+                .unwrap_or_else(|| row.due_on.clone()),
+            id: row.id,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct QueueFilter {
     pub right_name: Option<String>,
@@ -659,9 +680,57 @@ impl Store {
             .context("reading a member's privacy requests")
     }
 
-    /// The staff queue: earliest due first (at most 500; pages use `request_queue_page`).
-    pub async fn request_queue(&self, filter: &QueueFilter) -> anyhow::Result<Vec<QueueRow>> {
-        self.request_queue_page(filter, 500, 0).await
+    /// The whole staff queue the filter selects, earliest due first: every page of
+    /// `request_queue_after`, walked to its end.
+    pub async fn request_queue(&self, filter: &QueueFilter) -> anyhow::Result<Vec<RequestRow>> {
+        let mut all: Vec<RequestRow> = Vec::new();
+        loop {
+            let after = all.last().map(QueueCursor::of);
+            let page = self
+                .request_queue_after(filter, after.as_ref(), 500)
+                .await?;
+            let done = page.len() < 500;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Up to `limit` requests of the staff queue that come after `after` (the place of the
+    /// last request of the previous page), earliest due first, then by number. The place is
+    /// a value, not a count: a request that leaves the filter between two pages (decided,
+    /// say) moves no other request across the boundary, so a walk repeats and skips none.
+    /// A request whose due day moves during the walk (an extension) moves in the order too.
+    pub async fn request_queue_after(
+        &self,
+        filter: &QueueFilter,
+        after: Option<&QueueCursor>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<RequestRow>> {
+        let columns = REQUEST_COLUMNS
+            .split(", ")
+            .map(|c| format!("r.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM privacy_requests r WHERE {} \
+             AND ($5 IS NULL OR COALESCE(r.extended_due_on, r.due_on) > $5 \
+             OR (COALESCE(r.extended_due_on, r.due_on) = $5 AND r.id > $6)) \
+             ORDER BY COALESCE(r.extended_due_on, r.due_on), r.id LIMIT $7",
+            queue_condition(filter)
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(filter.right_name.as_deref())
+            .bind(filter.state.as_deref())
+            .bind(filter.jurisdiction.as_deref())
+            .bind(filter.assigned_to)
+            .bind(after.map(|a| a.due_on.as_str()))
+            .bind(after.map_or(0, |a| a.id))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .context("reading a page of the request queue")
     }
 
     /// One page of the staff queue: earliest due first, then by number, so that pages neither

@@ -10,7 +10,7 @@ use crate::requests::{
     self, Channel, Decision, Intake, Relationship, RequestView, SessionProof, Template,
     jurisdiction_of, parse_right, right_label, right_name,
 };
-use crate::store::{QueueFilter, SubmissionRow};
+use crate::store::{self, QueueFilter, SubmissionRow};
 use crate::web::AppState;
 use crate::web::auth::{ClientOrigin, Viewer, check_form};
 use crate::web::error::{ApiErrorBody, ApiResult, PageResult};
@@ -24,7 +24,7 @@ use covenant_core::policy::{Jurisdiction, Right};
 use covenant_core::requests::{DeclineCode, RequestState};
 use covenant_core::rights::rights_for;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, to.to_string())]).into_response()
@@ -1598,27 +1598,92 @@ pub async fn api_appeal(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The staff queue, earliest due first (privacy officers and administrators with 2FA).
-#[utoipa::path(get, path = "/api/v1/staff/privacy-requests", security(("bearer" = [])),
-    responses((status = 200, body = [PrivacyRequestBody]), (status = 403, body = ApiErrorBody)))]
+/// The most requests one page of the staff queue API holds, and how many when not asked.
+pub const API_QUEUE_MAX: i64 = 200;
+pub const API_QUEUE_DEFAULT: i64 = 50;
+
+#[derive(Deserialize, IntoParams)]
+pub struct QueueParams {
+    /// How many requests to return: 1 to 200, 50 when left out.
+    limit: Option<i64>,
+    /// The `next` value of the previous page; left out for the first page.
+    after: Option<String>,
+    /// Only this right (its stored name, such as `access`).
+    right: Option<String>,
+    /// Only this state (such as `verifying`); naming one includes decided requests.
+    state: Option<String>,
+    /// Only this jurisdiction (such as `california`).
+    jurisdiction: Option<String>,
+    /// `true` to include decided requests.
+    all: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueuePageBody {
+    /// Earliest due first, then by number.
+    requests: Vec<PrivacyRequestBody>,
+    /// Pass as `after` to get the next page; `null` on the last page.
+    next: Option<String>,
+}
+
+fn parse_cursor(text: &str) -> Option<store::QueueCursor> {
+    let (day, id) = text.trim().split_once('.')?;
+    requests::parse_iso(day)?;
+    let id: i64 = id.parse().ok().filter(|id| *id > 0)?;
+    Some(store::QueueCursor {
+        due_on: day.to_string(),
+        id,
+    })
+}
+
+/// The staff queue, earliest due first, one page at a time (privacy officers and
+/// administrators with 2FA). Walk it by passing each page's `next` as `after` until `next` is
+/// `null`: every request the filters select comes once, even while others are decided.
+#[utoipa::path(get, path = "/api/v1/staff/privacy-requests", params(QueueParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = QueuePageBody), (status = 400, body = ApiErrorBody),
+        (status = 403, body = ApiErrorBody)))]
 pub async fn api_queue(
     State(state): State<AppState>,
     viewer: Viewer,
-) -> ApiResult<axum::Json<Vec<PrivacyRequestBody>>> {
+    Query(params): Query<QueueParams>,
+) -> ApiResult<axum::Json<QueuePageBody>> {
     require_privacy_staff(&viewer)?;
-    let rows = state
-        .store
-        .request_queue(&QueueFilter {
-            open_only: true,
-            ..QueueFilter::default()
-        })
-        .await?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (_, view) = state.requests.view(row.id).await?;
-        out.push(request_body(&view));
+    let limit = params.limit.unwrap_or(API_QUEUE_DEFAULT);
+    if !(1..=API_QUEUE_MAX).contains(&limit) {
+        return Err(Error::BadRequest(format!("limit must be 1 to {API_QUEUE_MAX}")).into());
     }
-    Ok(axum::Json(out))
+    let after = match params.after.as_deref().filter(|a| !a.trim().is_empty()) {
+        None => None,
+        Some(text) => Some(parse_cursor(text).ok_or_else(|| {
+            Error::BadRequest("after must be the next value of a previous page".into())
+        })?),
+    };
+    let text = |value: &Option<String>| value.as_deref().and_then(empty_none);
+    let filter = QueueFilter {
+        right_name: text(&params.right),
+        state: text(&params.state),
+        jurisdiction: text(&params.jurisdiction),
+        assigned_to: None,
+        open_only: !params.all.unwrap_or(false) && text(&params.state).is_none(),
+    };
+    // One more than asked says whether a next page exists without a second query.
+    let mut rows = state
+        .store
+        .request_queue_after(&filter, after.as_ref(), limit + 1)
+        .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = rows
+        .last()
+        .filter(|_| more)
+        .map(store::QueueCursor::of)
+        .map(|c| format!("{}.{}", c.due_on, c.id));
+    let views = state.requests.views(rows).await?;
+    Ok(axum::Json(QueuePageBody {
+        requests: views.iter().map(request_body).collect(),
+        next,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -870,6 +870,7 @@ pub static TABLES: &[Table] = &[
             plain("handed_to_fulfilment_at", Int),
             plain("next_reminder_at", Int),
             plain("reminders_sent", Int),
+            plain("specific_pieces", Int),
             plain("nearly_due_alarm_at", Int),
             plain("overdue_alarm_at", Int),
             plain("updated_at", Int),

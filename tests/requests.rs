@@ -1294,3 +1294,81 @@ on_both_stores! {
         assert_eq!(round.unwrap().reminded, 3, "the refused request is reminded too");
     }
 }
+
+on_both_stores! {
+    /// Access to the specific pieces of data is a choice of its own on every intake, and it
+    /// needs the higher level of proof: the emailed code alone leaves it waiting (no archive
+    /// is sent), the code plus a matching held fact lets it go on; the level reached is kept.
+    /// Proves: R3, R2
+    async fn specific_pieces_of_data_need_the_code_and_one_more_held_fact(app) {
+        app.member("sia").await;
+        let visitor = app.new_client();
+        let form = app.page(&visitor, "/privacy/requests/new").await;
+        assert!(form.contains("value=\"access_specific_pieces\""), "the public form offers it");
+        let response = public_request(app, &visitor, &[
+            ("requester_name", "Sia"), ("requester_email", "sia@example.org"),
+            ("relationship", "self"), ("country", "DE"), ("rights", "access_specific_pieces"),
+        ]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let id = last_request_id(app).await;
+        let row = app.store.privacy_request(id).await.unwrap().unwrap();
+        assert_eq!((row.right_name.as_str(), row.specific_pieces), ("access", 1));
+        assert_eq!(row.required_level, "email_code_plus_fact");
+        let mail = app.wait_for_mail("sia@example.org", "privacy request code").await;
+        let code = code_in(&mail);
+        let verify = link_with(app, &mail, "/privacy/requests/verify/");
+        // The code alone: recorded, but not enough.
+        let response = post_form(app, &visitor, &verify, &verify, &[("code", &code)]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let row = app.store.privacy_request(id).await.unwrap().unwrap();
+        assert_eq!((row.state.as_str(), row.verification.as_str()), ("verifying", "email_code"));
+        let status = app.page(&visitor, response.headers()["location"].to_str().unwrap()).await;
+        assert!(status.contains("waiting for verification") && status.contains("specific pieces"), "{status}");
+        assert!(app.mail_to("sia@example.org").iter().all(|m| !m.contains("We did what you asked")),
+            "no archive on the code alone");
+        // A fact that does not match changes nothing.
+        post_form(app, &visitor, &verify, &verify, &[("code", &code), ("fact", "1970")]).await;
+        assert_eq!(request_state(app, id).await, "verifying");
+        // The code plus the birth year held: the archive goes out.
+        let response = post_form(app, &visitor, &verify, &verify, &[("code", &code), ("fact", "1990")]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let row = app.store.privacy_request(id).await.unwrap().unwrap();
+        assert_eq!((row.state.as_str(), row.verification.as_str()), ("fulfilled", "email_code_plus_fact"));
+        app.wait_for_mail("sia@example.org", "We did what you asked").await;
+        let audit = audit_kinds(app).await;
+        assert!(audit.iter().any(|l| l == &format!("request_transitioned request={id} method=verification_succeeded reason=verifying")), "{audit:?}");
+        assert!(audit.iter().any(|l| l == &format!("request_transitioned request={id} method=verification_succeeded reason=verified")), "{audit:?}");
+
+        // The API takes the same name; a member's session is proof enough, and the account
+        // page offers it with one click.
+        let token = app.member("tam").await;
+        let response = app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
+            .json(&serde_json::json!({"country": "DE", "rights": ["access_specific_pieces"]}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let mine: serde_json::Value = app.client.get(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
+            .send().await.unwrap().json().await.unwrap();
+        assert_eq!(mine[0]["specific_pieces"], true);
+        assert_eq!(mine[0]["required_level"], "email_code_plus_fact");
+        assert_eq!(mine[0]["verification"], "session");
+        assert_eq!(mine[0]["state"], "fulfilled");
+        let member = browser_for(app, "tam", None).await;
+        let account = app.page(&member, "/account/privacy?jurisdiction=eu_eea").await;
+        assert!(account.contains("value=\"access_specific_pieces\""), "{account}");
+        // A visitor asking by API with the code alone stays below it too; "know" goes on.
+        let response = visitor.post(app.url("/api/v1/privacy-requests"))
+            .json(&serde_json::json!({"requester_name": "Uma", "requester_email": "uma@example.org",
+                "relationship": "self", "country": "DE", "rights": ["access_specific_pieces", "know"]}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let mail = app.wait_for_mail("uma@example.org", "privacy request code").await;
+        let token = link_with(app, &mail, "/privacy/requests/verify/").rsplit('/').next().unwrap().to_string();
+        let response = visitor.post(app.url("/api/v1/privacy-requests/verify"))
+            .json(&serde_json::json!({"token": token, "code": code_in(&mail)}))
+            .send().await.unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let last = last_request_id(app).await;
+        let states = [request_state(app, last - 1).await, request_state(app, last).await];
+        assert!(states.contains(&"verifying".to_string()), "specific pieces wait: {states:?}");
+    }
+}

@@ -115,6 +115,32 @@ pub fn parse_right(text: &str) -> Option<Right> {
         .map(|(r, _, _)| *r)
 }
 
+/// How someone asks for the specific pieces of data held about them, beside `access`: the same
+/// right, the same archive, but the higher proof of identity (R3: a session, or the emailed
+/// code plus one more matching held fact).
+pub const SPECIFIC_PIECES: (&str, &str) = (
+    "access_specific_pieces",
+    "Get the specific pieces of data you hold about me (asks one more fact to confirm it is me)",
+);
+
+/// A right as a requester names it: a stored right name or [`SPECIFIC_PIECES`]; the flag says
+/// whether the specific pieces of data were asked.
+pub fn parse_asked(text: &str) -> Option<(Right, bool)> {
+    if text.trim() == SPECIFIC_PIECES.0 {
+        return Some((Right::Access, true));
+    }
+    parse_right(text).map(|right| (right, false))
+}
+
+/// What a request asks, in the words a person reads.
+pub fn asked_label(right: Right, specific_pieces: bool) -> &'static str {
+    if right == Right::Access && specific_pieces {
+        SPECIFIC_PIECES.1
+    } else {
+        right_label(right)
+    }
+}
+
 /// Rights a person asks for themselves: appeals and complaints have their own paths.
 pub fn requestable(right: Right) -> bool {
     !matches!(right, Right::Appeal | Right::ComplainToAuthority)
@@ -235,6 +261,9 @@ pub struct Intake {
     /// From [`jurisdiction_of`] for the form's country and state, or chosen by the member.
     pub jurisdiction: Jurisdiction,
     pub rights: Vec<Right>,
+    /// Access (in `rights`) is asked for the specific pieces of data, which needs the higher
+    /// level of proof.
+    pub specific_pieces: bool,
     pub comments: String,
     /// A request that arrived by email, logged by staff: the message as received.
     pub emailed_message: Option<String>,
@@ -593,13 +622,14 @@ impl Requests {
         let mut request_ids = Vec::new();
         let mut newly_verified = Vec::new();
         for right in rights {
+            let specific_pieces = right == Right::Access && intake.specific_pieces;
             // Deletion needs a held fact beyond the code, against someone deleting another's
             // account. Without an account nothing is held but the address, and the code proves
             // that address is the requester's: it is all the proof there can be, and all the
             // erasure reaches (what the inventory links to the address).
             let required = match (right, subject_user_id) {
                 (Right::Deletion, None) => VerificationLevel::EmailCode,
-                _ => required_verification(right, false),
+                _ => required_verification(right, specific_pieces),
             };
             let status = RequestStatus::received();
             let written = intake
@@ -619,6 +649,7 @@ impl Requests {
                     received_on: &iso(today),
                     due_on: &iso(due),
                     next_reminder_at: None,
+                    specific_pieces,
                 },
             )
             .await?;

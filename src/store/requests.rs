@@ -83,6 +83,8 @@ pub struct NewRequest<'a> {
     pub received_on: &'a str,
     pub due_on: &'a str,
     pub next_reminder_at: Option<i64>,
+    /// Access to the specific pieces of data rather than to what is held.
+    pub specific_pieces: bool,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -109,12 +111,14 @@ pub struct RequestRow {
     pub handed_to_fulfilment_at: Option<i64>,
     pub next_reminder_at: Option<i64>,
     pub reminders_sent: i64,
+    /// 1 when access to the specific pieces of data was asked.
+    pub specific_pieces: i64,
 }
 
 const REQUEST_COLUMNS: &str = "id, submission_id, right_name, jurisdiction, written_opt_out, \
     state, verification, required_level, status_json, received_at, received_on, due_on, \
     extended_due_on, extension_reason, appeal_due_on, assigned_to, decline_code, decision_text, \
-    closed_at, handed_to_fulfilment_at, next_reminder_at, reminders_sent";
+    closed_at, handed_to_fulfilment_at, next_reminder_at, reminders_sent, specific_pieces";
 
 /// What a transition changes on the request's row.
 pub struct RequestUpdate<'a> {
@@ -161,6 +165,7 @@ pub struct QueueRow {
     pub assigned_to: Option<i64>,
     pub channel: String,
     pub relationship: String,
+    pub specific_pieces: i64,
 }
 
 /// A place in the staff queue: the effective due day and the number of a request, the
@@ -246,8 +251,8 @@ pub async fn insert_request(tx: &mut Tx, r: &NewRequest<'_>) -> anyhow::Result<i
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO privacy_requests (submission_id, right_name, jurisdiction, \
          written_opt_out, state, required_level, status_json, received_at, received_on, \
-         due_on, next_reminder_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-         $10, $11, $8) RETURNING id",
+         due_on, next_reminder_at, updated_at, specific_pieces) VALUES ($1, $2, $3, $4, $5, \
+         $6, $7, $8, $9, $10, $11, $8, $12) RETURNING id",
     )
     .bind(r.submission_id)
     .bind(r.right_name)
@@ -260,6 +265,7 @@ pub async fn insert_request(tx: &mut Tx, r: &NewRequest<'_>) -> anyhow::Result<i
     .bind(r.received_on)
     .bind(r.due_on)
     .bind(r.next_reminder_at)
+    .bind(i64::from(r.specific_pieces))
     .fetch_one(&mut **tx)
     .await
     .context("inserting a privacy request")?;
@@ -743,7 +749,8 @@ impl Store {
     ) -> anyhow::Result<Vec<QueueRow>> {
         let sql = format!(
             "SELECT r.id, r.right_name, r.jurisdiction, r.state, r.verification, r.received_on, \
-             r.due_on, r.extended_due_on, r.assigned_to, s.channel, s.relationship \
+             r.due_on, r.extended_due_on, r.assigned_to, s.channel, s.relationship, \
+             r.specific_pieces \
              FROM privacy_requests r JOIN privacy_submissions s ON s.id = r.submission_id \
              WHERE {} ORDER BY COALESCE(r.extended_due_on, r.due_on), r.id LIMIT $5 OFFSET $6",
             queue_condition(filter)

@@ -62,6 +62,8 @@ pub struct RequestLine {
     pub due_on: String,
     pub extended: bool,
     pub verification: String,
+    /// The proof of identity the request needs (R3).
+    pub required: String,
     pub decision: String,
     pub granted: bool,
     pub appeal_open: bool,
@@ -102,13 +104,14 @@ fn line(state: &AppState, view: &RequestView) -> RequestLine {
     }
     RequestLine {
         id: view.row.id,
-        right: right_label(view.right),
+        right: requests::asked_label(view.right, view.row.specific_pieces != 0),
         state: state_words(view.state()),
         jurisdiction: jurisdiction_name(state, view.jurisdiction),
         received_on: view.row.received_on.clone(),
         due_on: view.due_on.clone(),
         extended: view.row.extended_due_on.is_some(),
         verification: view.row.verification.replace('_', " "),
+        required: view.row.required_level.replace('_', " "),
         decision,
         granted: view.granted,
         appeal_open: view.appeal_open,
@@ -175,12 +178,7 @@ pub async fn account_privacy(
     let jurisdiction: Jurisdiction = query.jurisdiction.parse().unwrap_or(Jurisdiction::Other);
     let policy = state.policy.current().await?.policy.clone();
     let profile = rights_for(&policy, jurisdiction);
-    let rights = profile
-        .rights
-        .iter()
-        .filter(|r| requests::requestable(**r))
-        .map(|r| (right_name(*r), right_label(*r)))
-        .collect();
+    let rights = offered_rights(profile.rights.iter().copied());
     let due = state.requests.due_date_today(jurisdiction).await?;
     let views = state
         .requests
@@ -264,13 +262,13 @@ pub async fn account_request(
 ) -> PageResult {
     check_form(&state, &viewer, &headers, &form.csrf)?;
     let signed_in = viewer.require()?;
-    let right = parse_right(&form.right)
+    let (right, specific_pieces) = requests::parse_asked(&form.right)
         .ok_or_else(|| Error::invalid(InvalidField::new("right", "is not a known right")))?;
     let jurisdiction: Jurisdiction = form.jurisdiction.parse().unwrap_or(Jurisdiction::Other);
     submit_for_member(
         &state,
         signed_in,
-        vec![right],
+        (vec![right], specific_pieces),
         jurisdiction,
         Channel::Account,
         &origin,
@@ -285,7 +283,7 @@ pub async fn account_request(
 async fn submit_for_member(
     state: &AppState,
     signed_in: &crate::web::auth::SignedIn,
-    rights: Vec<Right>,
+    (rights, specific_pieces): (Vec<Right>, bool),
     jurisdiction: Jurisdiction,
     channel: Channel,
     origin: &crate::accounts::Origin,
@@ -309,6 +307,7 @@ async fn submit_for_member(
             postal_code: String::new(),
             jurisdiction,
             rights,
+            specific_pieces,
             comments: String::new(),
             emailed_message: None,
             logged_by: None,
@@ -365,10 +364,9 @@ fn new_request_page(
     form: PublicForm,
     errors: Vec<String>,
 ) -> NewRequestPage {
-    let rights = requests::RIGHTS
-        .iter()
-        .filter(|(r, _, _)| requests::requestable(*r))
-        .map(|(_, name, label)| (*name, *label, form.rights.iter().any(|r| r == name)))
+    let rights = offered_rights(requests::RIGHTS.iter().map(|(r, _, _)| *r))
+        .into_iter()
+        .map(|(name, label)| (name, label, form.rights.iter().any(|r| r == name)))
         .collect();
     NewRequestPage {
         layout: Layout::new(state, viewer, "Make a privacy request"),
@@ -387,15 +385,31 @@ pub async fn new_request_form(State(state): State<AppState>, viewer: Viewer) -> 
     ))
 }
 
-fn parse_rights(names: &[String]) -> Result<Vec<Right>, Error> {
-    names
-        .iter()
-        .map(|name| {
-            parse_right(name).ok_or_else(|| {
-                Error::invalid(InvalidField::new("rights", "holds an unknown right"))
-            })
-        })
-        .collect()
+/// The rights asked, by name, and whether access was asked for the specific pieces of data
+/// (`access_specific_pieces`, which also asks `access`).
+fn parse_rights(names: &[String]) -> Result<(Vec<Right>, bool), Error> {
+    let mut rights = Vec::new();
+    let mut specific_pieces = false;
+    for name in names {
+        let (right, specific) = requests::parse_asked(name)
+            .ok_or_else(|| Error::invalid(InvalidField::new("rights", "holds an unknown right")))?;
+        rights.push(right);
+        specific_pieces |= specific;
+    }
+    Ok((rights, specific_pieces))
+}
+
+/// The rights a form offers, by name and label, with the specific pieces of data right after
+/// access.
+fn offered_rights(rights: impl Iterator<Item = Right>) -> Vec<(&'static str, &'static str)> {
+    let mut offered = Vec::new();
+    for right in rights.filter(|r| requests::requestable(*r)) {
+        offered.push((right_name(right), right_label(right)));
+        if right == Right::Access {
+            offered.push(requests::SPECIFIC_PIECES);
+        }
+    }
+    offered
 }
 
 struct PublicIntake<'a> {
@@ -462,7 +476,8 @@ fn public_intake(
         state: input.state.to_string(),
         postal_code: input.postal_code.to_string(),
         jurisdiction: jurisdiction_of(input.country, input.state),
-        rights: rights?,
+        rights: rights.as_ref().map(|(r, _)| r.clone()).unwrap_or_default(),
+        specific_pieces: rights.is_ok_and(|(_, specific)| specific),
         comments: input.comments.to_string(),
         emailed_message: None,
         logged_by: None,
@@ -914,7 +929,9 @@ pub async fn staff_queue(
             let open = RequestState::parse(&row.state).is_ok_and(|s| !s.is_terminal());
             QueueLine {
                 id: row.id,
-                right: parse_right(&row.right_name).map(right_label).unwrap_or("?"),
+                right: parse_right(&row.right_name)
+                    .map(|right| requests::asked_label(right, row.specific_pieces != 0))
+                    .unwrap_or("?"),
                 jurisdiction: jurisdiction_name(
                     &state,
                     row.jurisdiction.parse().unwrap_or(Jurisdiction::Other),
@@ -1239,11 +1256,7 @@ pub async fn staff_log_form(State(state): State<AppState>, viewer: Viewer) -> Pa
     require_privacy_staff(&viewer)?;
     page(&LogPage {
         layout: Layout::new(&state, &viewer, "Log a request received by email"),
-        rights: requests::RIGHTS
-            .iter()
-            .filter(|(r, _, _)| requests::requestable(*r))
-            .map(|(_, n, l)| (*n, *l))
-            .collect(),
+        rights: offered_rights(requests::RIGHTS.iter().map(|(r, _, _)| *r)),
         errors: Vec::new(),
     })
 }
@@ -1405,7 +1418,9 @@ pub struct NewPrivacyRequest {
     state: String,
     #[serde(default)]
     postal_code: String,
-    /// Stored names of rights: know, access, portability, deletion, opt_out_sale…
+    /// Stored names of rights: know, access, portability, deletion, opt_out_sale…, or
+    /// `access_specific_pieces` for access to the specific pieces of data held, which needs a
+    /// session or the emailed code plus one more held fact.
     #[serde(default)]
     rights: Vec<String>,
     #[serde(default)]
@@ -1530,7 +1545,13 @@ pub struct PrivacyRequestBody {
     right: String,
     jurisdiction: String,
     state: String,
+    /// The level of proof of identity reached so far: none, email_code,
+    /// email_code_plus_fact, session or session_2fa.
     verification: String,
+    /// The level the request needs before it is handled.
+    required_level: String,
+    /// Access asked for the specific pieces of data held (which needs the higher level).
+    specific_pieces: bool,
     received_on: String,
     due_on: String,
     decline_code: Option<String>,
@@ -1545,6 +1566,8 @@ fn request_body(view: &RequestView) -> PrivacyRequestBody {
         jurisdiction: view.row.jurisdiction.clone(),
         state: view.row.state.clone(),
         verification: view.row.verification.clone(),
+        required_level: view.row.required_level.clone(),
+        specific_pieces: view.row.specific_pieces != 0,
         received_on: view.row.received_on.clone(),
         due_on: view.due_on.clone(),
         decline_code: view.row.decline_code.clone(),

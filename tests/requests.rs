@@ -598,6 +598,16 @@ on_both_stores! {
         assert_eq!(row.state, "appealed");
         let expected_due = covenant::requests::day_of(covenant::now()).saturating_add(time::Duration::days(60));
         assert_eq!(row.appeal_due_on.as_deref(), Some(expected_due.to_string().as_str()));
+        // The appeal runs on its own clock: the original day, long past, raises no alarm, and
+        // the queue orders and shows it by the appeal's day.
+        let long_ago = covenant::requests::day_of(covenant::now()).saturating_sub(time::Duration::days(30));
+        app.store.backdate_request(id, row.received_at, &row.received_on, &long_ago.to_string()).await.unwrap();
+        let round = app.state.requests.run_due(covenant::now()).await.unwrap();
+        assert_eq!(round.overdue_alarms, 0, "the appeal is not overdue");
+        let queued = app.store.request_queue(&Default::default()).await.unwrap();
+        assert_eq!(queued.iter().find(|r| r.id == id).unwrap().due_day(), expected_due.to_string());
+        let staff_page = app.page(&second, "/staff/requests").await;
+        assert!(staff_page.contains(&expected_due.to_string()), "{staff_page}");
         // The one who declined cannot decide the appeal.
         let response = post_form(app, &first, &path, &action, &[("action", "reverse"), ("text", "ok")]).await;
         assert_eq!(response.status(), StatusCode::CONFLICT);

@@ -1370,10 +1370,7 @@ impl Requests {
                         _ => false,
                     };
                 Ok(RequestView {
-                    due_on: row
-                        .extended_due_on
-                        .clone()
-                        .unwrap_or_else(|| row.due_on.clone()),
+                    due_on: row.due_day().to_string(),
                     granted: profile.has(right),
                     appeal_open,
                     right,

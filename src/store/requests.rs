@@ -120,6 +120,16 @@ const REQUEST_COLUMNS: &str = "id, submission_id, right_name, jurisdiction, writ
     extended_due_on, extension_reason, appeal_due_on, assigned_to, decline_code, decision_text, \
     closed_at, handed_to_fulfilment_at, next_reminder_at, reminders_sent, specific_pieces";
 
+impl RequestRow {
+    /// The day the request must be answered by (see [`DUE`]).
+    pub fn due_day(&self) -> &str {
+        self.appeal_due_on
+            .as_deref()
+            .or(self.extended_due_on.as_deref())
+            .unwrap_or(&self.due_on)
+    }
+}
+
 /// What a transition changes on the request's row.
 pub struct RequestUpdate<'a> {
     pub id: i64,
@@ -162,6 +172,7 @@ pub struct QueueRow {
     pub received_on: String,
     pub due_on: String,
     pub extended_due_on: Option<String>,
+    pub appeal_due_on: Option<String>,
     pub assigned_to: Option<i64>,
     pub channel: String,
     pub relationship: String,
@@ -180,10 +191,7 @@ impl QueueCursor {
     /// The place of `row` in the queue.
     pub fn of(row: &RequestRow) -> QueueCursor {
         QueueCursor {
-            due_on: row
-                .extended_due_on
-                .clone()
-                .unwrap_or_else(|| row.due_on.clone()),
+            due_on: row.due_day().to_string(),
             id: row.id,
         }
     }
@@ -198,6 +206,11 @@ pub struct QueueFilter {
     /// Only requests still waiting for an answer.
     pub open_only: bool,
 }
+
+/// The day a request must be answered by: an appeal's own day once one is lodged, else the
+/// extended day, else the first. Queue order, alarms and metrics all read this.
+const DUE: &str = "COALESCE(appeal_due_on, extended_due_on, due_on)";
+const DUE_R: &str = "COALESCE(r.appeal_due_on, r.extended_due_on, r.due_on)";
 
 /// The states in which a request still waits for an answer (the clock runs).
 pub const OPEN_STATES: &str =
@@ -306,6 +319,8 @@ pub async fn update_request(tx: &mut Tx, u: &RequestUpdate<'_>) -> anyhow::Resul
         "UPDATE privacy_requests SET state = $1, verification = $2, status_json = $3, \
          decline_code = COALESCE($4, decline_code), decision_text = COALESCE($5, decision_text), \
          closed_at = $6, appeal_due_on = COALESCE($7, appeal_due_on), next_reminder_at = $8, \
+         nearly_due_alarm_at = CASE WHEN $7 IS NULL THEN nearly_due_alarm_at END, \
+         overdue_alarm_at = CASE WHEN $7 IS NULL THEN overdue_alarm_at END, \
          updated_at = $9 WHERE id = $10",
     )
     .bind(u.state)
@@ -570,7 +585,7 @@ pub async fn claim_alarms(
     let sql = format!(
         "UPDATE privacy_requests SET {column} = $1 WHERE id IN (SELECT id FROM \
          privacy_requests WHERE state IN {OPEN_STATES} AND {column} IS NULL \
-         AND COALESCE(extended_due_on, due_on) <= $2 ORDER BY id LIMIT 200 {}) RETURNING id",
+         AND {DUE} <= $2 ORDER BY id LIMIT 200 {}) RETURNING id",
         store.skip_locked()
     );
     let mut ids: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -721,9 +736,8 @@ impl Store {
             .join(", ");
         let sql = format!(
             "SELECT {columns} FROM privacy_requests r WHERE {} \
-             AND ($5 IS NULL OR COALESCE(r.extended_due_on, r.due_on) > $5 \
-             OR (COALESCE(r.extended_due_on, r.due_on) = $5 AND r.id > $6)) \
-             ORDER BY COALESCE(r.extended_due_on, r.due_on), r.id LIMIT $7",
+             AND ($5 IS NULL OR {DUE_R} > $5 OR ({DUE_R} = $5 AND r.id > $6)) \
+             ORDER BY {DUE_R}, r.id LIMIT $7",
             queue_condition(filter)
         );
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -749,10 +763,11 @@ impl Store {
     ) -> anyhow::Result<Vec<QueueRow>> {
         let sql = format!(
             "SELECT r.id, r.right_name, r.jurisdiction, r.state, r.verification, r.received_on, \
-             r.due_on, r.extended_due_on, r.assigned_to, s.channel, s.relationship, \
+             r.due_on, r.extended_due_on, r.appeal_due_on, r.assigned_to, s.channel, \
+             s.relationship, \
              r.specific_pieces \
              FROM privacy_requests r JOIN privacy_submissions s ON s.id = r.submission_id \
-             WHERE {} ORDER BY COALESCE(r.extended_due_on, r.due_on), r.id LIMIT $5 OFFSET $6",
+             WHERE {} ORDER BY {DUE_R}, r.id LIMIT $5 OFFSET $6",
             queue_condition(filter)
         );
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -887,7 +902,7 @@ impl Store {
     pub async fn count_open_due_by(&self, day: &str) -> anyhow::Result<i64> {
         let sql = format!(
             "SELECT COUNT(*) FROM privacy_requests WHERE state IN {OPEN_STATES} \
-             AND COALESCE(extended_due_on, due_on) <= $1"
+             AND {DUE} <= $1"
         );
         let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(day)

@@ -924,7 +924,11 @@ pub async fn staff_queue(
     let lines: Vec<QueueLine> = rows
         .into_iter()
         .map(|row| {
-            let due_on = row.extended_due_on.clone().unwrap_or(row.due_on.clone());
+            let due_on = row
+                .appeal_due_on
+                .clone()
+                .or(row.extended_due_on.clone())
+                .unwrap_or(row.due_on.clone());
             let due = requests::parse_iso(&due_on).unwrap_or(today);
             let open = RequestState::parse(&row.state).is_ok_and(|s| !s.is_terminal());
             QueueLine {

@@ -236,6 +236,8 @@ pub enum Detail {
     /// Why something was refused or how it was done, from a fixed vocabulary.
     Reason(&'static str),
     Method(&'static str),
+    /// A decision's reason code (a privacy request's decline code), from a fixed vocabulary.
+    Code(&'static str),
     Count(i64),
     /// A data category key of the policy (`user.contact.email`); only `[a-z0-9._]` is kept.
     Category(String),
@@ -279,6 +281,7 @@ impl Detail {
             }
             Self::Reason(reason) => format!("reason={reason}"),
             Self::Method(method) => format!("method={method}"),
+            Self::Code(code) => format!("code={code}"),
             Self::Count(n) => format!("count={n}"),
             Self::Category(key) => {
                 let key: String = key

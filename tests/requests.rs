@@ -618,7 +618,7 @@ on_both_stores! {
         let decided = app.wait_for_mail("hal@example.org", "appeal").await;
         assert!(decided.contains("kept our decision") && decided.contains("Virginia Attorney General"));
         let audit = audit_kinds(app).await;
-        assert!(audit.contains(&format!("request_transitioned request={id} method=declined reason=declined")));
+        assert!(audit.contains(&format!("request_transitioned request={id} method=declined reason=declined code=legal_exception")), "{audit:?}");
         assert!(audit.contains(&format!("request_transitioned request={id} method=appeal_lodged reason=appealed")));
         assert!(audit.contains(&format!("request_transitioned request={id} method=appeal_decided reason=appeal_upheld")));
         let entries = app.store.audit_page(&Default::default(), 10_000, 0).await.unwrap().0;

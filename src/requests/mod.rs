@@ -837,17 +837,17 @@ impl Requests {
             },
         )
         .await?;
-        audit::record(
-            tx,
-            &self.audit,
-            AuditEvent::new(AuditKind::RequestTransitioned)
-                .actor(actor)
-                .subject(subject)
-                .detail(Detail::Request(row.id))
-                .detail(Detail::Method(event.name()))
-                .detail(Detail::Reason(next.state().as_str())),
-        )
-        .await?;
+        let mut entry = AuditEvent::new(AuditKind::RequestTransitioned)
+            .actor(actor)
+            .subject(subject)
+            .detail(Detail::Request(row.id))
+            .detail(Detail::Method(event.name()))
+            .detail(Detail::Reason(next.state().as_str()));
+        // A decline's reason code goes on the trail with it; the explanation stays on the row.
+        if let Event::Declined { code, .. } = &event {
+            entry = entry.detail(Detail::Code(code.as_str()));
+        }
+        audit::record(tx, &self.audit, entry).await?;
         Ok(next)
     }
 

@@ -211,6 +211,16 @@ on_both_stores! {
             assert!(audit.contains(&expected), "{expected} in {audit:?}");
         }
         assert!(audit.iter().all(|line| !line.contains('@')), "no address in the audit log");
+        // With no place chosen, the page and the API start from where the member said they
+        // live when joining (the United Kingdom, for members made by these tests).
+        let home = app.page(&browser, "/account/privacy").await;
+        assert!(home.contains("<option value=\"uk\" selected>"), "{home}");
+        let token = app.bearer("ada").await;
+        let response = app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
+            .json(&serde_json::json!({"rights": ["know"]})).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let row = app.store.privacy_request(last_request_id(app).await).await.unwrap().unwrap();
+        assert_eq!(row.jurisdiction, "uk");
         // Forms are checked: no token, no request.
         let response = browser.post(app.url("/account/privacy/requests"))
             .form(&[("right", "access"), ("jurisdiction", "other")]).send().await.unwrap();

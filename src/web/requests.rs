@@ -175,7 +175,10 @@ pub async fn account_privacy(
     Query(query): Query<AccountQuery>,
 ) -> PageResult {
     let signed_in = viewer.require()?;
-    let jurisdiction: Jurisdiction = query.jurisdiction.parse().unwrap_or(Jurisdiction::Other);
+    let jurisdiction = match query.jurisdiction.trim() {
+        "" => residence_of(&state, signed_in.user.user_id).await?,
+        chosen => chosen.parse().unwrap_or(Jurisdiction::Other),
+    };
     let policy = state.policy.current().await?.policy.clone();
     let profile = rights_for(&policy, jurisdiction);
     let rights = offered_rights(profile.rights.iter().copied());
@@ -241,6 +244,17 @@ async fn subject_of_request(state: &AppState, id: i64) -> Result<i64, Error> {
                 "needs a request about a member's account",
             ))
         })
+}
+
+/// Where a member said they live when they joined: the rights the account page offers first.
+async fn residence_of(state: &AppState, user_id: i64) -> Result<Jurisdiction, Error> {
+    Ok(state
+        .store
+        .age_facts_of(user_id)
+        .await?
+        .and_then(|facts| facts.jurisdiction)
+        .and_then(|j| j.parse().ok())
+        .unwrap_or(Jurisdiction::Other))
 }
 
 #[derive(Deserialize)]
@@ -1414,7 +1428,8 @@ pub struct NewPrivacyRequest {
     relationship: String,
     #[serde(default)]
     subject_email: String,
-    /// ISO country code or name (US, DE, GB…).
+    /// ISO country code or name (US, DE, GB…). A signed-in member who gives neither country
+    /// nor state asks under the residence given when joining.
     #[serde(default)]
     country: String,
     /// US state code or name, when in the United States.
@@ -1455,11 +1470,17 @@ pub async fn api_create(
         && matches!(body.relationship.as_str(), "" | "self")
     {
         let rights = parse_rights(&body.rights)?;
+        // No place given: where the member said they live when they joined.
+        let jurisdiction = if body.country.trim().is_empty() && body.state.trim().is_empty() {
+            residence_of(&state, signed_in.user.user_id).await?
+        } else {
+            jurisdiction_of(&body.country, &body.state)
+        };
         let submitted = submit_for_member(
             &state,
             signed_in,
             rights,
-            jurisdiction_of(&body.country, &body.state),
+            jurisdiction,
             Channel::Api,
             &origin,
         )

@@ -206,6 +206,9 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/privacy-requests", MEMBERS),
     ("POST", "/api/v1/privacy-requests/verify", PUBLIC),
     ("POST", "/api/v1/privacy-requests/appeal", PUBLIC),
+    ("POST", "/api/v1/privacy-requests/status", PUBLIC),
+    ("POST", "/api/v1/privacy-requests/withdraw", PUBLIC),
+    ("POST", "/api/v1/privacy-requests/evidence", PUBLIC),
     ("GET", "/api/v1/staff/privacy-requests", PRIVACY_STAFF),
     (
         "POST",

@@ -1392,3 +1392,75 @@ on_both_stores! {
         assert!(states.contains(&"verifying".to_string()), "specific pieces wait: {states:?}");
     }
 }
+
+on_both_stores! {
+    /// An authorized agent takes a request from intake to withdrawal through the API alone:
+    /// status by the link's token, evidence checked for type and size, the subject's
+    /// confirmation, and the request going on only with both.
+    /// Proves: R4, R2
+    async fn an_agent_works_through_the_api_alone(app) where config: |c| { c.requests.fulfil_at_once = false; c.requests.evidence_max_bytes = 2048; }; {
+        use base64::Engine;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        app.member("gil").await;
+        let agent = app.new_client();
+        let response = agent.post(app.url("/api/v1/privacy-requests"))
+            .json(&serde_json::json!({"requester_name": "Agent Api", "requester_email": "api-agent@example.org",
+                "relationship": "agent", "subject_email": "gil@example.org", "country": "DE", "rights": ["rectification"]}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let to_agent = app.wait_for_mail("api-agent@example.org", "We received").await;
+        let token = link_with(app, &to_agent, "/privacy/requests/status/").rsplit('/').next().unwrap().to_string();
+        let status = |token: String| {
+            let agent = agent.clone();
+            async move {
+                let response = agent.post(app.url("/api/v1/privacy-requests/status"))
+                    .json(&serde_json::json!({"token": token})).send().await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                response.json::<serde_json::Value>().await.unwrap()
+            }
+        };
+        let seen = status(token.clone()).await;
+        assert_eq!(seen["relationship"], "agent");
+        assert_eq!(seen["requests"][0]["state"], "verifying");
+        let id = seen["requests"][0]["id"].as_i64().unwrap();
+        let response = agent.post(app.url("/api/v1/privacy-requests/status"))
+            .json(&serde_json::json!({"token": "not-a-token"})).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{}", response.text().await.unwrap());
+        // Evidence: wrong type, too large, not base64, then a letter.
+        let send = |content: String| {
+            let agent = agent.clone();
+            let token = token.clone();
+            async move {
+                agent.post(app.url("/api/v1/privacy-requests/evidence"))
+                    .json(&serde_json::json!({"token": token, "content_base64": content}))
+                    .send().await.unwrap().status()
+            }
+        };
+        assert_eq!(send(b64(b"GIF89a not a letter")).await, StatusCode::UNPROCESSABLE_ENTITY, "wrong type");
+        let mut big = b"%PDF-1.7\n".to_vec();
+        big.resize(3000, b'x');
+        assert_eq!(send(b64(&big)).await, StatusCode::PAYLOAD_TOO_LARGE, "too large");
+        assert_eq!(send("%%%".into()).await, StatusCode::UNPROCESSABLE_ENTITY, "not base64");
+        // The subject confirms; without evidence the request waits.
+        let to_subject = app.wait_for_mail("gil@example.org", "Did you ask someone").await;
+        let verify_token = link_with(app, &to_subject, "/privacy/requests/verify/").rsplit('/').next().unwrap().to_string();
+        let response = app.new_client().post(app.url("/api/v1/privacy-requests/verify"))
+            .json(&serde_json::json!({"token": verify_token, "code": code_in(&to_subject)}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let verified: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(verified["waiting_for_evidence"], true);
+        assert_eq!(status(token.clone()).await["requests"][0]["state"], "verifying");
+        // With the letter, it goes on.
+        assert_eq!(send(b64(b"%PDF-1.7\nsigned letter")).await, StatusCode::NO_CONTENT);
+        assert_eq!(status(token.clone()).await["requests"][0]["state"], "in_progress");
+        let audit = audit_kinds(app).await;
+        assert!(audit.iter().any(|l| l.starts_with("request_evidence_added")), "{audit:?}");
+        // The agent withdraws it; a second withdrawal is refused.
+        let withdraw = || agent.post(app.url("/api/v1/privacy-requests/withdraw"))
+            .json(&serde_json::json!({"token": token, "request_id": id})).send();
+        assert_eq!(withdraw().await.unwrap().status(), StatusCode::NO_CONTENT);
+        assert_eq!(status(token.clone()).await["requests"][0]["state"], "withdrawn");
+        assert_eq!(withdraw().await.unwrap().status(), StatusCode::CONFLICT);
+    }
+}

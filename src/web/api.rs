@@ -29,6 +29,8 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
         crate::web::consent::api_receipts, crate::web::consent::api_written_opt_out,
         crate::web::requests::api_create, crate::web::requests::api_verify,
         crate::web::requests::api_mine, crate::web::requests::api_appeal,
+        crate::web::requests::api_status, crate::web::requests::api_withdraw,
+        crate::web::requests::api_evidence,
         crate::web::requests::api_queue, crate::web::requests::api_staff_action,
         crate::web::fulfilment::api_export
     ),

@@ -270,7 +270,7 @@ impl Routes {
     }
 }
 
-fn api_routes() -> Routes {
+fn api_routes(config: &Config) -> Routes {
     use api::*;
     Routes::new("/api/v1")
         .post("/users", register)
@@ -308,6 +308,15 @@ fn api_routes() -> Routes {
         .get("/privacy-requests", requests::api_mine)
         .post("/privacy-requests/verify", requests::api_verify)
         .post("/privacy-requests/appeal", requests::api_appeal)
+        .post("/privacy-requests/status", requests::api_status)
+        .post("/privacy-requests/withdraw", requests::api_withdraw)
+        .post_with(
+            "/privacy-requests/evidence",
+            // Base64 takes four bytes for every three of the file.
+            post(requests::api_evidence).layer(DefaultBodyLimit::max(
+                config.requests.evidence_max_bytes / 3 * 4 + 64 * 1024,
+            )),
+        )
         .get("/staff/privacy-requests", requests::api_queue)
         .post(
             "/staff/privacy-requests/{id}/actions",
@@ -468,7 +477,7 @@ fn routes(config: &Config) -> Routes {
         .get("/static/style.css", stylesheet)
         .get("/healthz", healthz)
         .get("/api/openapi.json", api::openapi)
-        .nest(api_routes(), api::not_found)
+        .nest(api_routes(config), api::not_found)
 }
 
 /// Every route the forum serves, as (method, path template): the same calls that build the

@@ -1646,6 +1646,96 @@ pub async fn api_appeal(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Deserialize, ToSchema)]
+pub struct StatusLinkBody {
+    /// The token of the status link (from the email that acknowledged the request or
+    /// brought a decision).
+    #[serde(default)]
+    token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RequestStatusBody {
+    /// self, agent or parent.
+    relationship: String,
+    requests: Vec<PrivacyRequestBody>,
+}
+
+/// Where the requests behind a status link stand: what the status page shows, for a
+/// requester or an agent without an account. The token travels in the body, not the URL.
+#[utoipa::path(post, path = "/api/v1/privacy-requests/status", request_body = StatusLinkBody,
+    responses((status = 200, body = RequestStatusBody), (status = 400, body = ApiErrorBody)))]
+pub async fn api_status(
+    State(state): State<AppState>,
+    Json(body): Json<StatusLinkBody>,
+) -> ApiResult<axum::Json<RequestStatusBody>> {
+    let (submission, views) = state.requests.by_token(&body.token).await?;
+    Ok(axum::Json(RequestStatusBody {
+        relationship: submission.relationship,
+        requests: views.iter().map(request_body).collect(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct WithdrawBody {
+    /// The token of the status link.
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    request_id: i64,
+}
+
+/// Withdraw a request that is not decided yet, with the token of the status link.
+#[utoipa::path(post, path = "/api/v1/privacy-requests/withdraw", request_body = WithdrawBody,
+    responses((status = 204), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody),
+        (status = 409, body = ApiErrorBody)))]
+pub async fn api_withdraw(
+    State(state): State<AppState>,
+    Json(body): Json<WithdrawBody>,
+) -> ApiResult<StatusCode> {
+    state
+        .requests
+        .withdraw(&body.token, body.request_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct EvidenceBody {
+    /// The token of the status link the agent or parent received.
+    #[serde(default)]
+    token: String,
+    /// The file (PDF, PNG or JPEG, at most `requests.evidence_max_bytes`), base64-encoded.
+    #[serde(default)]
+    content_base64: String,
+}
+
+/// An agent's or parent's evidence (a power of attorney or signed letter): its type is read
+/// from its first bytes. With the subject's confirmation the request goes on.
+#[utoipa::path(post, path = "/api/v1/privacy-requests/evidence", request_body = EvidenceBody,
+    responses((status = 204), (status = 400, body = ApiErrorBody), (status = 409, body = ApiErrorBody),
+        (status = 413, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+pub async fn api_evidence(
+    State(state): State<AppState>,
+    Json(body): Json<EvidenceBody>,
+) -> ApiResult<StatusCode> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body.content_base64.trim())
+        .map_err(|_| {
+            Error::invalid(InvalidField::new(
+                "content_base64",
+                "must be base64 (RFC 4648)",
+            ))
+        })?;
+    if bytes.is_empty() {
+        return Err(Error::invalid(InvalidField::new("content_base64", "choose a file")).into());
+    }
+    state.requests.add_evidence(&body.token, &bytes).await?;
+    state.mailer.wake();
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The most requests one page of the staff queue API holds, and how many when not asked.
 pub const API_QUEUE_MAX: i64 = 200;
 pub const API_QUEUE_DEFAULT: i64 = 50;

@@ -1346,9 +1346,12 @@ on_both_stores! {
         assert!(status.contains("waiting for verification") && status.contains("specific pieces"), "{status}");
         assert!(app.mail_to("sia@example.org").iter().all(|m| !m.contains("We did what you asked")),
             "no archive on the code alone");
-        // A fact that does not match changes nothing.
-        post_form(app, &visitor, &verify, &verify, &[("code", &code), ("fact", "1970")]).await;
+        // A fact that does not match is refused and counted like a wrong code.
+        let wrong = post_form(app, &visitor, &verify, &verify, &[("code", &code), ("fact", "1970")]).await;
+        assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(wrong.text().await.unwrap().contains("does not match what we hold"));
         assert_eq!(request_state(app, id).await, "verifying");
+        assert!(audit_kinds(app).await.iter().any(|l| l.starts_with("request_code_failed") && l.contains("method=held_fact")));
         // The code plus the birth year held: the archive goes out.
         let response = post_form(app, &visitor, &verify, &verify, &[("code", &code), ("fact", "1990")]).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
@@ -1390,6 +1393,15 @@ on_both_stores! {
         let last = last_request_id(app).await;
         let states = [request_state(app, last - 1).await, request_state(app, last).await];
         assert!(states.contains(&"verifying".to_string()), "specific pieces wait: {states:?}");
+        // Guessing the held fact meets the same limit as guessing the code.
+        for _ in 0..app.state.config.requests.code_attempts {
+            let response = visitor.post(app.url("/api/v1/privacy-requests/verify"))
+                .json(&serde_json::json!({"token": token, "code": code_in(&mail), "fact": "1990"}))
+                .send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "no account, no fact to match");
+        }
+        let states = [request_state(app, last - 1).await, request_state(app, last).await];
+        assert!(states.contains(&"unverifiable".to_string()), "closed after the attempts: {states:?}");
     }
 }
 

@@ -1129,16 +1129,21 @@ impl Requests {
         let expired = submission.code_expires_at.is_none_or(|at| at < now);
         let matches = bool::from(expected.as_bytes().ct_eq(given.as_bytes()));
         let mut tx = self.store.begin().await?;
-        if !matches || expired {
+        // A held fact that does not match counts like a wrong code: the fact is what stands
+        // between someone reading the subject's mailbox and their data, so it cannot be
+        // guessed at leisure.
+        let fact_given = !fact.trim().is_empty();
+        let fact_wrong =
+            matches && !expired && fact_given && !self.fact_matches(&submission, fact).await?;
+        if !matches || expired || fact_wrong {
             let attempts = store::count_code_attempt(&mut tx, submission.id).await?;
-            audit::record(
-                &mut tx,
-                &self.audit,
-                AuditEvent::new(AuditKind::RequestCodeFailed)
-                    .subject(submission.subject_user_id)
-                    .detail(Detail::Count(attempts)),
-            )
-            .await?;
+            let mut entry = AuditEvent::new(AuditKind::RequestCodeFailed)
+                .subject(submission.subject_user_id)
+                .detail(Detail::Count(attempts));
+            if fact_wrong {
+                entry = entry.detail(Detail::Method("held_fact"));
+            }
+            audit::record(&mut tx, &self.audit, entry).await?;
             if attempts >= self.config.requests.code_attempts {
                 for row in self.store.requests_of_submission(submission.id).await? {
                     if row.state == RequestState::Verifying.as_str() {
@@ -1157,11 +1162,16 @@ impl Requests {
             tx.commit().await.context("counting a wrong code")?;
             return Err(if expired {
                 Error::InvalidToken
+            } else if fact_wrong {
+                Error::invalid(InvalidField::new(
+                    "fact",
+                    "does not match what we hold; leave it empty to confirm with the code alone",
+                ))
             } else {
                 Error::InvalidSecondFactor
             });
         }
-        let level = if !fact.trim().is_empty() && self.fact_matches(&submission, fact).await? {
+        let level = if fact_given {
             VerificationLevel::EmailCodePlusFact
         } else {
             VerificationLevel::EmailCode

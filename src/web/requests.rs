@@ -655,6 +655,18 @@ pub async fn verify(
                 error: "That code is wrong. Check the latest message we sent.".into(),
             },
         ),
+        Err(Error::Invalid(fields)) if fields.iter().any(|f| f.field == "fact") => {
+            page_with_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &VerifyPage {
+                    layout: Layout::new(&state, &viewer, "Confirm your privacy request"),
+                    token,
+                    error: "That does not match what we hold. Try again, or leave it empty to \
+                            confirm with the code alone (some requests then wait for more)."
+                        .into(),
+                },
+            )
+        }
         Err(other) => Err(other.into()),
     }
 }

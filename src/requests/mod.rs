@@ -1972,73 +1972,78 @@ impl Requests {
             }
             for id in ids {
                 let mut tx = self.store.begin().await?;
-                let Some(row) = store::request_for_update(&mut tx, &self.store, id).await? else {
-                    continue;
-                };
-                let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
-                if now >= row.received_at + close_after {
-                    let row = if row.state == "received" {
+                let step: Result<()> = async {
+                    let Some(row) = store::request_for_update(&mut tx, &self.store, id).await?
+                    else {
+                        return Ok(());
+                    };
+                    let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
+                    if now >= row.received_at + close_after {
+                        let row = if row.state == "received" {
+                            self.apply(
+                                &mut tx,
+                                &row,
+                                Event::VerificationStarted,
+                                None,
+                                submission.subject_user_id,
+                                None,
+                            )
+                            .await?;
+                            store::request_for_update(&mut tx, &self.store, id)
+                                .await?
+                                .context("a request vanished")?
+                        } else {
+                            row
+                        };
                         self.apply(
                             &mut tx,
                             &row,
-                            Event::VerificationStarted,
+                            Event::VerificationExpired,
                             None,
                             submission.subject_user_id,
                             None,
                         )
                         .await?;
-                        store::request_for_update(&mut tx, &self.store, id)
-                            .await?
-                            .context("a request vanished")?
+                        self.queue_decision_mail(&mut tx, &row, &submission, None)
+                            .await?;
+                        round.closed += 1;
                     } else {
-                        row
-                    };
-                    self.apply(
-                        &mut tx,
-                        &row,
-                        Event::VerificationExpired,
-                        None,
-                        submission.subject_user_id,
-                        None,
-                    )
-                    .await?;
-                    self.queue_decision_mail(&mut tx, &row, &submission, None)
+                        let n = row.reminders_sent + 1;
+                        // One reminder per submission and round, whatever the number of rights.
+                        if submission.code_digest.is_some()
+                            && row.id
+                                == self
+                                    .store
+                                    .requests_of_submission(submission.id)
+                                    .await?
+                                    .first()
+                                    .map(|r| r.id)
+                                    .unwrap_or(row.id)
+                        {
+                            self.send_new_code(&mut tx, &submission, n).await?;
+                        }
+                        store::set_reminder(
+                            &mut tx,
+                            id,
+                            Some((now + every).min(row.received_at + close_after)),
+                            n,
+                        )
                         .await?;
-                    round.closed += 1;
-                } else {
-                    let n = row.reminders_sent + 1;
-                    // One reminder per submission and round, whatever the number of rights.
-                    if submission.code_digest.is_some()
-                        && row.id
-                            == self
-                                .store
-                                .requests_of_submission(submission.id)
-                                .await?
-                                .first()
-                                .map(|r| r.id)
-                                .unwrap_or(row.id)
-                    {
-                        self.send_new_code(&mut tx, &submission, n).await?;
+                        audit::record(
+                            &mut tx,
+                            &self.audit,
+                            AuditEvent::new(AuditKind::RequestMessageSent)
+                                .subject(submission.subject_user_id)
+                                .detail(Detail::Request(id))
+                                .detail(Detail::Method("verification_reminder")),
+                        )
+                        .await?;
+                        round.reminded += 1;
                     }
-                    store::set_reminder(
-                        &mut tx,
-                        id,
-                        Some((now + every).min(row.received_at + close_after)),
-                        n,
-                    )
-                    .await?;
-                    audit::record(
-                        &mut tx,
-                        &self.audit,
-                        AuditEvent::new(AuditKind::RequestMessageSent)
-                            .subject(submission.subject_user_id)
-                            .detail(Detail::Request(id))
-                            .detail(Detail::Method("verification_reminder")),
-                    )
-                    .await?;
-                    round.reminded += 1;
+                    Ok(())
                 }
-                tx.commit().await.context("a request job step")?;
+                .await;
+                settle(tx, step, "a request job step").await?;
             }
         }
         let today = day_of(now);

@@ -519,9 +519,19 @@ mod agent_evidence {
         let decision = app
             .wait_for_mail("agent@example.org", "We did what you asked")
             .await;
+        // Confirmed by the emailed code alone: the categories held, not the data itself,
+        // which needs the higher level (access to specific pieces).
         assert!(
-            decision.contains("/privacy/export/"),
-            "the archive's link: {decision}"
+            decision.contains("The categories of personal data we hold about you"),
+            "the categories: {decision}"
+        );
+        assert!(
+            !decision.contains("/privacy/export/"),
+            "no archive at this level: {decision}"
+        );
+        assert!(
+            decision.contains("specific pieces"),
+            "says how to get the data itself"
         );
         let evidence = app
             .store

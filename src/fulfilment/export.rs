@@ -429,6 +429,72 @@ pub async fn build_archive(
     Ok(cursor.into_inner())
 }
 
+/// The answer to an access request verified at the lower level (R3): which categories of
+/// personal data the forum holds about the subject, from which sources, why, who receives them
+/// and for how long, without any of the data itself. The data goes only to a requester who
+/// reached the higher level (access to specific pieces, or portability).
+pub async fn categories_summary(
+    store: &Store,
+    policy: &Policy,
+    user_id: i64,
+    jurisdiction: Jurisdiction,
+) -> Result<String> {
+    let data = subject_data(store, user_id).await?;
+    let answer = right_to_know(policy, jurisdiction);
+    let mut text = String::from("The categories of personal data we hold about you:\n");
+    let mut any = false;
+    for category_key in inventory::categories() {
+        let n_records: usize = data
+            .iter()
+            .filter(|t| {
+                t.table
+                    .personal_columns()
+                    .any(|(_, p)| p.category == category_key)
+            })
+            .map(|t| t.rows.len())
+            .sum();
+        if n_records == 0 {
+            continue;
+        }
+        any = true;
+        let key = CategoryKey::parse(category_key).ok();
+        let category = key.as_ref().and_then(|k| policy.category(k));
+        let name = category.map_or(category_key, |c| c.name.as_str());
+        text.push_str(&format!("\n- {name} ({n_records} records)\n"));
+        if let Some(category) = category {
+            if !category.sources.is_empty() {
+                let sources: Vec<&str> = category.sources.iter().map(|s| s.describe()).collect();
+                text.push_str(&format!("  From: {}\n", sources.join(", ")));
+            }
+        }
+        let purposes: Vec<&str> = policy
+            .purposes()
+            .iter()
+            .filter(|p| key.as_ref().is_some_and(|k| p.categories.contains(k)))
+            .map(|p| p.name.as_str())
+            .collect();
+        if !purposes.is_empty() {
+            text.push_str(&format!("  Used for: {}\n", purposes.join("; ")));
+        }
+        let recipients: Vec<&str> = answer
+            .disclosed
+            .iter()
+            .filter(|d| key.as_ref().is_some_and(|k| d.categories.contains(k)))
+            .map(|d| d.name.as_str())
+            .collect();
+        if !recipients.is_empty() {
+            text.push_str(&format!("  Given to: {}\n", recipients.join("; ")));
+        }
+        if let Some(rule) = key.as_ref().and_then(|k| policy.retention_for(k)) {
+            text.push_str(&format!("  Kept: {rule}\n"));
+        }
+    }
+    if !any {
+        text.push_str("\nNone.\n");
+    }
+    Ok(text)
+}
+
 fn readme(policy: &Policy, jurisdiction: Jurisdiction, files: &[String]) -> String {
     let controller = policy.controller();
     let mut text = format!(

@@ -16,6 +16,7 @@ use crate::requests::{
 use crate::store::{self, Tx};
 use anyhow::Context;
 use covenant_core::policy::Right;
+use covenant_core::requests::VerificationLevel;
 
 pub struct RequestEngine {
     fulfilment: Fulfilment,
@@ -128,6 +129,29 @@ impl RequestEngine {
         Ok(FulfilmentOutcome::Delivered { note })
     }
 
+    /// Answers an access request verified by the emailed code alone with the categories held.
+    async fn summarize(
+        &self,
+        request: &VerifiedRequest,
+        user_id: i64,
+    ) -> anyhow::Result<FulfilmentOutcome> {
+        let in_force = self.policies.current().await?;
+        let summary = super::export::categories_summary(
+            self.fulfilment.store(),
+            &in_force.policy,
+            user_id,
+            request.jurisdiction(),
+        )
+        .await
+        .map_err(|error| anyhow::Error::new(error).context("summarizing a request's subject"))?;
+        Ok(FulfilmentOutcome::Delivered {
+            note: format!(
+                "{summary}\nFor a copy of the data itself, ask for access to specific pieces of \
+                 data (we then ask one more fact only you would know, or you sign in)."
+            ),
+        })
+    }
+
     async fn export(
         &self,
         request: &VerifiedRequest,
@@ -201,6 +225,15 @@ impl Workflow for RequestEngine {
             };
             match request.right() {
                 Right::Deletion => self.erase(user_id).await,
+                // The data itself goes only to a requester verified at the higher level
+                // (R3); the code alone earns the categories.
+                Right::Access
+                    if !request
+                        .level()
+                        .satisfies(VerificationLevel::EmailCodePlusFact) =>
+                {
+                    self.summarize(request, user_id).await
+                }
                 Right::Access | Right::Portability => self.export(request, user_id).await,
                 _ => Ok(FulfilmentOutcome::HandedOver),
             }

@@ -116,12 +116,7 @@ pub fn right_label(right: Right) -> &'static str {
 }
 
 fn source_kind_label(kind: SourceKind) -> &'static str {
-    match kind {
-        SourceKind::Directly => "directly from you",
-        SourceKind::Automatically => "automatically",
-        SourceKind::SocialSignIn => "social sign-in",
-        SourceKind::ThirdParties => "third parties",
-    }
+    kind.describe()
 }
 
 fn recipient_kind_label(kind: RecipientKind) -> &'static str {

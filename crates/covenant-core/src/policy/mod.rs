@@ -235,6 +235,18 @@ pub enum SourceKind {
     ThirdParties,
 }
 
+impl SourceKind {
+    /// How the policy's pages and answers name the source, after "collected …".
+    pub fn describe(self) -> &'static str {
+        match self {
+            SourceKind::Directly => "directly from you",
+            SourceKind::Automatically => "automatically",
+            SourceKind::SocialSignIn => "social sign-in",
+            SourceKind::ThirdParties => "third parties",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {

@@ -7,7 +7,7 @@
 use ammonia::Builder;
 use html5ever::tendril::StrTendril;
 use html5ever::tokenizer::{
-    BufferQueue, StartTag, TagToken, Token, TokenSink, TokenSinkResult, Tokenizer,
+    BufferQueue, StartTag as StartTagKind, TagToken, Token, TokenSink, TokenSinkResult, Tokenizer,
 };
 use pulldown_cmark::{Options, Parser, html};
 use std::cell::RefCell;
@@ -38,25 +38,48 @@ pub fn render(markdown: &str) -> String {
 /// decoded), in document order. Reading what was rendered, rather than the Markdown, sees every
 /// way a link can be written: inline, reference, autolink or raw HTML.
 pub fn link_targets(rendered: &str) -> Vec<String> {
-    struct Hrefs(RefCell<Vec<String>>);
-    impl TokenSink for Hrefs {
+    start_tags(rendered)
+        .into_iter()
+        .filter(|tag| tag.name == "a")
+        .flat_map(|tag| tag.attributes.into_iter())
+        .filter(|(name, _)| name == "href")
+        .map(|(_, value)| value)
+        .collect()
+}
+
+/// A start tag as a browser's tokenizer reads it: lowercase name, attributes with entities decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartTag {
+    pub name: String,
+    pub attributes: Vec<(String, String)>,
+}
+
+/// Every start tag of some HTML, in document order, read with the HTML5 tokenizer (so the way a
+/// browser would see them, whatever the spelling). The fuzz targets and the property tests use it
+/// to check that nothing that could run script survives [`render`].
+pub fn start_tags(html: &str) -> Vec<StartTag> {
+    struct Tags(RefCell<Vec<StartTag>>);
+    impl TokenSink for Tags {
         type Handle = ();
         fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
             if let TagToken(tag) = token
-                && tag.kind == StartTag
-                && &*tag.name == "a"
+                && tag.kind == StartTagKind
             {
-                let hrefs = tag.attrs.into_iter().filter(|a| &*a.name.local == "href");
-                self.0
-                    .borrow_mut()
-                    .extend(hrefs.map(|a| a.value.to_string()));
+                self.0.borrow_mut().push(StartTag {
+                    name: tag.name.to_string(),
+                    attributes: tag
+                        .attrs
+                        .into_iter()
+                        .map(|a| (a.name.local.to_string(), a.value.to_string()))
+                        .collect(),
+                });
             }
             TokenSinkResult::Continue
         }
     }
     let input = BufferQueue::default();
-    input.push_back(StrTendril::from_slice(rendered));
-    let tokenizer = Tokenizer::new(Hrefs(RefCell::new(Vec::new())), Default::default());
+    input.push_back(StrTendril::from_slice(html));
+    let tokenizer = Tokenizer::new(Tags(RefCell::new(Vec::new())), Default::default());
     let _ = tokenizer.feed(&input);
     tokenizer.end();
     tokenizer.sink.0.take()

@@ -209,6 +209,7 @@ pub struct Accounts {
     config: Arc<Config>,
     hasher: PasswordHasherConfig,
     audit: AuditKey,
+    seal: two_factor::SecretSeal,
     limits: crate::rate_limit::RateLimits,
 }
 
@@ -223,11 +224,32 @@ impl Accounts {
         let hasher = PasswordHasherConfig::new(&config.argon2)?;
         Ok(Self {
             limits: crate::rate_limit::RateLimits::new(store.clone(), &config, &audit),
+            seal: two_factor::SecretSeal::new(&audit),
             store,
             config,
             hasher,
             audit,
         })
+    }
+
+    /// Seals every 2-step secret still stored plain (from before secrets were sealed); run at
+    /// start, before anything is served. Returns how many this node sealed.
+    pub async fn seal_plain_two_factor_secrets(&self) -> anyhow::Result<usize> {
+        let mut sealed = 0;
+        for (user_id, plain) in self.store.plain_two_factor_secrets().await? {
+            let sealed_secret = self.seal.seal(user_id, &plain);
+            if self
+                .store
+                .seal_two_factor_secret(user_id, &plain, &sealed_secret)
+                .await?
+            {
+                sealed += 1;
+            }
+        }
+        if sealed > 0 {
+            tracing::info!(sealed, "sealed plain 2-step verification secrets");
+        }
+        Ok(sealed)
     }
 
     /// The rate limits the account services apply (the purge job uses them too).
@@ -684,7 +706,7 @@ impl Accounts {
         let mut method = "password";
         if let (Some(second_factor), Some(code)) = (&second_factor, code) {
             match self
-                .use_second_factor(&mut tx, user.id, &second_factor.secret, code, now)
+                .use_second_factor(&mut tx, user.id, &second_factor.stored_secret, code, now)
                 .await?
             {
                 Some(used) => method = used,
@@ -780,7 +802,7 @@ impl Accounts {
         &self,
         tx: &mut store::Tx,
         user_id: i64,
-        secret: &str,
+        stored_secret: &str,
         code: &str,
         now: i64,
     ) -> Result<Option<&'static str>> {
@@ -797,7 +819,16 @@ impl Accounts {
             }
             return Ok(None);
         }
-        match two_factor::matching_step(secret, code, now)? {
+        // A secret that does not open (sealed for another member, or under another key file)
+        // verifies no code.
+        let secret = match self.seal.open(user_id, stored_secret) {
+            Ok(secret) => secret,
+            Err(error) => {
+                tracing::warn!(user_id, %error, "a 2-step secret does not open");
+                return Ok(None);
+            }
+        };
+        match two_factor::matching_step(&secret, code, now)? {
             Some(step) if store::use_totp_step(tx, user_id, step).await? => Ok(Some("totp")),
             _ => Ok(None),
         }
@@ -813,15 +844,17 @@ impl Accounts {
                 field: "2-step verification",
             });
         }
+        let sealed = self.seal.seal(user_id, &two_factor::new_secret());
         self.store
-            .insert_pending_two_factor(user_id, &two_factor::new_secret(), crate::now())
+            .insert_pending_two_factor(user_id, &sealed, crate::now())
             .await?;
-        let secret = self
+        let stored = self
             .store
             .two_factor_of(user_id)
             .await?
             .context("a pending 2-step secret vanished")?
-            .secret;
+            .stored_secret;
+        let secret = self.seal.open(user_id, &stored)?;
         let uri = two_factor::otpauth_uri(&secret, username, &self.config.site_name)?;
         Ok(TwoFactorSetup {
             qr_svg: two_factor::qr_svg(&uri),
@@ -849,7 +882,8 @@ impl Accounts {
             .ok_or(Error::NotFound("member"))?;
         let now = crate::now();
         let mut tx = self.store.begin().await?;
-        let step_ok = match two_factor::matching_step(&pending.secret, code, now)? {
+        let secret = self.seal.open(user_id, &pending.stored_secret)?;
+        let step_ok = match two_factor::matching_step(&secret, code, now)? {
             Some(step) => store::use_totp_step(&mut tx, user_id, step).await?,
             None => false,
         };
@@ -906,7 +940,7 @@ impl Accounts {
         let now = crate::now();
         let mut tx = self.store.begin().await?;
         let Some(method) = self
-            .use_second_factor(&mut tx, user_id, &enabled.secret, code, now)
+            .use_second_factor(&mut tx, user_id, &enabled.stored_secret, code, now)
             .await?
         else {
             tx.rollback().await.context("rolling back a refused code")?;

@@ -1,9 +1,18 @@
 //! 2-step verification: TOTP (RFC 6238: SHA-1, six digits, 30-second steps, one step of clock
 //! drift either way) and single-use recovery codes. Pure functions; the store remembers the last
 //! step used, so a code cannot be replayed within its window.
+//!
+//! The TOTP secret is sealed at rest ([`SecretSeal`]): someone who reads the database alone (a
+//! dump, a stolen backup) cannot compute a member's codes.
 
 use crate::accounts::token_digest;
-use rand::RngExt;
+use crate::audit::AuditKey;
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::{Rng, RngExt};
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
@@ -14,6 +23,94 @@ const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
 /// A new random secret (160 bits), base32 as authenticator apps take it.
 pub fn new_secret() -> String {
     Secret::generate().to_base32()
+}
+
+/// How a sealed secret starts in the `two_factor.secret` column. A base32 secret never contains
+/// `:`, so a value without this prefix is a plain secret stored before sealing existed.
+const SEALED_V1: &str = "v1:";
+const NONCE_LEN: usize = 24;
+
+/// Seals and opens TOTP secrets with XChaCha20-Poly1305. The key is derived from the audit key
+/// file (which every node shares and which never enters the database) under its own label, and
+/// the member's id is the associated data, so a sealed secret copied into another member's row
+/// does not open.
+#[derive(Clone)]
+pub struct SecretSeal(XChaCha20Poly1305);
+
+impl std::fmt::Debug for SecretSeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretSeal([redacted])")
+    }
+}
+
+impl SecretSeal {
+    pub fn new(audit_key: &AuditKey) -> Self {
+        let key = audit_key.derive("two_factor.secret sealing v1");
+        Self(XChaCha20Poly1305::new_from_slice(&key).expect("the derived key is 32 bytes"))
+    }
+
+    /// What to store for `secret` of member `user_id`: `v1:` and the URL-safe base64 of a
+    /// random 24-byte nonce followed by the ciphertext and its tag.
+    pub fn seal(&self, user_id: i64, secret: &str) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let sealed = self
+            .0
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: secret.as_bytes(),
+                    aad: &associated_data(user_id),
+                },
+            )
+            .expect("sealing a short secret cannot fail");
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&sealed);
+        format!("{SEALED_V1}{}", URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The secret of member `user_id` from what is stored: a sealed value must open with this
+    /// key for this member; a plain value (from before sealing) is taken as it is, and
+    /// [`is_sealed`] tells the caller to seal it.
+    pub fn open(&self, user_id: i64, stored: &str) -> anyhow::Result<String> {
+        let Some(encoded) = stored.strip_prefix(SEALED_V1) else {
+            return Ok(stored.to_string());
+        };
+        let bytes = URL_SAFE_NO_PAD
+            .decode(encoded)
+            .context("a sealed 2-step secret is not base64")?;
+        anyhow::ensure!(
+            bytes.len() > NONCE_LEN,
+            "a sealed 2-step secret is too short"
+        );
+        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+        let nonce = XNonce::try_from(nonce).expect("the nonce is 24 bytes");
+        let secret = self
+            .0
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: sealed,
+                    aad: &associated_data(user_id),
+                },
+            )
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the 2-step secret of member {user_id} does not open: another key file, \
+                     or it was not sealed for this member"
+                )
+            })?;
+        String::from_utf8(secret).context("an opened 2-step secret is not text")
+    }
+}
+
+/// Whether a stored secret is sealed (rather than plain, from before sealing).
+pub fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(SEALED_V1)
+}
+
+fn associated_data(user_id: i64) -> Vec<u8> {
+    format!("covenant two_factor.secret user {user_id}").into_bytes()
 }
 
 fn totp(secret: &str, account: &str, issuer: &str) -> anyhow::Result<Totp> {
@@ -156,6 +253,31 @@ mod tests {
             recovery_code_digest(&codes[0]),
             recovery_code_digest(&codes[0].to_uppercase().replace('-', " "))
         );
+    }
+
+    #[test]
+    fn a_sealed_secret_opens_only_for_its_member_and_with_its_key() {
+        let seal = SecretSeal::new(&AuditKey::from_bytes(vec![7; 32]));
+        let secret = new_secret();
+        let stored = seal.seal(42, &secret);
+        assert!(is_sealed(&stored) && !stored.contains(&secret));
+        assert_ne!(
+            stored,
+            seal.seal(42, &secret),
+            "each sealing takes a fresh nonce"
+        );
+        assert_eq!(seal.open(42, &stored).unwrap(), secret);
+        assert!(seal.open(43, &stored).is_err(), "bound to the member");
+        let other = SecretSeal::new(&AuditKey::from_bytes(vec![8; 32]));
+        assert!(other.open(42, &stored).is_err(), "bound to the key file");
+        let mut tampered = stored.clone();
+        tampered.pop();
+        tampered.push(if stored.ends_with('A') { 'B' } else { 'A' });
+        assert!(seal.open(42, &tampered).is_err());
+        assert!(seal.open(42, "v1:").is_err() && seal.open(42, "v1:***").is_err());
+        // A plain secret from before sealing still opens, and is recognised as plain.
+        assert_eq!(seal.open(42, &secret).unwrap(), secret);
+        assert!(!is_sealed(&secret));
     }
 
     #[test]

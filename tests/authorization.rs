@@ -230,6 +230,7 @@ async fn account(app: &common::TestApp, name: &str, role: Role) -> (reqwest::Cli
     app.member(name).await;
     let user = app.store.user_by_username(name).await.unwrap().unwrap();
     let mut code = None;
+    let mut secret = None;
     if role != Role::Member {
         app.state.accounts.set_role(user.id, role).await.unwrap();
         let setup = app
@@ -245,6 +246,7 @@ async fn account(app: &common::TestApp, name: &str, role: Role) -> (reqwest::Cli
             .await
             .unwrap();
         code = Some(covenant::two_factor::code_at(&setup.secret, covenant::now()).unwrap());
+        secret = Some(setup.secret);
     }
     let browser = app.new_client();
     let form = app.page(&browser, "/sign-in").await;
@@ -269,16 +271,8 @@ async fn account(app: &common::TestApp, name: &str, role: Role) -> (reqwest::Cli
     );
     // The bearer session is opened with the next code step's neighbour: each step works once.
     let mut body = json!({"login": name, "password": PASSWORD});
-    if code.is_some() {
-        let setup_secret = app
-            .store
-            .two_factor_of(user.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .secret;
-        body["code"] =
-            json!(covenant::two_factor::code_at(&setup_secret, covenant::now() + 30).unwrap());
+    if let Some(secret) = &secret {
+        body["code"] = json!(covenant::two_factor::code_at(secret, covenant::now() + 30).unwrap());
     }
     let response = app
         .new_client()

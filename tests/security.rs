@@ -969,3 +969,91 @@ async fn privacy_staff(app: &common::TestApp, name: &str) -> (reqwest::Client, S
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     (browser, setup.secret)
 }
+
+on_both_stores! {
+    /// Proves: A4
+    async fn the_totp_secret_is_sealed_at_rest_for_its_member_under_the_key_file(app) {
+        app.member("ada").await;
+        app.member("bob").await;
+        let (_, ada_secret, _) = enrol(app, "ada").await;
+        let (_, bob_secret, _) = enrol(app, "bob").await;
+        let ada = app.store.user_by_username("ada").await.unwrap().unwrap().id;
+        let bob = app.store.user_by_username("bob").await.unwrap().unwrap().id;
+        let pool = db_pool(app).await;
+        let stored = |user_id: i64| {
+            let pool = pool.clone();
+            async move {
+                let (secret,): (String,) = sqlx::query_as("SELECT secret FROM two_factor WHERE user_id = $1")
+                    .bind(user_id).fetch_one(&pool).await.unwrap();
+                secret
+            }
+        };
+        let ada_stored = stored(ada).await;
+        let bob_stored = stored(bob).await;
+        for (stored, secret) in [(&ada_stored, &ada_secret), (&bob_stored, &bob_secret)] {
+            assert!(!stored.contains(secret.as_str()), "the base32 secret is not in the column: {stored}");
+            assert!(!stored.to_uppercase().contains(secret.as_str()));
+            assert!(stored.starts_with("v1:"), "sealed, version 1: {stored}");
+        }
+
+        // Sign-in with a code of the authenticator still works.
+        let code = covenant::two_factor::code_at(&ada_secret, covenant::now()).unwrap();
+        let (_, response) = sign_in_page(app, "ada", Some(&code), "Sealed/1").await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+
+        // Ada's sealed secret copied into Bob's row verifies no code: neither Ada's (whoever
+        // copied it knows hers) nor Bob's.
+        sqlx::query("UPDATE two_factor SET secret = $1 WHERE user_id = $2")
+            .bind(&ada_stored).bind(bob).execute(&pool).await.unwrap();
+        for secret in [&ada_secret, &bob_secret] {
+            let code = covenant::two_factor::code_at(secret, covenant::now()).unwrap();
+            let (_, response) = sign_in_page(app, "bob", Some(&code), "Copied/1").await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        }
+        sqlx::query("UPDATE two_factor SET secret = $1 WHERE user_id = $2")
+            .bind(&bob_stored).bind(bob).execute(&pool).await.unwrap();
+        let code = covenant::two_factor::code_at(&bob_secret, covenant::now()).unwrap();
+        let (_, response) = sign_in_page(app, "bob", Some(&code), "Restored/1").await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "its own sealed secret still verifies");
+
+        // The database alone does not give the secret back: the key is the audit key file's,
+        // outside the database; any other key opens nothing.
+        let key_file = AuditKey::load(&app.state.config.audit_key_path()).unwrap();
+        let seal = covenant::two_factor::SecretSeal::new(&key_file);
+        assert_eq!(seal.open(ada, &ada_stored).unwrap(), ada_secret);
+        let guessed = covenant::two_factor::SecretSeal::new(&AuditKey::from_bytes(vec![b'k'; 43]));
+        assert!(guessed.open(ada, &ada_stored).is_err());
+        let key_text = std::fs::read_to_string(app.state.config.audit_key_path()).unwrap();
+        let (settings,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM settings WHERE value LIKE $1")
+            .bind(format!("%{}%", key_text.trim())).fetch_one(&pool).await.unwrap();
+        assert_eq!(settings, 0, "the key file is not copied into the database");
+        pool.close().await;
+    }
+}
+
+on_both_stores! {
+    /// Proves: A4
+    async fn a_plain_secret_from_before_sealing_keeps_working_and_is_sealed_at_start(app) {
+        app.member("ada").await;
+        let (_, secret, _) = enrol(app, "ada").await;
+        let ada = app.store.user_by_username("ada").await.unwrap().unwrap().id;
+        let pool = db_pool(app).await;
+        // As a database from before sealing holds it.
+        sqlx::query("UPDATE two_factor SET secret = $1 WHERE user_id = $2")
+            .bind(&secret).bind(ada).execute(&pool).await.unwrap();
+        let code = covenant::two_factor::code_at(&secret, covenant::now()).unwrap();
+        let (_, response) = sign_in_page(app, "ada", Some(&code), "Plain/1").await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "a plain secret still verifies");
+
+        // The start-up step seals it (and a second run finds nothing left to seal).
+        assert_eq!(app.state.accounts.seal_plain_two_factor_secrets().await.unwrap(), 1);
+        assert_eq!(app.state.accounts.seal_plain_two_factor_secrets().await.unwrap(), 0);
+        let (stored,): (String,) = sqlx::query_as("SELECT secret FROM two_factor WHERE user_id = $1")
+            .bind(ada).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        assert!(stored.starts_with("v1:") && !stored.contains(secret.as_str()), "{stored}");
+        let code = covenant::two_factor::code_at(&secret, covenant::now() + 30).unwrap();
+        let (_, response) = sign_in_page(app, "ada", Some(&code), "Plain/2").await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "the sealed secret verifies");
+    }
+}

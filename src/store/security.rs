@@ -7,7 +7,9 @@ use sqlx::FromRow;
 
 #[derive(Debug, Clone, FromRow)]
 pub struct TwoFactorRow {
-    pub secret: String,
+    /// The secret as stored: sealed (`two_factor::SecretSeal`), or plain from before sealing.
+    #[sqlx(rename = "secret")]
+    pub stored_secret: String,
     pub created_at: i64,
     pub enabled_at: Option<i64>,
     pub last_used_step: i64,
@@ -42,7 +44,7 @@ impl Store {
         .context("reading a member's 2-step verification")
     }
 
-    /// Stores a secret waiting for its first code, unless the member already has one.
+    /// Stores a (sealed) secret waiting for its first code, unless the member already has one.
     pub async fn insert_pending_two_factor(
         &self,
         user_id: i64,
@@ -60,6 +62,33 @@ impl Store {
         .await
         .context("storing a pending 2-step verification secret")?;
         Ok(())
+    }
+
+    /// The members whose 2-step secret is still stored plain, with that secret: sealed at start.
+    pub async fn plain_two_factor_secrets(&self) -> anyhow::Result<Vec<(i64, String)>> {
+        sqlx::query_as("SELECT user_id, secret FROM two_factor WHERE secret NOT LIKE 'v1:%'")
+            .fetch_all(self.pool())
+            .await
+            .context("reading plain 2-step verification secrets")
+    }
+
+    /// Replaces a member's stored secret by its sealed form, if it is still `plain` (another
+    /// node starting at the same time may have sealed it already). Whether it was replaced.
+    pub async fn seal_two_factor_secret(
+        &self,
+        user_id: i64,
+        plain: &str,
+        sealed: &str,
+    ) -> anyhow::Result<bool> {
+        let done =
+            sqlx::query("UPDATE two_factor SET secret = $1 WHERE user_id = $2 AND secret = $3")
+                .bind(sealed)
+                .bind(user_id)
+                .bind(plain)
+                .execute(self.pool())
+                .await
+                .context("sealing a 2-step verification secret")?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn count_unused_recovery_codes(&self, user_id: i64) -> anyhow::Result<i64> {

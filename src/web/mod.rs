@@ -119,6 +119,8 @@ impl AppState {
         )
         .await?;
         let accounts = Accounts::new(store.clone(), config.clone(), audit_key.clone())?;
+        // 2-step secrets stored before they were sealed are sealed now.
+        accounts.seal_plain_two_factor_secrets().await?;
         let purpose = crate::purpose::PurposeGate::new(store.clone(), audit_key.clone());
         Ok(Self {
             retention: crate::retention::Retention::new(

@@ -26,11 +26,27 @@ fuzz_target!(|body: &[u8]| {
         oracles::form_pairs(body),
         "{body:?}"
     );
-    oracles::assert_form_verdict(body, oracles::REGISTER_FIELDS, decode_form::<RegisterForm>(body));
-    oracles::assert_form_verdict(body, oracles::SIGN_IN_FIELDS, decode_form::<SignInForm>(body));
+    oracles::assert_form_verdict(
+        body,
+        oracles::REGISTER_FIELDS,
+        decode_form::<RegisterForm>(body),
+    );
+    oracles::assert_form_verdict(
+        body,
+        oracles::SIGN_IN_FIELDS,
+        decode_form::<SignInForm>(body),
+    );
     oracles::assert_form_verdict(body, oracles::BODY_FIELDS, decode_form::<BodyForm>(body));
-    oracles::assert_form_verdict(body, oracles::NEW_TOPIC_FIELDS, decode_form::<NewTopicForm>(body));
-    oracles::assert_form_verdict(body, oracles::PUBLIC_REQUEST_FIELDS, decode_form::<PublicForm>(body));
+    oracles::assert_form_verdict(
+        body,
+        oracles::NEW_TOPIC_FIELDS,
+        decode_form::<NewTopicForm>(body),
+    );
+    oracles::assert_form_verdict(
+        body,
+        oracles::PUBLIC_REQUEST_FIELDS,
+        decode_form::<PublicForm>(body),
+    );
     oracles::assert_form_verdict(
         body,
         oracles::ACCOUNT_REQUEST_FIELDS,

@@ -48,7 +48,9 @@ fn markdownish() -> impl Strategy<Value = String> {
 
 /// A URL-encoded body built from name/value pairs of arbitrary bytes (so some are not UTF-8),
 /// names drawn mostly from the forms' own fields (so some repeat).
-fn form_body() -> impl Strategy<Value = (Vec<(Vec<u8>, Vec<u8>)>, Vec<u8>)> {
+type BytePairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn form_body() -> impl Strategy<Value = (BytePairs, Vec<u8>)> {
     let name = prop_oneof![
         3 => proptest::sample::select(oracles::REGISTER_FIELDS.iter().chain(oracles::PUBLIC_REQUEST_FIELDS).chain(["body", "title", "login", "code", "right"].iter()).copied().collect::<Vec<_>>())
             .prop_map(|n| n.as_bytes().to_vec()),

@@ -263,6 +263,7 @@ impl Store {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn insert_export_archive(
     tx: &mut Tx,
     user_id: i64,

@@ -46,13 +46,13 @@ pub fn assert_inert(markdown: &str, html: &str) {
                 !name.starts_with("on") && name != "style" && name != "srcdoc",
                 "{markdown:?} rendered attribute {name}: {html}"
             );
-            if URL_ATTRIBUTES.contains(&name.as_str()) {
-                if let Some(scheme) = url_scheme(value) {
-                    assert!(
-                        ["http", "https", "mailto"].contains(&scheme.as_str()),
-                        "{markdown:?} rendered a {scheme}: URL: {html}"
-                    );
-                }
+            if URL_ATTRIBUTES.contains(&name.as_str())
+                && let Some(scheme) = url_scheme(value)
+            {
+                assert!(
+                    ["http", "https", "mailto"].contains(&scheme.as_str()),
+                    "{markdown:?} rendered a {scheme}: URL: {html}"
+                );
             }
         }
     }

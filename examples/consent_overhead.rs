@@ -11,7 +11,8 @@
 //! Nothing here changes the product: the server has no way to turn the check off; this example
 //! builds its two small routers from the library's public handlers. The load is a visitor whose
 //! browser holds a consent cookie with choices recorded (the check's most expensive case: its
-//! records are read on every request), and optionally one without any cookie. A benchmark, not
+//! records are read on every request, from the store or its per-node cache), one who refused
+//! everything (the same reading, none of the work a grant allows), and one without any cookie. A benchmark, not
 //! a test: see BENCHMARKS.md.
 //!
 //! cargo run --release --example consent_overhead -- [--rounds 5] [--duration 5s]
@@ -156,6 +157,24 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     let cookie = format!("covenant_consent={device}");
+    // And one who refused everything: the check reads the same records, but nothing optional
+    // runs, so the pair isolates the check from the work a grant allows (the visit counter).
+    let refuser = new_consent_id();
+    let refusals: Vec<_> = notice
+        .optional_categories()
+        .map(|category| (category, Choice::Denied))
+        .collect();
+    state
+        .consent
+        .record_choices(
+            &[ConsentSubject::Device(refuser.clone())],
+            &refusals,
+            Method::Banner,
+            &notice.stamp,
+            covenant::now(),
+        )
+        .await?;
+    let refuser_cookie = format!("covenant_consent={refuser}");
 
     let with = serve(
         pages_router()
@@ -188,7 +207,7 @@ async fn main() -> anyhow::Result<()> {
         "wrk -t{threads} -c{connections} -d{duration}, {rounds} rounds, alternating; load average before: {}",
         load_average()
     );
-    let cases: [(&str, &str, Option<&str>); 3] = [
+    let cases: [(&str, &str, Option<&str>); 4] = [
         (
             "topic list, visitor with choices",
             "/",
@@ -198,6 +217,11 @@ async fn main() -> anyhow::Result<()> {
             "topic page, visitor with choices",
             topic_path.as_str(),
             Some(cookie.as_str()),
+        ),
+        (
+            "topic page, visitor who refused all",
+            topic_path.as_str(),
+            Some(refuser_cookie.as_str()),
         ),
         ("topic list, visitor without cookie", "/", None),
     ];

@@ -513,7 +513,7 @@ impl Consent {
                 known_in_force = known_in_force.or(in_force);
                 records
             }
-            None => vec![],
+            None => Arc::default(),
         };
         let (mut account_records, birth_year, limits) = match request.account {
             Some(user_id) => {
@@ -527,7 +527,7 @@ impl Consent {
                     crate::purpose::limits_of(&self.store, user_id).await?,
                 )
             }
-            None => (vec![], None, crate::purpose::Limits::default()),
+            None => (Arc::default(), None, crate::purpose::Limits::default()),
         };
         let policy_in_force = async || -> Result<Arc<PolicyInForce>> {
             Ok(match known_in_force {
@@ -551,7 +551,7 @@ impl Consent {
                     .record_gpc_once(&subject, &device_records, policy, now)
                     .await?
                 {
-                    device_records.push(record);
+                    Arc::make_mut(&mut device_records).push(record);
                 }
             }
             if let Some(user_id) = request.account {
@@ -560,12 +560,12 @@ impl Consent {
                     .record_gpc_once(&subject, &account_records, policy, now)
                     .await?
                 {
-                    account_records.push(record);
+                    Arc::make_mut(&mut account_records).push(record);
                 }
             }
         }
-        let mut device_state = ConsentState::from_records(&device_records);
-        let mut account_state = ConsentState::from_records(&account_records);
+        let mut device_state = ConsentState::from_records(device_records.iter());
+        let mut account_state = ConsentState::from_records(account_records.iter());
         let mut lapsed = [false; 4];
         if has_a_grant(&device_state) || has_a_grant(&account_state) {
             let in_force = match &in_force {
@@ -632,7 +632,7 @@ impl Consent {
     async fn records_and_policy_in_force(
         &self,
         subject: &ConsentSubject,
-    ) -> Result<(Vec<ConsentRecord>, Option<Option<i64>>)> {
+    ) -> Result<(Arc<Vec<ConsentRecord>>, Option<Option<i64>>)> {
         let key = subject.to_string();
         let today = crate::policy::today();
         let ticket = match self.cache.get(&key, &today) {
@@ -644,7 +644,7 @@ impl Consent {
             .consent_records_and_policy_in_force(&key, &today)
             .await?;
         let standing = Standing {
-            records: parse_rows(&rows)?,
+            records: Arc::new(parse_rows(&rows)?),
             in_force,
         };
         self.cache.keep(ticket, &key, &today, &standing);
@@ -752,8 +752,8 @@ impl Consent {
             Some(subject) => self.records(subject).await?,
             None => vec![],
         };
-        let device_state = ConsentState::from_records(&device_records);
-        let account_state = ConsentState::from_records(&account_records);
+        let device_state = ConsentState::from_records(device_records.iter());
+        let account_state = ConsentState::from_records(account_records.iter());
         let merged = stricter(&device_state, &account_state);
         let device_latest = latest_by_category(&device_records);
         let account_latest = latest_by_category(&account_records);

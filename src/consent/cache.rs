@@ -19,7 +19,7 @@
 use crate::store::Store;
 use covenant_core::consent::ConsentRecord;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the server looks for consent records written by other processes: the longest a
@@ -67,7 +67,8 @@ const SYNC_BATCH: i64 = 2_000;
 /// (see `Store::consent_records_and_policy_in_force`).
 #[derive(Clone)]
 pub struct Standing {
-    pub records: Vec<ConsentRecord>,
+    /// Shared with the cache: a page reads them without copying.
+    pub records: Arc<Vec<ConsentRecord>>,
     pub in_force: Option<Option<i64>>,
 }
 

@@ -251,7 +251,7 @@ enum HoldCommand {
 
 #[derive(Subcommand, Debug)]
 enum UserCommand {
-    /// Give a member a role: member, moderator, administrator or privacy_officer.
+    /// Give a member a role: member, moderator, administrator, privacy_officer or support_agent.
     SetRole {
         username: String,
         role: String,
@@ -544,7 +544,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let Some(role) = crate::domain::Role::parse(&role) else {
                 bail!(
-                    "unknown role {role:?}: use member, moderator, administrator or privacy_officer"
+                    "unknown role {role:?}: use member, moderator, administrator, privacy_officer or support_agent"
                 );
             };
             let config = config_with(file, &store)?;

@@ -263,6 +263,9 @@ pub enum Role {
     Administrator,
     /// Handles privacy requests (R2-R6); no moderation powers.
     PrivacyOfficer,
+    /// Helps the requesters of the privacy requests assigned to them: sees those requests'
+    /// contact data, nothing else, and decides nothing (A4, need-to-know).
+    SupportAgent,
 }
 
 impl Role {
@@ -272,6 +275,7 @@ impl Role {
             "moderator" => Some(Self::Moderator),
             "administrator" => Some(Self::Administrator),
             "privacy_officer" => Some(Self::PrivacyOfficer),
+            "support_agent" => Some(Self::SupportAgent),
             _ => None,
         }
     }
@@ -282,6 +286,7 @@ impl Role {
             Self::Moderator => "moderator",
             Self::Administrator => "administrator",
             Self::PrivacyOfficer => "privacy_officer",
+            Self::SupportAgent => "support_agent",
         }
     }
 
@@ -293,6 +298,12 @@ impl Role {
     /// Privacy officers and administrators handle privacy requests.
     pub fn handles_privacy_requests(self) -> bool {
         matches!(self, Self::PrivacyOfficer | Self::Administrator)
+    }
+
+    /// Who a privacy request may be assigned to: privacy staff, and support agents who help
+    /// its requester.
+    pub fn takes_request_assignments(self) -> bool {
+        self.handles_privacy_requests() || self == Self::SupportAgent
     }
 
     /// Any staff role: these accounts must turn on 2-step verification before acting.

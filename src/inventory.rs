@@ -204,15 +204,15 @@ const fn public_text(name: &'static str, blank: &'static str, since: &'static st
     }
 }
 
-const USERNAME: &str = "user.account.username";
+pub const USERNAME: &str = "user.account.username";
 pub const EMAIL: &str = "user.contact.email";
 pub const CREDENTIALS: &str = "user.authorization.credentials";
 const BIRTH_YEAR: &str = "user.account.birth_year";
-const IP: &str = "user.device.ip_address";
-const USER_AGENT: &str = "user.device.user_agent";
+pub const IP: &str = "user.device.ip_address";
+pub const USER_AGENT: &str = "user.device.user_agent";
 const CONTENT: &str = "user.content.public";
 const CONSENT: &str = "user.behavior.consent";
-const REQUESTS: &str = "user.privacy_request.details";
+pub const REQUESTS: &str = "user.privacy_request.details";
 const PRIVATE: &str = "user.content.private";
 const SOCIAL: &str = "user.social.profile";
 const SUBMISSIONS_OF_SUBJECT: &str =

@@ -14,10 +14,20 @@
 //! An objection or a withdrawal of consent ([`PurposeGate::stop`]) is recorded as the opt-out
 //! evidence each purpose already reads (news and digest choices, an analytics refusal), so it
 //! stops at once and a later opt-in by the member starts it again.
+//!
+//! Staff reads (promise A4, need-to-know) go through the same gate: [`staff_may_read`] is the
+//! whole table of who may read which data category for which [`StaffPurpose`], and
+//! [`PurposeGate::staff_read`] checks it, with the subject's restriction, before a staff
+//! page shows personal data, and records the read in the audit log (actor, subject, purpose,
+//! categories: identifiers only). Where it is asked: the staff request page, the disclosure
+//! log. The request queue (page and API) shows no contact data, so it needs no gate.
 
 use crate::audit::{self, AuditKey, AuditKind, Detail, Event as AuditEvent};
 use crate::consent::NoticeStamp;
+use crate::domain::Role;
+use crate::error::Error;
 use crate::error::Result;
+use crate::inventory;
 use crate::store::{self, DigestChoice, Store, Tx};
 use anyhow::Context;
 use covenant_core::consent::{Choice, ConsentSubject, Method};
@@ -95,6 +105,92 @@ impl Purpose {
     }
 }
 
+/// Why a staff member reads a member's personal data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaffPurpose {
+    /// Handling a privacy request (R2-R9).
+    RequestHandling,
+    /// Handling abuse: spam, attacks, threats (a post's IP address and browser).
+    AbuseHandling,
+    /// Preparing or recording a disclosure the law requires (A3).
+    LegalDisclosure,
+    /// Helping the requester of a privacy request assigned to the reader.
+    AccountSupport,
+}
+
+impl StaffPurpose {
+    pub const ALL: [StaffPurpose; 4] = [
+        Self::RequestHandling,
+        Self::AbuseHandling,
+        Self::LegalDisclosure,
+        Self::AccountSupport,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RequestHandling => "request_handling",
+            Self::AbuseHandling => "abuse_handling",
+            Self::LegalDisclosure => "legal_disclosure",
+            Self::AccountSupport => "account_support",
+        }
+    }
+
+    /// Whether the purpose goes on while the subject's processing is restricted: answering
+    /// their requests, the law, and security do; support does not.
+    pub fn survives_restriction(self) -> bool {
+        !matches!(self, Self::AccountSupport)
+    }
+}
+
+/// Contact data: what a support agent may see of a request assigned to them.
+const CONTACT: [&str; 3] = [inventory::EMAIL, inventory::USERNAME, inventory::REQUESTS];
+
+/// The need-to-know table (A4): whether `role` may read data of `category` (a policy
+/// category key) for `purpose`; `assigned_to_me` says whether the record read (a privacy
+/// request) is assigned to the reader. Pure, so the table test covers every case.
+pub fn staff_may_read(
+    role: Role,
+    purpose: StaffPurpose,
+    category: &str,
+    assigned_to_me: bool,
+) -> bool {
+    let device = category == inventory::IP || category == inventory::USER_AGENT;
+    match role {
+        Role::Member => false,
+        // A post's IP address and browser, for abuse handling only; never contact data.
+        Role::Moderator => purpose == StaffPurpose::AbuseHandling && device,
+        Role::SupportAgent => {
+            purpose == StaffPurpose::AccountSupport && assigned_to_me && CONTACT.contains(&category)
+        }
+        Role::PrivacyOfficer => matches!(
+            purpose,
+            StaffPurpose::RequestHandling | StaffPurpose::LegalDisclosure
+        ),
+        Role::Administrator => match purpose {
+            StaffPurpose::RequestHandling | StaffPurpose::LegalDisclosure => true,
+            StaffPurpose::AbuseHandling => device,
+            StaffPurpose::AccountSupport => false,
+        },
+    }
+}
+
+/// One staff read of personal data, as the gate is asked about it.
+#[derive(Debug, Clone)]
+pub struct StaffRead<'a> {
+    pub staff_id: i64,
+    pub role: Role,
+    pub purpose: StaffPurpose,
+    /// Whose data; `None` for a list of many subjects or a requester with no account.
+    pub subject: Option<i64>,
+    /// The policy category keys the page shows.
+    pub categories: &'a [&'a str],
+    pub assigned_to_me: bool,
+    /// The privacy request read, if any.
+    pub request: Option<i64>,
+    /// The disclosure records read, by count (the disclosure log).
+    pub count: Option<i64>,
+}
+
 /// What limits one member's processing now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -151,6 +247,53 @@ impl PurposeGate {
             return Ok(true);
         }
         Ok(self.limits(user_id).await?.allows(purpose))
+    }
+
+    /// The gate of a staff read: refuses (`403`) unless the role may read every category
+    /// for the purpose and the subject's restriction lets the purpose go on; otherwise
+    /// records the read in the audit log and commits it before the caller shows anything.
+    pub async fn staff_read(&self, read: &StaffRead<'_>) -> Result<()> {
+        let allowed = read
+            .categories
+            .iter()
+            .all(|c| staff_may_read(read.role, read.purpose, c, read.assigned_to_me));
+        if !allowed {
+            tracing::info!(
+                staff_id = read.staff_id,
+                role = read.role.as_str(),
+                purpose = read.purpose.as_str(),
+                "staff read refused by the need-to-know table"
+            );
+            return Err(Error::Forbidden);
+        }
+        if let Some(subject) = read.subject
+            && !read.purpose.survives_restriction()
+            && self.limits(subject).await?.restricted
+        {
+            tracing::info!(
+                staff_id = read.staff_id,
+                purpose = read.purpose.as_str(),
+                "staff read refused: the subject's processing is restricted"
+            );
+            return Err(Error::Forbidden);
+        }
+        let mut event = AuditEvent::new(AuditKind::PersonalDataRead)
+            .actor(Some(read.staff_id))
+            .subject(read.subject)
+            .detail(Detail::Reason(read.purpose.as_str()));
+        if let Some(id) = read.request {
+            event = event.detail(Detail::Request(id));
+        }
+        if let Some(n) = read.count {
+            event = event.detail(Detail::Count(n));
+        }
+        for category in read.categories {
+            event = event.detail(Detail::Category((*category).to_string()));
+        }
+        let mut tx = self.store.begin().await?;
+        audit::record(&mut tx, &self.audit, event).await?;
+        tx.commit().await.context("recording a staff read")?;
+        Ok(())
     }
 
     /// Whether a claimed message may leave: mail to no member always may.
@@ -276,5 +419,79 @@ impl PurposeGate {
             "We stopped at once: {}. You can ask for any of them again from your account.",
             named.join(", ")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use StaffPurpose::*;
+    use inventory::{EMAIL, IP, REQUESTS, USER_AGENT, USERNAME};
+
+    /// Proves: A4 (need-to-know): the whole table, role by purpose by category.
+    #[test]
+    fn staff_reads_follow_the_need_to_know_table() {
+        // (role, purpose, category, assigned to me, allowed)
+        let table: &[(Role, StaffPurpose, &str, bool, bool)] = &[
+            (Role::Moderator, AbuseHandling, IP, false, true),
+            (Role::Moderator, AbuseHandling, USER_AGENT, false, true),
+            (Role::Moderator, AbuseHandling, EMAIL, false, false),
+            (Role::Moderator, AbuseHandling, EMAIL, true, false),
+            (Role::Moderator, RequestHandling, IP, false, false),
+            (Role::Moderator, RequestHandling, EMAIL, true, false),
+            (Role::Moderator, AccountSupport, EMAIL, true, false),
+            (Role::Moderator, LegalDisclosure, IP, false, false),
+            (Role::SupportAgent, AccountSupport, EMAIL, true, true),
+            (Role::SupportAgent, AccountSupport, USERNAME, true, true),
+            (Role::SupportAgent, AccountSupport, REQUESTS, true, true),
+            (Role::SupportAgent, AccountSupport, EMAIL, false, false),
+            (Role::SupportAgent, AccountSupport, REQUESTS, false, false),
+            (Role::SupportAgent, AccountSupport, IP, true, false),
+            (Role::SupportAgent, RequestHandling, EMAIL, true, false),
+            (Role::SupportAgent, AbuseHandling, IP, true, false),
+            (Role::SupportAgent, LegalDisclosure, REQUESTS, true, false),
+            (Role::PrivacyOfficer, RequestHandling, EMAIL, false, true),
+            (Role::PrivacyOfficer, RequestHandling, REQUESTS, false, true),
+            (Role::PrivacyOfficer, LegalDisclosure, REQUESTS, false, true),
+            (Role::PrivacyOfficer, AbuseHandling, IP, false, false),
+            (Role::PrivacyOfficer, AccountSupport, EMAIL, true, false),
+            (Role::Administrator, RequestHandling, EMAIL, false, true),
+            (Role::Administrator, LegalDisclosure, REQUESTS, false, true),
+            (Role::Administrator, AbuseHandling, IP, false, true),
+            (Role::Administrator, AbuseHandling, EMAIL, false, false),
+            (Role::Administrator, AccountSupport, EMAIL, true, false),
+        ];
+        for (role, purpose, category, mine, allowed) in table {
+            assert_eq!(
+                staff_may_read(*role, *purpose, category, *mine),
+                *allowed,
+                "{} reading {category} for {} (assigned: {mine})",
+                role.as_str(),
+                purpose.as_str()
+            );
+        }
+        // A member reads no one's data as staff, whatever the purpose.
+        for purpose in StaffPurpose::ALL {
+            for category in [EMAIL, IP, USER_AGENT, REQUESTS, USERNAME] {
+                for mine in [false, true] {
+                    assert!(!staff_may_read(Role::Member, purpose, category, mine));
+                }
+            }
+        }
+        // A moderator never sees an email, for any purpose.
+        for purpose in StaffPurpose::ALL {
+            for mine in [false, true] {
+                assert!(!staff_may_read(Role::Moderator, purpose, EMAIL, mine));
+            }
+        }
+    }
+
+    #[test]
+    fn only_support_stops_under_a_restriction() {
+        let surviving: Vec<_> = StaffPurpose::ALL
+            .into_iter()
+            .filter(|p| p.survives_restriction())
+            .collect();
+        assert_eq!(surviving, [RequestHandling, AbuseHandling, LegalDisclosure]);
     }
 }

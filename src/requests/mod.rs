@@ -1827,10 +1827,10 @@ impl Requests {
                     .ok_or(Error::NotFound("member"))?;
                 let role =
                     crate::domain::Role::parse(&user.role).unwrap_or(crate::domain::Role::Member);
-                if !role.handles_privacy_requests() {
+                if !role.takes_request_assignments() {
                     return Err(Error::invalid(InvalidField::new(
                         "assignee",
-                        "must be a privacy officer or administrator",
+                        "must be a privacy officer, administrator or support agent",
                     )));
                 }
             }

@@ -3,9 +3,11 @@
 //! JSON API, and `/metrics`. Every form checks its anti-forgery token; visitors' answers are
 //! the same whether or not an address has an account.
 
-use crate::domain::{EmailAddress, InvalidField};
+use crate::domain::{EmailAddress, InvalidField, Role};
 use crate::error::Error;
 use crate::forum::page_count;
+use crate::inventory;
+use crate::purpose::{StaffPurpose, StaffRead};
 use crate::requests::{
     self, Channel, Decision, Intake, Relationship, RequestView, SessionProof, Template,
     jurisdiction_of, parse_right, right_label, right_name,
@@ -844,6 +846,23 @@ fn require_privacy_staff(viewer: &Viewer) -> Result<i64, Error> {
     Ok(signed_in.user.user_id)
 }
 
+/// Who may read the staff queue and request pages, and for what purpose: privacy staff
+/// handle requests; a support agent helps the requesters of the requests assigned to them.
+/// Both with 2-step verification on.
+fn request_reader(viewer: &Viewer) -> Result<(i64, Role, StaffPurpose), Error> {
+    let signed_in = viewer.require()?;
+    let actor = signed_in.actor();
+    let purpose = match actor.role {
+        role if role.handles_privacy_requests() => StaffPurpose::RequestHandling,
+        Role::SupportAgent => StaffPurpose::AccountSupport,
+        _ => return Err(Error::Forbidden),
+    };
+    if !actor.two_factor {
+        return Err(Error::SecondFactorEnrolmentRequired);
+    }
+    Ok((actor.user_id, actor.role, purpose))
+}
+
 #[derive(Deserialize, Default)]
 pub struct QueueQuery {
     #[serde(default)]
@@ -922,12 +941,14 @@ pub async fn staff_queue(
     viewer: Viewer,
     Query(query): Query<QueueQuery>,
 ) -> PageResult {
-    let staff_id = require_privacy_staff(&viewer)?;
+    let (staff_id, role, _) = request_reader(&viewer)?;
+    // A support agent's queue holds only the requests assigned to them.
+    let mine = !query.mine.is_empty() || role == Role::SupportAgent;
     let filter = QueueFilter {
         right_name: empty_none(&query.right),
         state: empty_none(&query.state),
         jurisdiction: empty_none(&query.jurisdiction),
-        assigned_to: (!query.mine.is_empty()).then_some(staff_id),
+        assigned_to: mine.then_some(staff_id),
         open_only: query.all.is_empty() && query.state.is_empty(),
     };
     let current = PageQuery {
@@ -1018,6 +1039,8 @@ struct StaffRequestPage {
     codes: Vec<(&'static str, &'static str)>,
     appealed: bool,
     decided_by: String,
+    /// Privacy staff see everything and act; a support agent sees contact data only.
+    acts: bool,
 }
 
 pub async fn staff_request(
@@ -1025,8 +1048,22 @@ pub async fn staff_request(
     viewer: Viewer,
     Path(id): Path<i64>,
 ) -> PageResult {
-    require_privacy_staff(&viewer)?;
+    let (staff_id, role, purpose) = request_reader(&viewer)?;
     let (submission, view) = state.requests.view(id).await?;
+    state
+        .purpose
+        .staff_read(&StaffRead {
+            staff_id,
+            role,
+            purpose,
+            subject: submission.subject_user_id,
+            categories: &[inventory::EMAIL, inventory::REQUESTS],
+            assigned_to_me: view.row.assigned_to == Some(staff_id),
+            request: Some(id),
+            count: None,
+        })
+        .await?;
+    let acts = role.handles_privacy_requests();
     let notes = state
         .store
         .request_notes(id)
@@ -1078,6 +1115,7 @@ pub async fn staff_request(
             .unwrap_or_default(),
         line: line(&state, &view),
         submission,
+        acts,
         notes,
         evidence,
         consent,

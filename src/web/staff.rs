@@ -8,6 +8,7 @@ use crate::disclosures::{DisclosureRequest, LegalBasis};
 use crate::domain::InvalidField;
 use crate::error::Error;
 use crate::forum::HeldDecision;
+use crate::purpose::{StaffPurpose, StaffRead};
 use crate::spam::HoldReason;
 use crate::store::AuditFilter;
 use crate::web::AppState;
@@ -356,10 +357,24 @@ async fn disclosures_page(
     form: DisclosureForm,
     errors: Vec<InvalidField>,
 ) -> Result<DisclosuresPage, Error> {
-    let disclosures = state
-        .disclosures
-        .list()
-        .await?
+    let signed_in = viewer.require()?;
+    let rows = state.disclosures.list().await?;
+    // The log names requesting bodies and references of many members: one gated read of
+    // the whole list, for the legal-disclosure purpose.
+    state
+        .purpose
+        .staff_read(&StaffRead {
+            staff_id: signed_in.user.user_id,
+            role: signed_in.actor().role,
+            purpose: StaffPurpose::LegalDisclosure,
+            subject: None,
+            categories: &[crate::inventory::REQUESTS],
+            assigned_to_me: false,
+            request: None,
+            count: Some(rows.len() as i64),
+        })
+        .await?;
+    let disclosures = rows
         .into_iter()
         .map(|row| DisclosureLine {
             id: row.id,

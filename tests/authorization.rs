@@ -20,28 +20,34 @@ enum Who {
     Moderator,
     PrivacyOfficer,
     Administrator,
+    SupportAgent,
 }
 
-const EVERYONE: [Who; 5] = [
+const EVERYONE: [Who; 6] = [
     Who::Anonymous,
     Who::Member,
     Who::Moderator,
     Who::PrivacyOfficer,
     Who::Administrator,
+    Who::SupportAgent,
 ];
 
-// One letter per role (anonymous, member, moderator, privacy officer, administrator): `A` the
+// One letter per role (anonymous, member, moderator, privacy officer, administrator, support
+// agent): `A` the
 // role gets past authorization, `-` it is refused (401, 403, or sent to the sign-in page).
-const PUBLIC: &str = "AAAAA";
-const MEMBERS: &str = "-AAAA";
+const PUBLIC: &str = "AAAAAA";
+const MEMBERS: &str = "-AAAAA";
 /// Moderation: moderators and administrators, with 2-step verification.
-const MODERATORS: &str = "--A-A";
+const MODERATORS: &str = "--A-A-";
 /// Privacy requests: privacy officers and administrators, with 2-step verification.
-const PRIVACY_STAFF: &str = "---AA";
-const ADMINISTRATORS: &str = "----A";
+const PRIVACY_STAFF: &str = "---AA-";
+/// The request queue and a request's page: privacy staff, and support agents (who see only
+/// the requests assigned to them: the made-up request here is a 404 for them too).
+const REQUEST_READERS: &str = "---AAA";
+const ADMINISTRATORS: &str = "----A-";
 /// Someone else's post: only its author edits or deletes it (moderators hide it instead), and
 /// none of the roles asking here is its author.
-const AUTHOR_ONLY: &str = "-----";
+const AUTHOR_ONLY: &str = "------";
 
 /// The expected table: method, path template as routed, and who gets past authorization.
 /// Routes reached with a capability in the path (`{token}`: emailed links, signed export
@@ -134,11 +140,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/privacy/requests/status/{token}/appeal", PUBLIC),
     ("POST", "/privacy/requests/status/{token}/withdraw", PUBLIC),
     ("POST", "/privacy/requests/status/{token}/evidence", PUBLIC),
-    ("GET", "/staff/requests", PRIVACY_STAFF),
+    ("GET", "/staff/requests", REQUEST_READERS),
     ("GET", "/staff/requests/log", PRIVACY_STAFF),
     ("POST", "/staff/requests/log", PRIVACY_STAFF),
     ("GET", "/staff/requests/report", PRIVACY_STAFF),
-    ("GET", "/staff/requests/{id}", PRIVACY_STAFF),
+    ("GET", "/staff/requests/{id}", REQUEST_READERS),
     ("POST", "/staff/requests/{id}/actions", PRIVACY_STAFF),
     (
         "GET",
@@ -481,6 +487,7 @@ async fn matrix_for(who: Who, routes: &[covenant::web::RouteEntry]) -> Vec<Strin
         Who::Moderator => Some(Role::Moderator),
         Who::PrivacyOfficer => Some(Role::PrivacyOfficer),
         Who::Administrator => Some(Role::Administrator),
+        Who::SupportAgent => Some(Role::SupportAgent),
     };
     let (browser, bearer) = match role {
         None => (app.new_client(), None),

@@ -1,0 +1,235 @@
+//! Staff roles and need-to-know (promise A4), on both stores: a support agent sees the contact
+//! data of the privacy requests assigned to them and nothing else; a moderator never sees an
+//! email; every staff read of personal data leaves exactly one audit event that names the
+//! purpose and holds no personal value; and the audit chain stays intact.
+
+mod common;
+
+use common::csrf_of;
+use covenant::domain::Role;
+use reqwest::StatusCode;
+
+const PASSWORD: &str = "a long enough password";
+
+async fn user_id(app: &common::TestApp, name: &str) -> i64 {
+    app.store
+        .user_by_username(name)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+/// A browser signed in through the sign-in page.
+async fn browser_for(app: &common::TestApp, login: &str, code: Option<String>) -> reqwest::Client {
+    let browser = app.new_client();
+    let form = app.page(&browser, "/sign-in").await;
+    let mut fields = vec![
+        ("csrf", csrf_of(&form)),
+        ("login", login.to_string()),
+        ("password", PASSWORD.to_string()),
+    ];
+    if let Some(code) = code {
+        fields.push(("code", code));
+    }
+    let response = browser
+        .post(app.url("/sign-in"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "sign-in of {login}");
+    browser
+}
+
+/// A member of staff in `role` with 2-step verification on, signed in with a browser.
+async fn staff(app: &common::TestApp, name: &str, role: Role) -> (reqwest::Client, i64) {
+    app.member(name).await;
+    let id = user_id(app, name).await;
+    app.state.accounts.set_role(id, role).await.unwrap();
+    let setup = app.state.accounts.two_factor_setup(id, name).await.unwrap();
+    let code = covenant::two_factor::code_at(&setup.secret, covenant::now() - 30).unwrap();
+    app.state
+        .accounts
+        .enable_two_factor(id, &code)
+        .await
+        .unwrap();
+    let code = covenant::two_factor::code_at(&setup.secret, covenant::now()).unwrap();
+    (browser_for(app, name, Some(code)).await, id)
+}
+
+/// A member who files an access request from their account; returns the request's number.
+async fn member_with_request(app: &common::TestApp, name: &str) -> i64 {
+    let token = app.member(name).await;
+    let browser = browser_for(app, name, None).await;
+    let page = app.page(&browser, "/account/privacy").await;
+    let response = browser
+        .post(app.url("/account/privacy/requests"))
+        .form(&[
+            ("csrf", csrf_of(&page).as_str()),
+            ("right", "access"),
+            ("jurisdiction", "eu_eea"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_redirection() || response.status().is_success(),
+        "{}",
+        response.status()
+    );
+    let mine: serde_json::Value = app
+        .client
+        .get(app.url("/api/v1/privacy-requests"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    mine[0]["id"].as_i64().expect("the member sees their request")
+}
+
+/// The staff reads of personal data recorded so far.
+async fn reads(app: &common::TestApp) -> Vec<covenant::store::AuditRow> {
+    app.store
+        .audit_page(&Default::default(), 10_000, 0)
+        .await
+        .unwrap()
+        .0
+        .into_iter()
+        .filter(|row| row.kind == "personal_data_read")
+        .collect()
+}
+
+async fn get(client: &reqwest::Client, app: &common::TestApp, path: &str) -> (StatusCode, String) {
+    let response = client.get(app.url(path)).send().await.unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+/// Checks one new read: who, whose, for what, and that its text holds no personal value.
+fn assert_one_read(
+    before: usize,
+    after: &[covenant::store::AuditRow],
+    actor: i64,
+    subject: Option<i64>,
+    purpose: &str,
+) {
+    assert_eq!(after.len(), before + 1, "exactly one audit event per read");
+    let row = after
+        .iter()
+        .find(|r| r.actor_id == Some(actor) && r.details.contains(&format!("reason={purpose}")))
+        .expect("the read is recorded with its purpose");
+    assert_eq!(row.subject_id, subject);
+    assert!(
+        !row.details.contains('@') && !row.details.contains("example.org"),
+        "no personal value in the audit text: {}",
+        row.details
+    );
+    assert!(row.details.contains("category="), "{}", row.details);
+}
+
+on_both_stores! {
+    /// Proves: A4
+    async fn a_support_agent_sees_contact_data_of_assigned_requests_only(app) {
+        let bea_request = member_with_request(app, "bea").await;
+        let cat_request = member_with_request(app, "cat").await;
+        let bea = user_id(app, "bea").await;
+        let cat = user_id(app, "cat").await;
+        let (officer, officer_id) = staff(app, "olga", Role::PrivacyOfficer).await;
+        let (agent, agent_id) = staff(app, "sam", Role::SupportAgent).await;
+        app.state.requests.assign(officer_id, bea_request, Some(agent_id)).await.unwrap();
+
+        // The agent's queue holds the assigned request only, even when asking for all.
+        let (status, queue) = get(&agent, app, "/staff/requests?all=1").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(queue.contains(&format!("href=\"/staff/requests/{bea_request}\"")));
+        assert!(!queue.contains(&format!("href=\"/staff/requests/{cat_request}\"")));
+
+        // The assigned request's page shows its contact data, and no action or evidence.
+        let before = reads(app).await.len();
+        let (status, page) = get(&agent, app, &format!("/staff/requests/{bea_request}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("bea@example.org"));
+        assert!(!page.contains(&format!("/staff/requests/{bea_request}/actions")));
+        assert!(!page.contains("/evidence/"));
+        assert_one_read(before, &reads(app).await, agent_id, Some(bea), "account_support");
+
+        // Another's request is refused, and the refusal reads nothing.
+        let before = reads(app).await.len();
+        let (status, page) = get(&agent, app, &format!("/staff/requests/{cat_request}")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(!page.contains("cat@example.org"));
+        assert_eq!(reads(app).await.len(), before);
+
+        // No evidence, no actions (erasure and every decision), no disclosure log.
+        let (status, _) = get(&agent, app, &format!("/staff/requests/{bea_request}/evidence/1")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let response = agent
+            .post(app.url(&format!("/staff/requests/{bea_request}/actions")))
+            .form(&[("csrf", csrf_of(&queue).as_str()), ("action", "fulfil")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let (status, _) = get(&agent, app, "/staff/disclosures").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // Privacy staff read any request for handling it: one event each, with that purpose.
+        let before = reads(app).await.len();
+        let (status, page) = get(&officer, app, &format!("/staff/requests/{cat_request}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("cat@example.org"));
+        assert_one_read(before, &reads(app).await, officer_id, Some(cat), "request_handling");
+
+        // The disclosure log is a read for the legal-disclosure purpose.
+        let before = reads(app).await.len();
+        let (status, _) = get(&officer, app, "/staff/disclosures").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_one_read(before, &reads(app).await, officer_id, None, "legal_disclosure");
+
+        // Support stops while the subject's processing is restricted; request handling goes on.
+        let mut tx = app.store.begin().await.unwrap();
+        app.state.purpose.restrict(&mut tx, bea, None).await.unwrap();
+        tx.commit().await.unwrap();
+        let (status, page) = get(&agent, app, &format!("/staff/requests/{bea_request}")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(!page.contains("bea@example.org"));
+        let (status, _) = get(&officer, app, &format!("/staff/requests/{bea_request}")).await;
+        assert_eq!(status, StatusCode::OK);
+
+        let report = covenant::audit::verify(&app.store, &app.state.audit_key).await.unwrap();
+        assert!(report.is_intact());
+    }
+}
+
+on_both_stores! {
+    /// Proves: A4
+    async fn a_moderator_never_sees_an_email(app) {
+        let bea_request = member_with_request(app, "bea").await;
+        let (moderator, moderator_id) = staff(app, "mona", Role::Moderator).await;
+        let before = reads(app).await.len();
+        for path in [
+            "/staff/requests".to_string(),
+            format!("/staff/requests/{bea_request}"),
+            format!("/staff/requests/{bea_request}/evidence/1"),
+            "/staff/disclosures".to_string(),
+            "/staff/requests/report".to_string(),
+        ] {
+            let (status, page) = get(&moderator, app, &path).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+            assert!(!page.contains("bea@example.org"), "{path}");
+        }
+        // What a moderator may open shows no email either.
+        for path in ["/staff/held", "/staff/feedback", "/u/bea", "/"] {
+            let (status, page) = get(&moderator, app, path).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            assert!(!page.contains("bea@example.org"), "{path}");
+        }
+        assert_eq!(reads(app).await.len(), before);
+        assert!(reads(app).await.iter().all(|r| r.actor_id != Some(moderator_id)));
+        let report = covenant::audit::verify(&app.store, &app.state.audit_key).await.unwrap();
+        assert!(report.is_intact());
+    }
+}

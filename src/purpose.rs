@@ -20,7 +20,7 @@
 //! [`PurposeGate::staff_read`] checks it, with the subject's restriction, before a staff
 //! page shows personal data, and records the read in the audit log (actor, subject, purpose,
 //! categories: identifiers only). Where it is asked: the staff request page, the disclosure
-//! log. The request queue (page and API) shows no contact data, so it needs no gate.
+//! log, the feedback sent to staff. The request queue (page and API) shows no contact data, so it needs no gate.
 
 use crate::audit::{self, AuditKey, AuditKind, Detail, Event as AuditEvent};
 use crate::consent::NoticeStamp;
@@ -116,14 +116,17 @@ pub enum StaffPurpose {
     LegalDisclosure,
     /// Helping the requester of a privacy request assigned to the reader.
     AccountSupport,
+    /// Reading the feedback members send to staff, to answer or publish it (F6).
+    FeedbackHandling,
 }
 
 impl StaffPurpose {
-    pub const ALL: [StaffPurpose; 4] = [
+    pub const ALL: [StaffPurpose; 5] = [
         Self::RequestHandling,
         Self::AbuseHandling,
         Self::LegalDisclosure,
         Self::AccountSupport,
+        Self::FeedbackHandling,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -132,13 +135,14 @@ impl StaffPurpose {
             Self::AbuseHandling => "abuse_handling",
             Self::LegalDisclosure => "legal_disclosure",
             Self::AccountSupport => "account_support",
+            Self::FeedbackHandling => "feedback_handling",
         }
     }
 
     /// Whether the purpose goes on while the subject's processing is restricted: answering
-    /// their requests, the law, and security do; support does not.
+    /// their requests, the law, and security do; support and feedback do not.
     pub fn survives_restriction(self) -> bool {
-        !matches!(self, Self::AccountSupport)
+        !matches!(self, Self::AccountSupport | Self::FeedbackHandling)
     }
 }
 
@@ -155,10 +159,17 @@ pub fn staff_may_read(
     assigned_to_me: bool,
 ) -> bool {
     let device = category == inventory::IP || category == inventory::USER_AGENT;
+    // Feedback sent to staff: its text and its sender's username.
+    let feedback = category == inventory::PRIVATE || category == inventory::USERNAME;
     match role {
         Role::Member => false,
-        // A post's IP address and browser, for abuse handling only; never contact data.
-        Role::Moderator => purpose == StaffPurpose::AbuseHandling && device,
+        // A post's IP address and browser, for abuse handling only, and the feedback sent
+        // to staff; never contact data.
+        Role::Moderator => match purpose {
+            StaffPurpose::AbuseHandling => device,
+            StaffPurpose::FeedbackHandling => feedback,
+            _ => false,
+        },
         Role::SupportAgent => {
             purpose == StaffPurpose::AccountSupport && assigned_to_me && CONTACT.contains(&category)
         }
@@ -169,6 +180,7 @@ pub fn staff_may_read(
         Role::Administrator => match purpose {
             StaffPurpose::RequestHandling | StaffPurpose::LegalDisclosure => true,
             StaffPurpose::AbuseHandling => device,
+            StaffPurpose::FeedbackHandling => feedback,
             StaffPurpose::AccountSupport => false,
         },
     }
@@ -426,7 +438,7 @@ impl PurposeGate {
 mod tests {
     use super::*;
     use StaffPurpose::*;
-    use inventory::{EMAIL, IP, REQUESTS, USER_AGENT, USERNAME};
+    use inventory::{EMAIL, IP, PRIVATE, REQUESTS, USER_AGENT, USERNAME};
 
     /// Proves: A4 (need-to-know): the whole table, role by purpose by category.
     #[test]
@@ -441,6 +453,18 @@ mod tests {
             (Role::Moderator, RequestHandling, EMAIL, true, false),
             (Role::Moderator, AccountSupport, EMAIL, true, false),
             (Role::Moderator, LegalDisclosure, IP, false, false),
+            (Role::Moderator, FeedbackHandling, PRIVATE, false, true),
+            (Role::Moderator, FeedbackHandling, USERNAME, false, true),
+            (Role::Moderator, FeedbackHandling, EMAIL, false, false),
+            (Role::SupportAgent, FeedbackHandling, PRIVATE, true, false),
+            (
+                Role::PrivacyOfficer,
+                FeedbackHandling,
+                PRIVATE,
+                false,
+                false,
+            ),
+            (Role::Administrator, FeedbackHandling, PRIVATE, false, true),
             (Role::SupportAgent, AccountSupport, EMAIL, true, true),
             (Role::SupportAgent, AccountSupport, USERNAME, true, true),
             (Role::SupportAgent, AccountSupport, REQUESTS, true, true),
@@ -472,7 +496,7 @@ mod tests {
         }
         // A member reads no one's data as staff, whatever the purpose.
         for purpose in StaffPurpose::ALL {
-            for category in [EMAIL, IP, USER_AGENT, REQUESTS, USERNAME] {
+            for category in [EMAIL, IP, USER_AGENT, REQUESTS, USERNAME, PRIVATE] {
                 for mine in [false, true] {
                     assert!(!staff_may_read(Role::Member, purpose, category, mine));
                 }
@@ -487,7 +511,7 @@ mod tests {
     }
 
     #[test]
-    fn only_support_stops_under_a_restriction() {
+    fn support_and_feedback_stop_under_a_restriction() {
         let surviving: Vec<_> = StaffPurpose::ALL
             .into_iter()
             .filter(|p| p.survives_restriction())

@@ -569,10 +569,22 @@ struct StaffFeedbackPage {
 
 pub async fn staff_feedback(State(state): State<AppState>, viewer: Viewer) -> PageResult {
     let signed_in = viewer.require()?;
-    let lines = state
-        .feedback
-        .for_staff(&signed_in.actor())
-        .await?
+    let rows = state.feedback.for_staff(&signed_in.actor()).await?;
+    // Members' messages to staff, with their usernames: one gated read of the list.
+    state
+        .purpose
+        .staff_read(&crate::purpose::StaffRead {
+            staff_id: signed_in.user.user_id,
+            role: signed_in.actor().role,
+            purpose: crate::purpose::StaffPurpose::FeedbackHandling,
+            subject: None,
+            categories: &[crate::inventory::PRIVATE, crate::inventory::USERNAME],
+            assigned_to_me: false,
+            request: None,
+            count: Some(rows.len() as i64),
+        })
+        .await?;
+    let lines = rows
         .into_iter()
         .map(|row| StaffFeedbackLine {
             id: row.id,

@@ -55,7 +55,8 @@ pub enum AuditKind {
     DataExported,
     /// A subject was erased (R8).
     DataErased,
-    /// A staff read of personal data through the purpose gate (not built yet).
+    /// A staff read of personal data through the purpose gate (A4): the purpose as
+    /// `reason=`, the categories shown, and the request read or the count of records listed.
     PersonalDataRead,
     /// A disclosure of a member's data to a third party or an authority (A3): the record's
     /// number, the legal basis, the categories, and whether the member was told.

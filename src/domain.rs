@@ -317,6 +317,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn roles_read_back_as_written() {
+        for role in [
+            Role::Member,
+            Role::Moderator,
+            Role::Administrator,
+            Role::PrivacyOfficer,
+            Role::SupportAgent,
+        ] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("support_agent"), Some(Role::SupportAgent));
+        assert!(Role::SupportAgent.is_staff());
+        assert!(!Role::SupportAgent.handles_privacy_requests());
+        assert!(!Role::SupportAgent.can_moderate());
+        assert!(Role::SupportAgent.takes_request_assignments());
+        assert!(!Role::Moderator.takes_request_assignments());
+    }
+
+    #[test]
     fn usernames_are_short_plain_handles() {
         assert!(Username::parse("alice_01").is_ok());
         for bad in [

@@ -461,11 +461,11 @@ pub async fn categories_summary(
         let category = key.as_ref().and_then(|k| policy.category(k));
         let name = category.map_or(category_key, |c| c.name.as_str());
         text.push_str(&format!("\n- {name} ({n_records} records)\n"));
-        if let Some(category) = category {
-            if !category.sources.is_empty() {
-                let sources: Vec<&str> = category.sources.iter().map(|s| s.describe()).collect();
-                text.push_str(&format!("  From: {}\n", sources.join(", ")));
-            }
+        if let Some(category) = category
+            && !category.sources.is_empty()
+        {
+            let sources: Vec<&str> = category.sources.iter().map(|s| s.describe()).collect();
+            text.push_str(&format!("  From: {}\n", sources.join(", ")));
         }
         let purposes: Vec<&str> = policy
             .purposes()

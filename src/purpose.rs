@@ -440,7 +440,8 @@ mod tests {
     use StaffPurpose::*;
     use inventory::{EMAIL, IP, PRIVATE, REQUESTS, USER_AGENT, USERNAME};
 
-    /// Proves: A4 (need-to-know): the whole table, role by purpose by category.
+    /// The need-to-know table, whole: role by purpose by category.
+    /// Proves: A4
     #[test]
     fn staff_reads_follow_the_need_to_know_table() {
         // (role, purpose, category, assigned to me, allowed)

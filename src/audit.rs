@@ -8,6 +8,8 @@
 //! edited, deleted or moved. Entries hold identifiers only: the `Detail` type cannot carry a
 //! personal value, so no email, IP address or text can reach the log.
 
+pub mod anchor;
+
 use crate::domain::Role;
 use crate::store::{self, AuditRow, Store, Tx};
 use anyhow::Context;
@@ -58,6 +60,14 @@ pub enum AuditKind {
     /// A staff read of personal data through the purpose gate (A4): the purpose as
     /// `reason=`, the categories shown, and the request read or the count of records listed.
     PersonalDataRead,
+    /// The purpose gate refused a staff read of personal data (A4): the purpose as `reason=`,
+    /// the reader's role, why (`refused=need_to_know` or `refused=restricted`) and the
+    /// categories asked for. Nothing was shown.
+    PersonalDataReadRefused,
+    /// The audit log was found behind its anchor, kept outside the database, and an operator
+    /// accepted it (a restored backup): `rolled_back_to=` the restored head, `anchored=` the
+    /// head the anchor had recorded.
+    AuditLogRolledBack,
     /// A disclosure of a member's data to a third party or an authority (A3): the record's
     /// number, the legal basis, the categories, and whether the member was told.
     Disclosure,
@@ -106,7 +116,7 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 48] = [
+    pub const ALL: [AuditKind; 50] = [
         Self::AccountRegistered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -132,6 +142,8 @@ impl AuditKind {
         Self::SocialLinked,
         Self::SocialUnlinked,
         Self::PersonalDataRead,
+        Self::PersonalDataReadRefused,
+        Self::AuditLogRolledBack,
         Self::Disclosure,
         Self::DisclosureNoticeAllowed,
         Self::AccountClosed,
@@ -187,6 +199,8 @@ impl AuditKind {
             Self::SocialLinked => "social_linked",
             Self::SocialUnlinked => "social_unlinked",
             Self::PersonalDataRead => "personal_data_read",
+            Self::PersonalDataReadRefused => "personal_data_read_refused",
+            Self::AuditLogRolledBack => "audit_log_rolled_back",
             Self::Disclosure => "disclosure",
             Self::DisclosureNoticeAllowed => "disclosure_notice_allowed",
             Self::AccountClosed => "account_closed",
@@ -253,6 +267,12 @@ pub enum Detail {
     Before(&'static str),
     /// The class of the value after the correction.
     After(&'static str),
+    /// Why the purpose gate refused a read, from a fixed vocabulary.
+    Refused(&'static str),
+    /// The sequence number an audit log was rolled back to.
+    RolledBackTo(i64),
+    /// The sequence number the anchor outside the database had recorded.
+    Anchored(i64),
 }
 
 impl Detail {
@@ -300,6 +320,9 @@ impl Detail {
             Self::Field(name) => format!("field={name}"),
             Self::Before(class) => format!("before={class}"),
             Self::After(class) => format!("after={class}"),
+            Self::Refused(why) => format!("refused={why}"),
+            Self::RolledBackTo(seq) => format!("rolled_back_to={seq}"),
+            Self::Anchored(seq) => format!("anchored={seq}"),
         }
     }
 }
@@ -537,7 +560,10 @@ pub async fn record_many(
         prev_hash = row.entry_hash.clone();
         rows.push(row);
     }
-    store.append_audit_rows(tx, &rows).await
+    // The head is signed as `record` signs it, so that a batch that ends the chain leaves
+    // a head `verify` accepts.
+    let head_mac = key.head_mac(last_seq, &prev_hash);
+    store.append_audit_rows(tx, &rows, &head_mac).await
 }
 
 /// Records `event` in a transaction of its own, for events that change nothing else (a refused
@@ -564,6 +590,12 @@ pub enum Problem {
     /// the key (or not signed since the upgrade that signs heads), so the newest entries may
     /// have been deleted.
     HeadRewritten,
+    /// The database's chain ends at `head`, before the entry `anchored` that this node's
+    /// anchor (kept outside the database) recorded: it was rolled back to an older copy.
+    RolledBack { anchored: i64, head: i64 },
+    /// The entry `seq` the anchor recorded is not the one in the database (whose chain ends
+    /// at `head`): the log was rolled back and written again since.
+    AnchorDiffers { seq: i64, head: i64 },
 }
 
 impl std::fmt::Display for Problem {
@@ -577,6 +609,17 @@ impl std::fmt::Display for Problem {
                 f,
                 "the chain's head is not signed by the audit key: it was rewound or rewritten, \
                  and the newest entries may have been deleted"
+            ),
+            Self::RolledBack { anchored, head } => write!(
+                f,
+                "the audit log was rolled back: the anchor recorded entry {anchored}, the \
+                 database's chain ends at entry {head} (restored from an older copy, or the \
+                 newest entries were removed)"
+            ),
+            Self::AnchorDiffers { seq, head } => write!(
+                f,
+                "the audit log was rolled back and written again: entry {seq} is not the one \
+                 the anchor recorded (the database's chain ends at entry {head})"
             ),
         }
     }

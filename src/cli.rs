@@ -302,8 +302,20 @@ enum SubjectCommand {
 
 #[derive(Subcommand, Debug)]
 enum AuditCommand {
-    /// Walk the audit chain; report every edited, deleted or reordered entry (exit 1 if any).
+    /// Walk the audit chain; report every edited, deleted or reordered entry, and a log
+    /// rolled back behind an anchor (exit 1 if any).
     Verify {
+        /// An anchor file written by a node (repeat for several nodes) [default: this
+        /// configuration's `audit_anchor_file`].
+        #[arg(long = "anchor", value_name = "FILE")]
+        anchors: Vec<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Accept the database's audit log as it is after an operator restored a backup (with
+    /// pg_restore, or by copying files): a rollback behind this node's anchor is recorded in
+    /// the log, then the anchor is moved to the log's head. Run it on each node.
+    Reanchor {
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -483,11 +495,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store,
         } => {
             let config = config_with(file, &store)?;
-            let erased_again = crate::fulfilment::restore(&config, &backup).await?;
+            let restored = crate::fulfilment::restore(&config, &backup).await?;
             println!(
-                "Restored {}; {erased_again} members erased again from the ledger.",
-                backup.display()
+                "Restored {}; {} members erased again from the ledger.",
+                backup.display(),
+                restored.erased_again
             );
+            if let Some(rollback) = restored.rollback {
+                println!(
+                    "{rollback}. The rollback is recorded in the audit log and the anchor \
+                     moved to the restored log."
+                );
+            }
             Ok(())
         }
         Command::Subject(command) => subject_command(file, command).await,
@@ -560,20 +579,51 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{} is now {}.", user.username, role.as_str());
             Ok(())
         }
-        Command::Audit(AuditCommand::Verify { store }) => {
+        Command::Audit(AuditCommand::Verify { anchors, store }) => {
             let config = config_with(file, &store)?;
             let store = open_store(&config).await?;
             let key = crate::audit::AuditKey::load(&config.audit_key_path())?;
-            let verification = crate::audit::verify(&store, &key).await?;
+            let mut verification = crate::audit::verify(&store, &key).await?;
+            let anchors = if anchors.is_empty() {
+                vec![config.audit_anchor_path()]
+            } else {
+                anchors
+            };
+            let mut anchored = 0;
+            for path in &anchors {
+                let Some(anchor) = crate::audit::anchor::Anchor::read(path, &key)? else {
+                    println!(
+                        "No anchor at {}: a rollback to an older copy cannot be detected from it.",
+                        path.display()
+                    );
+                    continue;
+                };
+                anchored += 1;
+                if let Some(problem) = crate::audit::anchor::check(&store, &anchor, None).await? {
+                    println!("{} (anchor {})", problem, path.display());
+                    verification.problems.push(problem);
+                }
+            }
             if verification.is_intact() {
                 println!(
-                    "OK: the audit log's {} entries are intact.",
-                    verification.entries
+                    "OK: the audit log's {} entries are intact{}.",
+                    verification.entries,
+                    if anchored > 0 {
+                        format!(" and reach every anchor ({anchored})")
+                    } else {
+                        String::new()
+                    }
                 );
                 Ok(())
             } else {
                 for problem in &verification.problems {
-                    println!("{problem}");
+                    if !matches!(
+                        problem,
+                        crate::audit::Problem::RolledBack { .. }
+                            | crate::audit::Problem::AnchorDiffers { .. }
+                    ) {
+                        println!("{problem}");
+                    }
                 }
                 bail!(
                     "the audit log was tampered with: {} problem(s) in {} entries",
@@ -581,6 +631,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     verification.entries
                 )
             }
+        }
+        Command::Audit(AuditCommand::Reanchor { store }) => {
+            let config = config_with(file, &store)?;
+            let store = open_store(&config).await?;
+            let key = crate::audit::AuditKey::load(&config.audit_key_path())?;
+            let path = config.audit_anchor_path();
+            let anchor = crate::audit::anchor::Anchor::read(&path, &key)?;
+            let found =
+                crate::audit::anchor::accept_rollback(&store, &key, &path, anchor.as_ref(), None)
+                    .await?;
+            store.close().await;
+            if let Some(problem) = found {
+                println!("{problem}. The rollback is recorded in the audit log.");
+            }
+            println!("Anchored the audit log's head at {}.", path.display());
+            Ok(())
         }
         Command::Category(CategoryCommand::Add {
             slug,

@@ -38,6 +38,10 @@ pub struct Config {
     /// The key that signs the audit log, kept outside the database; empty for
     /// `<data_dir>/audit.key`, created (mode 0600) on first start. Every node needs the same file.
     pub audit_key_file: PathBuf,
+    /// Where this node records the audit chain's head (sequence number and hash, signed with
+    /// the audit key), outside the database, so that a database restored from an older copy
+    /// is detected; empty for `audit.anchor` beside the audit key file. One file per node.
+    pub audit_anchor_file: PathBuf,
     /// The policy file the site starts from until a version is published with
     /// `covenant policy publish`; empty for the policy built into the binary.
     pub policy_file: PathBuf,
@@ -345,6 +349,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             mail: MailConfig::default(),
             audit_key_file: PathBuf::new(),
+            audit_anchor_file: PathBuf::new(),
             policy_file: PathBuf::new(),
             operator: OperatorConfig::default(),
             retention: RetentionConfig::default(),
@@ -533,6 +538,15 @@ impl Config {
             self.data_dir.join("audit.key")
         } else {
             self.audit_key_file.clone()
+        }
+    }
+
+    /// Where this node's audit anchor is kept.
+    pub fn audit_anchor_path(&self) -> PathBuf {
+        if self.audit_anchor_file.as_os_str().is_empty() {
+            self.audit_key_path().with_file_name("audit.anchor")
+        } else {
+            self.audit_anchor_file.clone()
         }
     }
 

@@ -32,6 +32,7 @@ use crate::store::{self, DigestChoice, Store, Tx};
 use anyhow::Context;
 use covenant_core::consent::{Choice, ConsentSubject, Method};
 use covenant_core::policy::{CookieCategory, Policy, Right};
+use std::collections::HashMap;
 
 /// What a use of a member's data is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,8 +200,43 @@ pub struct StaffRead<'a> {
     pub assigned_to_me: bool,
     /// The privacy request read, if any.
     pub request: Option<i64>,
-    /// The disclosure records read, by count (the disclosure log).
+    /// The records read, by count (a list read as a whole).
     pub count: Option<i64>,
+    /// The one record read, when a list is read row by row (a disclosure, a feedback
+    /// message).
+    pub item: Option<Detail>,
+}
+
+/// The audit event of a staff read: a read, or a refusal with its reason and the reader's
+/// role. Identifiers and fixed words only.
+fn read_event(read: &StaffRead<'_>, refused: Option<&'static str>) -> AuditEvent {
+    let kind = if refused.is_some() {
+        AuditKind::PersonalDataReadRefused
+    } else {
+        AuditKind::PersonalDataRead
+    };
+    let mut event = AuditEvent::new(kind)
+        .actor(Some(read.staff_id))
+        .subject(read.subject)
+        .detail(Detail::Reason(read.purpose.as_str()));
+    if let Some(why) = refused {
+        event = event
+            .detail(Detail::Refused(why))
+            .detail(Detail::Role(read.role));
+    }
+    if let Some(id) = read.request {
+        event = event.detail(Detail::Request(id));
+    }
+    if let Some(item) = &read.item {
+        event = event.detail(item.clone());
+    }
+    if let Some(n) = read.count {
+        event = event.detail(Detail::Count(n));
+    }
+    for category in read.categories {
+        event = event.detail(Detail::Category((*category).to_string()));
+    }
+    event
 }
 
 /// What limits one member's processing now.
@@ -262,50 +298,83 @@ impl PurposeGate {
     }
 
     /// The gate of a staff read: refuses (`403`) unless the role may read every category
-    /// for the purpose and the subject's restriction lets the purpose go on; otherwise
-    /// records the read in the audit log and commits it before the caller shows anything.
+    /// for the purpose and the subject's restriction lets the purpose go on. Either way the
+    /// verdict is recorded in the audit log (`personal_data_read` or
+    /// `personal_data_read_refused`, identifiers only) and committed before the caller shows
+    /// anything; a refusal changes nothing else, so its entry has a transaction of its own.
     pub async fn staff_read(&self, read: &StaffRead<'_>) -> Result<()> {
+        let mut restricted = HashMap::new();
+        let refused = self.refusal(read, &mut restricted).await?;
+        if let Some(why) = refused {
+            tracing::info!(
+                staff_id = read.staff_id,
+                role = read.role.as_str(),
+                purpose = read.purpose.as_str(),
+                why,
+                "staff read refused"
+            );
+        }
+        let mut tx = self.store.begin().await?;
+        audit::record(&mut tx, &self.audit, read_event(read, refused)).await?;
+        tx.commit().await.context("recording a staff read")?;
+        match refused {
+            Some(_) => Err(Error::Forbidden),
+            None => Ok(()),
+        }
+    }
+
+    /// The gate of a list read row by row (the disclosure log, the feedback sent to staff):
+    /// each row's subject, restriction and categories are checked as [`Self::staff_read`]
+    /// checks one read, and each verdict is recorded, all in one transaction. Returns, in the
+    /// rows' order, whether each row's personal fields may be shown.
+    pub async fn staff_read_rows(&self, reads: &[StaffRead<'_>]) -> Result<Vec<bool>> {
+        let mut restricted = HashMap::new();
+        let mut verdicts = Vec::with_capacity(reads.len());
+        let mut events = Vec::with_capacity(reads.len());
+        for read in reads {
+            let refused = self.refusal(read, &mut restricted).await?;
+            verdicts.push(refused.is_none());
+            events.push(read_event(read, refused));
+        }
+        if events.is_empty() {
+            return Ok(verdicts);
+        }
+        let mut tx = self.store.begin().await?;
+        audit::record_many(&self.store, &mut tx, &self.audit, events).await?;
+        tx.commit().await.context("recording staff reads")?;
+        Ok(verdicts)
+    }
+
+    /// Why `read` must be refused (`need_to_know` or `restricted`), or `None` when it may go
+    /// on; `restricted` remembers each subject's restriction across the rows of one list.
+    async fn refusal(
+        &self,
+        read: &StaffRead<'_>,
+        restricted: &mut HashMap<i64, bool>,
+    ) -> Result<Option<&'static str>> {
         let allowed = read
             .categories
             .iter()
             .all(|c| staff_may_read(read.role, read.purpose, c, read.assigned_to_me));
         if !allowed {
-            tracing::info!(
-                staff_id = read.staff_id,
-                role = read.role.as_str(),
-                purpose = read.purpose.as_str(),
-                "staff read refused by the need-to-know table"
-            );
-            return Err(Error::Forbidden);
+            return Ok(Some("need_to_know"));
         }
         if let Some(subject) = read.subject
             && !read.purpose.survives_restriction()
-            && self.limits(subject).await?.restricted
         {
-            tracing::info!(
-                staff_id = read.staff_id,
-                purpose = read.purpose.as_str(),
-                "staff read refused: the subject's processing is restricted"
-            );
-            return Err(Error::Forbidden);
+            let is_restricted = match restricted.get(&subject) {
+                Some(known) => *known,
+                None => {
+                    let known = self.limits(subject).await?.restricted;
+                    restricted.insert(subject, known);
+                    known
+                }
+            };
+            if is_restricted {
+                return Ok(Some("restricted"));
+            }
         }
-        let mut event = AuditEvent::new(AuditKind::PersonalDataRead)
-            .actor(Some(read.staff_id))
-            .subject(read.subject)
-            .detail(Detail::Reason(read.purpose.as_str()));
-        if let Some(id) = read.request {
-            event = event.detail(Detail::Request(id));
-        }
-        if let Some(n) = read.count {
-            event = event.detail(Detail::Count(n));
-        }
-        for category in read.categories {
-            event = event.detail(Detail::Category((*category).to_string()));
-        }
-        let mut tx = self.store.begin().await?;
-        audit::record(&mut tx, &self.audit, event).await?;
-        tx.commit().await.context("recording a staff read")?;
-        Ok(())
+        Ok(None)
     }
 
     /// Whether a claimed message may leave: mail to no member always may.

@@ -27,17 +27,31 @@ pub async fn backup(store: &Store, out: &Path) -> anyhow::Result<()> {
     store.backup_sqlite_into(&path).await
 }
 
+/// What a restore did.
+#[derive(Debug)]
+pub struct Restored {
+    /// How many members the ledger erased again.
+    pub erased_again: usize,
+    /// How the restored audit log stands against this node's anchor: rolled back (recorded
+    /// in the log as `audit_log_rolled_back`, then anchored anew), or `None`.
+    pub rollback: Option<crate::audit::Problem>,
+}
+
 /// Replaces the SQLite database of `config` with the backup file, then erases again everyone
-/// the ledger file lists. The server must be stopped. Returns how many were erased again.
-pub async fn restore(config: &Config, backup: &Path) -> anyhow::Result<usize> {
+/// the ledger file lists. The server must be stopped. A backup is older than the audit log's
+/// anchor: the rollback is recorded in the log and the anchor moved to the restored head.
+pub async fn restore(config: &Config, backup: &Path) -> anyhow::Result<Restored> {
     if !config.database_url.is_empty() {
         bail!(
-            "restore PostgreSQL with pg_restore; `covenant serve` re-applies the erasure ledger on start"
+            "restore PostgreSQL with pg_restore, then run `covenant audit reanchor`; `covenant serve` re-applies the erasure ledger on start"
         );
     }
     if !backup.is_file() {
         bail!("{} is not a backup file", backup.display());
     }
+    let audit_key = AuditKey::load_or_create(&config.audit_key_path())?;
+    let anchor_path = config.audit_anchor_path();
+    let anchor = crate::audit::anchor::Anchor::read(&anchor_path, &audit_key)?;
     let database = config.data_dir.join("covenant.db");
     for suffix in ["-wal", "-shm"] {
         let side = config.data_dir.join(format!("covenant.db{suffix}"));
@@ -51,12 +65,29 @@ pub async fn restore(config: &Config, backup: &Path) -> anyhow::Result<usize> {
     }
     std::fs::copy(backup, &database).context("copying the backup into place")?;
     let store = Store::open(&config.data_dir, "", 1).await?;
-    store.migrate().await?;
-    let audit_key = AuditKey::load_or_create(&config.audit_key_path())?;
-    let policies = crate::policy::Policies::load(store.clone(), config).await?;
-    let policy = policies.current().await?;
-    let erased_again =
-        super::reapply_erasure_ledger(&store, &audit_key, &policy.policy, &config.data_dir).await;
+    let restored = async {
+        store.migrate().await?;
+        // The chain as the backup left it, before re-applied erasures append to it.
+        let restored_head = crate::audit::anchor::Anchor::of_head(&store).await?;
+        let policies = crate::policy::Policies::load(store.clone(), config).await?;
+        let policy = policies.current().await?;
+        let erased_again =
+            super::reapply_erasure_ledger(&store, &audit_key, &policy.policy, &config.data_dir)
+                .await?;
+        let rollback = crate::audit::anchor::accept_rollback(
+            &store,
+            &audit_key,
+            &anchor_path,
+            anchor.as_ref(),
+            Some(&restored_head),
+        )
+        .await?;
+        Ok(Restored {
+            erased_again,
+            rollback,
+        })
+    }
+    .await;
     store.close().await;
-    erased_again
+    restored
 }

@@ -77,8 +77,14 @@ pub async fn advance_audit_head_by(tx: &mut Tx, n: i64) -> anyhow::Result<(i64, 
 }
 
 impl Store {
-    /// Writes consecutive entries, many to a statement, and moves the head's hash to the last.
-    pub async fn append_audit_rows(&self, tx: &mut Tx, rows: &[AuditRow]) -> anyhow::Result<()> {
+    /// Writes consecutive entries, many to a statement, and moves the head's hash (and its
+    /// MAC, `head_mac`) to the last.
+    pub async fn append_audit_rows(
+        &self,
+        tx: &mut Tx,
+        rows: &[AuditRow],
+        head_mac: &str,
+    ) -> anyhow::Result<()> {
         let Some(last) = rows.last() else {
             return Ok(());
         };
@@ -107,9 +113,10 @@ impl Store {
                 .await
                 .context("writing audit entries")?;
         }
-        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1 AND seq = $2")
+        sqlx::query("UPDATE audit_head SET hash = $1, mac = $3 WHERE id = 1 AND seq = $2")
             .bind(&last.entry_hash)
             .bind(last.seq)
+            .bind(head_mac)
             .execute(&mut **tx)
             .await
             .context("moving the audit chain's head")?;

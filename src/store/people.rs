@@ -283,6 +283,8 @@ impl Store {
 #[derive(Debug, Clone, FromRow)]
 pub struct FeedbackRow {
     pub id: i64,
+    /// The sender.
+    pub user_id: i64,
     pub username: String,
     pub body: String,
     pub may_publish: i64,
@@ -291,7 +293,7 @@ pub struct FeedbackRow {
     pub published_at: Option<i64>,
 }
 
-const FEEDBACK_COLUMNS: &str = "f.id, u.username, f.body, f.may_publish, f.may_name, \
+const FEEDBACK_COLUMNS: &str = "f.id, f.user_id, u.username, f.body, f.may_publish, f.may_name, \
                                 f.created_at, f.published_at";
 
 pub async fn insert_feedback(

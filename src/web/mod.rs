@@ -651,6 +651,15 @@ pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<Run
             watcher.clone(),
         ));
     }
+    // This node's anchor of the audit chain, outside the database, follows the chain's head
+    // (at most once a second, and at shutdown), so that a rolled-back database is detected.
+    let keeper = crate::audit::anchor::Keeper::start(
+        state.store.clone(),
+        state.audit_key.clone(),
+        state.config.audit_anchor_path(),
+    )
+    .await;
+    tasks.spawn(keeper.run(std::time::Duration::from_secs(1), watcher.clone()));
     // Consent choices written by other nodes reach this node's cached records within the
     // consent sync interval.
     let (consent, mut consent_watcher) = (state.consent.clone(), watcher.clone());

@@ -558,6 +558,9 @@ struct StaffFeedbackLine {
     may_publish: bool,
     may_name: bool,
     published: bool,
+    /// The gate let this row's personal fields show (the sender's processing is not
+    /// restricted, and the reader's role may read them).
+    shown: bool,
 }
 
 #[derive(Template)]
@@ -570,30 +573,36 @@ struct StaffFeedbackPage {
 pub async fn staff_feedback(State(state): State<AppState>, viewer: Viewer) -> PageResult {
     let signed_in = viewer.require()?;
     let rows = state.feedback.for_staff(&signed_in.actor()).await?;
-    // Members' messages to staff, with their usernames: one gated read of the list.
-    state
-        .purpose
-        .staff_read(&crate::purpose::StaffRead {
+    // Members' messages to staff, with their usernames: each row is a read of its sender's
+    // data, gated (role, purpose, the sender's restriction) and audited on its own.
+    let categories = [crate::inventory::PRIVATE, crate::inventory::USERNAME];
+    let reads: Vec<_> = rows
+        .iter()
+        .map(|row| crate::purpose::StaffRead {
             staff_id: signed_in.user.user_id,
             role: signed_in.actor().role,
             purpose: crate::purpose::StaffPurpose::FeedbackHandling,
-            subject: None,
-            categories: &[crate::inventory::PRIVATE, crate::inventory::USERNAME],
+            subject: Some(row.user_id),
+            categories: &categories,
             assigned_to_me: false,
             request: None,
-            count: Some(rows.len() as i64),
+            count: None,
+            item: Some(crate::audit::Detail::Feedback(row.id)),
         })
-        .await?;
+        .collect();
+    let shown = state.purpose.staff_read_rows(&reads).await?;
     let lines = rows
         .into_iter()
-        .map(|row| StaffFeedbackLine {
+        .zip(shown)
+        .map(|(row, shown)| StaffFeedbackLine {
             id: row.id,
-            username: row.username,
-            body: row.body,
+            username: if shown { row.username } else { String::new() },
+            body: if shown { row.body } else { String::new() },
             received: date(row.created_at),
             may_publish: row.may_publish != 0,
             may_name: row.may_name != 0,
             published: row.published_at.is_some(),
+            shown,
         })
         .collect();
     page(&StaffFeedbackPage {

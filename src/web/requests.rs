@@ -1061,6 +1061,7 @@ pub async fn staff_request(
             assigned_to_me: view.row.assigned_to == Some(staff_id),
             request: Some(id),
             count: None,
+            item: None,
         })
         .await?;
     let acts = role.handles_privacy_requests();

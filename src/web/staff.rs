@@ -359,32 +359,51 @@ async fn disclosures_page(
 ) -> Result<DisclosuresPage, Error> {
     let signed_in = viewer.require()?;
     let rows = state.disclosures.list().await?;
-    // The log names requesting bodies and references of many members: one gated read of
-    // the whole list, for the legal-disclosure purpose.
-    state
-        .purpose
-        .staff_read(&StaffRead {
+    // Each record names a member's disclosure (who asked, their reference, what was given):
+    // each row is a read of that member's data for the legal-disclosure purpose, gated and
+    // audited on its own.
+    let role = signed_in.actor().role;
+    let categories = [crate::inventory::REQUESTS];
+    let reads: Vec<_> = rows
+        .iter()
+        .map(|row| StaffRead {
             staff_id: signed_in.user.user_id,
-            role: signed_in.actor().role,
+            role,
             purpose: StaffPurpose::LegalDisclosure,
-            subject: None,
-            categories: &[crate::inventory::REQUESTS],
+            subject: Some(row.subject_user_id),
+            categories: &categories,
             assigned_to_me: false,
             request: None,
-            count: Some(rows.len() as i64),
+            count: None,
+            item: Some(crate::audit::Detail::Disclosure(row.id)),
         })
-        .await?;
+        .collect();
+    let shown = state.purpose.staff_read_rows(&reads).await?;
+    const WITHHELD: &str = "withheld";
     let disclosures = rows
         .into_iter()
-        .map(|row| DisclosureLine {
+        .zip(shown)
+        .map(|(row, shown)| DisclosureLine {
             id: row.id,
             subject: row.subject_user_id,
             basis: LegalBasis::parse(&row.legal_basis)
                 .map(LegalBasis::label)
                 .unwrap_or("unknown"),
-            requesting_body: row.requesting_body,
-            reference: row.reference,
-            categories: row.categories,
+            requesting_body: if shown {
+                row.requesting_body
+            } else {
+                WITHHELD.into()
+            },
+            reference: if shown {
+                row.reference
+            } else {
+                WITHHELD.into()
+            },
+            categories: if shown {
+                row.categories
+            } else {
+                WITHHELD.into()
+            },
             disclosed_on: row.disclosed_on,
             approved_by: row.approved_by,
             gagged: row.notice_forbidden != 0,

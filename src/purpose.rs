@@ -19,8 +19,10 @@
 //! whole table of who may read which data category for which [`StaffPurpose`], and
 //! [`PurposeGate::staff_read`] checks it, with the subject's restriction, before a staff
 //! page shows personal data, and records the read in the audit log (actor, subject, purpose,
-//! categories: identifiers only). Where it is asked: the staff request page, the disclosure
-//! log, the feedback sent to staff. The request queue (page and API) shows no contact data, so it needs no gate.
+//! categories: identifiers only), or the refusal (with the role and why). Where it is asked:
+//! the staff request page, and each record of the disclosure log and of the feedback sent
+//! to staff ([`PurposeGate::staff_read_rows`], one subject per row). The request queue
+//! (page and API) shows no contact data, so it needs no gate.
 
 use crate::audit::{self, AuditKey, AuditKind, Detail, Event as AuditEvent};
 use crate::consent::NoticeStamp;

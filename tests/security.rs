@@ -1057,3 +1057,264 @@ on_both_stores! {
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "the sealed secret verifies");
     }
 }
+
+/// `covenant ARGS --data-dir DIR` with the environment's store settings removed; returns
+/// (exit code, output).
+fn covenant_cli(args: &[&str], data_dir: &std::path::Path, database_url: &str) -> (i32, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_covenant"));
+    command
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("COVENANT_DATA_DIR")
+        .env_remove("COVENANT_DATABASE_URL")
+        .env_remove("COVENANT_AUDIT_ANCHOR_FILE")
+        .env_remove("COVENANT_AUDIT_KEY_FILE");
+    if !database_url.is_empty() {
+        command.args(["--database-url", database_url]);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+/// Waits until the server's anchor records entry `seq` or a later one; returns it.
+async fn anchored_at_least(app: &common::TestApp, seq: i64) -> audit::anchor::Anchor {
+    let path = app.state.config.audit_anchor_path();
+    let key = audit_key(app);
+    for _ in 0..600 {
+        if let Some(anchor) = audit::anchor::Anchor::read(&path, &key).unwrap()
+            && anchor.seq >= seq
+        {
+            return anchor;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the server never anchored entry {seq}");
+}
+
+on_both_stores! {
+    /// A database rolled back to an older copy has an intact chain; the anchor the server
+    /// keeps outside the database shows it, with the numbers, and an operator's restore says
+    /// so in the log and anchors anew. Several nodes' anchors are checked together.
+    /// Proves: A3
+    async fn audit_verify_detects_a_log_rolled_back_behind_its_anchor(app) {
+        app.member("ada").await;
+        let key = audit_key(app);
+        let anchor_path = app.state.config.audit_anchor_path();
+        let url = app.state.config.database_url.clone();
+        // The older copy: the chain as it stands now.
+        let (old_seq, old_hash, old_mac) = app.store.audit_head().await.unwrap();
+        let backup = app.data_dir.path().join("older.db");
+        if app.backend == common::Backend::Sqlite {
+            covenant::fulfilment::backup(&app.store, &backup).await.unwrap();
+        }
+        // Another node anchored while the chain was there.
+        anchored_at_least(app, old_seq).await;
+        let other_node = app.data_dir.path().join("other-node.anchor");
+        std::fs::copy(&anchor_path, &other_node).unwrap();
+        app.member("bob").await;
+        let (new_seq, _, _) = app.store.audit_head().await.unwrap();
+        assert!(new_seq > old_seq);
+        let anchor = anchored_at_least(app, new_seq).await;
+        let (code, text) = covenant_cli(&["audit", "verify"], app.data_dir.path(), &url);
+        assert_eq!(code, 0, "{text}");
+
+        let rolled_back = format!(
+            "the audit log was rolled back: the anchor recorded entry {}, the database's chain ends at entry {old_seq}",
+            anchor.seq
+        );
+        if app.backend == common::Backend::Sqlite {
+            // The older copy, as a data folder of its own with the same key.
+            let copy = tempfile::tempdir().unwrap();
+            std::fs::copy(&backup, copy.path().join("covenant.db")).unwrap();
+            std::fs::copy(app.state.config.audit_key_path(), copy.path().join("audit.key")).unwrap();
+            let (code, text) = covenant_cli(&["audit", "verify"], copy.path(), "");
+            assert_eq!(code, 0, "without an anchor the older copy looks whole: {text}");
+            assert!(text.contains("No anchor at"), "{text}");
+            let anchors = [
+                "audit", "verify", "--anchor", anchor_path.to_str().unwrap(),
+                "--anchor", other_node.to_str().unwrap(),
+            ];
+            let (code, text) = covenant_cli(&anchors, copy.path(), "");
+            assert_eq!(code, 1, "{text}");
+            assert!(text.contains(&rolled_back), "{text}");
+            assert!(text.contains(anchor_path.to_str().unwrap()), "{text}");
+            assert!(!text.contains(other_node.to_str().unwrap()), "the other node's anchor is reached: {text}");
+
+            // The operator restores the backup where this node's anchor is: the restore says
+            // so, records it, and anchors anew.
+            let restored = tempfile::tempdir().unwrap();
+            std::fs::copy(app.state.config.audit_key_path(), restored.path().join("audit.key")).unwrap();
+            std::fs::copy(&anchor_path, restored.path().join("audit.anchor")).unwrap();
+            let (code, text) = covenant_cli(
+                &["restore", backup.to_str().unwrap()], restored.path(), "");
+            assert_eq!(code, 0, "{text}");
+            assert!(text.contains(&rolled_back), "{text}");
+            let (code, text) = covenant_cli(&["audit", "verify"], restored.path(), "");
+            assert_eq!(code, 0, "{text}");
+            let store = covenant::Store::open(restored.path(), "", 1).await.unwrap();
+            let (rows, _) = store.audit_page(&Default::default(), 1, 0).await.unwrap();
+            assert_eq!(rows[0].kind, "audit_log_rolled_back");
+            assert_eq!(rows[0].details, format!("rolled_back_to={old_seq} anchored={}", anchor.seq));
+            store.close().await;
+        } else {
+            // PostgreSQL: the newest entries are deleted and the head put back as it was, as an
+            // older dump restored would leave it.
+            exec(app, &format!("DELETE FROM audit_log WHERE seq > {old_seq}")).await;
+            exec(app, &format!(
+                "UPDATE audit_head SET seq = {old_seq}, hash = '{old_hash}', mac = '{old_mac}'"
+            )).await;
+            let found = audit::verify(&app.store, &key).await.unwrap();
+            assert!(found.is_intact(), "the chain alone looks whole: {:?}", found.problems);
+            let problem = audit::anchor::check(&app.store, &anchor, None).await.unwrap();
+            assert_eq!(problem, Some(Problem::RolledBack { anchored: anchor.seq, head: old_seq }));
+            let anchors = [
+                "audit", "verify", "--anchor", anchor_path.to_str().unwrap(),
+                "--anchor", other_node.to_str().unwrap(),
+            ];
+            let (code, text) = covenant_cli(&anchors, app.data_dir.path(), &url);
+            assert_eq!(code, 1, "{text}");
+            assert!(text.contains(&rolled_back), "{text}");
+            assert!(!text.contains(other_node.to_str().unwrap()), "{text}");
+
+            // Written again past the anchored number, the log still differs from the anchor.
+            app.member("carl").await;
+            app.member("dora").await;
+            let problem = audit::anchor::check(&app.store, &anchor, None).await.unwrap();
+            assert!(matches!(problem, Some(Problem::AnchorDiffers { seq, .. }) if seq == anchor.seq),
+                "{problem:?}");
+            let (code, text) = covenant_cli(&["audit", "verify"], app.data_dir.path(), &url);
+            assert_eq!(code, 1, "{text}");
+            assert!(text.contains(&format!("entry {} is not the one the anchor recorded", anchor.seq)), "{text}");
+
+            // The operator accepts the restore: recorded, anchored anew, verified whole.
+            let (head, _, _) = app.store.audit_head().await.unwrap();
+            let (code, text) = covenant_cli(&["audit", "reanchor"], app.data_dir.path(), &url);
+            assert_eq!(code, 0, "{text}");
+            let (rows, _) = app.store.audit_page(&Default::default(), 1, 0).await.unwrap();
+            assert_eq!(rows[0].kind, "audit_log_rolled_back");
+            assert_eq!(rows[0].details, format!("rolled_back_to={head} anchored={}", anchor.seq));
+            let (code, text) = covenant_cli(&["audit", "verify"], app.data_dir.path(), &url);
+            assert_eq!(code, 0, "{text}");
+        }
+
+        // An anchor written without the key is refused.
+        let forged = app.data_dir.path().join("forged.anchor");
+        std::fs::write(&forged, format!("covenant-audit-anchor-v1 1 {old_hash} 00\n")).unwrap();
+        let (code, text) = covenant_cli(
+            &["audit", "verify", "--anchor", forged.to_str().unwrap()], app.data_dir.path(), &url);
+        assert_eq!(code, 1, "{text}");
+        assert!(text.contains("not signed by the audit key"), "{text}");
+    }
+}
+
+on_both_stores! {
+    /// Every answer carries the security headers: pages, the API, errors, static files and
+    /// redirects; the content policy allows no inline script and no framing.
+    /// Proves: A4
+    async fn every_answer_carries_the_security_headers(app) {
+        let token = app.member("ada").await;
+        let plain = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut answers = Vec::new();
+        for path in ["/", "/sign-in", "/no-such-page", "/account/security", "/static/style.css",
+                     "/.well-known/security.txt", "/healthz", "/api/v1/privacy-requests"] {
+            answers.push((path.to_string(), plain.get(app.url(path)).send().await.unwrap()));
+        }
+        let with_token = plain.get(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
+            .send().await.unwrap();
+        answers.push(("/api/v1/privacy-requests (bearer)".into(), with_token));
+        let forged = plain.post(app.url("/sign-in")).form(&[("csrf", "forged")]).send().await.unwrap();
+        answers.push(("POST /sign-in without a token".into(), forged));
+        let statuses: Vec<u16> = answers.iter().map(|(_, r)| r.status().as_u16()).collect();
+        for expected in [200, 303, 401, 403, 404] {
+            assert!(statuses.contains(&expected), "a {expected} answer is among them: {statuses:?}");
+        }
+        for (path, response) in &answers {
+            let header = |name: &str| {
+                response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+            };
+            let csp = header("content-security-policy");
+            assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+            assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+            assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{path}: {csp}");
+            assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+            assert_eq!(header("x-frame-options"), "DENY", "{path}");
+            assert_eq!(header("referrer-policy"), "same-origin", "{path}");
+        }
+    }
+}
+
+/// The session token a `Set-Cookie` answer opens, if any.
+fn session_set(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("covenant_session="))
+        .map(|v| v.split(';').next().unwrap_or_default().to_string())
+}
+
+on_both_stores! {
+    /// Session fixation: a session token planted in the browser before sign-in is never
+    /// adopted (sign-in opens a new random one), each sign-in opens a different one, and
+    /// signing out ends the session on the server, not only in the browser.
+    /// Proves: A4
+    async fn a_planted_session_is_never_adopted_and_sign_out_ends_the_session(app) {
+        app.member("ada").await;
+        let plain = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let planted = "Zm9yZ2VkLXNlc3Npb24tdG9rZW4tY2hvc2VuLWJ5LWFuLWF0dGFja2Vy";
+        let cookie = |token: &str| format!("covenant_session={token}");
+        let sign_in = |planted: String| {
+            let plain = plain.clone();
+            async move {
+                let form = plain.get(app.url("/sign-in")).header("cookie", &planted)
+                    .send().await.unwrap().text().await.unwrap();
+                plain.post(app.url("/sign-in")).header("cookie", &planted)
+                    .form(&[("csrf", csrf_of(&form).as_str()), ("login", "ada"),
+                            ("password", "a long enough password")])
+                    .send().await.unwrap()
+            }
+        };
+        let response = sign_in(cookie(planted)).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let first = session_set(&response).expect("sign-in opens a session");
+        assert_ne!(first, planted);
+        assert!(first.len() >= 32, "a long random token: {first}");
+        let security = |token: String| {
+            let plain = plain.clone();
+            async move {
+                plain.get(app.url("/account/security")).header("cookie", cookie(&token))
+                    .send().await.unwrap()
+            }
+        };
+        assert_ne!(security(planted.to_string()).await.status(), StatusCode::OK, "the planted token opens nothing");
+        assert_eq!(security(first.clone()).await.status(), StatusCode::OK);
+
+        // Signing in again over a session opens a new one and ends the old.
+        let second = session_set(&sign_in(cookie(&first)).await).expect("a second sign-in");
+        assert_ne!(second, first, "a sign-in never reuses the session it was made from");
+        assert_ne!(security(first).await.status(), StatusCode::OK, "the replaced session is over");
+        let page = security(second.clone()).await;
+        assert_eq!(page.status(), StatusCode::OK);
+        let page = page.text().await.unwrap();
+
+        let response = plain.post(app.url("/sign-out")).header("cookie", cookie(&second))
+            .form(&[("csrf", csrf_of(&page).as_str())]).send().await.unwrap();
+        assert!(response.status().is_redirection(), "{}", response.status());
+        assert_ne!(security(second).await.status(), StatusCode::OK, "the token kept after sign-out opens nothing");
+    }
+}

@@ -180,7 +180,7 @@ fn assert_one_read(
 }
 
 on_both_stores! {
-    /// Proves: A4
+    /// Proves: A3
     async fn a_support_agent_sees_contact_data_of_assigned_requests_only(app) {
         let bea_request = member_with_request(app, "bea").await;
         let cat_request = member_with_request(app, "cat").await;
@@ -270,7 +270,7 @@ on_both_stores! {
 }
 
 on_both_stores! {
-    /// Proves: A4
+    /// Proves: A3
     async fn a_moderator_never_sees_an_email(app) {
         let bea_request = member_with_request(app, "bea").await;
         let bea = user_id(app, "bea").await;
@@ -309,7 +309,7 @@ on_both_stores! {
     /// A moderator who asks the purpose gate for a member's email is refused, and the audit
     /// log shows the refusal (who, whose, role, purpose, category, why), with no personal
     /// value; a read refused because the subject's processing is restricted is recorded too.
-    /// Proves: A4
+    /// Proves: A3
     async fn a_refused_staff_read_is_audited(app) {
         app.member("bea").await;
         let bea = user_id(app, "bea").await;
@@ -363,7 +363,7 @@ on_both_stores! {
 on_both_stores! {
     /// The feedback list shows each message only as its sender's restriction and the reader's
     /// role allow, and each row is its own audited read (or refusal).
-    /// Proves: A4, R9
+    /// Proves: A3, R9
     async fn each_feedback_row_goes_through_the_gate(app) {
         app.member("bea").await;
         app.member("cat").await;
@@ -408,7 +408,7 @@ on_both_stores! {
 on_both_stores! {
     /// Every row of the disclosure log is a read of its own subject's data, audited with the
     /// record's number.
-    /// Proves: A3, A4
+    /// Proves: A3
     async fn each_disclosure_row_is_its_own_audited_read(app) {
         app.member("bea").await;
         app.member("cat").await;

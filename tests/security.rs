@@ -1217,7 +1217,8 @@ on_both_stores! {
 
 on_both_stores! {
     /// Every answer carries the security headers: pages, the API, errors, static files and
-    /// redirects; the content policy allows no inline script and no framing.
+    /// redirects; the content policy allows no inline script and no framing; no answer names
+    /// the server's software; answers to a signed-in member are never cached.
     /// Proves: A4
     async fn every_answer_carries_the_security_headers(app) {
         let token = app.member("ada").await;
@@ -1250,6 +1251,22 @@ on_both_stores! {
             assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
             assert_eq!(header("x-frame-options"), "DENY", "{path}");
             assert_eq!(header("referrer-policy"), "same-origin", "{path}");
+            assert!(header("server").is_empty() && header("x-powered-by").is_empty(),
+                "{path}: no software or version is announced");
+        }
+        // What a signed-in member is answered is kept by no cache, whether by cookie or token.
+        let (browser, _) = sign_in_page(app, "ada", None, "Laptop/1").await;
+        let signed_in = [
+            ("/account/security", browser.get(app.url("/account/security")).send().await.unwrap()),
+            ("/", browser.get(app.url("/")).send().await.unwrap()),
+            ("/api/v1/privacy-requests",
+             plain.get(app.url("/api/v1/privacy-requests")).bearer_auth(&token).send().await.unwrap()),
+        ];
+        for (path, response) in signed_in {
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            let cache = response.headers().get("cache-control").and_then(|v| v.to_str().ok())
+                .unwrap_or_default().to_string();
+            assert!(cache.contains("no-store"), "{path}: {cache}");
         }
     }
 }
@@ -1316,5 +1333,21 @@ on_both_stores! {
             .form(&[("csrf", csrf_of(&page).as_str())]).send().await.unwrap();
         assert!(response.status().is_redirection(), "{}", response.status());
         assert_ne!(security(second).await.status(), StatusCode::OK, "the token kept after sign-out opens nothing");
+    }
+}
+
+on_both_stores! {
+    /// Passwords are stored as argon2id hashes (salted, PHC strings), never as themselves.
+    /// Proves: A4
+    async fn passwords_are_stored_as_salted_argon2id_hashes(app) {
+        app.member("ada").await;
+        app.member("bob").await;
+        let ada = app.store.user_by_username("ada").await.unwrap().unwrap();
+        let bob = app.store.user_by_username("bob").await.unwrap().unwrap();
+        for user in [&ada, &bob] {
+            assert!(user.password_hash.starts_with("$argon2id$"), "{}", user.password_hash);
+            assert!(!user.password_hash.contains("a long enough password"));
+        }
+        assert_ne!(ada.password_hash, bob.password_hash, "the same password, salted apart");
     }
 }

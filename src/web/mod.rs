@@ -510,6 +510,7 @@ pub fn router(state: AppState) -> Router {
             "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; \
              frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
         ))
+        .layer(axum::middleware::from_fn(no_store_with_credentials))
         .layer(header_layer("x-content-type-options", "nosniff"))
         .layer(header_layer("referrer-policy", "same-origin"))
         .layer(header_layer("x-frame-options", "DENY"));
@@ -543,6 +544,30 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// An answer to a request that carries credentials (a session cookie or a bearer token) is
+/// personal: no browser or shared cache may keep it, unless its handler chose a caching rule
+/// itself (public files).
+async fn no_store_with_credentials(
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let headers = request.headers();
+    let credentials = headers.contains_key(header::AUTHORIZATION)
+        || headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains(auth::SESSION_COOKIE));
+    let mut response = next.run(request).await;
+    if credentials && !response.headers().contains_key(header::CACHE_CONTROL) {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store, private"),
+        );
+    }
+    response
 }
 
 fn header_layer(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

@@ -43,9 +43,22 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-/// What every handler shares.
+/// What every handler shares: one pointer to the services, so the clones that axum makes for
+/// every request (each `State` extractor, each middleware layer and the service it wraps) cost
+/// one reference count, not one per service.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services of the forum, shared by every request through [`AppState`].
+pub struct Services {
     pub store: Store,
     pub config: Arc<Config>,
     pub accounts: Accounts,
@@ -122,7 +135,7 @@ impl AppState {
         // 2-step secrets stored before they were sealed are sealed now.
         accounts.seal_plain_two_factor_secrets().await?;
         let purpose = crate::purpose::PurposeGate::new(store.clone(), audit_key.clone());
-        Ok(Self {
+        Ok(Self(Arc::new(Services {
             retention: crate::retention::Retention::new(
                 store.clone(),
                 audit_key.clone(),
@@ -175,7 +188,7 @@ impl AppState {
             digest,
             store,
             config,
-        })
+        })))
     }
 }
 

@@ -175,6 +175,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     let refuser_cookie = format!("covenant_consent={refuser}");
+    // A subject just written is read from the store, not kept, for the cache's write window:
+    // wait it out, so every round measures a returning visitor, as on a live forum.
+    tokio::time::sleep(covenant::consent::WRITE_WINDOW + std::time::Duration::from_millis(200))
+        .await;
 
     let with = serve(
         pages_router()

@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let store = Store::open(&data_dir, &url, 4).await?;
     store.migrate().await?;
     let audit_key = covenant::audit::AuditKey::load_or_create(&data_dir.join("audit.key"))?;
+    let store = store.with_keys(&data_dir, "", &audit_key).await?;
     let policy = covenant_core::policy::Policy::default_policy();
     let n_topics = store.count_topics("discussion", None).await?;
     anyhow::ensure!(n_topics > 0, "load demo data first");
@@ -51,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         let mut tx = store.begin().await?;
         let email = format!("{name}@example.org");
         let user_id = store::insert_user(
+            &store,
             &mut tx,
             &NewUser {
                 username: &name,

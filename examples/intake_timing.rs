@@ -43,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..n / 2 {
         let (name, email) = (format!("known{i}"), format!("known{i}@example.org"));
         store::insert_user(
+            &state.store,
             &mut tx,
             &NewUser {
                 username: &name,

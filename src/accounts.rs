@@ -436,6 +436,7 @@ impl Accounts {
             return Err(Error::InvalidToken);
         }
         let user_id = store::insert_user(
+            &self.store,
             &mut tx,
             &NewUser {
                 username: username.as_str(),
@@ -505,6 +506,7 @@ impl Accounts {
             let link = format!("{}/verify-email/{token}", self.config.base_url());
             Mail::verify_email(&self.config.site_name, username.as_str(), &link)
                 .enqueue(
+                    &self.store,
                     &mut tx,
                     &format!("verify-email:{user_id}:{}", &token_digest(&token)[..16]),
                     email.as_str(),
@@ -560,6 +562,7 @@ impl Accounts {
         let link = format!("{}/parental-consent/{token}", self.config.base_url());
         Mail::parental_consent(&self.config.site_name, username, &link)
             .enqueue(
+                &self.store,
                 tx,
                 &format!("parental-consent:{user_id}:{}", &digest[..16]),
                 parent.as_str(),
@@ -759,6 +762,7 @@ impl Accounts {
                 &format!("{}/account/security", self.config.base_url()),
             )
             .enqueue(
+                &self.store,
                 tx,
                 &format!("new-device:{}:{}", user.id, session_handle(&token_hash)),
                 &user.email,
@@ -977,6 +981,7 @@ impl Accounts {
             &format!("{}/account/security", self.config.base_url()),
         )
         .enqueue(
+            &self.store,
             tx,
             &format!("two-factor-{state}:{}:{now}", user.id),
             &user.email,
@@ -1043,6 +1048,7 @@ impl Accounts {
             &format!("{}/account/security", self.config.base_url()),
         )
         .enqueue(
+            &self.store,
             tx,
             &format!("password-changed:{}:{now}", user.id),
             &user.email,
@@ -1150,6 +1156,7 @@ impl Accounts {
         let link = format!("{}/password-reset/{token}", self.config.base_url());
         Mail::password_reset(&self.config.site_name, &user.username, &link)
             .enqueue(
+                &self.store,
                 &mut tx,
                 &format!("reset:{}:{}", user.id, &digest[..16]),
                 &user.email,

@@ -57,6 +57,9 @@ pub enum AuditKind {
     DataExported,
     /// A subject was erased (R8).
     DataErased,
+    /// A subject's key was destroyed with their erasure (R8): what it sealed, in any copy of
+    /// the database, opens no more. Ids only.
+    SubjectKeyDestroyed,
     /// A staff read of personal data through the purpose gate (A4): the purpose as
     /// `reason=`, the categories shown, and the request read or the count of records listed.
     PersonalDataRead,
@@ -116,7 +119,7 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 50] = [
+    pub const ALL: [AuditKind; 51] = [
         Self::AccountRegistered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -139,6 +142,7 @@ impl AuditKind {
         Self::FeedbackPublished,
         Self::DataExported,
         Self::DataErased,
+        Self::SubjectKeyDestroyed,
         Self::SocialLinked,
         Self::SocialUnlinked,
         Self::PersonalDataRead,
@@ -196,6 +200,7 @@ impl AuditKind {
             Self::FeedbackPublished => "feedback_published",
             Self::DataExported => "data_exported",
             Self::DataErased => "data_erased",
+            Self::SubjectKeyDestroyed => "subject_key_destroyed",
             Self::SocialLinked => "social_linked",
             Self::SocialUnlinked => "social_unlinked",
             Self::PersonalDataRead => "personal_data_read",

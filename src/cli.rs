@@ -51,6 +51,15 @@ pub struct StoreArgs {
         hide_env_values = true
     )]
     database_url: Option<String>,
+    /// The key store of sealed private fields, a database apart from the main one [default:
+    /// beside the SQLite file, or the main PostgreSQL database's name with `_keys`].
+    #[arg(
+        long,
+        env = "COVENANT_KEYS_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    keys_database_url: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -381,6 +390,9 @@ fn config_with(cli_config: Option<&PathBuf>, store: &StoreArgs) -> anyhow::Resul
     if let Some(url) = &store.database_url {
         config.database_url = url.clone();
     }
+    if let Some(url) = &store.keys_database_url {
+        config.keys_database_url = url.clone();
+    }
     config.validate()?;
     Ok(config)
 }
@@ -393,7 +405,10 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
     )
     .await?;
     store.migrate().await?;
-    Ok(store)
+    let audit_key = crate::audit::AuditKey::load_or_create(&config.audit_key_path())?;
+    store
+        .with_keys(&config.data_dir, &config.keys_database_url, &audit_key)
+        .await
 }
 
 async fn subject_command(file: Option<&PathBuf>, command: SubjectCommand) -> anyhow::Result<()> {

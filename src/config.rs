@@ -17,6 +17,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `postgres://…` to run on PostgreSQL; empty for the embedded SQLite file in `data_dir`.
     pub database_url: String,
+    /// The key store of sealed private fields (R8), a database apart from the main one:
+    /// empty for `<database file>.keys.sqlite` beside the SQLite file, or, on PostgreSQL, a
+    /// database named like the main one with `_keys` on the same server (created if missing).
+    /// Every node must use the same one; a backup of the main database must not include it.
+    pub keys_database_url: String,
     /// The address members reach the forum at, used in links sent by email.
     pub base_url: String,
     /// The forum's name, shown in every page header and email.
@@ -338,6 +343,7 @@ impl Default for Config {
             bind: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("covenant-data"),
             database_url: String::new(),
+            keys_database_url: String::new(),
             base_url: "http://127.0.0.1:8080".into(),
             site_name: "Covenant Forum".into(),
             max_body_bytes: 256 * 1024,
@@ -448,6 +454,13 @@ impl Config {
             && !self.database_url.starts_with("sqlite:")
         {
             bail!("database_url must start with postgres://, postgresql:// or sqlite:");
+        }
+        if !self.keys_database_url.is_empty()
+            && !self.keys_database_url.starts_with("postgres://")
+            && !self.keys_database_url.starts_with("postgresql://")
+            && !self.keys_database_url.starts_with("sqlite:")
+        {
+            bail!("keys_database_url must start with postgres://, postgresql:// or sqlite:");
         }
         if !self.base_url.starts_with("http://") && !self.base_url.starts_with("https://") {
             bail!("base_url must start with http:// or https://");

@@ -208,6 +208,7 @@ impl Digest {
                     body: self.body(&recipient.username, &topics, &url),
                 };
                 mail.enqueue_unsubscribable(
+                    &self.store,
                     &mut tx,
                     &format!("digest:{}:{period}", recipient.user_id),
                     &recipient.email,

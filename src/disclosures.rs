@@ -271,6 +271,7 @@ impl Disclosures {
             &format!("{}/account/privacy", self.base_url),
         )
         .enqueue(
+            &self.store,
             tx,
             &format!("disclosure:{}", record.id),
             &subject.email,
@@ -292,7 +293,7 @@ impl Disclosures {
         let Some(record) = store::lift_disclosure_notice_ban(&mut tx, disclosure_id).await? else {
             return Err(Error::NotFound("disclosure kept from its subject"));
         };
-        let subject = store::user_by_id_in(&mut tx, record.subject_user_id)
+        let subject = store::user_by_id_in(&self.store, &mut tx, record.subject_user_id)
             .await?
             .ok_or(Error::NotFound("member"))?;
         let notified = self

@@ -281,9 +281,12 @@ pub static TABLES: &[Table] = &[
                 USERNAME,
                 Blank::Text("deleted user {id}"),
             ),
+            // Sealed with the member's key (`SEALED`).
             personal("email", Text, EMAIL, Blank::Text("erased-{id}@invalid")),
+            // The keyed hash of the address in lower case (`sealing::Sealing::lookup`), for
+            // sign-in, registration's uniqueness and request intake; never the address.
             personal(
-                "email_lower",
+                "email_lookup",
                 Text,
                 EMAIL,
                 Blank::Text("erased-{id}@invalid"),
@@ -1057,6 +1060,32 @@ pub struct AddressColumn {
 
 /// Every column an erasure by address alone (`fulfilment::erase_address`) visits, declared
 /// once; a test holds each to a personal column of [`TABLES`].
+/// A column sealed with its member's key (crate::sealing, R8): it holds `s1:…` (or a blank, or
+/// a plain value from before sealing, sealed at start), and `member` names the column of the
+/// same row holding the member's id.
+#[derive(Debug, Clone, Copy)]
+pub struct SealedColumn {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub member: &'static str,
+}
+
+/// Every sealed column. Export and transfer open them; erasure destroys the member's key.
+pub static SEALED: &[SealedColumn] = &[
+    SealedColumn {
+        table: "users",
+        column: "email",
+        member: "id",
+    },
+    // Mail to a member; mail to a person without an account stays plain until it is sent
+    // and swept.
+    SealedColumn {
+        table: "mail_outbox",
+        column: "recipient",
+        member: "user_id",
+    },
+];
+
 pub static ADDRESS_COLUMNS: &[AddressColumn] = &[
     AddressColumn {
         table: "mail_outbox",
@@ -1113,6 +1142,24 @@ mod tests {
             if let Some(owner) = link.owner {
                 assert!(table.column(owner).is_some(), "{}.{owner}", link.table);
             }
+        }
+    }
+
+    #[test]
+    fn every_sealed_column_is_a_declared_personal_text_column_beside_its_member() {
+        for sealed in SEALED {
+            let table = table(sealed.table).expect("a declared table");
+            let column = table.column(sealed.column).expect("a declared column");
+            assert!(
+                matches!(column.data, Data::Personal(_)) && column.kind == Kind::Text,
+                "{}.{}",
+                sealed.table,
+                sealed.column
+            );
+            let member = table
+                .column(sealed.member)
+                .expect("a declared member column");
+            assert_eq!(member.kind, Kind::Int, "{}.{}", sealed.table, sealed.member);
         }
     }
 

@@ -27,6 +27,7 @@ pub mod purpose;
 pub mod rate_limit;
 pub mod requests;
 pub mod retention;
+pub mod sealing;
 pub mod secret;
 pub mod social;
 pub mod spam;

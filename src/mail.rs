@@ -162,20 +162,23 @@ impl Mail {
     /// Queues the message in the caller's transaction. Returns false if `key` was queued before.
     pub async fn enqueue(
         &self,
+        store: &Store,
         tx: &mut Tx,
         key: &str,
         recipient: &str,
         user_id: Option<i64>,
         now: i64,
     ) -> anyhow::Result<bool> {
-        self.enqueue_with(tx, key, recipient, user_id, now, None)
+        self.enqueue_with(store, tx, key, recipient, user_id, now, None)
             .await
     }
 
     /// Queues a non-essential message (product news), which carries a one-click unsubscribe
     /// address (RFC 8058) in its headers.
+    #[allow(clippy::too_many_arguments)]
     pub async fn enqueue_unsubscribable(
         &self,
+        store: &Store,
         tx: &mut Tx,
         key: &str,
         recipient: &str,
@@ -184,6 +187,7 @@ impl Mail {
         unsubscribe_url: &str,
     ) -> anyhow::Result<bool> {
         self.enqueue_with(
+            store,
             tx,
             key,
             recipient,
@@ -194,8 +198,10 @@ impl Mail {
         .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn enqueue_with(
         &self,
+        store: &Store,
         tx: &mut Tx,
         key: &str,
         recipient: &str,
@@ -204,6 +210,7 @@ impl Mail {
         list_unsubscribe: Option<&str>,
     ) -> anyhow::Result<bool> {
         store::enqueue_mail(
+            store,
             tx,
             &store::OutgoingMail {
                 idempotency_key: key,

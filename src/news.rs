@@ -223,6 +223,7 @@ impl News {
                 };
                 if mail
                     .enqueue_unsubscribable(
+                        &self.store,
                         &mut tx,
                         &format!("news:{newsletter}:{}", subscriber.user_id),
                         &subscriber.email,

@@ -330,14 +330,22 @@ pub async fn queue_notices(
             return Ok(progress);
         }
         let recipients =
-            store::notice_recipients_after(&mut tx, run.after_user_id, batch_size.max(1)).await?;
+            store::notice_recipients_after(store, &mut tx, run.after_user_id, batch_size.max(1))
+                .await?;
         let now = crate::now();
         let mut queued = 0;
         for recipient in &recipients {
             let mail = notice_mail(config, &row, &changes, &recipient.username);
             let key = format!("policy-notice:{version_id}:{}", recipient.id);
             if mail
-                .enqueue(&mut tx, &key, &recipient.email, Some(recipient.id), now)
+                .enqueue(
+                    store,
+                    &mut tx,
+                    &key,
+                    &recipient.email,
+                    Some(recipient.id),
+                    now,
+                )
                 .await?
             {
                 queued += 1;

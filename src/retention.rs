@@ -1175,7 +1175,7 @@ mod tests {
         ("users", "username", Swept::Username),
         ("users", "username_lower", Swept::Username),
         ("users", "email", Swept::Email),
-        ("users", "email_lower", Swept::Email),
+        ("users", "email_lookup", Swept::Email),
         ("users", "password_hash", Swept::Credentials),
         ("users", "birth_year", Swept::BirthYear),
         ("users", "bio", Swept::PublicContent),

@@ -281,10 +281,18 @@ fn migrate_and_demo_data_run_on_postgresql_too() {
     assert!(output.status.success(), "{}", text(&output));
     // Ids keep counting after the bulk load: a normal registration still works.
     runtime.block_on(async {
-        let store = covenant::Store::connect(&url, 2).await.unwrap();
+        let audit_key =
+            covenant::audit::AuditKey::load_or_create(&dir.path().join("audit.key")).unwrap();
+        let store = covenant::Store::connect(&url, 2)
+            .await
+            .unwrap()
+            .with_keys(dir.path(), "", &audit_key)
+            .await
+            .unwrap();
         assert_eq!(store.count_users().await.unwrap(), 20);
         let mut tx = store.begin().await.unwrap();
         let id = covenant::store::insert_user(
+            &store,
             &mut tx,
             &covenant::store::NewUser {
                 username: "late",

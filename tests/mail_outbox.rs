@@ -34,6 +34,7 @@ async fn same_event_once_and_lapsed_claims_retried(app: &common::TestApp) {
         for _ in 0..2 {
             let mut tx = app.store.begin().await.unwrap();
             mail.enqueue(
+                &app.store,
                 &mut tx,
                 "test:once",
                 "once@example.org",
@@ -56,6 +57,7 @@ async fn same_event_once_and_lapsed_claims_retried(app: &common::TestApp) {
         // A worker that claimed a message and died: its lease lapses and another round sends it.
         let mut tx = app.store.begin().await.unwrap();
         mail.enqueue(
+            &app.store,
             &mut tx,
             "test:lapsed",
             "lapsed@example.org",
@@ -83,7 +85,7 @@ on_both_stores! {
         let mail = Mail { subject: "Many".into(), body: "x".into() };
         let mut tx = app.store.begin().await.unwrap();
         for i in 0..40 {
-            mail.enqueue(&mut tx, &format!("test:many:{i}"), &format!("m{i}@example.org"), None, covenant::now() + 3600).await.unwrap();
+            mail.enqueue(&app.store, &mut tx, &format!("test:many:{i}"), &format!("m{i}@example.org"), None, covenant::now() + 3600).await.unwrap();
         }
         tx.commit().await.unwrap();
         let later = covenant::now() + 7200;

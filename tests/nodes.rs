@@ -459,6 +459,7 @@ async fn outbox_survives_a_hard_kill(database_url: String) {
     for i in 0..N {
         let queued = mail
             .enqueue(
+                &store,
                 &mut tx,
                 &format!("crash-test:{i}"),
                 &format!("reader{i}@example.org"),

@@ -58,6 +58,7 @@ async fn add_members(app: &common::TestApp, n: usize) -> Vec<i64> {
         let name = format!("reader{i}");
         let email = format!("{name}@example.org");
         let id = insert_user(
+            &app.store,
             &mut tx,
             &NewUser {
                 username: &name,
@@ -74,6 +75,7 @@ async fn add_members(app: &common::TestApp, n: usize) -> Vec<i64> {
         ids.push(id);
     }
     insert_user(
+        &app.store,
         &mut tx,
         &NewUser {
             username: "no_address",

@@ -250,7 +250,7 @@ on_both_stores! {
         reply(app, &friend, topic_id, "Try the Alba ones").await;
         assert_eq!(app.state.digest.send_due(covenant::now()).await.unwrap(), 0, "no digest is made for Rita");
         let mut tx = app.store.begin().await.unwrap();
-        covenant::store::enqueue_mail(&mut tx, &covenant::store::OutgoingMail {
+        covenant::store::enqueue_mail(&app.store, &mut tx, &covenant::store::OutgoingMail {
             idempotency_key: &format!("policy-notice:77:{id}"),
             recipient: "rita@example.org",
             user_id: Some(id),

@@ -67,6 +67,11 @@ pub async fn restore(config: &Config, backup: &Path) -> anyhow::Result<Restored>
     let store = Store::open(&config.data_dir, "", 1).await?;
     let restored = async {
         store.migrate().await?;
+        // The key store is not part of the backup: keys destroyed since it was taken stay gone.
+        let store = store
+            .clone()
+            .with_keys(&config.data_dir, &config.keys_database_url, &audit_key)
+            .await?;
         // The chain as the backup left it, before re-applied erasures append to it.
         let restored_head = crate::audit::anchor::Anchor::of_head(&store).await?;
         let policies = crate::policy::Policies::load(store.clone(), config).await?;

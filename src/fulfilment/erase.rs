@@ -156,6 +156,18 @@ impl Held {
     }
 }
 
+/// The categories of the sealed columns (`inventory::SEALED`): a hold on any of them keeps
+/// the subject's key, which would otherwise go with the erasure.
+fn sealed_categories() -> impl Iterator<Item = &'static str> {
+    inventory::SEALED
+        .iter()
+        .filter_map(|sealed| inventory::table(sealed.table)?.column(sealed.column))
+        .filter_map(|column| match column.data {
+            Data::Personal(personal) => Some(personal.category),
+            _ => None,
+        })
+}
+
 /// The ledger file: one line `user_id erased_at content` per erasure, outside the database.
 pub fn ledger_path(data_dir: &Path) -> PathBuf {
     data_dir.join("erasure-ledger.txt")
@@ -309,6 +321,14 @@ async fn erase_in_store(
     }
     let files = store.export_files_of(user_id).await?;
     let held = Held::of(store, user_id).await?;
+    // The key goes first: from here on, whatever it sealed is unreadable in every copy (a
+    // backup too), even if the rest of the erasure were cut short. A hold on the sealed
+    // categories keeps it.
+    let key_destroyed = if sealed_categories().any(|c| held.covers(c)) {
+        false
+    } else {
+        store.destroy_member_key(user_id).await?
+    };
 
     let mut tx = store.begin().await?;
     for (table, key, values) in &rewrites {
@@ -320,7 +340,15 @@ async fn erase_in_store(
             continue;
         }
         let step = table_erasure(table, policy, content, &held);
-        let rows = store::erase_subject_rows(&mut tx, table, user_id, &step, erased_at).await?;
+        let rows = store::erase_subject_rows(
+            &mut tx,
+            table,
+            user_id,
+            &user.email.to_lowercase(),
+            &step,
+            erased_at,
+        )
+        .await?;
         if rows > 0 {
             let action = match step {
                 TableErasure::DeleteRows => "deleted",
@@ -346,6 +374,16 @@ async fn erase_in_store(
             .detail(Detail::Count(n_rows as i64)),
     )
     .await?;
+    if key_destroyed {
+        audit::record(
+            &mut tx,
+            audit_key,
+            Event::new(AuditKind::SubjectKeyDestroyed)
+                .actor(actor_id)
+                .subject(Some(user_id)),
+        )
+        .await?;
+    }
     tx.commit().await.context("committing an erasure")?;
     for file in files {
         remove_archive_file(data_dir, &file);

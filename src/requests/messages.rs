@@ -27,13 +27,16 @@ impl Message {
 
     pub async fn enqueue(
         &self,
+        store: &crate::store::Store,
         tx: &mut Tx,
         key: &str,
         recipient: &str,
         user_id: Option<i64>,
         now: i64,
     ) -> anyhow::Result<bool> {
-        self.0.enqueue(tx, key, recipient, user_id, now).await
+        self.0
+            .enqueue(store, tx, key, recipient, user_id, now)
+            .await
     }
 
     pub fn verify_code(site: &str, code: &str, verify: &str, status: &str, minutes: i64) -> Self {

@@ -732,6 +732,7 @@ impl Requests {
             };
             message
                 .enqueue(
+                    &self.store,
                     &mut tx,
                     &format!("request-code:{submission_id}:0"),
                     intake.subject_email.as_str(),
@@ -748,6 +749,7 @@ impl Requests {
             };
             Message::received(site, &status_link, next_step)
                 .enqueue(
+                    &self.store,
                     &mut tx,
                     &format!("request-received:{submission_id}"),
                     intake.requester_email.as_str(),
@@ -1583,6 +1585,7 @@ impl Requests {
                 &link,
             )
             .enqueue(
+                &self.store,
                 &mut tx,
                 &format!("request-appeal-decided:{}", row.id),
                 &submission.requester_email,
@@ -1669,6 +1672,7 @@ impl Requests {
         };
         message
             .enqueue(
+                &self.store,
                 tx,
                 &format!("request-code:{}:{}", submission.id, &digest[..16]),
                 &submission.subject_email,
@@ -1719,6 +1723,7 @@ impl Requests {
             &link,
         )
         .enqueue(
+            &self.store,
             tx,
             &format!("request-decision:{}:{}", after.id, status.state().as_str()),
             &submission.requester_email,
@@ -1795,6 +1800,7 @@ impl Requests {
                 &link,
             )
             .enqueue(
+                &self.store,
                 &mut tx,
                 &format!("request-extended:{}", row.id),
                 &submission.requester_email,
@@ -1902,6 +1908,7 @@ impl Requests {
                 &link,
             )
             .enqueue(
+                &self.store,
                 &mut tx,
                 &format!("request-template:{}:{}:{now}", row.id, template.as_str()),
                 &submission.requester_email,
@@ -2064,6 +2071,7 @@ impl Requests {
                 for (staff_id, email) in &staff {
                     message
                         .enqueue(
+                            &self.store,
                             &mut tx,
                             &format!(
                                 "request-alarm:{key_kind}:{staff_id}:{}:{}",

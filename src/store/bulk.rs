@@ -81,27 +81,27 @@ impl Store {
 pub trait BulkRows: Sized {
     /// How many rows go in one statement (bound parameters stay under both engines' limits).
     const PER_STATEMENT: usize;
-    async fn insert(kind: StoreKind, tx: &mut Tx, rows: &[Self]) -> anyhow::Result<()>;
+    async fn insert(store: &Store, tx: &mut Tx, rows: &[Self]) -> anyhow::Result<()>;
 }
 
 impl BulkRows for BulkUser {
     const PER_STATEMENT: usize = 1000;
-    async fn insert(kind: StoreKind, tx: &mut Tx, rows: &[Self]) -> anyhow::Result<()> {
-        bulk_insert_users(kind, tx, rows).await
+    async fn insert(store: &Store, tx: &mut Tx, rows: &[Self]) -> anyhow::Result<()> {
+        bulk_insert_users(store, tx, rows).await
     }
 }
 
 impl BulkRows for BulkTopic {
     const PER_STATEMENT: usize = 1000;
-    async fn insert(kind: StoreKind, tx: &mut Tx, rows: &[Self]) -> anyhow::Result<()> {
-        bulk_insert_topics(kind, tx, rows).await
+    async fn insert(store: &Store, tx: &mut Tx, rows: &[Self]) -> anyhow::Result<()> {
+        bulk_insert_topics(store.kind, tx, rows).await
     }
 }
 
 impl BulkRows for BulkPost {
     const PER_STATEMENT: usize = 500;
-    async fn insert(kind: StoreKind, tx: &mut Tx, rows: &[Self]) -> anyhow::Result<()> {
-        bulk_insert_posts(kind, tx, rows).await
+    async fn insert(store: &Store, tx: &mut Tx, rows: &[Self]) -> anyhow::Result<()> {
+        bulk_insert_posts(store.kind, tx, rows).await
     }
 }
 
@@ -113,7 +113,7 @@ impl Store {
         }
         let mut tx = self.begin().await?;
         for part in rows.chunks(T::PER_STATEMENT) {
-            T::insert(self.kind, &mut tx, part).await?;
+            T::insert(self, &mut tx, part).await?;
         }
         tx.commit().await.context("committing a bulk insert")?;
         Ok(())
@@ -145,20 +145,24 @@ pub(super) fn values_clause(kind: StoreKind, columns: usize, rows: usize) -> Str
     sql
 }
 
-async fn bulk_insert_users(kind: StoreKind, tx: &mut Tx, users: &[BulkUser]) -> anyhow::Result<()> {
+/// Members are written with their addresses sealed under keys made for them in one key store
+/// transaction, and the keyed hashes of their addresses.
+async fn bulk_insert_users(store: &Store, tx: &mut Tx, users: &[BulkUser]) -> anyhow::Result<()> {
+    let subjects: Vec<String> = users.iter().map(|u| crate::sealing::member(u.id)).collect();
+    let keys = store.keys()?.keys_for_many(&subjects).await?;
     let sql = format!(
-        "INSERT INTO users (id, username, username_lower, email, email_lower, password_hash, \
+        "INSERT INTO users (id, username, username_lower, email, email_lookup, password_hash, \
          birth_year, bio, email_verified_at, created_at) VALUES {}",
-        values_clause(kind, 10, users.len())
+        values_clause(store.kind, 10, users.len())
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for u in users {
+    for ((u, key), subject) in users.iter().zip(&keys).zip(&subjects) {
         query = query
             .bind(u.id)
             .bind(u.username.clone())
             .bind(u.username.to_ascii_lowercase())
-            .bind(u.email.clone())
-            .bind(u.email.to_lowercase())
+            .bind(key.seal(super::USERS_EMAIL, subject, &u.email))
+            .bind(store.lookup_hash(&u.email.to_lowercase())?)
             .bind(u.password_hash.clone())
             .bind(u.birth_year)
             .bind(u.bio.clone())

@@ -136,7 +136,7 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> anyhow::Result<Vec<DigestRecipient>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<DigestRecipient> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT u.id AS user_id, u.username, u.email, s.recorded_at AS subscribed_at \
              FROM users u JOIN digest_subscriptions s ON s.user_id = u.id \
              WHERE u.id > $1 AND u.closed_at IS NULL AND u.erased_at IS NULL AND s.subscribed = 1 \
@@ -148,7 +148,15 @@ impl Store {
         .bind(limit)
         .fetch_all(self.pool())
         .await
-        .context("reading digest recipients")
+        .context("reading digest recipients")?;
+        let mut opened = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            row.email = self
+                .open_for_member(row.user_id, super::USERS_EMAIL, &row.email)
+                .await?;
+            opened.push(row);
+        }
+        Ok(opened)
     }
 
     /// The followed topics with replies the member can read and did not write: after their

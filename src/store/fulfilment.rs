@@ -50,8 +50,9 @@ enum Key {
     Text(String),
 }
 
-/// The `WHERE` condition selecting the subject's rows, with `$1` bound to the key.
-fn link_of(table: &Table, user_id: i64) -> Option<(String, Key)> {
+/// The `WHERE` condition selecting the subject's rows, with `$1` bound to the key; `address`
+/// is the subject's address in lower case (tables keyed by it, such as `social_pending`).
+fn link_of(table: &Table, user_id: i64, address: &str) -> Option<(String, Key)> {
     match table.link {
         Link::Subject { column } | Link::UserId { column } => {
             Some((format!("{column} = $1"), Key::Id(user_id)))
@@ -61,9 +62,11 @@ fn link_of(table: &Table, user_id: i64) -> Option<(String, Key)> {
             Key::Text(format!("account:{user_id}")),
         )),
         Link::Through { column, ids } => Some((format!("{column} IN ({ids})"), Key::Id(user_id))),
+        // The member's row keeps only a keyed hash of the address: the address itself is
+        // opened from its seal by the caller. An empty one (key gone) matches nothing.
         Link::EmailKey { column, prefix } => Some((
-            format!("{column} = (SELECT '{prefix}' || email_lower FROM users WHERE id = $1)"),
-            Key::Id(user_id),
+            format!("{column} = $1 AND {column} <> '{prefix}'"),
+            Key::Text(format!("{prefix}{address}")),
         )),
         Link::Nobody | Link::IdsOnly => None,
     }
@@ -107,7 +110,15 @@ impl Store {
         table: &Table,
         user_id: i64,
     ) -> anyhow::Result<Vec<Vec<Value>>> {
-        let Some((filter, key)) = link_of(table, user_id) else {
+        let address = match table.link {
+            Link::EmailKey { .. } => self
+                .user_by_id(user_id)
+                .await?
+                .map(|u| u.email.to_lowercase())
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let Some((filter, key)) = link_of(table, user_id, &address) else {
             return Ok(Vec::new());
         };
         let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
@@ -126,7 +137,43 @@ impl Store {
             .fetch_all(self.pool())
             .await
             .with_context(|| format!("reading the subject's rows of {}", table.name))?;
-        rows.iter().map(|row| decode(row, table)).collect()
+        let mut rows = rows
+            .iter()
+            .map(|row| decode(row, table))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.open_sealed(table, &mut rows).await?;
+        Ok(rows)
+    }
+
+    /// Opens the sealed columns of `rows` (every declared column of `table`, in order): a
+    /// value whose member's key is gone reads as empty.
+    async fn open_sealed(&self, table: &Table, rows: &mut [Vec<Value>]) -> anyhow::Result<()> {
+        for sealed in crate::inventory::SEALED
+            .iter()
+            .filter(|s| s.table == table.name)
+        {
+            let position = |name: &str| table.columns.iter().position(|c| c.name == name);
+            let (Some(value_at), Some(member_at)) =
+                (position(sealed.column), position(sealed.member))
+            else {
+                anyhow::bail!(
+                    "{}.{} is sealed but not declared",
+                    table.name,
+                    sealed.column
+                );
+            };
+            let place = format!("{}.{}", table.name, sealed.column);
+            for row in rows.iter_mut() {
+                let (Value::Text(Some(stored)), Value::Int(Some(member))) =
+                    (&row[value_at], &row[member_at])
+                else {
+                    continue;
+                };
+                let opened = self.open_for_member(*member, &place, stored).await?;
+                row[value_at] = Value::Text(Some(opened));
+            }
+        }
+        Ok(())
     }
 
     /// Every row of a table, for the whole-dataset export.
@@ -142,7 +189,12 @@ impl Store {
             .fetch_all(self.pool())
             .await
             .with_context(|| format!("reading every row of {}", table.name))?;
-        rows.iter().map(|row| decode(row, table)).collect()
+        let mut rows = rows
+            .iter()
+            .map(|row| decode(row, table))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.open_sealed(table, &mut rows).await?;
+        Ok(rows)
     }
 
     /// Rows (key, text) of `table` whose `column` contains `needle`, compared in lower case.
@@ -292,14 +344,16 @@ pub async fn insert_export_archive(
 }
 
 /// Applies one table's erasure step to the subject's rows; returns the rows touched.
+/// `address` is the subject's address in lower case (empty when it no longer opens).
 pub async fn erase_subject_rows(
     tx: &mut Tx,
     table: &Table,
     user_id: i64,
+    address: &str,
     step: &TableErasure,
     now: i64,
 ) -> anyhow::Result<u64> {
-    let Some((filter, key)) = link_of(table, user_id) else {
+    let Some((filter, key)) = link_of(table, user_id, address) else {
         return Ok(0);
     };
     erase_rows(tx, table, &filter, key, &user_id.to_string(), step, now).await

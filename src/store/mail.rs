@@ -5,6 +5,9 @@ use super::{Store, Tx};
 use anyhow::Context;
 use sqlx::FromRow;
 
+/// Where a member's queued address is kept, as its seal names it.
+pub const OUTBOX_RECIPIENT: &str = "mail_outbox.recipient";
+
 pub struct OutgoingMail<'a> {
     /// Names the message for good: enqueuing the same key twice stores it once.
     pub idempotency_key: &'a str,
@@ -30,14 +33,28 @@ pub struct QueuedMail {
 }
 
 /// Queues a message; returns false when a message with the same key was already queued.
-pub async fn enqueue_mail(tx: &mut Tx, mail: &OutgoingMail<'_>) -> anyhow::Result<bool> {
+/// A member's mail is addressed sealed with the member's key (`mail_outbox.recipient` is in
+/// `inventory::SEALED`); mail to a person without an account is addressed as it is.
+pub async fn enqueue_mail(
+    store: &Store,
+    tx: &mut Tx,
+    mail: &OutgoingMail<'_>,
+) -> anyhow::Result<bool> {
+    let recipient = match mail.user_id {
+        Some(user_id) => {
+            store
+                .seal_for_member(user_id, OUTBOX_RECIPIENT, mail.recipient)
+                .await?
+        }
+        None => mail.recipient.to_string(),
+    };
     let done = sqlx::query(
         "INSERT INTO mail_outbox (idempotency_key, recipient, user_id, subject, body_text, \
          created_at, next_attempt_at, list_unsubscribe) VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
          ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(mail.idempotency_key)
-    .bind(mail.recipient)
+    .bind(recipient)
     .bind(mail.user_id)
     .bind(mail.subject)
     .bind(mail.body_text)
@@ -78,6 +95,13 @@ impl Store {
             .await
             .context("claiming queued email")?;
         tx.commit().await.context("claiming queued email")?;
+        for mail in &mut claimed {
+            if let Some(user_id) = mail.user_id {
+                mail.recipient = self
+                    .open_for_member(user_id, OUTBOX_RECIPIENT, &mail.recipient)
+                    .await?;
+            }
+        }
         claimed.sort_by_key(|m| m.id);
         Ok(claimed)
     }

@@ -12,6 +12,7 @@ mod digest;
 mod disclosures;
 mod forum;
 mod fulfilment;
+mod keys;
 mod mail;
 mod people;
 mod policy;
@@ -31,6 +32,7 @@ pub use digest::*;
 pub use disclosures::*;
 pub use forum::*;
 pub use fulfilment::*;
+pub use keys::*;
 pub use mail::*;
 pub use people::*;
 pub use policy::*;
@@ -65,6 +67,10 @@ pub enum StoreKind {
 pub struct Store {
     pool: AnyPool,
     kind: StoreKind,
+    /// The URL it was opened with (the key store is found beside it).
+    url: std::sync::Arc<str>,
+    /// The key store of the sealed private fields ([`Store::with_keys`]).
+    keys: Option<std::sync::Arc<KeyStore>>,
 }
 
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -124,7 +130,12 @@ impl Store {
             .connect_with(options)
             .await
             .context("connecting to the database")?;
-        Ok(Self { pool, kind })
+        Ok(Self {
+            pool,
+            kind,
+            url: url.into(),
+            keys: None,
+        })
     }
 
     pub fn kind(&self) -> StoreKind {
@@ -229,6 +240,9 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(keys) = &self.keys {
+            keys.close().await;
+        }
     }
 }
 

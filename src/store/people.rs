@@ -261,7 +261,7 @@ impl Store {
         current_year: i64,
         adult_age: i64,
     ) -> anyhow::Result<Vec<Subscriber>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<Subscriber> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT u.id AS user_id, u.username, u.email FROM users u \
              WHERE u.id > $1 AND u.closed_at IS NULL AND u.id NOT IN ({RESTRICTED_MEMBERS}) \
              AND (u.birth_year < $3 - $4 OR u.parent_allows_news = 1) \
@@ -275,7 +275,15 @@ impl Store {
         .bind(adult_age)
         .fetch_all(self.pool())
         .await
-        .context("reading product-news subscribers")
+        .context("reading product-news subscribers")?;
+        let mut opened = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            row.email = self
+                .open_for_member(row.user_id, super::USERS_EMAIL, &row.email)
+                .await?;
+            opened.push(row);
+        }
+        Ok(opened)
     }
 }
 

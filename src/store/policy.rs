@@ -263,11 +263,12 @@ pub async fn lock_notice_run(
 
 /// The next members with an address after `after_user_id`, in id order.
 pub async fn notice_recipients_after(
+    store: &Store,
     tx: &mut Tx,
     after_user_id: i64,
     limit: i64,
 ) -> anyhow::Result<Vec<NoticeRecipient>> {
-    sqlx::query_as(
+    let rows: Vec<NoticeRecipient> = sqlx::query_as(
         "SELECT id, username, email FROM users WHERE id > $1 AND email <> '' \
          ORDER BY id LIMIT $2",
     )
@@ -275,7 +276,15 @@ pub async fn notice_recipients_after(
     .bind(limit)
     .fetch_all(&mut **tx)
     .await
-    .context("reading the next members to notify")
+    .context("reading the next members to notify")?;
+    let mut opened = Vec::with_capacity(rows.len());
+    for mut row in rows {
+        row.email = store
+            .open_for_member(row.id, super::USERS_EMAIL, &row.email)
+            .await?;
+        opened.push(row);
+    }
+    Ok(opened)
 }
 
 /// Moves a run's cursor past a batch; `finished_at` closes it.

@@ -916,13 +916,19 @@ impl Store {
 
     /// Addresses of the members who handle privacy requests.
     pub async fn privacy_staff_emails(&self) -> anyhow::Result<Vec<(i64, String)>> {
-        sqlx::query_as(
+        let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT id, email FROM users WHERE role IN ('privacy_officer', 'administrator') \
              ORDER BY id",
         )
         .fetch_all(self.pool())
         .await
-        .context("reading privacy staff")
+        .context("reading privacy staff")?;
+        let mut opened = Vec::with_capacity(rows.len());
+        for (id, email) in rows {
+            let email = self.open_for_member(id, super::USERS_EMAIL, &email).await?;
+            opened.push((id, email));
+        }
+        Ok(opened)
     }
 
     /// Requests received in `[from, until)` for the yearly report.

@@ -170,7 +170,7 @@ impl Store {
     /// first use. Its name has a space, which no member's username can have.
     pub async fn ghost_user(&self, tx: &mut Tx, now: i64) -> anyhow::Result<i64> {
         sqlx::query(
-            "INSERT INTO users (username, username_lower, email, email_lower, password_hash, \
+            "INSERT INTO users (username, username_lower, email, email_lookup, password_hash, \
              birth_year, created_at, closed_at, closed_reason, restricted_at, anonymized_at) \
              VALUES ('deleted user', 'deleted user', 'deleted-user.invalid', \
              'deleted-user.invalid', '', 0, $1, $1, 'by_staff', NULL, $1) \
@@ -413,10 +413,10 @@ impl SweepStep {
                 "id",
                 Some(
                     "email = 'deleted-' || CAST(id AS TEXT) || '.invalid', \
-                     email_lower = 'deleted-' || CAST(id AS TEXT) || '.invalid'"
+                     email_lookup = 'deleted-' || CAST(id AS TEXT) || '.invalid'"
                         .into(),
                 ),
-                Some("email_lower <> 'deleted-' || CAST(id AS TEXT) || '.invalid'"),
+                Some("email_lookup <> 'deleted-' || CAST(id AS TEXT) || '.invalid'"),
                 None,
                 "deleting email addresses",
             ),

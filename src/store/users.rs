@@ -59,16 +59,18 @@ pub struct NewSession<'a> {
 const USER_COLUMNS: &str = "id, username, email, password_hash, birth_year, role, bio, \
                             email_verified_at, created_at, password_changed_at, closed_at";
 
-pub async fn insert_user(tx: &mut Tx, user: &NewUser<'_>) -> anyhow::Result<i64> {
+/// Inserts a member: the address sealed with the member's new key, and its keyed hash for
+/// lookups (`email_lower` is the address in lower case, hashed here; never stored).
+pub async fn insert_user(store: &Store, tx: &mut Tx, user: &NewUser<'_>) -> anyhow::Result<i64> {
+    let lookup = store.lookup_hash(user.email_lower)?;
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO users (username, username_lower, email, email_lower, password_hash, \
-         birth_year, created_at, password_changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+        "INSERT INTO users (username, username_lower, email, email_lookup, password_hash, \
+         birth_year, created_at, password_changed_at) VALUES ($1, $2, '', $3, $4, $5, $6, $6) \
          RETURNING id",
     )
     .bind(user.username)
     .bind(user.username_lower)
-    .bind(user.email)
-    .bind(user.email_lower)
+    .bind(&lookup)
     .bind(user.password_hash)
     .bind(user.birth_year)
     .bind(user.created_at)
@@ -77,22 +79,37 @@ pub async fn insert_user(tx: &mut Tx, user: &NewUser<'_>) -> anyhow::Result<i64>
     .map_err(|e| {
         unique_violation(
             e,
-            &[("username_lower", "username"), ("email_lower", "email")],
+            &[
+                ("username_lower", "username"),
+                ("email_lookup", "email"),
+                ("email_lower", "email"),
+            ],
             "inserting a user",
         )
     })?;
+    let sealed = store.seal_for_member(id, USERS_EMAIL, user.email).await?;
+    sqlx::query("UPDATE users SET email = $1 WHERE id = $2")
+        .bind(sealed)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .context("sealing a new member's address")?;
     Ok(id)
 }
 
 /// A user read inside the caller's transaction.
-pub async fn user_by_id_in(tx: &mut Tx, id: i64) -> anyhow::Result<Option<UserRow>> {
+pub async fn user_by_id_in(store: &Store, tx: &mut Tx, id: i64) -> anyhow::Result<Option<UserRow>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let row = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .fetch_optional(&mut **tx)
         .await
-        .context("reading a user by id")
+        .context("reading a user by id")?;
+    store.opened_user(row).await
 }
+
+/// Where a member's address is kept, as the associated data of its seal names it.
+pub const USERS_EMAIL: &str = "users.email";
 
 /// Sets a text column of a member's row (a name from the inventory, never user input) and
 /// returns its value before, `None` when there is no such member.
@@ -124,33 +141,111 @@ pub async fn rectify_user_column(
 }
 
 impl Store {
+    /// A member's row with the address opened (empty when their key is gone).
+    pub(crate) async fn opened_user(
+        &self,
+        row: Option<UserRow>,
+    ) -> anyhow::Result<Option<UserRow>> {
+        let Some(mut row) = row else {
+            return Ok(None);
+        };
+        row.email = self
+            .open_for_member(row.id, USERS_EMAIL, &row.email)
+            .await?;
+        Ok(Some(row))
+    }
+
     pub async fn user_by_id(&self, id: i64) -> anyhow::Result<Option<UserRow>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let row = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(self.pool())
             .await
-            .context("reading a user by id")
+            .context("reading a user by id")?;
+        self.opened_user(row).await
     }
 
     pub async fn user_by_username(&self, username_lower: &str) -> anyhow::Result<Option<UserRow>> {
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM users WHERE username_lower = $1 AND erased_at IS NULL"
         );
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let row = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(username_lower)
             .fetch_optional(self.pool())
             .await
-            .context("reading a user by username")
+            .context("reading a user by username")?;
+        self.opened_user(row).await
     }
 
+    /// The member whose address, in lower case, is `email_lower`: found by its keyed hash.
     pub async fn user_by_email(&self, email_lower: &str) -> anyhow::Result<Option<UserRow>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email_lower = $1");
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(email_lower)
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email_lookup = $1");
+        let row = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(self.lookup_hash(email_lower)?)
             .fetch_optional(self.pool())
             .await
-            .context("reading a user by email")
+            .context("reading a user by email")?;
+        self.opened_user(row).await
+    }
+
+    /// Seals what was stored plain before sealing existed (R8): members' addresses (and their
+    /// lookup column, which held the address in lower case, becomes its keyed hash) and the
+    /// addresses of mail queued to members. Idempotent, and safe with several nodes starting
+    /// at once (each row changes only from the value read). Returns how many rows changed.
+    pub async fn seal_plain_member_fields(&self) -> anyhow::Result<usize> {
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT id, email, email_lookup FROM users WHERE erased_at IS NULL \
+             AND anonymized_at IS NULL AND (email NOT LIKE 's1:%' OR email_lookup NOT LIKE 'k1:%') \
+             ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .context("reading plain addresses")?;
+        let mut changed = 0;
+        for (id, email, lookup) in rows {
+            let sealed = self.seal_for_member(id, USERS_EMAIL, &email).await?;
+            let hashed = if lookup.starts_with(crate::sealing::LOOKUP) {
+                lookup.clone()
+            } else {
+                self.lookup_hash(&lookup.to_lowercase())?
+            };
+            let done = sqlx::query(
+                "UPDATE users SET email = $1, email_lookup = $2 \
+                 WHERE id = $3 AND email = $4 AND email_lookup = $5",
+            )
+            .bind(sealed)
+            .bind(hashed)
+            .bind(id)
+            .bind(&email)
+            .bind(&lookup)
+            .execute(self.pool())
+            .await
+            .context("sealing an address")?;
+            changed += done.rows_affected() as usize;
+        }
+        let queued: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT id, user_id, recipient FROM mail_outbox WHERE user_id IS NOT NULL \
+             AND recipient <> '' AND recipient NOT LIKE 's1:%' ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .context("reading plain addresses of queued mail")?;
+        for (id, user_id, recipient) in queued {
+            let sealed = self
+                .seal_for_member(user_id, super::OUTBOX_RECIPIENT, &recipient)
+                .await?;
+            let done = sqlx::query(
+                "UPDATE mail_outbox SET recipient = $1 WHERE id = $2 AND recipient = $3",
+            )
+            .bind(sealed)
+            .bind(id)
+            .bind(&recipient)
+            .execute(self.pool())
+            .await
+            .context("sealing the address of queued mail")?;
+            changed += done.rows_affected() as usize;
+        }
+        Ok(changed)
     }
 
     pub async fn set_role(&self, user_id: i64, role: &str) -> anyhow::Result<bool> {

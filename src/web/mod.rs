@@ -112,6 +112,14 @@ impl AppState {
             .setting_or_insert("form_key", &crate::accounts::random_token())
             .await?;
         let audit_key = crate::audit::AuditKey::load_or_create(&config.audit_key_path())?;
+        let store = store
+            .with_keys(&config.data_dir, &config.keys_database_url, &audit_key)
+            .await?;
+        // Addresses stored before sealing are sealed now (R8).
+        let sealed = store.seal_plain_member_fields().await?;
+        if sealed > 0 {
+            tracing::info!(sealed, "sealed plain private fields");
+        }
         let news = crate::news::News::open(store.clone(), &config).await?;
         let digest = crate::digest::Digest::open(store.clone(), &config).await?;
         let config = Arc::new(config);

@@ -82,11 +82,14 @@ pub async fn drop_postgres_database(admin_url: &str, database_url: &str) {
         return;
     }
     if let Ok(admin) = sqlx::AnyPool::connect(admin_url).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await;
+        // The key store made beside it (`<name>_keys`) goes with it.
+        for database in [name.to_string(), format!("{name}_keys")] {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+            )))
+            .execute(&admin)
+            .await;
+        }
         admin.close().await;
     }
 }

@@ -1,0 +1,331 @@
+//! The key store (R8): each subject's data key, wrapped under the key-encryption key derived
+//! from the audit key file, in a database of its own: a SQLite file beside the main one
+//! (`covenant.db.keys.sqlite`), or a PostgreSQL database of its own (`keys_database_url`; by
+//! default the main database's name with `_keys`, on the same server). A backup of the main
+//! database carries no key, so destroying a key reaches every copy of what it sealed.
+
+use super::{Store, StoreKind};
+use crate::sealing::{self, DataKey, Sealing};
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How many unwrapped keys a node keeps in memory before it starts over.
+const CACHE_LIMIT: usize = 10_000;
+
+/// The key store: its own pool, the keys derived from the audit key, and the keys unwrapped
+/// recently. A key destroyed here leaves this node's cache at once; another node's cache
+/// forgets it when that node restarts or its cache fills, and by then the values that key
+/// sealed are blanked in the database anyway (only a restored copy still holds them).
+pub struct KeyStore {
+    pool: AnyPool,
+    sqlite: bool,
+    sealing: Sealing,
+    cache: Mutex<HashMap<String, DataKey>>,
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyStore")
+    }
+}
+
+/// The key store's URL for a main store: `configured` when set, else beside the main one.
+async fn key_store_url(main: &Store, data_dir: &Path, configured: &str) -> anyhow::Result<String> {
+    if !configured.is_empty() {
+        return Ok(configured.to_string());
+    }
+    match main.kind {
+        StoreKind::Sqlite => {
+            let file = match main.url.strip_prefix("sqlite:") {
+                Some(rest) if !rest.is_empty() => {
+                    let path = rest.trim_start_matches("//");
+                    let path = path.split('?').next().unwrap_or(path);
+                    format!("{path}.keys.sqlite")
+                }
+                _ => data_dir
+                    .join("covenant.db.keys.sqlite")
+                    .display()
+                    .to_string(),
+            };
+            Ok(format!("sqlite://{file}?mode=rwc"))
+        }
+        StoreKind::Postgres => {
+            let (base, name) = main
+                .url
+                .rsplit_once('/')
+                .context("a PostgreSQL URL ends with /dbname")?;
+            let (name, query) = match name.split_once('?') {
+                Some((name, query)) => (name, format!("?{query}")),
+                None => (name, String::new()),
+            };
+            let keys = format!("{name}_keys");
+            anyhow::ensure!(
+                keys.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "set keys_database_url: the database name cannot be extended with _keys"
+            );
+            let exists: Option<(i32,)> =
+                sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+                    .bind(&keys)
+                    .fetch_optional(main.pool())
+                    .await
+                    .context("looking for the key store's database")?;
+            if exists.is_none() {
+                let created = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {keys}")))
+                    .execute(main.pool())
+                    .await;
+                if let Err(error) = created {
+                    // Another node created it at the same moment.
+                    let again: Option<(i32,)> =
+                        sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+                            .bind(&keys)
+                            .fetch_optional(main.pool())
+                            .await
+                            .context("looking for the key store's database")?;
+                    if again.is_none() {
+                        return Err(
+                            anyhow::Error::new(error).context("creating the key store's database")
+                        );
+                    }
+                }
+            }
+            Ok(format!("{base}/{keys}{query}"))
+        }
+    }
+}
+
+impl KeyStore {
+    async fn connect(url: &str, sealing: Sealing) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let options = AnyConnectOptions::from_str(url).context("parsing the key store URL")?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .context("connecting to the key store")?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS subject_keys (subject TEXT PRIMARY KEY, \
+             wrapped TEXT NOT NULL, created_at BIGINT NOT NULL)",
+        )
+        .execute(&pool)
+        .await
+        .context("preparing the key store")?;
+        Ok(Self {
+            pool,
+            sqlite,
+            sealing,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn cached(&self, subject: &str) -> Option<DataKey> {
+        self.cache
+            .lock()
+            .expect("the key cache is not poisoned")
+            .get(subject)
+            .cloned()
+    }
+
+    fn remember(&self, subject: &str, key: &DataKey) {
+        let mut cache = self.cache.lock().expect("the key cache is not poisoned");
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(subject.to_string(), key.clone());
+    }
+
+    /// The subject's key, `None` when there is none (never made, or destroyed).
+    pub async fn key_of(&self, subject: &str) -> anyhow::Result<Option<DataKey>> {
+        if let Some(key) = self.cached(subject) {
+            return Ok(Some(key));
+        }
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT wrapped FROM subject_keys WHERE subject = $1")
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await
+                .context("reading a subject's key")?;
+        let Some((wrapped,)) = row else {
+            return Ok(None);
+        };
+        let key = self.sealing.unwrap(subject, &wrapped)?;
+        self.remember(subject, &key);
+        Ok(Some(key))
+    }
+
+    /// The subject's key, made now if there is none.
+    pub async fn key_for(&self, subject: &str) -> anyhow::Result<DataKey> {
+        if let Some(key) = self.key_of(subject).await? {
+            return Ok(key);
+        }
+        let key = DataKey::random();
+        sqlx::query(
+            "INSERT INTO subject_keys (subject, wrapped, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (subject) DO NOTHING",
+        )
+        .bind(subject)
+        .bind(self.sealing.wrap(subject, &key))
+        .bind(crate::now())
+        .execute(&self.pool)
+        .await
+        .context("storing a subject's key")?;
+        // Another node may have made one first: the stored key is the one.
+        self.key_of(subject)
+            .await?
+            .context("a subject's key vanished right after it was stored")
+    }
+
+    /// The keys of many subjects, made where missing, in one transaction (bulk loads).
+    pub async fn keys_for_many(&self, subjects: &[String]) -> anyhow::Result<Vec<DataKey>> {
+        let mut tx = if self.sqlite {
+            self.pool.begin_with("BEGIN IMMEDIATE").await
+        } else {
+            self.pool.begin().await
+        }
+        .context("starting a key store transaction")?;
+        let now = crate::now();
+        for subject in subjects {
+            sqlx::query(
+                "INSERT INTO subject_keys (subject, wrapped, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (subject) DO NOTHING",
+            )
+            .bind(subject)
+            .bind(self.sealing.wrap(subject, &DataKey::random()))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .context("storing subjects' keys")?;
+        }
+        let mut keys = Vec::with_capacity(subjects.len());
+        for subject in subjects {
+            let (wrapped,): (String,) =
+                sqlx::query_as("SELECT wrapped FROM subject_keys WHERE subject = $1")
+                    .bind(subject)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .context("reading subjects' keys")?;
+            keys.push(self.sealing.unwrap(subject, &wrapped)?);
+        }
+        tx.commit().await.context("storing subjects' keys")?;
+        Ok(keys)
+    }
+
+    /// Destroys the subject's key; whether there was one.
+    pub async fn destroy(&self, subject: &str) -> anyhow::Result<bool> {
+        self.cache
+            .lock()
+            .expect("the key cache is not poisoned")
+            .remove(subject);
+        let done = sqlx::query("DELETE FROM subject_keys WHERE subject = $1")
+            .bind(subject)
+            .execute(&self.pool)
+            .await
+            .context("destroying a subject's key")?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// How many keys the store holds (for tests and the operator).
+    pub async fn count(&self) -> anyhow::Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM subject_keys")
+            .fetch_one(&self.pool)
+            .await
+            .context("counting keys")?;
+        Ok(n)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl Store {
+    /// This store with its key store opened (see the module's notes for where it lives):
+    /// without one, nothing private can be written or read.
+    pub async fn with_keys(
+        mut self,
+        data_dir: &Path,
+        keys_database_url: &str,
+        audit_key: &crate::audit::AuditKey,
+    ) -> anyhow::Result<Self> {
+        let url = key_store_url(&self, data_dir, keys_database_url).await?;
+        let keys = KeyStore::connect(&url, Sealing::new(audit_key)).await?;
+        self.keys = Some(Arc::new(keys));
+        Ok(self)
+    }
+
+    /// The key store; an error when this store was opened without one.
+    pub fn keys(&self) -> anyhow::Result<&KeyStore> {
+        self.keys
+            .as_deref()
+            .context("the key store is not open (Store::with_keys)")
+    }
+
+    /// The keyed hash standing for `normalized` in lookups.
+    pub fn lookup_hash(&self, normalized: &str) -> anyhow::Result<String> {
+        Ok(self.keys()?.sealing.lookup(normalized))
+    }
+
+    /// Seals `plain` as `place` (`table.column`) of member `user_id`; a blank stays blank.
+    pub async fn seal_for_member(
+        &self,
+        user_id: i64,
+        place: &str,
+        plain: &str,
+    ) -> anyhow::Result<String> {
+        if plain.is_empty() || sealing::is_sealed(plain) {
+            return Ok(plain.to_string());
+        }
+        let subject = sealing::member(user_id);
+        let key = self.keys()?.key_for(&subject).await?;
+        Ok(key.seal(place, &subject, plain))
+    }
+
+    /// The value of `place` of member `user_id` as stored: a plain value (from before sealing,
+    /// or a blank) as it is; a sealed one opened, or empty when the member's key is gone.
+    pub async fn open_for_member(
+        &self,
+        user_id: i64,
+        place: &str,
+        stored: &str,
+    ) -> anyhow::Result<String> {
+        if !sealing::is_sealed(stored) {
+            return Ok(stored.to_string());
+        }
+        let subject = sealing::member(user_id);
+        let Some(key) = self.keys()?.key_of(&subject).await? else {
+            return Ok(String::new());
+        };
+        match key.open(place, &subject, stored) {
+            Ok(plain) => Ok(plain),
+            Err(error) => {
+                // Moved from another row or column: it reads as nothing, never as an error page.
+                tracing::warn!(user_id, place, error = %format!("{error:#}"), "a sealed value does not open");
+                Ok(String::new())
+            }
+        }
+    }
+
+    /// Destroys member `user_id`'s key: what it sealed, in any copy, opens no more.
+    pub async fn destroy_member_key(&self, user_id: i64) -> anyhow::Result<bool> {
+        self.keys()?.destroy(&sealing::member(user_id)).await
+    }
+}

@@ -1,0 +1,286 @@
+//! Crypto-shredding on the running forum, on both stores: a member's private fields are not in
+//! the database in plain text, sign-in and intake still find them by their keyed hash, and once
+//! the member is erased an older copy of their rows (a backup restored without the erasure
+//! ledger) no longer opens, because their key is gone from the key store.
+
+mod common;
+
+use covenant::fulfilment::{self, ContentChoice};
+use std::io::Read;
+
+const ADDRESS: &str = "Zq.Sealed-Ann@Example.org";
+
+async fn raw_pool(app: &common::TestApp) -> sqlx::AnyPool {
+    let url = match app.backend {
+        common::Backend::Sqlite => format!(
+            "sqlite://{}",
+            app.data_dir.path().join("covenant.db").display()
+        ),
+        common::Backend::Postgres => app.state.config.database_url.clone(),
+    };
+    sqlx::AnyPool::connect(&url).await.unwrap()
+}
+
+/// Every text column of every table of the main database that holds `needle` (any case).
+async fn columns_holding(app: &common::TestApp, needle: &str) -> Vec<String> {
+    let pool = raw_pool(app).await;
+    let sql = match app.backend {
+        common::Backend::Sqlite => {
+            "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'"
+        }
+        common::Backend::Postgres => {
+            "SELECT table_name::text, column_name::text FROM information_schema.columns \
+             WHERE table_schema = 'public'"
+        }
+    };
+    let columns: Vec<(String, String)> = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
+    let mut found = Vec::new();
+    for (table, column) in columns {
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {table} WHERE LOWER(CAST({column} AS TEXT)) LIKE $1"
+        )))
+        .bind(format!("%{}%", needle.to_lowercase()))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if n > 0 {
+            found.push(format!("{table}.{column}"));
+        }
+    }
+    pool.close().await;
+    found
+}
+
+/// Registers and verifies a member with `ADDRESS`, signs them in by their address (not their
+/// name), and returns their id and bearer token.
+async fn sealed_member(app: &common::TestApp) -> (i64, String) {
+    let response = app
+        .client
+        .post(app.url("/api/v1/users"))
+        .json(
+            &serde_json::json!({"username": "sealedann", "email": ADDRESS,
+            "password": "a long enough password", "birth_year": 1990, "country": "GB"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    // The mail worker opens the sealed address to deliver the confirmation.
+    let mail = app.wait_for_mail(ADDRESS, "Confirm").await;
+    let link = app.link_in(&mail);
+    let token = link.rsplit('/').next().unwrap();
+    let response = app
+        .client
+        .post(app.url("/api/v1/users/verify-email"))
+        .json(&serde_json::json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = app
+        .client
+        .post(app.url("/api/v1/session"))
+        .json(&serde_json::json!({"login": "zq.sealed-ann@EXAMPLE.org",
+            "password": "a long enough password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        201,
+        "sign-in by address finds the keyed hash"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    let bearer = body["token"].as_str().expect("a bearer token").to_string();
+    let id = app
+        .store
+        .user_by_username("sealedann")
+        .await
+        .unwrap()
+        .expect("the member exists")
+        .id;
+    (id, bearer)
+}
+
+on_both_stores! {
+    /// Proves: R8
+    async fn a_members_address_is_nowhere_in_the_database_in_plain_text(app) {
+        let (id, bearer) = sealed_member(app).await;
+        let user = app.store.user_by_id(id).await.unwrap().unwrap();
+        assert_eq!(user.email, ADDRESS, "the service reads the address opened");
+        for needle in ["zq.sealed-ann", "sealed-ann@example"] {
+            let found = columns_holding(app, needle).await;
+            assert!(found.is_empty(), "{needle} in plain text in {found:?}");
+        }
+        // Registration's uniqueness holds on the hash, whatever the case.
+        let again = app
+            .client
+            .post(app.url("/api/v1/users"))
+            .json(&serde_json::json!({"username": "otherann", "email": ADDRESS.to_uppercase(),
+                "password": "a long enough password", "birth_year": 1990, "country": "GB"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 409);
+        // A password reset asked by address reaches the member.
+        let response = app
+            .client
+            .post(app.url("/api/v1/password-reset"))
+            .json(&serde_json::json!({"email": ADDRESS}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        app.wait_for_mail(ADDRESS, "password").await;
+        // The member's own export carries the address opened.
+        let response = app
+            .client
+            .post(app.url("/api/v1/me/export"))
+            .bearer_auth(&bearer)
+            .json(&serde_json::json!({"jurisdiction": "oregon"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: serde_json::Value = response.json().await.unwrap();
+        let archive = app
+            .client
+            .get(body["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(archive)).unwrap();
+        let mut emails = String::new();
+        archive
+            .by_name("data/user.contact.email.json")
+            .unwrap()
+            .read_to_string(&mut emails)
+            .unwrap();
+        assert!(emails.contains(ADDRESS), "the archive has the address opened");
+        assert!(!emails.contains("s1:"), "and no sealed value");
+    }
+}
+
+on_both_stores! {
+    /// Proves: R8
+    async fn an_old_copy_of_an_erased_members_rows_opens_no_more(app) {
+        let (id, _) = sealed_member(app).await;
+        // What a backup taken now holds of the member: the stored row, as it is.
+        let pool = raw_pool(app).await;
+        let (stored_email, stored_lookup): (String, String) =
+            sqlx::query_as("SELECT email, email_lookup FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert!(stored_email.starts_with("s1:"), "the address is sealed");
+        assert!(stored_lookup.starts_with("k1:"), "the lookup is a keyed hash");
+        let in_force = app.state.policy.current().await.unwrap();
+        app.state
+            .fulfilment
+            .erase_subject(&in_force.policy, id, ContentChoice::KeepAnonymized, None)
+            .await
+            .unwrap();
+        let audit = app.store.audit_rows_after(0, 1000).await.unwrap();
+        assert!(
+            audit.iter().any(|e| e.kind == "subject_key_destroyed" && e.subject_id == Some(id)),
+            "the key's destruction is audited"
+        );
+        // The old copy comes back without the ledger being applied: the rows are there again,
+        // but the address does not open and is not found.
+        sqlx::query("UPDATE users SET email = $1, email_lookup = $2 WHERE id = $3")
+            .bind(&stored_email)
+            .bind(&stored_lookup)
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let user = app.store.user_by_id(id).await.unwrap().unwrap();
+        assert_eq!(user.email, "", "the restored address reads as erased");
+        let found = app.store.user_by_email(&ADDRESS.to_lowercase()).await.unwrap();
+        assert_eq!(found.map(|u| u.email), Some(String::new()));
+        assert!(columns_holding(app, "sealed-ann@example").await.is_empty());
+    }
+}
+
+/// Proves: R8
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_file_taken_before_an_erasure_keeps_the_address_sealed_for_good() {
+    let app = common::spawn_app(common::Backend::Sqlite).await.unwrap();
+    let (id, _) = sealed_member(&app).await;
+    let backup = app.data_dir.path().join("before.db");
+    fulfilment::backup(&app.store, &backup).await.unwrap();
+    assert!(
+        !std::fs::read(&backup)
+            .unwrap()
+            .windows(b"sealed-ann".len())
+            .any(|w| w.eq_ignore_ascii_case(b"sealed-ann")),
+        "the backup file holds no plain address"
+    );
+    // The backup read raw, with the live key store beside it.
+    let keys_url = format!(
+        "sqlite://{}",
+        app.data_dir
+            .path()
+            .join("covenant.db.keys.sqlite")
+            .display()
+    );
+    let audit_key = covenant::audit::AuditKey::load(&app.state.config.audit_key_path()).unwrap();
+    let open_backup = || async {
+        covenant::Store::connect(&format!("sqlite://{}", backup.display()), 1)
+            .await
+            .unwrap()
+            .with_keys(app.data_dir.path(), &keys_url, &audit_key)
+            .await
+            .unwrap()
+    };
+    let copy = open_backup().await;
+    let before = copy.user_by_id(id).await.unwrap().unwrap();
+    assert_eq!(before.email, ADDRESS, "the copy opens while the key exists");
+    copy.close().await;
+
+    let in_force = app.state.policy.current().await.unwrap();
+    app.state
+        .fulfilment
+        .erase_subject(&in_force.policy, id, ContentChoice::KeepAnonymized, None)
+        .await
+        .unwrap();
+    let copy = open_backup().await;
+    let after = copy.user_by_id(id).await.unwrap().unwrap();
+    assert_eq!(
+        after.username, "sealedann",
+        "the copy still has the member's row"
+    );
+    assert_eq!(after.email, "", "but the address opens no more");
+    copy.close().await;
+    app.stop().await;
+}
+
+on_both_stores! {
+    /// Proves: R8
+    async fn addresses_stored_plain_before_sealing_are_sealed_at_start(app) {
+        let (id, _) = sealed_member(app).await;
+        // A database from before sealing: the address and its lookup column in plain text.
+        let pool = raw_pool(app).await;
+        sqlx::query("UPDATE users SET email = $1, email_lookup = $2 WHERE id = $3")
+            .bind("Zq.Legacy@Example.org")
+            .bind("zq.legacy@example.org")
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let state = covenant::web::AppState::open((*app.state.config).clone()).await.unwrap();
+        assert!(columns_holding(app, "zq.legacy").await.is_empty());
+        let user = state.store.user_by_email("zq.legacy@example.org").await.unwrap().unwrap();
+        assert_eq!((user.id, user.email.as_str()), (id, "Zq.Legacy@Example.org"));
+        // Starting again changes nothing more.
+        assert_eq!(state.store.seal_plain_member_fields().await.unwrap(), 0);
+        state.store.close().await;
+    }
+}

@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
             let topic = &topics[i as usize % topics.len()];
             let body = format!("Post {i} of the timing member, about topic {}.", topic.id);
             store::insert_post(
+                &store,
                 &mut tx,
                 &NewPost {
                     topic_id: topic.id,

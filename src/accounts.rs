@@ -752,7 +752,7 @@ impl Accounts {
         let max_age_seconds = self.config.session.max_age_days * 86_400;
         let token_hash = token_digest(&token);
         let (n_before, n_same_device) =
-            store::sign_ins_from(tx, user.id, origin.user_agent.expose()).await?;
+            store::sign_ins_from(&self.store, tx, user.id, origin.user_agent.expose()).await?;
         if n_before > 0 && n_same_device == 0 {
             Mail::new_device_sign_in(
                 &self.config.site_name,
@@ -772,6 +772,7 @@ impl Accounts {
             .await?;
         }
         store::insert_session(
+            &self.store,
             tx,
             &NewSession {
                 token_hash: &token_hash,

@@ -239,6 +239,7 @@ impl Forum {
         )
         .await?;
         let (post_id, post_number) = store::insert_post(
+            &self.store,
             &mut tx,
             &NewPost {
                 topic_id,
@@ -290,6 +291,7 @@ impl Forum {
         let held = self.filter.check(body.as_str(), &html);
         let mut tx = self.store.begin().await?;
         let (post_id, post_number) = store::insert_post(
+            &self.store,
             &mut tx,
             &NewPost {
                 topic_id: topic.id,

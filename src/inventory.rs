@@ -622,6 +622,17 @@ pub static TABLES: &[Table] = &[
             },
         ],
     ),
+    // Erasures by address (people without an account): the keyed hash of the address, which
+    // names no one without the audit key file, kept as the proof that makes a restored backup
+    // erased again.
+    Table {
+        name: "address_erasures",
+        link: Link::IdsOnly,
+        rows: Rows::Kept,
+        key: "lookup",
+        tombstone: None,
+        columns: &[plain("lookup", Text), plain("erased_at", Int)],
+    },
     Table {
         name: "erasure_ledger",
         link: Link::IdsOnly,
@@ -1076,6 +1087,36 @@ pub static SEALED: &[SealedColumn] = &[
         table: "users",
         column: "email",
         member: "id",
+    },
+    SealedColumn {
+        table: "sessions",
+        column: "ip",
+        member: "user_id",
+    },
+    SealedColumn {
+        table: "sessions",
+        column: "user_agent",
+        member: "user_id",
+    },
+    SealedColumn {
+        table: "sign_ins",
+        column: "ip",
+        member: "user_id",
+    },
+    SealedColumn {
+        table: "sign_ins",
+        column: "user_agent",
+        member: "user_id",
+    },
+    SealedColumn {
+        table: "posts",
+        column: "ip",
+        member: "user_id",
+    },
+    SealedColumn {
+        table: "posts",
+        column: "user_agent",
+        member: "user_id",
     },
     // Mail to a member; mail to a person without an account stays plain until it is sent
     // and swept.

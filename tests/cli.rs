@@ -277,6 +277,8 @@ fn migrate_and_demo_data_run_on_postgresql_too() {
         "30",
         "--database-url",
         &url,
+        "--data-dir",
+        dir.path().to_str().unwrap(),
     ]);
     assert!(output.status.success(), "{}", text(&output));
     // Ids keep counting after the bulk load: a normal registration still works.

@@ -261,6 +261,7 @@ async fn marked_subject(app: &common::TestApp) -> (i64, String, Vec<(String, boo
     let token = covenant::accounts::random_token();
     let mut tx = app.store.begin().await.unwrap();
     store::insert_session(
+        &app.store,
         &mut tx,
         &store::NewSession {
             token_hash: &covenant::accounts::token_digest(&token),
@@ -621,6 +622,103 @@ async fn a_backup_restored_after_an_erasure_does_not_resurrect_the_subject() {
             .is_none()
     );
     state.store.close().await;
+}
+
+/// Rows holding `address` that the erasure by address removes: a provider sign-up never
+/// finished, and mail sent to a person without an account.
+async fn rows_of_visitor(pool: &sqlx::AnyPool, address: &str) {
+    sqlx::query(
+        "INSERT INTO social_pending (token_hash, provider, subject, email, \
+        email_verified, fields_received, policy_version, text_hash, authorized_at, expires_at) \
+        VALUES ($1, 'test-id', 'zqm-pending-subject', $2, 1, 'email', '2025.1', 'hash', 1, \
+        4102444800) ON CONFLICT DO NOTHING",
+    )
+    .bind(format!("token-{address}"))
+    .bind(address)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO mail_outbox (idempotency_key, recipient, subject, body_text, \
+        created_at, next_attempt_at, sent_at) VALUES ($1, $2, 'zqm-mail-subject', \
+        'zqm-mail-body', 1, 1, 1) ON CONFLICT DO NOTHING",
+    )
+    .bind(format!("old-message-{address}"))
+    .bind(address)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn count_rows_of(pool: &sqlx::AnyPool, address: &str) -> i64 {
+    let (a,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM social_pending WHERE email = $1")
+        .bind(address)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let (b,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mail_outbox WHERE recipient = $1")
+        .bind(address)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    a + b
+}
+
+on_both_stores! {
+    /// Proves: R8
+    async fn an_erasure_by_address_is_applied_again_to_an_older_copy_at_start(app) {
+        let (gone, kept) = ("zqm-gone@example.org", "zqm-kept@example.org");
+        let pool = raw_pool(app).await;
+        rows_of_visitor(&pool, gone).await;
+        rows_of_visitor(&pool, kept).await;
+        app.state.fulfilment.erase_address(gone, None).await.unwrap();
+        assert_eq!(count_rows_of(&pool, gone).await, 0);
+        // The ledger names the person by a keyed hash only.
+        let ledger = std::fs::read_to_string(fulfilment::address_ledger_path(app.data_dir.path()))
+            .unwrap();
+        assert_eq!(ledger.lines().count(), 1);
+        assert!(ledger.starts_with("k1:") && !ledger.contains("zqm"), "{ledger}");
+        assert!(columns_holding(app, "zqm-gone").await.is_empty());
+        // An older copy comes back: the rows again, and no ledger entry in the database.
+        sqlx::query("DELETE FROM address_erasures").execute(&pool).await.unwrap();
+        rows_of_visitor(&pool, gone).await;
+        assert_eq!(count_rows_of(&pool, gone).await, 2);
+        let state = covenant::web::AppState::open((*app.state.config).clone()).await.unwrap();
+        assert_eq!(count_rows_of(&pool, gone).await, 0, "erased again before serving");
+        assert_eq!(count_rows_of(&pool, kept).await, 2, "nobody else is touched");
+        assert_eq!(state.store.address_erasures().await.unwrap().len(), 1);
+        pool.close().await;
+        state.store.close().await;
+    }
+}
+
+/// Proves: R8
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_restored_after_an_erasure_by_address_does_not_resurrect_the_person() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let folder = data_dir.path().to_path_buf();
+    let app = common::spawn_app_with(common::Backend::Sqlite, |c| c.data_dir = folder)
+        .await
+        .unwrap();
+    let address = "zqm-visitor@example.org";
+    let database = format!("sqlite://{}", data_dir.path().join("covenant.db").display());
+    let pool = sqlx::AnyPool::connect(&database).await.unwrap();
+    rows_of_visitor(&pool, address).await;
+    pool.close().await;
+    let backup = data_dir.path().join("before.db");
+    fulfilment::backup(&app.store, &backup).await.unwrap();
+    app.state
+        .fulfilment
+        .erase_address(address, None)
+        .await
+        .unwrap();
+    let config = (*app.state.config).clone();
+    app.stop().await;
+    let erased_again = fulfilment::restore(&config, &backup).await.unwrap();
+    assert_eq!(erased_again, 1);
+    let pool = sqlx::AnyPool::connect(&database).await.unwrap();
+    assert_eq!(count_rows_of(&pool, address).await, 0);
+    pool.close().await;
 }
 
 on_both_stores! {

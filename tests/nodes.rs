@@ -169,9 +169,13 @@ async fn two_nodes_share_sessions_and_posts_and_send_each_email_once() {
     };
     let url = common::fresh_postgres_database(&admin).await;
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Node::start(dir_a.path(), &url);
+    // Nodes of one forum share the audit key file: the keys sealing members' fields are
+    // wrapped under a key derived from it.
+    let key_file = dir_a.path().join("shared-audit.key");
+    let settings = [("COVENANT_AUDIT_KEY_FILE", key_file.to_str().unwrap())];
+    let a = Node::start_with(dir_a.path(), &url, &settings);
     a.wait_ready().await;
-    let b = Node::start(dir_b.path(), &url);
+    let b = Node::start_with(dir_b.path(), &url, &settings);
     b.wait_ready().await;
     let client = reqwest::Client::new();
 

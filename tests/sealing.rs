@@ -9,6 +9,9 @@ use covenant::fulfilment::{self, ContentChoice};
 use std::io::Read;
 
 const ADDRESS: &str = "Zq.Sealed-Ann@Example.org";
+/// The member's device, as their requests give it (behind a trusted proxy).
+const AGENT: &str = "ZqSealedBrowser/9.1 (Distinctive)";
+const IP: &str = "198.51.100.177";
 
 async fn raw_pool(app: &common::TestApp) -> sqlx::AnyPool {
     let url = match app.backend {
@@ -81,6 +84,8 @@ async fn sealed_member(app: &common::TestApp) -> (i64, String) {
     let response = app
         .client
         .post(app.url("/api/v1/session"))
+        .header("user-agent", AGENT)
+        .header("x-forwarded-for", IP)
         .json(&serde_json::json!({"login": "zq.sealed-ann@EXAMPLE.org",
             "password": "a long enough password"}))
         .send()
@@ -100,16 +105,43 @@ async fn sealed_member(app: &common::TestApp) -> (i64, String) {
         .unwrap()
         .expect("the member exists")
         .id;
+    // A topic from the same device.
+    let response = app
+        .client
+        .post(app.url("/api/v1/topics"))
+        .bearer_auth(&bearer)
+        .header("user-agent", AGENT)
+        .header("x-forwarded-for", IP)
+        .json(
+            &serde_json::json!({"category": "general", "title": "A sealed topic",
+            "body": "Written from a distinctive device."}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
     (id, bearer)
+}
+
+/// Requests of the tests come through a proxy the forum trusts, which names the client.
+fn behind_proxy(config: &mut covenant::config::Config) {
+    config.trust_forwarded_for = true;
 }
 
 on_both_stores! {
     /// Proves: R8
-    async fn a_members_address_is_nowhere_in_the_database_in_plain_text(app) {
+    async fn a_members_address_and_devices_are_nowhere_in_the_database_in_plain_text(app)
+        where config: behind_proxy; {
         let (id, bearer) = sealed_member(app).await;
         let user = app.store.user_by_id(id).await.unwrap().unwrap();
         assert_eq!(user.email, ADDRESS, "the service reads the address opened");
-        for needle in ["zq.sealed-ann", "sealed-ann@example"] {
+        // The security page's sources read the device opened.
+        let sessions = app.store.sessions_of_user(id, covenant::now()).await.unwrap();
+        assert!(sessions.iter().any(|s| s.ip == IP && s.user_agent == AGENT), "{sessions:?}");
+        let sign_ins = app.store.recent_sign_ins(id, 10).await.unwrap();
+        assert!(sign_ins.iter().any(|s| s.ip == IP && s.user_agent == AGENT), "{sign_ins:?}");
+        for needle in ["zq.sealed-ann", "sealed-ann@example", "ZqSealedBrowser", "Distinctive)",
+                       IP, "51.100.177"] {
             let found = columns_holding(app, needle).await;
             assert!(found.is_empty(), "{needle} in plain text in {found:?}");
         }
@@ -167,7 +199,8 @@ on_both_stores! {
 
 on_both_stores! {
     /// Proves: R8
-    async fn an_old_copy_of_an_erased_members_rows_opens_no_more(app) {
+    async fn an_old_copy_of_an_erased_members_rows_opens_no_more(app)
+        where config: behind_proxy; {
         let (id, _) = sealed_member(app).await;
         // What a backup taken now holds of the member: the stored row, as it is.
         let pool = raw_pool(app).await;
@@ -177,6 +210,13 @@ on_both_stores! {
                 .fetch_one(&pool)
                 .await
                 .unwrap();
+        let (stored_ip,): (String,) =
+            sqlx::query_as("SELECT ip FROM sign_ins WHERE user_id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(app.store.open_for_member(id, "sign_ins.ip", &stored_ip).await.unwrap(), IP);
         assert!(stored_email.starts_with("s1:"), "the address is sealed");
         assert!(stored_lookup.starts_with("k1:"), "the lookup is a keyed hash");
         let in_force = app.state.policy.current().await.unwrap();
@@ -205,13 +245,17 @@ on_both_stores! {
         let found = app.store.user_by_email(&ADDRESS.to_lowercase()).await.unwrap();
         assert_eq!(found.map(|u| u.email), Some(String::new()));
         assert!(columns_holding(app, "sealed-ann@example").await.is_empty());
+        // So does the device of any restored sign-in.
+        assert_eq!(app.store.open_for_member(id, "sign_ins.ip", &stored_ip).await.unwrap(), "");
     }
 }
 
 /// Proves: R8
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_file_taken_before_an_erasure_keeps_the_address_sealed_for_good() {
-    let app = common::spawn_app(common::Backend::Sqlite).await.unwrap();
+    let app = common::spawn_app_with(common::Backend::Sqlite, behind_proxy)
+        .await
+        .unwrap();
     let (id, _) = sealed_member(&app).await;
     let backup = app.data_dir.path().join("before.db");
     fulfilment::backup(&app.store, &backup).await.unwrap();
@@ -263,7 +307,8 @@ async fn a_backup_file_taken_before_an_erasure_keeps_the_address_sealed_for_good
 
 on_both_stores! {
     /// Proves: R8
-    async fn addresses_stored_plain_before_sealing_are_sealed_at_start(app) {
+    async fn addresses_stored_plain_before_sealing_are_sealed_at_start(app)
+        where config: behind_proxy; {
         let (id, _) = sealed_member(app).await;
         // A database from before sealing: the address and its lookup column in plain text.
         let pool = raw_pool(app).await;
@@ -274,9 +319,16 @@ on_both_stores! {
             .execute(&pool)
             .await
             .unwrap();
+        for sql in ["UPDATE sign_ins SET ip = 'zq.legacy.ip' WHERE user_id = $1",
+                    "UPDATE posts SET user_agent = 'zq.legacy.agent' WHERE user_id = $1"] {
+            sqlx::query(sql).bind(id).execute(&pool).await.unwrap();
+        }
         pool.close().await;
         let state = covenant::web::AppState::open((*app.state.config).clone()).await.unwrap();
-        assert!(columns_holding(app, "zq.legacy").await.is_empty());
+        let left = columns_holding(app, "zq.legacy").await;
+        assert!(left.is_empty(), "plain values left in {left:?}");
+        let sign_ins = state.store.recent_sign_ins(id, 10).await.unwrap();
+        assert!(sign_ins.iter().all(|s| s.ip == "zq.legacy.ip"), "{sign_ins:?}");
         let user = state.store.user_by_email("zq.legacy@example.org").await.unwrap().unwrap();
         assert_eq!((user.id, user.email.as_str()), (id, "Zq.Legacy@Example.org"));
         // Starting again changes nothing more.

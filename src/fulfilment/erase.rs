@@ -506,10 +506,117 @@ pub async fn reapply_erasure_ledger(
         .filter(|entry| !in_file.contains(entry))
         .collect();
     append_ledger_file(data_dir, &missing)?;
+    erased_again += reapply_address_ledger(store, audit_key, data_dir).await?;
     if erased_again > 0 {
         tracing::warn!(
             erased_again,
             "erased accounts again from the ledger (a backup was restored)"
+        );
+    }
+    Ok(erased_again)
+}
+
+/// The ledger file of erasures by address: one line `k1:<hex> erased_at` per person, the
+/// keyed hash of their address (never the address), outside the database.
+pub fn address_ledger_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("erased-addresses.txt")
+}
+
+fn read_address_ledger_file(data_dir: &Path) -> anyhow::Result<Vec<(String, i64)>> {
+    let text = match std::fs::read_to_string(address_ledger_path(data_dir)) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => {
+            return Err(anyhow::Error::new(error).context("reading the address ledger file"));
+        }
+    };
+    let mut entries = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let mut parts = line.split_whitespace();
+        let parsed = (|| {
+            let lookup = parts.next()?;
+            let erased_at = parts.next()?.parse().ok()?;
+            lookup
+                .starts_with(crate::sealing::LOOKUP)
+                .then(|| (lookup.to_string(), erased_at))
+        })();
+        match parsed {
+            Some(entry) => entries.push(entry),
+            None if line.trim().is_empty() => {}
+            None => anyhow::bail!(
+                "line {} of the address ledger file is not valid",
+                number + 1
+            ),
+        }
+    }
+    Ok(entries)
+}
+
+/// Appends the entries the file does not have yet.
+fn append_address_ledger_file(data_dir: &Path, entries: &[(String, i64)]) -> anyhow::Result<()> {
+    let present = read_address_ledger_file(data_dir)?;
+    let new: Vec<_> = entries
+        .iter()
+        .filter(|(lookup, _)| !present.iter().any(|(p, _)| p == lookup))
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(data_dir).context("creating the data folder")?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(address_ledger_path(data_dir))
+        .context("opening the address ledger file")?;
+    for (lookup, erased_at) in new {
+        writeln!(file, "{lookup} {erased_at}").context("writing the address ledger file")?;
+    }
+    file.sync_all().context("syncing the address ledger file")
+}
+
+/// The erasures by address in the file but not in the database (a backup from before them was
+/// restored) are applied again: every address the `ADDRESS_COLUMNS` hold is hashed, and the
+/// ones the ledger names are erased as they were the first time. Entries only in the database
+/// are copied to the file. Returns how many people were erased again.
+async fn reapply_address_ledger(
+    store: &Store,
+    audit_key: &AuditKey,
+    data_dir: &Path,
+) -> anyhow::Result<usize> {
+    let in_file = read_address_ledger_file(data_dir)?;
+    let in_store = store.address_erasures().await?;
+    let missing: Vec<&(String, i64)> = in_file
+        .iter()
+        .filter(|(lookup, _)| !in_store.iter().any(|(l, _)| l == lookup))
+        .collect();
+    let mut erased_again = 0;
+    if !missing.is_empty() {
+        let mut addresses = std::collections::BTreeSet::new();
+        for link in inventory::ADDRESS_COLUMNS {
+            addresses.extend(store.addresses_in(link).await?);
+        }
+        for address in addresses {
+            let lookup = store.lookup_hash(&address)?;
+            if missing.iter().any(|(l, _)| *l == lookup) {
+                erase_address(store, audit_key, data_dir, &address, None)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("erasing an address again: {e}"))?;
+                erased_again += 1;
+            }
+        }
+        let mut tx = store.begin().await?;
+        for (lookup, erased_at) in &missing {
+            store::insert_address_erasure(&mut tx, lookup, *erased_at).await?;
+        }
+        tx.commit()
+            .await
+            .context("copying entries of the address ledger")?;
+    }
+    append_address_ledger_file(data_dir, &in_store)?;
+    if erased_again > 0 {
+        tracing::warn!(
+            erased_again,
+            "erased addresses again from the ledger (a backup was restored)"
         );
     }
     Ok(erased_again)
@@ -596,10 +703,12 @@ pub struct AddressErasure {
 pub async fn erase_address(
     store: &Store,
     audit_key: &AuditKey,
+    data_dir: &Path,
     address: &str,
     request_id: Option<i64>,
 ) -> Result<AddressErasure> {
     let now = crate::now();
+    let lookup = store.lookup_hash(&address.to_lowercase())?;
     let held = Held::on_everyone(store).await?;
     let mut tables: Vec<TableOutcome> = Vec::new();
     let mut evidence_kept = false;
@@ -653,16 +762,32 @@ pub async fn erase_address(
         event = event.detail(Detail::Request(id));
     }
     audit::record(&mut tx, audit_key, event).await?;
+    store::insert_address_erasure(&mut tx, &lookup, now).await?;
     tx.commit()
         .await
         .context("committing an erasure by address")?;
+    if let Err(error) = append_address_ledger_file(data_dir, &[(lookup, now)]) {
+        // The database has the entry; the next start copies it to the file.
+        tracing::error!(error = %format!("{error:#}"), "the address ledger file was not written");
+    }
     tracing::info!(n_rows, "a person without an account erased");
-    let mut kept = vec![Kept {
-        what: "Audit log entries about this erasure (never your address)".into(),
-        why: "The tamper-evident log proves how the forum handled your data; it holds \
-              identifiers and fixed words only."
-            .into(),
-    }];
+    let mut kept = vec![
+        Kept {
+            what: "Audit log entries about this erasure (never your address)".into(),
+            why: "The tamper-evident log proves how the forum handled your data; it holds \
+                  identifiers and fixed words only."
+                .into(),
+        },
+        Kept {
+            what: "A keyed fingerprint of your address and the time, in the erasure ledger \
+                   (never the address itself)"
+                .into(),
+            why: "If a backup from before this erasure is ever restored, the fingerprint is \
+                  how the forum finds your data in it and erases it again; without the \
+                  forum's secret key it cannot be linked to any address."
+                .into(),
+        },
+    ];
     if evidence_kept {
         kept.push(Kept {
             what: "The records of your privacy requests and of how they were handled, with \

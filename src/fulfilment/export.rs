@@ -176,7 +176,14 @@ impl Fulfilment {
         address: &str,
         request_id: Option<i64>,
     ) -> Result<super::AddressErasure> {
-        super::erase_address(&self.store, &self.audit_key, address, request_id).await
+        super::erase_address(
+            &self.store,
+            &self.audit_key,
+            &self.data_dir,
+            address,
+            request_id,
+        )
+        .await
     }
 
     pub async fn erase_subject(

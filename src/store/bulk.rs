@@ -101,7 +101,7 @@ impl BulkRows for BulkTopic {
 impl BulkRows for BulkPost {
     const PER_STATEMENT: usize = 500;
     async fn insert(store: &Store, tx: &mut Tx, rows: &[Self]) -> anyhow::Result<()> {
-        bulk_insert_posts(store.kind, tx, rows).await
+        bulk_insert_posts(store, tx, rows).await
     }
 }
 
@@ -206,14 +206,31 @@ async fn bulk_insert_topics(
     Ok(())
 }
 
-async fn bulk_insert_posts(kind: StoreKind, tx: &mut Tx, posts: &[BulkPost]) -> anyhow::Result<()> {
+/// Posts are written with their authors' IP addresses and user agents sealed under the
+/// authors' keys (made in one key store transaction where missing).
+async fn bulk_insert_posts(store: &Store, tx: &mut Tx, posts: &[BulkPost]) -> anyhow::Result<()> {
+    let mut authors: Vec<i64> = posts.iter().map(|p| p.user_id).collect();
+    authors.sort_unstable();
+    authors.dedup();
+    let subjects: Vec<String> = authors
+        .iter()
+        .map(|id| crate::sealing::member(*id))
+        .collect();
+    let keys = store.keys()?.keys_for_many(&subjects).await?;
+    let key_of = |user_id: i64| {
+        let at = authors
+            .binary_search(&user_id)
+            .expect("every author has a key");
+        (&keys[at], &subjects[at])
+    };
     let sql = format!(
         "INSERT INTO posts (id, topic_id, user_id, post_number, body_md, body_html, created_at, \
          ip, user_agent) VALUES {}",
-        values_clause(kind, 9, posts.len())
+        values_clause(store.kind, 9, posts.len())
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for p in posts {
+        let (key, subject) = key_of(p.user_id);
         query = query
             .bind(p.id)
             .bind(p.topic_id)
@@ -222,8 +239,8 @@ async fn bulk_insert_posts(kind: StoreKind, tx: &mut Tx, posts: &[BulkPost]) -> 
             .bind(p.body_md.clone())
             .bind(p.body_html.clone())
             .bind(p.created_at)
-            .bind(p.ip.clone())
-            .bind(p.user_agent.clone());
+            .bind(key.seal("posts.ip", subject, &p.ip))
+            .bind(key.seal("posts.user_agent", subject, &p.user_agent));
     }
     query
         .execute(&mut **tx)

@@ -348,7 +348,18 @@ pub async fn insert_topic(
 }
 
 /// Appends a post to a topic, numbering it after the topic's last post.
-pub async fn insert_post(tx: &mut Tx, post: &NewPost<'_>) -> anyhow::Result<(i64, i64)> {
+/// Inserts a post; its author's IP address and user agent are sealed with the author's key.
+pub async fn insert_post(
+    store: &Store,
+    tx: &mut Tx,
+    post: &NewPost<'_>,
+) -> anyhow::Result<(i64, i64)> {
+    let ip = store
+        .seal_for_member(post.user_id, "posts.ip", post.ip)
+        .await?;
+    let user_agent = store
+        .seal_for_member(post.user_id, "posts.user_agent", post.user_agent)
+        .await?;
     let (post_number,): (i64,) = sqlx::query_as(
         "UPDATE topics SET n_posts = n_posts + 1, last_posted_at = $1 WHERE id = $2 \
          RETURNING n_posts",
@@ -369,8 +380,8 @@ pub async fn insert_post(tx: &mut Tx, post: &NewPost<'_>) -> anyhow::Result<(i64
     .bind(post.body_md)
     .bind(post.body_html)
     .bind(post.now)
-    .bind(post.ip)
-    .bind(post.user_agent)
+    .bind(ip)
+    .bind(user_agent)
     .bind(post.held_reason.map(|_| post.now))
     .bind(post.held_reason)
     .fetch_one(&mut **tx)

@@ -287,6 +287,31 @@ impl Store {
             .context("reading the erasure ledger")
     }
 
+    /// The erasures by address: (keyed hash of the address, when), oldest first.
+    pub async fn address_erasures(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        sqlx::query_as("SELECT lookup, erased_at FROM address_erasures ORDER BY erased_at, lookup")
+            .fetch_all(self.pool())
+            .await
+            .context("reading the erasure ledger of addresses")
+    }
+
+    /// The distinct addresses (in lower case) an address column holds in plain text (a
+    /// declared `inventory::ADDRESS_COLUMNS` entry; sealed values are a member's, left out).
+    pub async fn addresses_in(
+        &self,
+        link: &crate::inventory::AddressColumn,
+    ) -> anyhow::Result<Vec<String>> {
+        let (table, column) = (link.table, link.column);
+        let rows: Vec<(String,)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT DISTINCT LOWER({column}) FROM {table} WHERE {column} <> '' \
+             AND {column} NOT LIKE 's1:%'"
+        )))
+        .fetch_all(self.pool())
+        .await
+        .with_context(|| format!("reading the addresses of {table}.{column}"))?;
+        Ok(rows.into_iter().map(|(a,)| a).collect())
+    }
+
     /// Whether the account exists and is not erased yet.
     pub async fn is_erasable(&self, user_id: i64) -> anyhow::Result<bool> {
         let row: Option<(i64,)> =
@@ -517,6 +542,24 @@ pub async fn insert_ledger_entry(
         .execute(&mut **tx)
         .await
         .context("writing the erasure ledger")?;
+    Ok(())
+}
+
+/// Records an erasure by address, by the address's keyed hash; an entry already there stays.
+pub async fn insert_address_erasure(
+    tx: &mut Tx,
+    lookup: &str,
+    erased_at: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO address_erasures (lookup, erased_at) VALUES ($1, $2) \
+         ON CONFLICT (lookup) DO NOTHING",
+    )
+    .bind(lookup)
+    .bind(erased_at)
+    .execute(&mut **tx)
+    .await
+    .context("writing the erasure ledger of addresses")?;
     Ok(())
 }
 

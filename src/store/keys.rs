@@ -268,6 +268,12 @@ impl Store {
     ) -> anyhow::Result<Self> {
         let url = key_store_url(&self, data_dir, keys_database_url).await?;
         let keys = KeyStore::connect(&url, Sealing::new(audit_key)).await?;
+        // A key of its own that the store checks it can open: a node given another audit key
+        // file than the one the keys were wrapped under stops here, not on a member's request.
+        keys.key_for("check:audit-key").await.context(
+            "the key store's keys were wrapped under another audit key file \
+             (every node needs the same audit_key_file)",
+        )?;
         self.keys = Some(Arc::new(keys));
         Ok(self)
     }

@@ -108,7 +108,7 @@ impl Store {
         user_id: i64,
         now: i64,
     ) -> anyhow::Result<Vec<SessionRow>> {
-        sqlx::query_as(
+        let rows: Vec<SessionRow> = sqlx::query_as(
             "SELECT token_hash, created_at, last_seen_at, ip, user_agent FROM sessions \
              WHERE user_id = $1 AND expires_at > $2 ORDER BY last_seen_at DESC, created_at DESC",
         )
@@ -116,7 +116,18 @@ impl Store {
         .bind(now)
         .fetch_all(self.pool())
         .await
-        .context("reading a member's sessions")
+        .context("reading a member's sessions")?;
+        let mut opened = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            row.ip = self
+                .open_for_member(user_id, "sessions.ip", &row.ip)
+                .await?;
+            row.user_agent = self
+                .open_for_member(user_id, "sessions.user_agent", &row.user_agent)
+                .await?;
+            opened.push(row);
+        }
+        Ok(opened)
     }
 
     pub async fn recent_sign_ins(
@@ -124,7 +135,7 @@ impl Store {
         user_id: i64,
         limit: i64,
     ) -> anyhow::Result<Vec<SignInRow>> {
-        sqlx::query_as(
+        let rows: Vec<SignInRow> = sqlx::query_as(
             "SELECT at, ip, user_agent FROM sign_ins WHERE user_id = $1 \
              ORDER BY at DESC, id DESC LIMIT $2",
         )
@@ -132,7 +143,18 @@ impl Store {
         .bind(limit)
         .fetch_all(self.pool())
         .await
-        .context("reading a member's recent sign-ins")
+        .context("reading a member's recent sign-ins")?;
+        let mut opened = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            row.ip = self
+                .open_for_member(user_id, "sign_ins.ip", &row.ip)
+                .await?;
+            row.user_agent = self
+                .open_for_member(user_id, "sign_ins.user_agent", &row.user_agent)
+                .await?;
+            opened.push(row);
+        }
+        Ok(opened)
     }
 }
 
@@ -224,21 +246,31 @@ pub async fn use_recovery_code(
     Ok(row.is_some())
 }
 
-/// How many sign-ins the member had before, and how many from this user agent.
+/// How many sign-ins the member had before, and how many from this user agent (compared
+/// opened: the stored ones are sealed, each with its own nonce).
 pub async fn sign_ins_from(
+    store: &Store,
     tx: &mut Tx,
     user_id: i64,
     user_agent: &str,
 ) -> anyhow::Result<(i64, i64)> {
-    sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN user_agent = $2 THEN 1 ELSE 0 END), 0) \
-         FROM sign_ins WHERE user_id = $1",
-    )
-    .bind(user_id)
-    .bind(user_agent)
-    .fetch_one(&mut **tx)
-    .await
-    .context("looking for an earlier sign-in from the same device")
+    let agents: Vec<(String,)> =
+        sqlx::query_as("SELECT user_agent FROM sign_ins WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_all(&mut **tx)
+            .await
+            .context("looking for an earlier sign-in from the same device")?;
+    let mut same = 0;
+    for (stored,) in &agents {
+        if store
+            .open_for_member(user_id, "sign_ins.user_agent", stored)
+            .await?
+            == user_agent
+        {
+            same += 1;
+        }
+    }
+    Ok((agents.len() as i64, same))
 }
 
 /// Ends the member's session whose handle (a prefix of the token digest) is given; returns the

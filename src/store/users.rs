@@ -189,8 +189,8 @@ impl Store {
     }
 
     /// Seals what was stored plain before sealing existed (R8): members' addresses (and their
-    /// lookup column, which held the address in lower case, becomes its keyed hash) and the
-    /// addresses of mail queued to members. Idempotent, and safe with several nodes starting
+    /// lookup column, which held the address in lower case, becomes its keyed hash) and every
+    /// other column of `inventory::SEALED`. Idempotent, and safe with several nodes starting
     /// at once (each row changes only from the value read). Returns how many rows changed.
     pub async fn seal_plain_member_fields(&self) -> anyhow::Result<usize> {
         let rows: Vec<(i64, String, String)> = sqlx::query_as(
@@ -223,27 +223,34 @@ impl Store {
             .context("sealing an address")?;
             changed += done.rows_affected() as usize;
         }
-        let queued: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT id, user_id, recipient FROM mail_outbox WHERE user_id IS NOT NULL \
-             AND recipient <> '' AND recipient NOT LIKE 's1:%' ORDER BY id",
-        )
-        .fetch_all(self.pool())
-        .await
-        .context("reading plain addresses of queued mail")?;
-        for (id, user_id, recipient) in queued {
-            let sealed = self
-                .seal_for_member(user_id, super::OUTBOX_RECIPIENT, &recipient)
-                .await?;
-            let done = sqlx::query(
-                "UPDATE mail_outbox SET recipient = $1 WHERE id = $2 AND recipient = $3",
-            )
-            .bind(sealed)
-            .bind(id)
-            .bind(&recipient)
-            .execute(self.pool())
+        // The other sealed columns: each member's distinct plain values, sealed once each
+        // (rows holding the same value get the same sealed text).
+        for sealed in crate::inventory::SEALED {
+            if (sealed.table, sealed.column) == ("users", "email") {
+                continue;
+            }
+            let (table, column, member) = (sealed.table, sealed.column, sealed.member);
+            let plain: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT DISTINCT {member}, {column} FROM {table} WHERE {member} IS NOT NULL \
+                 AND {column} <> '' AND {column} NOT LIKE 's1:%'"
+            )))
+            .fetch_all(self.pool())
             .await
-            .context("sealing the address of queued mail")?;
-            changed += done.rows_affected() as usize;
+            .with_context(|| format!("reading plain values of {table}.{column}"))?;
+            let place = format!("{table}.{column}");
+            for (user_id, value) in plain {
+                let sealed = self.seal_for_member(user_id, &place, &value).await?;
+                let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE {table} SET {column} = $1 WHERE {member} = $2 AND {column} = $3"
+                )))
+                .bind(sealed)
+                .bind(user_id)
+                .bind(&value)
+                .execute(self.pool())
+                .await
+                .with_context(|| format!("sealing values of {table}.{column}"))?;
+                changed += done.rows_affected() as usize;
+            }
         }
         Ok(changed)
     }
@@ -350,8 +357,26 @@ pub async fn set_user_role(
     Ok(previous.map(|(r,)| r))
 }
 
-/// Opens a session and records the sign-in with its IP address and user agent.
-pub async fn insert_session(tx: &mut Tx, session: &NewSession<'_>) -> anyhow::Result<()> {
+/// Opens a session and records the sign-in with its IP address and user agent, both sealed
+/// with the member's key.
+pub async fn insert_session(
+    store: &Store,
+    tx: &mut Tx,
+    session: &NewSession<'_>,
+) -> anyhow::Result<()> {
+    let member = session.user_id;
+    let session_ip = store
+        .seal_for_member(member, "sessions.ip", session.ip)
+        .await?;
+    let session_agent = store
+        .seal_for_member(member, "sessions.user_agent", session.user_agent)
+        .await?;
+    let sign_in_ip = store
+        .seal_for_member(member, "sign_ins.ip", session.ip)
+        .await?;
+    let sign_in_agent = store
+        .seal_for_member(member, "sign_ins.user_agent", session.user_agent)
+        .await?;
     sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, \
          expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
@@ -361,16 +386,16 @@ pub async fn insert_session(tx: &mut Tx, session: &NewSession<'_>) -> anyhow::Re
     .bind(session.csrf_token)
     .bind(session.now)
     .bind(session.expires_at)
-    .bind(session.ip)
-    .bind(session.user_agent)
+    .bind(session_ip)
+    .bind(session_agent)
     .execute(&mut **tx)
     .await
     .context("inserting a session")?;
     sqlx::query("INSERT INTO sign_ins (user_id, at, ip, user_agent) VALUES ($1, $2, $3, $4)")
         .bind(session.user_id)
         .bind(session.now)
-        .bind(session.ip)
-        .bind(session.user_agent)
+        .bind(sign_in_ip)
+        .bind(sign_in_agent)
         .execute(&mut **tx)
         .await
         .context("recording a sign-in")?;

@@ -714,8 +714,8 @@ async fn a_backup_restored_after_an_erasure_by_address_does_not_resurrect_the_pe
         .unwrap();
     let config = (*app.state.config).clone();
     app.stop().await;
-    let erased_again = fulfilment::restore(&config, &backup).await.unwrap();
-    assert_eq!(erased_again, 1);
+    let restored = fulfilment::restore(&config, &backup).await.unwrap();
+    assert_eq!(restored.erased_again, 1);
     let pool = sqlx::AnyPool::connect(&database).await.unwrap();
     assert_eq!(count_rows_of(&pool, address).await, 0);
     pool.close().await;

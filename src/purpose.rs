@@ -1,7 +1,10 @@
 //! The purpose gate (promise R9, "purpose-bound access"): every use of a member's data that
 //! a restriction, an objection or a withdrawal of consent can stop asks here, naming its
 //! purpose. One rule decides: while a member's processing is restricted, only storage and
-//! what security and the law need go on ([`Purpose::survives_restriction`]).
+//! what security and the law need go on ([`Purpose::survives_restriction`]). Processing is
+//! restricted either at the member's request (`processing_restrictions`) or by the retention
+//! sweep for the limitation period after the relationship ended (`users.restricted_at`,
+//! promise T2); [`limits_of`] reads both.
 //!
 //! Where the gate is asked: the mail worker before each message leaves (so news, digests and
 //! policy notices queued before a restriction are withheld too), the recipient lists of

@@ -1,6 +1,6 @@
 //! Followed topics, digest choices and the digests sent (promise F6).
 
-use super::purpose::RESTRICTED_MEMBERS;
+use super::purpose::NOT_RESTRICTED;
 use super::{Store, Tx};
 use anyhow::Context;
 use sqlx::FromRow;
@@ -140,7 +140,7 @@ impl Store {
             "SELECT u.id AS user_id, u.username, u.email, s.recorded_at AS subscribed_at \
              FROM users u JOIN digest_subscriptions s ON s.user_id = u.id \
              WHERE u.id > $1 AND u.closed_at IS NULL AND u.erased_at IS NULL AND s.subscribed = 1 \
-             AND u.id NOT IN ({RESTRICTED_MEMBERS}) \
+             AND {NOT_RESTRICTED} \
              AND s.id = (SELECT MAX(l.id) FROM digest_subscriptions l WHERE l.user_id = u.id) \
              ORDER BY u.id LIMIT $2"
         )))

@@ -1,7 +1,7 @@
 //! Residence and age facts of members, parents' consent, product-news subscriptions and
 //! newsletters (promises M1 and F6).
 
-use super::purpose::RESTRICTED_MEMBERS;
+use super::purpose::NOT_RESTRICTED;
 use super::{Store, Tx};
 use anyhow::Context;
 use sqlx::FromRow;
@@ -263,7 +263,7 @@ impl Store {
     ) -> anyhow::Result<Vec<Subscriber>> {
         let rows: Vec<Subscriber> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT u.id AS user_id, u.username, u.email FROM users u \
-             WHERE u.id > $1 AND u.closed_at IS NULL AND u.id NOT IN ({RESTRICTED_MEMBERS}) \
+             WHERE u.id > $1 AND u.closed_at IS NULL AND {NOT_RESTRICTED} \
              AND (u.birth_year < $3 - $4 OR u.parent_allows_news = 1) \
              AND 1 = (SELECT s.subscribed FROM news_subscriptions s WHERE s.user_id = u.id \
                       ORDER BY s.id DESC LIMIT 1) \

@@ -6,10 +6,12 @@ use super::{Store, Tx};
 use anyhow::Context;
 use sqlx::FromRow;
 
-/// The members whose processing is restricted now, for queries that pick recipients in bulk
-/// (`… AND u.id NOT IN (RESTRICTED_MEMBERS)`).
-pub(super) const RESTRICTED_MEMBERS: &str =
-    "SELECT r.user_id FROM processing_restrictions r WHERE r.lifted_at IS NULL";
+/// The condition, on a query over `users u` that picks recipients in bulk, that the member's
+/// processing is not restricted now: neither by their request (a standing row of
+/// `processing_restrictions`) nor by the retention sweep (`users.restricted_at`, the
+/// limitation period after their relationship ended).
+pub(super) const NOT_RESTRICTED: &str = "u.restricted_at IS NULL AND u.id NOT IN \
+     (SELECT r.user_id FROM processing_restrictions r WHERE r.lifted_at IS NULL)";
 
 /// One restriction, standing or lifted.
 #[derive(Debug, Clone, FromRow)]
@@ -68,10 +70,13 @@ pub async fn lift_restriction(
 }
 
 impl Store {
-    /// Whether the member's processing is restricted now.
+    /// Whether the member's processing is restricted now: by their request, or by the
+    /// retention sweep during the limitation period.
     pub async fn is_restricted(&self, user_id: i64) -> anyhow::Result<bool> {
         let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT id FROM processing_restrictions WHERE user_id = $1 AND lifted_at IS NULL",
+            "SELECT id FROM processing_restrictions WHERE user_id = $1 AND lifted_at IS NULL \
+             UNION ALL SELECT id FROM users WHERE id = $1 AND restricted_at IS NOT NULL \
+             LIMIT 1",
         )
         .bind(user_id)
         .fetch_optional(self.pool())

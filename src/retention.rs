@@ -6,7 +6,8 @@
 //! only), and it never decides a day or a reason itself.
 //!
 //! What is swept is the explicit list [`Swept::ALL`] (account record, posts, sign-ins, sessions,
-//! mail, feedback, social links, consent evidence). Its tests hold it to `crate::inventory`: every swept column is declared there under
+//! mail, feedback, social links, consent evidence, and last the member's residence), then the
+//! privacy-request records ([`Swept::Requests`]), per submission. Its tests hold it to `crate::inventory`: every swept column is declared there under
 //! the same category, and every personal column of members' tables is either swept or named as
 //! not swept yet, so a new column cannot escape unnoticed. Walking the inventory itself is next.
 
@@ -15,14 +16,14 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::policy::Policies;
 use crate::store::{
-    self, DeviceColumn, DeviceTable, HoldRow, NewHold, RelationshipRow, Store, SweepScope,
-    SweepStep, SweepTotals, Tx,
+    self, DeviceColumn, DeviceTable, HoldRow, NewHold, RelationshipRow, RequestRecordRow, Store,
+    SweepScope, SweepStep, SweepTotals, Tx,
 };
 use anyhow::Context;
 use covenant_core::policy::{CategoryKey, Jurisdiction, Policy};
 use covenant_core::retention::{
     Account, ClosureReason, Hold, HoldScope, Relationship, Subscription, Verdict, VerdictState,
-    retention_verdict,
+    residence_verdict, retention_verdict,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -52,13 +53,23 @@ pub enum Swept {
     /// Consent evidence: `consent_records`, `consent_gpc`, `policy_acknowledgements`,
     /// `news_subscriptions`, `digest_subscriptions`.
     Consent,
+    /// Where the member lives: `users.jurisdiction`, `country`, `us_state`. Filed with the
+    /// privacy-request details (the policy has no location category); it decides the law of
+    /// every other verdict, so its own verdict follows theirs (`residence_verdict`) and it
+    /// is taken last.
+    Residence,
+    /// Privacy-request records, per submission: `privacy_submissions`, `privacy_requests`,
+    /// their notes, evidence, status links and correspondence (`mail_outbox`). They follow
+    /// the policy's own fixed period, whoever asked and whatever the account; swept after
+    /// members, not in [`Swept::ALL`].
+    Requests,
 }
 
 impl Swept {
     /// In the order the sweep takes them. Posts come before the device columns: anonymizing a
     /// post clears its IP address and user agent in the same write, so when both are due each
     /// post is rewritten once, not three times (a third of the sweep's time on a large forum).
-    pub const ALL: [Swept; 10] = [
+    pub const ALL: [Swept; 11] = [
         Swept::Username,
         Swept::Email,
         Swept::BirthYear,
@@ -69,6 +80,7 @@ impl Swept {
         Swept::PrivateContent,
         Swept::SocialProfile,
         Swept::Consent,
+        Swept::Residence,
     ];
 
     pub fn category(self) -> &'static str {
@@ -83,6 +95,7 @@ impl Swept {
             Swept::PrivateContent => "user.content.private",
             Swept::SocialProfile => "user.social.profile",
             Swept::Consent => "user.behavior.consent",
+            Swept::Residence | Swept::Requests => "user.privacy_request.details",
         }
     }
 
@@ -91,7 +104,7 @@ impl Swept {
     fn in_account_row(self) -> bool {
         matches!(
             self,
-            Swept::Username | Swept::BirthYear | Swept::Credentials
+            Swept::Username | Swept::BirthYear | Swept::Credentials | Swept::Residence
         )
     }
 }
@@ -292,8 +305,9 @@ impl Retention {
         let relationship = relationship_of(&row);
         let jurisdiction = policy.jurisdiction(self.jurisdiction_of(&row));
         let created = at(row.created_at);
-        Ok(Swept::ALL
+        let mut verdicts: Vec<(&'static str, Verdict)> = Swept::ALL
             .iter()
+            .filter(|item| **item != Swept::Residence)
             .filter_map(|item| {
                 let key = CategoryKey::parse(item.category()).ok()?;
                 let rule = policy.retention_for(&key)?;
@@ -301,7 +315,11 @@ impl Retention {
                     retention_verdict(rule, jurisdiction, &relationship, &holds, created, now);
                 Some((item.category(), verdict))
             })
-            .collect())
+            .collect();
+        let others: Vec<Verdict> = verdicts.iter().map(|(_, v)| v.clone()).collect();
+        let residence = residence_of(&holds, &relationship.subject, created, now, &others);
+        verdicts.push((Swept::Residence.category(), residence));
+        Ok(verdicts)
     }
 
     fn jurisdiction_of(&self, row: &RelationshipRow) -> Jurisdiction {
@@ -338,6 +356,7 @@ impl Retention {
         let security_log_days = policy.minimization().security_log_days;
         let security_log_cutoff = as_of - i64::from(security_log_days) * 86_400;
         let mut minimized_after = 0;
+        let mut requests_after = 0;
         loop {
             // A dry run only reads: it takes no write lock and cannot change anything.
             let mut tx = if options.dry_run {
@@ -407,6 +426,55 @@ impl Retention {
                             .rollback()
                             .await
                             .context("ending a dry-run minimization batch")?,
+                    }
+                    report.batches += 1;
+                    if options
+                        .stop_after_batches
+                        .is_some_and(|stop| report.batches >= stop)
+                    {
+                        break;
+                    }
+                    continue;
+                }
+                // Then the privacy-request records, per submission, whoever they are about:
+                // like minimization, each batch takes only what is still there.
+                let records = self
+                    .store
+                    .request_records_after(&mut tx, requests_after, batch_size)
+                    .await?;
+                if let Some(last_record) = records.last().map(|r| r.id) {
+                    let holds: Vec<Hold> = self
+                        .store
+                        .standing_holds(&mut tx)
+                        .await?
+                        .iter()
+                        .map(hold_of)
+                        .collect();
+                    let mut totals = SweepTotals::default();
+                    self.sweep_requests(
+                        &mut tx,
+                        &policy,
+                        &holds,
+                        &records,
+                        now,
+                        run_id,
+                        !options.dry_run,
+                        &mut report,
+                        &mut totals,
+                    )
+                    .await?;
+                    requests_after = last_record;
+                    match run_id {
+                        Some(run_id) => {
+                            store::advance_sweep_run(&mut tx, run_id, cursor, &totals).await?;
+                            tx.commit()
+                                .await
+                                .context("committing a batch of request records")?;
+                        }
+                        None => tx
+                            .rollback()
+                            .await
+                            .context("ending a dry-run batch of request records")?,
                     }
                     report.batches += 1;
                     if options
@@ -758,6 +826,111 @@ impl Retention {
         Ok(())
     }
 
+    /// One batch of privacy-request records (per submission): kept while any of its
+    /// requests is being handled, then for the policy's period of the privacy-request
+    /// category counted from the day the last one was closed, under the law the request was
+    /// handled under; holds keep what they cover. One audit entry per submission, with the
+    /// numbers of its requests and how many rows went.
+    #[allow(clippy::too_many_arguments)]
+    async fn sweep_requests(
+        &self,
+        tx: &mut Tx,
+        policy: &Policy,
+        holds: &[Hold],
+        records: &[RequestRecordRow],
+        now: OffsetDateTime,
+        run_id: Option<i64>,
+        execute: bool,
+        report: &mut SweepReport,
+        totals: &mut SweepTotals,
+    ) -> anyhow::Result<()> {
+        let item = Swept::Requests;
+        let Ok(key) = CategoryKey::parse(item.category()) else {
+            return Ok(());
+        };
+        let Some(rule) = policy.retention_for(&key) else {
+            // No rule: nothing may be decided, so they stay.
+            return Ok(());
+        };
+        let mut due: HashMap<i64, (Option<i64>, VerdictState, String)> = HashMap::new();
+        for record in records {
+            if record.n_open > 0 {
+                continue;
+            }
+            let handled = record
+                .last_closed_at
+                .unwrap_or(record.created_at)
+                .max(record.created_at);
+            let jurisdiction = policy.jurisdiction(
+                record
+                    .jurisdiction
+                    .parse()
+                    .unwrap_or(self.default_jurisdiction),
+            );
+            let relationship = Relationship {
+                subject: record
+                    .subject_user_id
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
+                account: Account::None,
+                subscription: Subscription::None,
+                last_activity: None,
+            };
+            let verdict =
+                retention_verdict(rule, jurisdiction, &relationship, holds, at(handled), now);
+            let reason = format!(
+                "Privacy-request records count from the day their last request was closed. {}",
+                verdict.reason
+            );
+            match verdict.state {
+                VerdictState::Held => {
+                    report.add(item.category(), VerdictState::Held.as_str(), 1, &reason);
+                    totals.n_held += 1;
+                }
+                VerdictState::Delete | VerdictState::Anonymize => {
+                    due.insert(record.id, (record.subject_user_id, verdict.state, reason));
+                }
+                _ => {}
+            }
+        }
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut ids: Vec<i64> = due.keys().copied().collect();
+        ids.sort_unstable();
+        let mut events = Vec::new();
+        for counts in self.store.delete_request_records(tx, &ids, execute).await? {
+            let Some((subject, state, reason)) = due.get(&counts.submission_id) else {
+                continue;
+            };
+            // The records are deleted either way: a request cannot be made anonymous and
+            // still prove how it was answered.
+            let kind = if *state == VerdictState::Anonymize {
+                totals.n_anonymized += counts.rows as i64;
+                AuditKind::DataAnonymized
+            } else {
+                totals.n_deleted += counts.rows as i64;
+                AuditKind::DataDeleted
+            };
+            let mut event = Event::new(kind)
+                .subject(*subject)
+                .detail(Detail::Category(item.category().to_string()))
+                .detail(Detail::Count(counts.rows as i64));
+            for request in &counts.request_ids {
+                event = event.detail(Detail::Request(*request));
+            }
+            if let Some(run_id) = run_id {
+                event = event.detail(Detail::SweepRun(run_id));
+            }
+            events.push(event);
+            report.add(item.category(), state.as_str(), counts.rows, reason);
+        }
+        if execute {
+            audit::record_many(&self.store, tx, &self.audit, events).await?;
+        }
+        Ok(())
+    }
+
     /// The verdict of each member of a batch for each kind of record, and what holds keep of
     /// it. Held and kept kinds are reported here; the rest become actions.
     fn plan_batch(
@@ -788,16 +961,49 @@ impl Retention {
             let created = at(subject.created_at);
             let name = relationship.subject.clone();
             let mut all_removed = true;
+            // What becomes of each other kind of record, holds applied: residence follows.
+            let mut outcomes: Vec<Verdict> = Vec::with_capacity(Swept::ALL.len());
+            let held_as = |verdict: &Verdict, reason: String| Verdict {
+                state: VerdictState::Held,
+                reason,
+                ..verdict.clone()
+            };
             for (index, item) in Swept::ALL.into_iter().enumerate() {
+                if item == Swept::Residence {
+                    self.plan_residence(
+                        holds,
+                        &name,
+                        created,
+                        now,
+                        &outcomes,
+                        index,
+                        subject.id,
+                        &mut plan,
+                        report,
+                        totals,
+                        &mut all_removed,
+                    );
+                    continue;
+                }
                 let Some((key, rule)) = &rules[index] else {
                     // The policy keeps no rule for it: nothing may be decided, so it stays.
                     all_removed = false;
+                    outcomes.push(Verdict {
+                        state: VerdictState::Keep,
+                        reason: format!(
+                            "The policy has no retention rule for {}.",
+                            item.category()
+                        ),
+                        restrict_from: None,
+                        remove_on: None,
+                    });
                     continue;
                 };
                 let verdict =
                     retention_verdict(rule, jurisdiction, &relationship, &[], created, now);
                 if verdict.state == VerdictState::Keep {
                     all_removed = false;
+                    outcomes.push(verdict);
                     continue;
                 }
                 // Holds over this member and category; their days decide which records they
@@ -822,10 +1028,20 @@ impl Retention {
                     report.add(item.category(), VerdictState::Held.as_str(), 1, &why.reason);
                     totals.n_held += 1;
                     all_removed = false;
+                    outcomes.push(why);
                     continue;
                 }
-                if !covering.is_empty() {
+                if let Some(hold) = covering.first() {
                     all_removed = false;
+                    outcomes.push(held_as(
+                        &verdict,
+                        format!(
+                            "Partly held for a legal claim ({}): records of the held days stay.",
+                            hold.reason
+                        ),
+                    ));
+                } else {
+                    outcomes.push(verdict.clone());
                 }
                 if verdict.state == VerdictState::Restrict {
                     all_removed = false;
@@ -850,6 +1066,9 @@ impl Retention {
                         &verdict.reason,
                     );
                     totals.n_held += 1;
+                    if let Some(last) = outcomes.last_mut() {
+                        *last = held_as(&verdict, verdict.reason.clone());
+                    }
                     continue;
                 }
                 let excluded: Vec<(i64, i64)> =
@@ -866,6 +1085,47 @@ impl Retention {
             }
         }
         plan
+    }
+
+    /// The residence of one member, after every other kind of theirs was decided
+    /// (`outcomes`): a hold over the privacy-request category keeps it; otherwise it follows
+    /// the others (`residence_verdict`) and is planned for deletion once all of them go.
+    #[allow(clippy::too_many_arguments)]
+    fn plan_residence(
+        &self,
+        holds: &[Hold],
+        name: &str,
+        created: OffsetDateTime,
+        now: OffsetDateTime,
+        outcomes: &[Verdict],
+        index: usize,
+        user_id: i64,
+        plan: &mut BatchPlan,
+        report: &mut SweepReport,
+        totals: &mut SweepTotals,
+        all_removed: &mut bool,
+    ) {
+        let item = Swept::Residence;
+        let verdict = residence_of(holds, name, created, now, outcomes);
+        match verdict.state {
+            VerdictState::Delete => plan.actions[index].push(Planned {
+                user_id,
+                state: VerdictState::Delete,
+                reason: verdict.reason,
+                excluded: Vec::new(),
+            }),
+            VerdictState::Held => {
+                *all_removed = false;
+                report.add(
+                    item.category(),
+                    VerdictState::Held.as_str(),
+                    1,
+                    &verdict.reason,
+                );
+                totals.n_held += 1;
+            }
+            _ => *all_removed = false,
+        }
     }
 
     /// Places a legal hold (T3); `actor_id` is the staff member, `None` for the operator's
@@ -1108,6 +1368,9 @@ fn steps_of(item: Swept, state: VerdictState, now: i64, ghost_id: i64) -> Vec<Sw
                 SweepStep::DeleteNewsChoices,
                 SweepStep::DeleteDigestChoices,
             ],
+            Swept::Residence => vec![SweepStep::DeleteResidence],
+            // Taken per submission by `Retention::sweep_requests`, not per member.
+            Swept::Requests => Vec::new(),
         },
         _ => Vec::new(),
     }
@@ -1126,6 +1389,34 @@ fn device_held(holds: &[Hold], subject: &str, now: OffsetDateTime) -> bool {
                     )
                 }))
     })
+}
+
+/// The residence verdict of one member: held by a hold over the privacy-request category
+/// that covers the account record, otherwise following the other categories' `outcomes`.
+fn residence_of(
+    holds: &[Hold],
+    name: &str,
+    created: OffsetDateTime,
+    now: OffsetDateTime,
+    outcomes: &[Verdict],
+) -> Verdict {
+    let key = CategoryKey::parse(Swept::Residence.category()).ok();
+    let own_hold = key.as_ref().and_then(|key| {
+        holds
+            .iter()
+            .find(|hold| hold.covers(name, key, created, now))
+    });
+    let mut verdict = residence_verdict(outcomes);
+    if let Some(hold) = own_hold
+        && verdict.state != VerdictState::Keep
+    {
+        verdict.state = VerdictState::Held;
+        verdict.reason = format!(
+            "Held for a legal claim ({}): neither restricted nor removed while the hold stands.",
+            hold.reason
+        );
+    }
+    verdict
 }
 
 fn at(epoch: i64) -> OffsetDateTime {
@@ -1195,17 +1486,33 @@ mod tests {
         ("digest_sends", "up_to_post_id", Swept::PrivateContent),
         ("digest_subscriptions", "subscribed", Swept::Consent),
         ("social_links", "subject", Swept::SocialProfile),
+        ("users", "jurisdiction", Swept::Residence),
+        ("users", "country", Swept::Residence),
+        ("users", "us_state", Swept::Residence),
+        ("privacy_submissions", "requester_name", Swept::Requests),
+        ("privacy_submissions", "requester_email", Swept::Requests),
+        ("privacy_submissions", "subject_email", Swept::Requests),
+        ("privacy_submissions", "region", Swept::Requests),
+        ("privacy_submissions", "postal_code", Swept::Requests),
+        ("privacy_submissions", "jurisdiction", Swept::Requests),
+        ("privacy_submissions", "comments", Swept::Requests),
+        ("privacy_submissions", "emailed_message", Swept::Requests),
+        (
+            "privacy_submissions",
+            "parental_consent_id",
+            Swept::Requests,
+        ),
+        ("privacy_requests", "extension_reason", Swept::Requests),
+        ("privacy_requests", "decision_text", Swept::Requests),
+        ("privacy_request_notes", "body", Swept::Requests),
+        ("privacy_request_evidence", "content", Swept::Requests),
     ];
 
     /// Personal columns of members' tables that the sweep does not change yet: rows it deletes
-    /// whole (credentials' tables, queued mail), public text it keeps as written when it
-    /// anonymizes, and what is not built yet (consent evidence, requests, people's tables).
+    /// whole (credentials' tables, queued mail, request records' links), public text it keeps
+    /// as written when it anonymizes, and what is not built yet.
     /// A personal column added to the inventory must be swept or named here.
     const NOT_SWEPT_BY_COLUMN: &[&str] = &[
-        // Not swept yet: residence (0009).
-        "users.jurisdiction",
-        "users.country",
-        "users.us_state",
         // Rows deleted whole with the credentials.
         "sessions.token_hash",
         "sessions.csrf_token",
@@ -1232,29 +1539,17 @@ mod tests {
         // Not swept yet: restrictions of processing (0020); erasure covers them.
         "processing_restrictions.started_at",
         // Not swept: social sign-in flows and pending sign-ups (deleted on expiry by
-        // `store::delete_expired_social`). Not swept yet: requests' tables.
+        // `store::delete_expired_social`).
         "social_flows.state_hash",
         "social_flows.pkce_verifier",
         "social_flows.nonce",
         "social_pending.token_hash",
         "social_pending.subject",
         "social_pending.email",
-        "privacy_submissions.requester_name",
-        "privacy_submissions.requester_email",
-        "privacy_submissions.subject_email",
-        "privacy_submissions.region",
-        "privacy_submissions.postal_code",
-        "privacy_submissions.jurisdiction",
-        "privacy_submissions.comments",
-        "privacy_submissions.emailed_message",
+        // Rows deleted whole with the privacy-request records.
         "privacy_submissions.subject_token_digest",
         "privacy_submissions.requester_token_digest",
         "privacy_submissions.code_digest",
-        "privacy_submissions.parental_consent_id",
-        "privacy_requests.extension_reason",
-        "privacy_requests.decision_text",
-        "privacy_request_notes.body",
-        "privacy_request_evidence.content",
         "privacy_request_links.token_digest",
         // Not swept yet: disclosure records (0019), kept as evidence like the requests.
         "disclosures.requesting_body",

@@ -1,7 +1,8 @@
 //! Retention on the running forum, on both stores, with the clock under the test's control:
 //! closing an account, restriction then anonymization on the verdict's days, dry runs, sweeps
 //! cut short and resumed, concurrent sweepers, legal holds, the minimization of sign-ins'
-//! device data and expired sessions, and consent evidence, feedback and news choices.
+//! device data and expired sessions, consent evidence, feedback and news choices, members'
+//! residence (taken last), privacy-request records, and the purpose gate during restriction.
 
 mod common;
 
@@ -602,5 +603,210 @@ on_both_stores! {
         assert!(app.store.digest_choice_of(id).await.unwrap().is_none());
         assert_eq!(app.store.last_digest_post(id).await.unwrap(), 0, "no digest sent is remembered");
         assert!(covenant::audit::verify(&app.store, &app.state.audit_key).await.unwrap().is_intact());
+    }
+}
+
+/// A connection of the test's own to the app's database, to read columns no store function
+/// shows.
+async fn raw_pool(app: &common::TestApp) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = match app.backend {
+        common::Backend::Sqlite => format!(
+            "sqlite://{}",
+            app.data_dir.path().join("covenant.db").display()
+        ),
+        common::Backend::Postgres => app.state.config.database_url.clone(),
+    };
+    sqlx::AnyPool::connect(&url).await.unwrap()
+}
+
+/// Where a member lives, as stored: jurisdiction, country, US state.
+async fn residence(
+    app: &common::TestApp,
+    user_id: i64,
+) -> (Option<String>, Option<String>, Option<String>) {
+    let pool = raw_pool(app).await;
+    let row = sqlx::query_as("SELECT jurisdiction, country, us_state FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    row
+}
+
+/// `SELECT COUNT(*) …` on the app's database.
+async fn count(app: &common::TestApp, sql: &'static str) -> i64 {
+    let pool = raw_pool(app).await;
+    let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    n
+}
+
+/// Messages about privacy requests still in the outbox, sent or not.
+async fn request_mail(app: &common::TestApp) -> i64 {
+    count(
+        app,
+        "SELECT COUNT(*) FROM mail_outbox WHERE idempotency_key LIKE 'request-%'",
+    )
+    .await
+}
+
+/// Registers a member who lives in the United Kingdom; returns their id.
+async fn resident(app: &common::TestApp, username: &str) -> i64 {
+    let response = app
+        .client
+        .post(app.url("/api/v1/users"))
+        .json(
+            &serde_json::json!({"username": username, "email": format!("{username}@example.org"),
+            "password": "a long enough password", "birth_year": 1990, "country": "GB"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    user_id(app, username).await
+}
+
+const REQUESTS: &str = "user.privacy_request.details";
+
+on_both_stores! {
+    /// Proves: T1, T3, T4
+    async fn residence_goes_last_on_the_day_the_rest_goes_and_a_hold_keeps_it(app) {
+        let id = resident(app, "olga").await;
+        let held = resident(app, "pat").await;
+        let (jurisdiction, country, _) = residence(app, id).await;
+        assert!(jurisdiction.is_some() && country.is_some(), "registration stores it");
+        close(app, id).await;
+        close(app, held).await;
+        let hold = app.state.retention.place_hold(None, &HoldRequest {
+            subject_user_id: Some(held),
+            categories: "user.content.public".into(),
+            reason: "Claim 2026-44".into(),
+            ..Default::default()
+        }).await.unwrap();
+        let remove_on = removal_day(app, id).await;
+        let verdicts = app.state.retention.verdicts_of(id, OffsetDateTime::now_utc()).await.unwrap();
+        let (_, verdict) = verdicts.iter().find(|(c, _)| *c == REQUESTS).unwrap();
+        assert_eq!(verdict.state, VerdictState::Restrict, "{}", verdict.reason);
+        assert_eq!(verdict.remove_on, Some(remove_on), "it goes with the last of the rest");
+
+        // Until the rest goes, the residence stays.
+        sweep(app, remove_on.previous_day().unwrap(), false).await;
+        assert_eq!(residence(app, id).await.1.as_deref(), country.as_deref());
+
+        // On the day: the dry run says so and why, and the run does exactly that, last.
+        let head = app.store.audit_head().await.unwrap();
+        let dry = sweep(app, remove_on, true).await;
+        assert_eq!(app.store.audit_head().await.unwrap(), head);
+        let line = &dry.lines[&(REQUESTS, "delete")];
+        assert_eq!(line.records, 1, "olga's; pat's is held with the rest of theirs");
+        assert!(line.example_reason.contains("decides which law") && line.example_reason.contains("deleted"), "{}", line.example_reason);
+        assert!(dry.lines[&(REQUESTS, "held")].example_reason.contains("Claim 2026-44"));
+        let real = sweep(app, remove_on, false).await;
+        let counts = |r: &SweepReport| r.lines.iter().map(|(k, l)| (*k, l.records)).collect::<Vec<_>>();
+        assert_eq!(counts(&dry), counts(&real));
+        assert_eq!(residence(app, id).await, (None, None, None));
+        assert_eq!(app.store.user_by_id(id).await.unwrap().unwrap().username, format!("deleted-{id}"));
+        assert!(residence(app, held).await.0.is_some(), "held while the hold keeps their posts");
+        let mine = |deleted: &[(Option<i64>, String)], who: i64| deleted.iter()
+            .filter(|(s, d)| *s == Some(who) && d.contains(&format!("category={REQUESTS} ")))
+            .map(|(_, d)| d.clone()).collect::<Vec<_>>();
+        let deleted = audit_details(app, "data_deleted").await;
+        assert_eq!(mine(&deleted, id).len(), 1, "{deleted:?}");
+        assert!(mine(&deleted, id)[0].contains("count=1"));
+
+        // Released: the next sweep takes the rest of pat's, and their residence with it.
+        app.state.retention.release_hold(None, hold).await.unwrap();
+        sweep(app, remove_on, false).await;
+        assert_eq!(residence(app, held).await, (None, None, None));
+        assert_eq!(mine(&audit_details(app, "data_deleted").await, held).len(), 1);
+        assert_eq!(sweep(app, remove_on + time::Duration::days(1), false).await.subjects, 0, "nothing left");
+        assert!(covenant::audit::verify(&app.store, &app.state.audit_key).await.unwrap().is_intact());
+    }
+}
+
+on_both_stores! {
+    /// Proves: T2, T4
+    async fn privacy_request_records_go_with_their_correspondence_on_the_policys_day(app) {
+        let token = app.member("nora").await;
+        let id = user_id(app, "nora").await;
+        let response = app.client.post(app.url("/api/v1/privacy-requests")).bearer_auth(&token)
+            .json(&serde_json::json!({"country": "US", "state": "CA", "rights": ["opt_out_sale"]}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: serde_json::Value = response.json().await.unwrap();
+        let request = body["request_ids"][0].as_i64().unwrap();
+        let row = app.store.privacy_request(request).await.unwrap().unwrap();
+        assert_eq!(row.jurisdiction, "california");
+        let closed = row.closed_at.expect("an opt-out is carried out at once");
+        let mail = request_mail(app).await;
+        assert!(mail >= 1, "the decision was mailed");
+        // The policy keeps request records 2 years from the last answer, then restricted for
+        // the law's limitation period (California: 4 years) plus 2 months.
+        let closed_on = OffsetDateTime::from_unix_timestamp(closed).unwrap().date();
+        let restrict_from = closed_on.replace_year(closed_on.year() + 2).unwrap();
+        let remove_on = {
+            let later = closed_on.replace_year(closed_on.year() + 6).unwrap();
+            let (year, month) = match later.month() {
+                time::Month::November => (later.year() + 1, time::Month::January),
+                time::Month::December => (later.year() + 1, time::Month::February),
+                month => (later.year(), month.next().next()),
+            };
+            let last = time::util::days_in_month(month, year);
+            Date::from_calendar_date(year, month, later.day().min(last)).unwrap()
+        };
+
+        // Kept while the account is open, as long as the policy says: the day before, whole.
+        for day in [restrict_from, remove_on.previous_day().unwrap()] {
+            let report = sweep(app, day, false).await;
+            assert!(!report.lines.contains_key(&(REQUESTS, "delete")), "{day}: {:?}", report.lines);
+        }
+        assert!(app.store.privacy_request(request).await.unwrap().is_some());
+        assert_eq!(request_mail(app).await, mail);
+
+        let dry = sweep(app, remove_on, true).await;
+        let line = &dry.lines[&(REQUESTS, "delete")];
+        let links = count(app, "SELECT COUNT(*) FROM privacy_request_links").await;
+        assert_eq!(line.records, (2 + mail + links) as u64, "the submission, the request, its mail and status links");
+        assert!(line.example_reason.contains("2 years") && line.example_reason.contains("4 years"), "{}", line.example_reason);
+        let real = sweep(app, remove_on, false).await;
+        let counts = |r: &SweepReport| r.lines.iter().map(|(k, l)| (*k, l.records)).collect::<Vec<_>>();
+        assert_eq!(counts(&dry), counts(&real));
+        assert!(app.store.privacy_request(request).await.unwrap().is_none());
+        assert_eq!(request_mail(app).await, 0, "the correspondence went with it");
+        assert_eq!(count(app, "SELECT COUNT(*) FROM privacy_request_links").await, 0);
+        assert_eq!(count(app, "SELECT COUNT(*) FROM privacy_submissions").await, 0);
+        // The member and where they live are untouched: the account is still open.
+        assert_eq!(app.store.user_by_id(id).await.unwrap().unwrap().username, "nora");
+        assert!(residence(app, id).await.0.is_some());
+        let deleted = audit_details(app, "data_deleted").await;
+        let entries: Vec<_> = deleted.iter().filter(|(_, d)| d.contains(&format!("request={request}"))).collect();
+        assert_eq!(entries.len(), 1, "{deleted:?}");
+        assert_eq!(entries[0].0, Some(id));
+        assert!(entries[0].1.contains(&format!("category={REQUESTS}")) && !entries[0].1.contains('@'));
+        assert!(!sweep(app, remove_on, false).await.lines.contains_key(&(REQUESTS, "delete")), "nothing twice");
+        assert!(covenant::audit::verify(&app.store, &app.state.audit_key).await.unwrap().is_intact());
+    }
+}
+
+on_both_stores! {
+    /// Proves: T2, R9
+    async fn a_member_restricted_by_the_sweep_gets_only_account_mail_and_no_analytics(app) {
+        use covenant::purpose::Purpose;
+        let (_, id) = member_with_topic(app, "quinn").await;
+        let gate = &app.state.purpose;
+        assert!(gate.allows(id, Purpose::Analytics).await.unwrap());
+        close(app, id).await;
+        sweep(app, today(), false).await;
+        assert!(app.store.relationship(id).await.unwrap().unwrap().restricted_at.is_some());
+        assert!(covenant::purpose::limits_of(&app.store, id).await.unwrap().restricted);
+        for purpose in [Purpose::ProductNews, Purpose::Digest, Purpose::PolicyNotice, Purpose::Analytics, Purpose::ProfileDetails] {
+            assert!(!gate.allows(id, purpose).await.unwrap(), "{purpose:?}");
+        }
+        assert!(gate.allows(id, Purpose::AccountMail).await.unwrap());
+        assert!(!gate.allows_mail("news:1", Some(id)).await.unwrap());
+        assert!(!gate.allows_mail("digest:1:1", Some(id)).await.unwrap());
+        assert!(gate.allows_mail("request-decision:1:fulfilled", Some(id)).await.unwrap());
     }
 }

@@ -324,6 +324,9 @@ pub enum SweepStep {
     AnonymizeTopics {
         ghost_id: i64,
     },
+    /// Where the member lives (jurisdiction, country, US state): taken last, since it decides
+    /// the law of every other verdict.
+    DeleteResidence,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -628,6 +631,14 @@ impl SweepStep {
                 Some("created_at"),
                 "anonymizing topics",
             ),
+            SweepStep::DeleteResidence => step(
+                "users",
+                "id",
+                Some("jurisdiction = NULL, country = NULL, us_state = NULL".into()),
+                Some("(jurisdiction IS NOT NULL OR country IS NOT NULL OR us_state IS NOT NULL)"),
+                None,
+                "deleting residence",
+            ),
         }
     }
 }
@@ -808,6 +819,234 @@ impl Store {
                 .context("marking members swept")?;
         }
         Ok(())
+    }
+}
+
+/// One privacy-request submission as the sweep reads it: its requests, notes, evidence,
+/// status links and correspondence are kept and removed with it.
+#[derive(Debug, Clone, FromRow)]
+pub struct RequestRecordRow {
+    pub id: i64,
+    pub subject_user_id: Option<i64>,
+    /// The jurisdiction the request was handled under (`Jurisdiction`'s stored name).
+    pub jurisdiction: String,
+    pub created_at: i64,
+    /// When its last request was closed; `None` when it has none closed.
+    pub last_closed_at: Option<i64>,
+    /// Requests of it still being handled.
+    pub n_open: i64,
+}
+
+/// What deleting one submission's records takes, row by row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestRecordCounts {
+    pub submission_id: i64,
+    /// The requests' numbers, for the audit log.
+    pub request_ids: Vec<i64>,
+    /// Rows: the submission, its requests, notes, evidence, links and queued or sent mail.
+    pub rows: u64,
+}
+
+/// The submission (`S`) or request (`R`) a message about a privacy request belongs to, from
+/// its idempotency key (`request-received:S`, `request-code:S:…`, `request-decision:R:…`,
+/// `request-extended:R`, `request-appeal-decided:R`, `request-template:R:…`). Staff alarms
+/// (`request-alarm:…`) are staff's mail, not the requester's.
+fn correspondence_of(key: &str) -> Option<(char, i64)> {
+    let mut parts = key.split(':');
+    let kind = match parts.next()? {
+        "request-received" | "request-code" => 'S',
+        "request-decision" | "request-extended" | "request-appeal-decided" | "request-template" => {
+            'R'
+        }
+        _ => return None,
+    };
+    Some((kind, parts.next()?.parse().ok()?))
+}
+
+impl Store {
+    /// Submissions after `after_id`, in id order, with what their verdict needs.
+    pub async fn request_records_after(
+        &self,
+        tx: &mut Tx,
+        after_id: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<RequestRecordRow>> {
+        sqlx::query_as(
+            "SELECT s.id, s.subject_user_id, s.jurisdiction, s.created_at, \
+             MAX(r.closed_at) AS last_closed_at, \
+             COALESCE(SUM(CASE WHEN r.id IS NOT NULL AND r.closed_at IS NULL THEN 1 ELSE 0 END), 0) \
+             AS n_open \
+             FROM privacy_submissions s LEFT JOIN privacy_requests r ON r.submission_id = s.id \
+             WHERE s.id > $1 GROUP BY s.id, s.subject_user_id, s.jurisdiction, s.created_at \
+             ORDER BY s.id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await
+        .context("reading privacy-request records to sweep")
+    }
+
+    /// Counts, per submission, the rows its records hold, and with `execute` deletes them:
+    /// correspondence, notes, evidence, status links, requests, then the submission. Each
+    /// statement takes only what is still there, so a replay counts and deletes nothing.
+    pub async fn delete_request_records(
+        &self,
+        tx: &mut Tx,
+        submission_ids: &[i64],
+        execute: bool,
+    ) -> anyhow::Result<Vec<RequestRecordCounts>> {
+        let mut out = Vec::new();
+        for part in submission_ids.chunks(MEMBERS_PER_STATEMENT) {
+            let ids = id_list(self.kind(), part.len());
+            let bind_all = |sql: String| {
+                let mut query = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql));
+                for id in part {
+                    query = query.bind(*id);
+                }
+                query
+            };
+            let mut counts: std::collections::BTreeMap<i64, RequestRecordCounts> = part
+                .iter()
+                .map(|&id| {
+                    (
+                        id,
+                        RequestRecordCounts {
+                            submission_id: id,
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect();
+            let submissions = bind_all(format!(
+                "SELECT id, id FROM privacy_submissions WHERE id IN ({ids})"
+            ))
+            .fetch_all(&mut **tx)
+            .await
+            .context("counting privacy submissions")?;
+            let requests = bind_all(format!(
+                "SELECT submission_id, id FROM privacy_requests WHERE submission_id IN ({ids}) \
+                 ORDER BY id"
+            ))
+            .fetch_all(&mut **tx)
+            .await
+            .context("counting privacy requests")?;
+            let mut request_owner = std::collections::HashMap::new();
+            for (submission, _) in &submissions {
+                if let Some(c) = counts.get_mut(submission) {
+                    c.rows += 1;
+                }
+            }
+            for (submission, request) in &requests {
+                request_owner.insert(*request, *submission);
+                if let Some(c) = counts.get_mut(submission) {
+                    c.rows += 1;
+                    c.request_ids.push(*request);
+                }
+            }
+            for (sql, what) in [
+                (
+                    format!(
+                        "SELECT r.submission_id, COUNT(*) FROM privacy_request_notes n \
+                         JOIN privacy_requests r ON r.id = n.request_id \
+                         WHERE r.submission_id IN ({ids}) GROUP BY r.submission_id"
+                    ),
+                    "counting request notes",
+                ),
+                (
+                    format!(
+                        "SELECT submission_id, COUNT(*) FROM privacy_request_evidence \
+                         WHERE submission_id IN ({ids}) GROUP BY submission_id"
+                    ),
+                    "counting request evidence",
+                ),
+                (
+                    format!(
+                        "SELECT submission_id, COUNT(*) FROM privacy_request_links \
+                         WHERE submission_id IN ({ids}) GROUP BY submission_id"
+                    ),
+                    "counting request links",
+                ),
+            ] {
+                for (submission, n) in bind_all(sql).fetch_all(&mut **tx).await.context(what)? {
+                    if let Some(c) = counts.get_mut(&submission) {
+                        c.rows += n as u64;
+                    }
+                }
+            }
+            // Correspondence: every message whose key names one of these submissions or
+            // their requests, whoever it went to.
+            let mail: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT id, idempotency_key FROM mail_outbox \
+                 WHERE idempotency_key LIKE 'request-%'",
+            )
+            .fetch_all(&mut **tx)
+            .await
+            .context("finding privacy-request correspondence")?;
+            let mut mail_ids = Vec::new();
+            for (id, key) in mail {
+                let owner = match correspondence_of(&key) {
+                    Some(('S', submission)) => Some(submission),
+                    Some((_, request)) => request_owner.get(&request).copied(),
+                    None => None,
+                };
+                if let Some(c) = owner.and_then(|s| counts.get_mut(&s)) {
+                    c.rows += 1;
+                    mail_ids.push(id);
+                }
+            }
+            if execute {
+                for chunk in mail_ids.chunks(MEMBERS_PER_STATEMENT) {
+                    let sql = format!(
+                        "DELETE FROM mail_outbox WHERE id IN ({})",
+                        id_list(self.kind(), chunk.len())
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    query
+                        .execute(&mut **tx)
+                        .await
+                        .context("deleting privacy-request correspondence")?;
+                }
+                for (sql, what) in [
+                    (
+                        format!(
+                            "DELETE FROM privacy_request_notes WHERE request_id IN \
+                             (SELECT id FROM privacy_requests WHERE submission_id IN ({ids}))"
+                        ),
+                        "deleting request notes",
+                    ),
+                    (
+                        format!(
+                            "DELETE FROM privacy_request_evidence WHERE submission_id IN ({ids})"
+                        ),
+                        "deleting request evidence",
+                    ),
+                    (
+                        format!("DELETE FROM privacy_request_links WHERE submission_id IN ({ids})"),
+                        "deleting request links",
+                    ),
+                    (
+                        format!("DELETE FROM privacy_requests WHERE submission_id IN ({ids})"),
+                        "deleting privacy requests",
+                    ),
+                    (
+                        format!("DELETE FROM privacy_submissions WHERE id IN ({ids})"),
+                        "deleting privacy submissions",
+                    ),
+                ] {
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for id in part {
+                        query = query.bind(*id);
+                    }
+                    query.execute(&mut **tx).await.context(what)?;
+                }
+            }
+            out.extend(counts.into_values().filter(|c| c.rows > 0));
+        }
+        Ok(out)
     }
 }
 

@@ -258,6 +258,59 @@ pub fn retention_verdict(
     }
 }
 
+/// The verdict on where a member lives (their residence), from the verdicts on every other
+/// category of theirs, holds applied. Residence decides which law's limitation period applies
+/// to all the rest, so it goes last: kept while anything else is kept, restricted while the
+/// rest is, held while a hold keeps some of the rest (the law it names still decides what
+/// happens once the hold is released), and deleted once every other category is deleted or
+/// anonymized, never before.
+pub fn residence_verdict(others: &[Verdict]) -> Verdict {
+    let remove_on = others.iter().filter_map(|v| v.remove_on).max();
+    let restrict_from = others.iter().filter_map(|v| v.restrict_from).min();
+    let has = |state| others.iter().any(|v| v.state == state);
+    let why = "where the member lives decides which law's limitation period applies to the \
+               rest of their data";
+    let (state, reason) = if let Some(held) = others.iter().find(|v| v.state == VerdictState::Held)
+    {
+        (
+            VerdictState::Held,
+            format!(
+                "Kept while a legal hold keeps other data of this member, because {why}. {}",
+                held.reason
+            ),
+        )
+    } else if has(VerdictState::Keep) {
+        (
+            VerdictState::Keep,
+            format!("Kept while other data of this member is kept, because {why}."),
+        )
+    } else if has(VerdictState::Restrict) {
+        let until = remove_on.map(|d| format!(" on {d}")).unwrap_or_default();
+        (
+            VerdictState::Restrict,
+            format!(
+                "Restricted to storage and security with the rest of this member's data, \
+                 because {why}; deleted once all of it is gone{until}."
+            ),
+        )
+    } else {
+        let since = remove_on.map(|d| format!(" as of {d}")).unwrap_or_default();
+        (
+            VerdictState::Delete,
+            format!(
+                "Kept last because {why}: every other category of this member has been \
+                 deleted or anonymized{since}, so it is deleted."
+            ),
+        )
+    };
+    Verdict {
+        state,
+        reason,
+        restrict_from,
+        remove_on,
+    }
+}
+
 fn day(at: OffsetDateTime) -> Date {
     at.to_offset(UtcOffset::UTC).date()
 }

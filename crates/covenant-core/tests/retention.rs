@@ -7,7 +7,7 @@ use covenant_core::policy::{
 };
 use covenant_core::retention::{
     Account, ClosureReason, Hold, HoldScope, Relationship, Subscription, Verdict, VerdictState,
-    retention_verdict,
+    residence_verdict, retention_verdict,
 };
 use time::macros::date;
 use time::{Date, OffsetDateTime};
@@ -390,4 +390,62 @@ fn verdicts_serialize_with_snake_case_names_and_iso_dates() {
     assert_eq!(json["remove_on"], "2028-03-15");
     let back: Verdict = serde_json::from_value(json).expect("a verdict reads back");
     assert_eq!(back, verdict);
+}
+
+/// Proves: T1, T4
+#[test]
+fn residence_goes_last_once_every_other_category_of_the_member_is_gone() {
+    let verdict = |state, remove_on: Option<Date>| Verdict {
+        state,
+        reason: format!("{state:?}"),
+        restrict_from: remove_on.map(|d| d.previous_day().unwrap()),
+        remove_on,
+    };
+    let gone_on = date!(2030 - 03 - 31);
+    let cases = [
+        (vec![verdict(VerdictState::Keep, None)], VerdictState::Keep),
+        (
+            vec![
+                verdict(VerdictState::Delete, Some(date!(2030 - 01 - 31))),
+                verdict(VerdictState::Restrict, Some(gone_on)),
+            ],
+            VerdictState::Restrict,
+        ),
+        (
+            vec![
+                verdict(VerdictState::Anonymize, Some(gone_on)),
+                verdict(VerdictState::Held, Some(gone_on)),
+            ],
+            VerdictState::Held,
+        ),
+        (
+            vec![
+                verdict(VerdictState::Delete, Some(date!(2030 - 01 - 31))),
+                verdict(VerdictState::Anonymize, Some(gone_on)),
+            ],
+            VerdictState::Delete,
+        ),
+    ];
+    for (others, expected) in cases {
+        let residence = residence_verdict(&others);
+        assert_eq!(residence.state, expected, "{others:?}");
+        assert!(
+            residence.reason.contains("decides which law"),
+            "{}",
+            residence.reason
+        );
+        if expected != VerdictState::Keep {
+            assert_eq!(
+                residence.remove_on,
+                Some(gone_on),
+                "the latest of the others"
+            );
+        }
+    }
+    let held = residence_verdict(&[verdict(VerdictState::Held, None)]);
+    assert!(
+        held.reason.contains("Held"),
+        "carries the hold's words: {}",
+        held.reason
+    );
 }

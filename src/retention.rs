@@ -7,9 +7,10 @@
 //!
 //! What is swept is the explicit list [`Swept::ALL`] (account record, posts, sign-ins, sessions,
 //! mail, feedback, social links, consent evidence, and last the member's residence), then the
-//! privacy-request records ([`Swept::Requests`]), per submission. Its tests hold it to `crate::inventory`: every swept column is declared there under
-//! the same category, and every personal column of members' tables is either swept or named as
-//! not swept yet, so a new column cannot escape unnoticed. Walking the inventory itself is next.
+//! privacy-request records ([`Swept::Requests`]), per submission. Its tests hold it to
+//! `crate::inventory`: every swept column is declared there under the same category, and every
+//! personal column of members' tables is either swept or named as not swept yet, so a new
+//! column cannot escape unnoticed. Walking the inventory itself is next.
 
 use crate::audit::{self, AuditKey, AuditKind, Detail, Event};
 use crate::config::Config;

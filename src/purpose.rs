@@ -18,7 +18,7 @@
 //! evidence each purpose already reads (news and digest choices, an analytics refusal), so it
 //! stops at once and a later opt-in by the member starts it again.
 //!
-//! Staff reads (promise A4, need-to-know) go through the same gate: [`staff_may_read`] is the
+//! Staff reads (promise A3, need-to-know) go through the same gate: [`staff_may_read`] is the
 //! whole table of who may read which data category for which [`StaffPurpose`], and
 //! [`PurposeGate::staff_read`] checks it, with the subject's restriction, before a staff
 //! page shows personal data, and records the read in the audit log (actor, subject, purpose,
@@ -155,7 +155,7 @@ impl StaffPurpose {
 /// Contact data: what a support agent may see of a request assigned to them.
 const CONTACT: [&str; 3] = [inventory::EMAIL, inventory::USERNAME, inventory::REQUESTS];
 
-/// The need-to-know table (A4): whether `role` may read data of `category` (a policy
+/// The need-to-know table (A3): whether `role` may read data of `category` (a policy
 /// category key) for `purpose`; `assigned_to_me` says whether the record read (a privacy
 /// request) is assigned to the reader. Pure, so the table test covers every case.
 pub fn staff_may_read(
@@ -515,7 +515,7 @@ mod tests {
     use inventory::{EMAIL, IP, PRIVATE, REQUESTS, USER_AGENT, USERNAME};
 
     /// The need-to-know table, whole: role by purpose by category.
-    /// Proves: A4
+    /// Proves: A3
     #[test]
     fn staff_reads_follow_the_need_to_know_table() {
         // (role, purpose, category, assigned to me, allowed)

@@ -338,7 +338,7 @@ impl Accounts {
         // A social account has no password: it signs in through its provider.
         let password = match social {
             Some(_) => None,
-            None => Password::parse(form.password)
+            None => Password::parse(form.password, &[form.username, form.email])
                 .map_err(|e| invalid.push(e))
                 .ok(),
         };
@@ -1017,7 +1017,7 @@ impl Accounts {
                 "is not your current password",
             )));
         }
-        let password = Password::parse(new_password)?;
+        let password = Password::parse(new_password, &[&user.username])?;
         let hash = self.hasher.hash(&password).await?;
         let now = crate::now();
         let mut tx = self.store.begin().await?;
@@ -1109,6 +1109,73 @@ impl Accounts {
         Ok(())
     }
 
+    /// Whether this session's sign-in (or last password re-entry) is recent enough for a
+    /// sensitive account action ("sudo mode", ASVS 3.3.2): younger than
+    /// `session.reauthenticate_after_hours`. Ordinary browsing never asks; the session itself
+    /// lasts `session.max_age_days`.
+    pub fn require_recent_sign_in(&self, user: &store::SessionUser) -> Result<()> {
+        let fresh_for = self.config.session.reauthenticate_after_hours * 3600;
+        if crate::now() - user.authenticated_at < fresh_for {
+            Ok(())
+        } else {
+            Err(Error::ReauthenticationRequired)
+        }
+    }
+
+    /// The member enters the password again on this session: the session counts as freshly
+    /// signed in for sensitive actions. Wrong passwords count towards the sign-in limits of
+    /// the member's login and of the client, as at the sign-in form.
+    pub async fn confirm_password(
+        &self,
+        user_id: i64,
+        token: &str,
+        password: &str,
+        origin: &Origin,
+    ) -> Result<()> {
+        let user = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        let rules = self.limits.rules;
+        let login_key = user.username.to_ascii_lowercase();
+        let limit_keys = [
+            (rules.sign_in_login, login_key.as_str()),
+            (rules.client_failures, origin.ip.expose().as_str()),
+        ];
+        self.limits.check(&limit_keys).await?;
+        if !self
+            .hasher
+            .verify(password, Some(&user.password_hash))
+            .await
+        {
+            self.record_failed_sign_in(Some(user.id), "reauthentication")
+                .await?;
+            self.limits.failed(&limit_keys).await?;
+            return Err(Error::invalid(InvalidField::new(
+                "password",
+                "is not your current password",
+            )));
+        }
+        let token_hash = token_digest(token);
+        let mut tx = self.store.begin().await?;
+        if !store::mark_session_authenticated(&mut tx, &token_hash, user.id, crate::now()).await? {
+            return Err(Error::Unauthenticated);
+        }
+        audit::record(
+            &mut tx,
+            &self.audit,
+            Event::by_self(AuditKind::SignedIn, user.id)
+                .detail(Detail::Reason("reauthenticated"))
+                .detail(Detail::Session(session_handle(&token_hash))),
+        )
+        .await?;
+        tx.commit()
+            .await
+            .context("committing a password confirmation")?;
+        Ok(())
+    }
+
     pub async fn sign_out(&self, token: &str) -> Result<()> {
         let token_hash = token_digest(token);
         let mut tx = self.store.begin().await?;
@@ -1174,7 +1241,7 @@ impl Accounts {
 
     /// Sets a new password from a reset link and ends every session of the account.
     pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<i64> {
-        let password = Password::parse(new_password)?;
+        let password = Password::parse(new_password, &[])?;
         let hash = self.hasher.hash(&password).await?;
         let now = crate::now();
         let mut tx = self.store.begin().await?;

@@ -256,6 +256,9 @@ pub struct Argon2Config {
 pub struct SessionConfig {
     /// How long a sign-in lasts without activity, in days.
     pub max_age_days: i64,
+    /// How long a sign-in (or password re-entry) stays fresh enough for sensitive account
+    /// actions (sessions, 2-step verification, export, closing the account), in hours.
+    pub reauthenticate_after_hours: i64,
     /// Mark cookies `Secure`. Defaults to true when `base_url` starts with `https://` or the
     /// server speaks TLS itself (`tls_cert`).
     pub secure_cookies: Option<bool>,
@@ -382,6 +385,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             max_age_days: 30,
+            reauthenticate_after_hours: 12,
             secure_cookies: None,
         }
     }
@@ -482,6 +486,9 @@ impl Config {
         }
         if self.session.max_age_days < 1 {
             bail!("session.max_age_days must be at least 1");
+        }
+        if self.session.reauthenticate_after_hours < 1 {
+            bail!("session.reauthenticate_after_hours must be at least 1");
         }
         if self
             .retention

@@ -34,6 +34,10 @@ pub enum Error {
     InvalidSecondFactor,
     #[error("staff actions need 2-step verification: turn it on at /account/two-factor first")]
     SecondFactorEnrolmentRequired,
+    /// A sensitive account action on a session whose sign-in is older than
+    /// `session.reauthenticate_after_hours`.
+    #[error("for your safety, confirm your password first (at /account/confirm), then try again")]
+    ReauthenticationRequired,
     #[error("this link is invalid, used or expired")]
     InvalidToken,
     #[error("the form expired or came from another site; reload the page and try again")]

@@ -341,6 +341,7 @@ pub static TABLES: &[Table] = &[
             plain("expires_at", Int),
             personal("ip", Text, IP, Blank::Text("")),
             personal("user_agent", Text, USER_AGENT, Blank::Text("")),
+            plain("authenticated_at", Int),
         ],
     ),
     owned(

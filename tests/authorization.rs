@@ -156,6 +156,9 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/account/privacy/export", MEMBERS),
     ("POST", "/account/privacy/export", MEMBERS),
     ("GET", "/privacy/export/{token}", PUBLIC),
+    // The password again, for sensitive actions on an old sign-in.
+    ("GET", "/account/confirm", MEMBERS),
+    ("POST", "/account/confirm", MEMBERS),
     ("GET", "/account/security", MEMBERS),
     ("POST", "/account/security/sessions/revoke", MEMBERS),
     ("POST", "/account/security/sessions/revoke-others", MEMBERS),
@@ -237,6 +240,7 @@ async fn account(app: &common::TestApp, name: &str, role: Role) -> (reqwest::Cli
     let user = app.store.user_by_username(name).await.unwrap().unwrap();
     let mut code = None;
     let mut secret = None;
+    let step = common::settled_totp_step().await;
     if role != Role::Member {
         app.state.accounts.set_role(user.id, role).await.unwrap();
         let setup = app
@@ -245,13 +249,13 @@ async fn account(app: &common::TestApp, name: &str, role: Role) -> (reqwest::Cli
             .two_factor_setup(user.id, name)
             .await
             .unwrap();
-        let earlier = covenant::two_factor::code_at(&setup.secret, covenant::now() - 30).unwrap();
+        let earlier = common::totp_code(&setup.secret, step - 1);
         app.state
             .accounts
             .enable_two_factor(user.id, &earlier)
             .await
             .unwrap();
-        code = Some(covenant::two_factor::code_at(&setup.secret, covenant::now()).unwrap());
+        code = Some(common::totp_code(&setup.secret, step));
         secret = Some(setup.secret);
     }
     let browser = app.new_client();
@@ -278,7 +282,7 @@ async fn account(app: &common::TestApp, name: &str, role: Role) -> (reqwest::Cli
     // The bearer session is opened with the next code step's neighbour: each step works once.
     let mut body = json!({"login": name, "password": PASSWORD});
     if let Some(secret) = &secret {
-        body["code"] = json!(covenant::two_factor::code_at(secret, covenant::now() + 30).unwrap());
+        body["code"] = json!(common::totp_code(secret, step + 1));
     }
     let response = app
         .new_client()

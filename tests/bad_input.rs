@@ -16,12 +16,12 @@ on_both_stores! {
     /// Proves: F1, M1
     async fn registration_refuses_each_bad_field_by_name_and_stores_nothing(app) {
         let cases = [
-            (json!({"username": "x", "email": "a@example.org", "password": "long enough pw", "birth_year": 1990, "country": "GB"}), "username"),
-            (json!({"username": "valid", "email": "not-an-email", "password": "long enough pw", "birth_year": 1990, "country": "GB"}), "email"),
+            (json!({"username": "x", "email": "a@example.org", "password": "a long enough password", "birth_year": 1990, "country": "GB"}), "username"),
+            (json!({"username": "valid", "email": "not-an-email", "password": "a long enough password", "birth_year": 1990, "country": "GB"}), "email"),
             (json!({"username": "valid", "email": "a@example.org", "password": "short", "birth_year": 1990, "country": "GB"}), "password"),
-            (json!({"username": "valid", "email": "a@example.org", "password": "long enough pw", "birth_year": "nineteen", "country": "GB"}), "birth_year"),
-            (json!({"username": "valid", "email": "a@example.org", "password": "long enough pw", "birth_year": 1990}), "country"),
-            (json!({"email": "a@example.org", "password": "long enough pw", "birth_year": 1990, "country": "GB"}), "username"),
+            (json!({"username": "valid", "email": "a@example.org", "password": "a long enough password", "birth_year": "nineteen", "country": "GB"}), "birth_year"),
+            (json!({"username": "valid", "email": "a@example.org", "password": "a long enough password", "birth_year": 1990}), "country"),
+            (json!({"email": "a@example.org", "password": "a long enough password", "birth_year": 1990, "country": "GB"}), "username"),
         ];
         for (body, field) in cases {
             let (status, error) = api_error(app.client.post(app.url("/api/v1/users")).json(&body).send().await.unwrap()).await;
@@ -35,12 +35,12 @@ on_both_stores! {
         // The form says the same, keeps what was typed (but not the password) and names the field.
         let form = app.page(&app.client, "/register").await;
         let response = app.client.post(app.url("/register"))
-            .form(&[("csrf", csrf_of(&form).as_str()), ("username", "ok_name"), ("email", "nope"), ("password", "long enough pw"), ("birth_year", "1990"), ("country", "GB")])
+            .form(&[("csrf", csrf_of(&form).as_str()), ("username", "ok_name"), ("email", "nope"), ("password", "a long enough password"), ("birth_year", "1990"), ("country", "GB")])
             .send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
         let html = response.text().await.unwrap();
         assert!(html.contains("<strong>email</strong> is not a valid email address"), "{html}");
-        assert!(html.contains("value=\"ok_name\"") && !html.contains("long enough pw"));
+        assert!(html.contains("value=\"ok_name\"") && !html.contains("a long enough password"));
     }
 }
 
@@ -48,13 +48,13 @@ on_both_stores! {
     async fn duplicate_usernames_and_emails_are_refused_whatever_their_case(app) {
         app.member("alice").await;
         let (status, error) = api_error(app.client.post(app.url("/api/v1/users"))
-            .json(&json!({"username": "ALICE", "email": "other@example.org", "password": "long enough pw", "birth_year": 1990, "country": "GB"}))
+            .json(&json!({"username": "ALICE", "email": "other@example.org", "password": "a long enough password", "birth_year": 1990, "country": "GB"}))
             .send().await.unwrap()).await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(error["error"]["code"], "conflict");
         assert_eq!(error["error"]["fields"][0]["field"], "username");
         let (status, error) = api_error(app.client.post(app.url("/api/v1/users"))
-            .json(&json!({"username": "alice2", "email": "Alice@Example.org", "password": "long enough pw", "birth_year": 1990, "country": "GB"}))
+            .json(&json!({"username": "alice2", "email": "Alice@Example.org", "password": "a long enough password", "birth_year": 1990, "country": "GB"}))
             .send().await.unwrap()).await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(error["error"]["fields"][0]["field"], "email");

@@ -29,13 +29,14 @@ async fn staff_member(app: &common::TestApp, name: &str, role: Role) -> (reqwest
     let id = user_id(app, name).await;
     app.state.accounts.set_role(id, role).await.unwrap();
     let setup = app.state.accounts.two_factor_setup(id, name).await.unwrap();
-    let code = covenant::two_factor::code_at(&setup.secret, covenant::now() - 30).unwrap();
+    let step = common::settled_totp_step().await;
+    let code = common::totp_code(&setup.secret, step - 1);
     app.state
         .accounts
         .enable_two_factor(id, &code)
         .await
         .unwrap();
-    let code = covenant::two_factor::code_at(&setup.secret, covenant::now()).unwrap();
+    let code = common::totp_code(&setup.secret, step);
     let browser = app.new_client();
     let form = app.page(&browser, "/sign-in").await;
     let response = browser

@@ -358,9 +358,10 @@ on_both_stores! {
         let olga = user_id(app, "olga").await;
         app.state.accounts.set_role(olga, covenant::domain::Role::PrivacyOfficer).await.unwrap();
         let setup = app.state.accounts.two_factor_setup(olga, "olga").await.unwrap();
-        let code = covenant::two_factor::code_at(&setup.secret, covenant::now() - 30).unwrap();
+        let step = common::settled_totp_step().await;
+        let code = common::totp_code(&setup.secret, step - 1);
         app.state.accounts.enable_two_factor(olga, &code).await.unwrap();
-        let code = covenant::two_factor::code_at(&setup.secret, covenant::now()).unwrap();
+        let code = common::totp_code(&setup.secret, step);
         let officer = browser_of(app, "olga", Some(code)).await;
 
         let page_path = format!("/staff/requests/{request_id}");

@@ -249,7 +249,8 @@ async fn enrol(app: &common::TestApp, login: &str) -> (reqwest::Client, String, 
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     // Codes of the previous step stay valid (clock drift), so enrolling with it leaves the
     // current code unused for the sign-in that follows.
-    let code = covenant::two_factor::code_at(&secret, covenant::now() - 30).unwrap();
+    let step = common::settled_totp_step().await;
+    let code = common::totp_code(&secret, step - 1);
     let response = browser
         .post(app.url("/account/two-factor/enable"))
         .form(&[("csrf", csrf_of(&page)), ("code", code)])
@@ -958,13 +959,14 @@ async fn privacy_staff(app: &common::TestApp, name: &str) -> (reqwest::Client, S
         .await
         .unwrap();
     let setup = app.state.accounts.two_factor_setup(id, name).await.unwrap();
-    let earlier = covenant::two_factor::code_at(&setup.secret, covenant::now() - 30).unwrap();
+    let step = common::settled_totp_step().await;
+    let earlier = common::totp_code(&setup.secret, step - 1);
     app.state
         .accounts
         .enable_two_factor(id, &earlier)
         .await
         .unwrap();
-    let code = covenant::two_factor::code_at(&setup.secret, covenant::now()).unwrap();
+    let code = common::totp_code(&setup.secret, step);
     let (browser, response) = sign_in_page(app, name, Some(&code), "Staff/1").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     (browser, setup.secret)
@@ -1332,8 +1334,118 @@ on_both_stores! {
         let response = plain.post(app.url("/sign-out")).header("cookie", cookie(&second))
             .form(&[("csrf", csrf_of(&page).as_str())]).send().await.unwrap();
         assert!(response.status().is_redirection(), "{}", response.status());
+        assert_eq!(
+            response.headers().get("clear-site-data").map(|v| v.to_str().unwrap()),
+            Some("\"cookies\", \"storage\""),
+            "sign-out tells the browser to drop this site's cookies and storage"
+        );
         assert_ne!(security(second).await.status(), StatusCode::OK, "the token kept after sign-out opens nothing");
     }
+}
+
+/// Over TLS the session cookie is `__Host-covenant_session` (with `Secure`, `Path=/`, no
+/// `Domain`), and only that name opens a session: a plain-named cookie, which a plain-HTTP page
+/// or a subdomain could plant, is ignored. Sign-out clears it under the same name.
+/// Proves: A4
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_session_cookie_is_host_prefixed_and_only_that_name_counts() {
+    // As behind a proxy that terminates TLS: cookies are `Secure`.
+    let app = common::spawn_app_with(common::Backend::Sqlite, |config| {
+        config.session.secure_cookies = Some(true);
+    })
+    .await
+    .unwrap();
+    app.member("ada").await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = plain
+        .get(app.url("/sign-in"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let response = plain
+        .post(app.url("/sign-in"))
+        .form(&[
+            ("csrf", csrf_of(&form).as_str()),
+            ("login", "ada"),
+            ("password", "a long enough password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let set = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.contains("covenant_session="))
+        .expect("sign-in sets the session cookie")
+        .to_string();
+    assert!(set.starts_with("__Host-covenant_session="), "{set}");
+    assert!(
+        set.contains("; Secure") && set.contains("; Path=/;") && !set.contains("Domain"),
+        "{set}"
+    );
+    let token = set["__Host-covenant_session=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let security = |cookie: String| {
+        let plain = plain.clone();
+        let url = app.url("/account/security");
+        async move {
+            plain
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let page = security(format!("__Host-covenant_session={token}")).await;
+    assert_eq!(
+        page.status(),
+        StatusCode::OK,
+        "the prefixed cookie opens the session"
+    );
+    let page = page.text().await.unwrap();
+    let shadow = security(format!("covenant_session={token}")).await;
+    assert_ne!(
+        shadow.status(),
+        StatusCode::OK,
+        "the plain name is not read over TLS"
+    );
+
+    let response = plain
+        .post(app.url("/sign-out"))
+        .header("cookie", format!("__Host-covenant_session={token}"))
+        .form(&[("csrf", csrf_of(&page).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_redirection());
+    let cleared: Vec<&str> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert!(
+        cleared
+            .iter()
+            .any(|v| v.starts_with("__Host-covenant_session=;") && v.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    assert!(response.headers().contains_key("clear-site-data"));
+    app.stop().await;
 }
 
 on_both_stores! {
@@ -1349,5 +1461,150 @@ on_both_stores! {
             assert!(!user.password_hash.contains("a long enough password"));
         }
         assert_ne!(ada.password_hash, bob.password_hash, "the same password, salted apart");
+    }
+}
+
+/// Moves every session of `user_id` back `hours` since its sign-in, as if signed in that long ago.
+async fn age_sign_ins(app: &common::TestApp, user_id: i64, hours: i64) {
+    let pool = db_pool(app).await;
+    sqlx::query("UPDATE sessions SET authenticated_at = authenticated_at - $1 WHERE user_id = $2")
+        .bind(hours * 3600)
+        .bind(user_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+on_both_stores! {
+    /// Sudo mode (ASVS 3.3.2): a sign-in older than `session.reauthenticate_after_hours` (12 by
+    /// default) still browses, posts and sees the checkup page, but changing 2-step
+    /// verification, ending sessions, exporting data or closing the account first asks for the
+    /// password again, on the pages and in the API; a wrong password changes nothing.
+    /// Proves: A4
+    async fn sensitive_actions_on_an_old_sign_in_ask_for_the_password_again(app) {
+        assert_eq!(app.state.config.session.reauthenticate_after_hours, 12);
+        let token = app.member("ada").await;
+        let ada = app.store.user_by_username("ada").await.unwrap().unwrap().id;
+        let (browser, response) = sign_in_page(app, "ada", None, "Sudo/1").await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let status = |response: &reqwest::Response| response.status();
+        let location = |response: &reqwest::Response| {
+            response.headers().get("location").map(|v| v.to_str().unwrap().to_string())
+        };
+
+        // Within the period: straight through.
+        let response = browser.get(app.url("/account/two-factor")).send().await.unwrap();
+        assert_eq!(status(&response), StatusCode::OK);
+
+        // Eleven hours later still fresh; thirteen hours later no longer.
+        age_sign_ins(app, ada, 11).await;
+        let response = browser.get(app.url("/account/two-factor")).send().await.unwrap();
+        assert_eq!(status(&response), StatusCode::OK, "11 hours is within the period");
+        age_sign_ins(app, ada, 2).await;
+
+        // Ordinary browsing keeps the long session.
+        for path in ["/", "/account/security", "/account/profile", "/account/privacy"] {
+            let response = browser.get(app.url(path)).send().await.unwrap();
+            assert_eq!(status(&response), StatusCode::OK, "GET {path}");
+        }
+        let response = app.client.get(app.url("/api/v1/me")).bearer_auth(&token).send().await.unwrap();
+        assert_ne!(response.status(), StatusCode::UNAUTHORIZED, "the API token still works");
+
+        // Each sensitive action sends the browser to the password form, and does nothing.
+        let checkup = app.page(&browser, "/account/security").await;
+        let csrf = csrf_of(&checkup);
+        let response = browser.get(app.url("/account/two-factor")).send().await.unwrap();
+        assert_eq!((status(&response), location(&response).as_deref()),
+            (StatusCode::SEE_OTHER, Some("/account/confirm")), "GET /account/two-factor");
+        for (path, fields) in [
+            ("/account/security/sessions/revoke-others", vec![]),
+            ("/account/two-factor/enable", vec![("code", "123456")]),
+            ("/account/two-factor/disable", vec![("code", "123456")]),
+            ("/account/privacy/export", vec![("jurisdiction", "eu_eea")]),
+            ("/account/close", vec![("confirm", "yes")]),
+        ] {
+            let mut form = vec![("csrf", csrf.as_str())];
+            form.extend(fields);
+            let response = browser.post(app.url(path)).form(&form).send().await.unwrap();
+            assert_eq!((status(&response), location(&response).as_deref()),
+                (StatusCode::SEE_OTHER, Some("/account/confirm")), "POST {path}");
+        }
+        let response = app.client.post(app.url("/api/v1/me/export")).bearer_auth(&token)
+            .json(&serde_json::json!({"jurisdiction": "eu_eea"})).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "reauthentication_required");
+        let other = app.bearer("ada").await;
+        assert!(app.store.user_by_username("ada").await.unwrap().unwrap().closed_at.is_none(),
+            "the account is not closed");
+
+        // A wrong password is refused on the form and leaves the session old.
+        let form = app.page(&browser, "/account/confirm").await;
+        assert!(form.contains("type=\"password\""), "the form asks for the password");
+        let response = browser.post(app.url("/account/confirm"))
+            .form(&[("csrf", csrf_of(&form).as_str()), ("password", "not my password at all")])
+            .send().await.unwrap();
+        assert_eq!(status(&response), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(response.text().await.unwrap().contains("is not your current password"));
+        let response = browser.get(app.url("/account/two-factor")).send().await.unwrap();
+        assert_eq!(status(&response), StatusCode::SEE_OTHER);
+
+        // The right password makes this session fresh, and only this one.
+        let response = browser.post(app.url("/account/confirm"))
+            .form(&[("csrf", csrf_of(&form).as_str()), ("password", "a long enough password")])
+            .send().await.unwrap();
+        assert_eq!((status(&response), location(&response).as_deref()),
+            (StatusCode::SEE_OTHER, Some("/account/security")));
+        let response = browser.get(app.url("/account/two-factor")).send().await.unwrap();
+        assert_eq!(status(&response), StatusCode::OK);
+        let response = browser.post(app.url("/account/security/sessions/revoke-others"))
+            .form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+        assert_eq!(location(&response).as_deref(), Some("/account/security"), "the action is done");
+        let response = app.client.get(app.url("/api/v1/me")).bearer_auth(&other).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "the other sessions ended");
+
+        // In the API, a new sign-in is the fresh authentication.
+        let fresh = app.bearer("ada").await;
+        let response = app.client.post(app.url("/api/v1/me/export")).bearer_auth(&fresh)
+            .json(&serde_json::json!({"jurisdiction": "eu_eea"})).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+}
+
+on_both_stores! {
+    /// New passwords have at least 12 characters and are not common or breached ones (ASVS
+    /// 2.1.1, 2.1.7): the registration form says why, without repeating the password, and
+    /// keeps nothing.
+    /// Proves: A4
+    async fn registration_refuses_short_and_common_passwords_with_a_reason(app) {
+        let browser = app.new_client();
+        for (password, reason) in [
+            ("eleven-char", "must be at least 12 characters"),
+            ("password1234", "is too easy to guess"),
+            ("qwertyuiop123", "is too easy to guess"),
+            ("ada_lovelace1815", "is too easy to guess"),
+        ] {
+            let form = app.page(&browser, "/register").await;
+            let response = browser.post(app.url("/register"))
+                .form(&[("csrf", csrf_of(&form).as_str()), ("username", "ada_lovelace1815"),
+                        ("email", "ada@example.org"), ("password", password),
+                        ("birth_year", "1990"), ("country", "GB")])
+                .send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{password}");
+            let html = response.text().await.unwrap();
+            assert!(html.contains(reason), "{password}: {reason}");
+            if password != "ada_lovelace1815" {
+                assert!(!html.contains(password), "the password is not echoed");
+            }
+        }
+        assert!(app.store.user_by_username("ada_lovelace1815").await.unwrap().is_none());
+        let response = app.client.post(app.url("/api/v1/users"))
+            .json(&serde_json::json!({"username": "ada", "email": "ada@example.org",
+                "password": "letmein123456", "birth_year": 1990, "country": "GB"}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["fields"][0]["field"], "password");
     }
 }

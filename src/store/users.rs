@@ -39,6 +39,8 @@ pub struct SessionUser {
     pub email_verified_at: Option<i64>,
     pub csrf_token: String,
     pub last_seen_at: i64,
+    /// When the member last signed in or entered the password again on this session.
+    pub authenticated_at: i64,
     /// 1 when 2-step verification is on for the account.
     pub two_factor: i64,
     /// 1 for a minor who needs a parent's consent; posting waits for `parent_consented_at`.
@@ -291,7 +293,7 @@ impl Store {
     ) -> anyhow::Result<Option<SessionUser>> {
         sqlx::query_as(
             "SELECT s.user_id, u.username, u.role, u.email_verified_at, s.csrf_token, \
-             s.last_seen_at, (SELECT COUNT(*) FROM two_factor t WHERE t.user_id = u.id \
+             s.last_seen_at, s.authenticated_at, (SELECT COUNT(*) FROM two_factor t WHERE t.user_id = u.id \
              AND t.enabled_at IS NOT NULL) AS two_factor, u.parent_consent_needed, \
              u.parent_consented_at \
              FROM sessions s JOIN users u ON u.id = s.user_id \
@@ -322,6 +324,25 @@ impl Store {
             .context("refreshing a session")?;
         self.touch_last_active(user_id, now).await
     }
+}
+
+/// Notes that the member of this session just proved who they are again (password re-entry).
+pub async fn mark_session_authenticated(
+    tx: &mut Tx,
+    token_hash: &str,
+    user_id: i64,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE sessions SET authenticated_at = $1 WHERE token_hash = $2 AND user_id = $3",
+    )
+    .bind(now)
+    .bind(token_hash)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await
+    .context("marking a session re-authenticated")?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Ends one session; returns its member, if the session existed.
@@ -379,7 +400,7 @@ pub async fn insert_session(
         .await?;
     sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, \
-         expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
+         authenticated_at, expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $4, $4, $5, $6, $7)",
     )
     .bind(session.token_hash)
     .bind(session.user_id)

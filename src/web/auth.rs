@@ -22,7 +22,11 @@ use sha2::Sha256;
 use std::net::SocketAddr;
 use subtle::ConstantTimeEq;
 
+/// The session cookie's name over plain HTTP (development, or a proxy that does not say TLS).
 pub const SESSION_COOKIE: &str = "covenant_session";
+/// Its name when served over TLS: browsers accept a `__Host-` cookie only with `Secure`,
+/// `Path=/` and no `Domain`, so no subdomain or plain-HTTP page can set or shadow it (ASVS 3.4.4).
+pub const SECURE_SESSION_COOKIE: &str = "__Host-covenant_session";
 const SESSION_TOUCH_SECONDS: i64 = 300;
 const VISITOR_FORM_SECONDS: i64 = 4 * 3600;
 
@@ -91,7 +95,13 @@ impl FromRequestParts<AppState> for Viewer {
         let (token, by_bearer) = match bearer(&parts.headers) {
             Some(token) => (Some(token), true),
             None if api => (None, false),
-            None => (cookie_value(&parts.headers, SESSION_COOKIE), false),
+            None => (
+                cookie_value(
+                    &parts.headers,
+                    session_cookie_name(state.config.secure_cookies()),
+                ),
+                false,
+            ),
         };
         let viewer = match token {
             Some(token) if !token.is_empty() && token.len() < 128 => {
@@ -152,13 +162,25 @@ impl FromRequestParts<AppState> for ClientOrigin {
     }
 }
 
+/// The session cookie's name: `__Host-` prefixed when cookies are `Secure` (served over TLS).
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
+
 /// The `Set-Cookie` value that opens a session.
 pub fn session_cookie(token: &str, max_age_seconds: i64, secure: bool) -> String {
+    let name = session_cookie_name(secure);
     let secure = if secure { "; Secure" } else { "" };
-    format!(
-        "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age_seconds}; HttpOnly; SameSite=Lax{secure}"
-    )
+    format!("{name}={token}; Path=/; Max-Age={max_age_seconds}; HttpOnly; SameSite=Lax{secure}")
 }
+
+/// The `Clear-Site-Data` value sent with a sign-out: the browser drops this site's cookies and
+/// storage, so nothing of the session stays on a shared computer (ASVS 8.2.3).
+pub const CLEAR_SITE_DATA: &str = "\"cookies\", \"storage\"";
 
 /// The `Set-Cookie` value that removes the session cookie.
 pub fn clear_session_cookie(secure: bool) -> String {
@@ -270,5 +292,23 @@ mod tests {
                 && cookie.contains("Secure")
         );
         assert!(!session_cookie("abc", 60, false).contains("Secure"));
+    }
+
+    /// Over TLS the cookie is `__Host-` prefixed, with the `Secure`, `Path=/` and no `Domain`
+    /// that the prefix demands; over plain HTTP, where a browser would refuse a `__Host-`
+    /// cookie without `Secure`, it keeps its plain name.
+    /// Proves: A4
+    #[test]
+    fn the_session_cookie_is_host_prefixed_over_tls_only() {
+        let cookie = session_cookie("abc", 60, true);
+        assert!(
+            cookie.starts_with("__Host-covenant_session=abc;"),
+            "{cookie}"
+        );
+        assert!(cookie.contains("; Secure") && cookie.contains("; Path=/;"));
+        assert!(!cookie.contains("Domain"));
+        let plain = session_cookie("abc", 60, false);
+        assert!(plain.starts_with("covenant_session=abc;"), "{plain}");
+        assert!(clear_session_cookie(true).starts_with("__Host-covenant_session=;"));
     }
 }

@@ -41,6 +41,9 @@ pub enum ErrorCode {
     InvalidSecondFactor,
     /// Staff actions need 2-step verification, which this account has not turned on.
     SecondFactorEnrolmentRequired,
+    /// A sensitive account action needs a recent sign-in: sign in again (`POST /api/v1/session`)
+    /// and repeat the call with the new token. Pages ask for the password at `/account/confirm`.
+    ReauthenticationRequired,
     /// The token or link is invalid, used or expired.
     InvalidToken,
     /// The form's anti-forgery token is missing or wrong.
@@ -90,6 +93,9 @@ fn classify(error: &Error) -> (StatusCode, ErrorCode) {
             StatusCode::FORBIDDEN,
             ErrorCode::SecondFactorEnrolmentRequired,
         ),
+        Error::ReauthenticationRequired => {
+            (StatusCode::FORBIDDEN, ErrorCode::ReauthenticationRequired)
+        }
         Error::InvalidToken => (StatusCode::BAD_REQUEST, ErrorCode::InvalidToken),
         Error::Csrf => (StatusCode::FORBIDDEN, ErrorCode::Csrf),
         Error::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
@@ -171,6 +177,14 @@ impl<E: Into<Error>> From<E> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        // A browser is sent to the password form, which brings it back to the checkup page.
+        if matches!(self.0, Error::ReauthenticationRequired) {
+            return (
+                StatusCode::SEE_OTHER,
+                [(axum::http::header::LOCATION, "/account/confirm")],
+            )
+                .into_response();
+        }
         let (status, _) = classify(&self.0);
         let mut message = public_message(&self.0);
         for field in fields(&self.0) {

@@ -110,6 +110,7 @@ pub async fn export(
 ) -> PageResult {
     check_form(&state, &viewer, &headers, &form.csrf)?;
     let signed_in = viewer.require()?;
+    state.accounts.require_recent_sign_in(&signed_in.user)?;
     let jurisdiction = parse_jurisdiction(&form.jurisdiction)?;
     let link = export_for(&state, signed_in.user.user_id, jurisdiction).await?;
     page(&export_page(&state, &viewer, Some(link)).await?)
@@ -152,13 +153,14 @@ pub struct ExportCreated {
 /// Build an archive of all your data (JSON and CSV per category, with the right-to-know
 /// manifest) and get a single-use download link.
 #[utoipa::path(post, path = "/api/v1/me/export", request_body = ExportRequest,
-    responses((status = 201, body = ExportCreated), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody)))]
+    responses((status = 201, body = ExportCreated), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody)))]
 pub async fn api_export(
     State(state): State<AppState>,
     viewer: Viewer,
     Json(body): Json<ExportRequest>,
 ) -> ApiResult<Response> {
     let signed_in = viewer.require()?;
+    state.accounts.require_recent_sign_in(&signed_in.user)?;
     let jurisdiction = parse_jurisdiction(&body.jurisdiction)?;
     let link = export_for(&state, signed_in.user.user_id, jurisdiction).await?;
     Ok((

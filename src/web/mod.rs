@@ -474,6 +474,8 @@ fn routes(config: &Config) -> Routes {
         .get("/account/privacy/export", fulfilment::export_form)
         .post("/account/privacy/export", fulfilment::export)
         .get("/privacy/export/{token}", fulfilment::download)
+        .get("/account/confirm", security::confirm_form)
+        .post("/account/confirm", security::confirm)
         .get("/account/security", security::checkup)
         .post(
             "/account/security/sessions/revoke",

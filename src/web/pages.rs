@@ -15,7 +15,7 @@ use crate::web::forms::Form;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{LOCATION, SET_COOKIE};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -1240,7 +1240,14 @@ pub async fn sign_out(
     let cookie = clear_session_cookie(state.config.secure_cookies());
     Ok((
         StatusCode::SEE_OTHER,
-        [(LOCATION, "/".to_string()), (SET_COOKIE, cookie)],
+        [
+            (LOCATION, "/".to_string()),
+            (SET_COOKIE, cookie),
+            (
+                HeaderName::from_static("clear-site-data"),
+                crate::web::auth::CLEAR_SITE_DATA.to_string(),
+            ),
+        ],
     )
         .into_response())
 }
@@ -1309,7 +1316,7 @@ fn new_password_page(
         action: format!("/password-reset/{token}"),
         fields: vec![(
             "password",
-            "New password (at least 10 characters)",
+            "New password (at least 12 characters; a few unrelated words work well)",
             "password",
             "new-password",
         )],

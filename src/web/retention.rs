@@ -76,6 +76,7 @@ pub async fn close_account(
 ) -> PageResult {
     check_form(&state, &viewer, &headers, &form.csrf)?;
     let signed_in = viewer.require()?;
+    state.accounts.require_recent_sign_in(&signed_in.user)?;
     if form.confirm != "yes" {
         return page_with_status(
             StatusCode::UNPROCESSABLE_ENTITY,

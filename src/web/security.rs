@@ -7,7 +7,7 @@ use crate::accounts::session_handle;
 use crate::domain::InvalidField;
 use crate::error::Error;
 use crate::web::AppState;
-use crate::web::auth::{Viewer, check_form};
+use crate::web::auth::{ClientOrigin, Viewer, check_form};
 use crate::web::error::PageResult;
 use crate::web::forms::Form;
 use crate::web::pages::{Layout, date, page, page_with_status, see_other};
@@ -135,6 +135,7 @@ pub async fn revoke_session(
 ) -> PageResult {
     check_form(&state, &viewer, &headers, &form.csrf)?;
     let signed_in = viewer.require()?;
+    state.accounts.require_recent_sign_in(&signed_in.user)?;
     let handle = form.session.trim();
     if handle.len() != 16 || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::NotFound("session").into());
@@ -164,6 +165,7 @@ pub async fn revoke_other_sessions(
 ) -> PageResult {
     check_form(&state, &viewer, &headers, &form.csrf)?;
     let signed_in = viewer.require()?;
+    state.accounts.require_recent_sign_in(&signed_in.user)?;
     state
         .accounts
         .revoke_other_sessions(signed_in.user.user_id, &signed_in.token)
@@ -260,9 +262,11 @@ async fn two_factor_page(
 
 /// `GET /account/two-factor`: the setup key and QR code, or the switch to turn it off.
 pub async fn two_factor(State(state): State<AppState>, viewer: Viewer) -> PageResult {
-    if viewer.0.is_none() {
+    let Some(signed_in) = &viewer.0 else {
         return Ok(see_other("/sign-in"));
-    }
+    };
+    // The page shows a new secret to enrol: only to a recent sign-in.
+    state.accounts.require_recent_sign_in(&signed_in.user)?;
     page(&two_factor_page(&state, &viewer, vec![]).await?)
 }
 
@@ -283,6 +287,7 @@ pub async fn enable_two_factor(
 ) -> PageResult {
     check_form(&state, &viewer, &headers, &form.csrf)?;
     let signed_in = viewer.require()?;
+    state.accounts.require_recent_sign_in(&signed_in.user)?;
     match state
         .accounts
         .enable_two_factor(signed_in.user.user_id, &form.code)
@@ -325,6 +330,7 @@ pub async fn disable_two_factor(
 ) -> PageResult {
     check_form(&state, &viewer, &headers, &form.csrf)?;
     let signed_in = viewer.require()?;
+    state.accounts.require_recent_sign_in(&signed_in.user)?;
     match state
         .accounts
         .disable_two_factor(signed_in.user.user_id, &form.code)
@@ -383,4 +389,66 @@ pub async fn security_txt(State(state): State<AppState>) -> axum::response::Resp
         body,
     )
         .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "account/confirm.html")]
+struct ConfirmPage {
+    layout: Layout,
+    hours: i64,
+    errors: Vec<InvalidField>,
+}
+
+fn confirm_page(state: &AppState, viewer: &Viewer, errors: Vec<InvalidField>) -> ConfirmPage {
+    ConfirmPage {
+        layout: Layout::new(state, viewer, "Confirm it is you"),
+        hours: state.config.session.reauthenticate_after_hours,
+        errors,
+    }
+}
+
+/// `GET /account/confirm`: the password form a sensitive action sends a member to when the
+/// session's sign-in is older than `session.reauthenticate_after_hours`.
+pub async fn confirm_form(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    if viewer.0.is_none() {
+        return Ok(see_other("/sign-in"));
+    }
+    page(&confirm_page(&state, &viewer, vec![]))
+}
+
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /account/confirm`: the password again makes this session fresh for sensitive actions.
+pub async fn confirm(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    ClientOrigin(origin): ClientOrigin,
+    headers: HeaderMap,
+    Form(form): Form<ConfirmForm>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let signed_in = viewer.require()?;
+    match state
+        .accounts
+        .confirm_password(
+            signed_in.user.user_id,
+            &signed_in.token,
+            &form.password,
+            &origin,
+        )
+        .await
+    {
+        Ok(()) => Ok(see_other("/account/security")),
+        Err(Error::Invalid(errors)) => page_with_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &confirm_page(&state, &viewer, errors),
+        ),
+        Err(other) => Err(other.into()),
+    }
 }

@@ -326,3 +326,25 @@ macro_rules! on_both_stores {
         }
     };
 }
+
+/// Seconds a TOTP step must still have left when a test starts a sequence of codes.
+const TOTP_MARGIN_SECONDS: i64 = 5;
+
+/// The current TOTP step, after waiting out a step boundary that is fewer than
+/// [`TOTP_MARGIN_SECONDS`] away. A test computes every code of one sign-in sequence from this
+/// step (`totp_code(secret, step - 1)` to enrol, `step` to sign in, `step + 1` next), so a
+/// boundary passing in between only makes each code one step older, which the server's window
+/// still accepts, and the codes keep increasing, so the replay rule never refuses them.
+pub async fn settled_totp_step() -> i64 {
+    let step = covenant::two_factor::STEP_SECONDS;
+    let left = step - covenant::now().rem_euclid(step);
+    if left < TOTP_MARGIN_SECONDS {
+        tokio::time::sleep(Duration::from_secs((left + 1) as u64)).await;
+    }
+    covenant::now() / step
+}
+
+/// The authenticator's code of TOTP step `step`.
+pub fn totp_code(secret: &str, step: i64) -> String {
+    covenant::two_factor::code_at(secret, step * covenant::two_factor::STEP_SECONDS).unwrap()
+}

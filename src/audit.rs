@@ -116,6 +116,9 @@ pub enum AuditKind {
     DataRectified,
     /// A verified objection or withdrawal of consent stopped the processing it names (R9).
     ProcessingStopped,
+    /// A signed-in member was refused a staff route (a plain 403): the route's template and
+    /// method, once per member and route per minute, so a flood of refusals cannot flood the log.
+    AccessRefused,
 }
 
 impl AuditKind {
@@ -171,6 +174,7 @@ impl AuditKind {
         Self::RestrictionLifted,
         Self::DataRectified,
         Self::ProcessingStopped,
+        Self::AccessRefused,
     ];
 
     /// Kinds kept for work that is planned but not built; nothing writes them yet.
@@ -229,6 +233,7 @@ impl AuditKind {
             Self::RestrictionLifted => "restriction_lifted",
             Self::DataRectified => "data_rectified",
             Self::ProcessingStopped => "processing_stopped",
+            Self::AccessRefused => "access_refused",
         }
     }
 
@@ -274,6 +279,9 @@ pub enum Detail {
     After(&'static str),
     /// Why the purpose gate refused a read, from a fixed vocabulary.
     Refused(&'static str),
+    /// A route's template (`/staff/requests/{id}`): only `[A-Za-z0-9/_{}.-]` is kept, so no
+    /// value from the URL can enter.
+    Route(String),
     /// The sequence number an audit log was rolled back to.
     RolledBackTo(i64),
     /// The sequence number the anchor outside the database had recorded.
@@ -326,6 +334,13 @@ impl Detail {
             Self::Before(class) => format!("before={class}"),
             Self::After(class) => format!("after={class}"),
             Self::Refused(why) => format!("refused={why}"),
+            Self::Route(template) => format!(
+                "route={}",
+                template
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || "/_{}.-".contains(*c))
+                    .collect::<String>()
+            ),
             Self::RolledBackTo(seq) => format!("rolled_back_to={seq}"),
             Self::Anchored(seq) => format!("anchored={seq}"),
         }

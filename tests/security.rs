@@ -1608,3 +1608,51 @@ on_both_stores! {
         assert_eq!(body["error"]["fields"][0]["field"], "password");
     }
 }
+
+on_both_stores! {
+    /// A plain 403 on a staff route is audited (ASVS 7.2.2) with identifiers only: the member,
+    /// the method and the route template, never the URL's values; a flood of refusals writes
+    /// one entry per member, method and route per minute, so it cannot flood the log.
+    /// Proves: A3
+    async fn refused_staff_routes_are_audited_once_a_minute_with_identifiers_only(app) {
+        let token = app.member("mallory").await;
+        let mallory = app.store.user_by_username("mallory").await.unwrap().unwrap().id;
+        let browser = app.new_client();
+        let form = app.page(&browser, "/sign-in").await;
+        browser.post(app.url("/sign-in"))
+            .form(&[("csrf", csrf_of(&form).as_str()), ("login", "mallory"), ("password", "a long enough password")])
+            .send().await.unwrap();
+        // Start well inside a minute, so the flood below falls in one.
+        let left = 60 - covenant::now().rem_euclid(60);
+        if left < 15 {
+            tokio::time::sleep(std::time::Duration::from_secs(left as u64 + 1)).await;
+        }
+        for _ in 0..20 {
+            let response = browser.get(app.url("/staff/audit")).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        }
+        for id in [4017, 4018, 4019] {
+            let response = browser.get(app.url(&format!("/staff/requests/{id}"))).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        }
+        let response = app.client.get(app.url("/api/v1/staff/privacy-requests")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        // A visitor is not a member: nothing to attribute, nothing written.
+        let response = app.new_client().get(app.url("/staff/audit")).send().await.unwrap();
+        assert_ne!(response.status(), StatusCode::OK);
+
+        let pool = db_pool(app).await;
+        let rows: Vec<(Option<i64>, String)> = sqlx::query_as(
+            "SELECT actor_id, details FROM audit_log WHERE kind = 'access_refused' ORDER BY seq")
+            .fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        let details: Vec<&str> = rows.iter().map(|(_, d)| d.as_str()).collect();
+        assert_eq!(rows.len(), 3, "one per route and minute: {details:?}");
+        assert!(rows.iter().all(|(actor, _)| *actor == Some(mallory)));
+        assert!(details[0].contains("route=/staff/audit") && details[0].contains("method=GET"), "{details:?}");
+        assert!(details[1].contains("route=/staff/requests/{id}") && !details[1].contains("4017"), "{details:?}");
+        assert!(details[2].contains("route=/api/v1/staff/privacy-requests"), "{details:?}");
+        let (code, output) = verify_cli(app);
+        assert_eq!(code, 0, "the chain still verifies: {output}");
+    }
+}

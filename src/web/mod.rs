@@ -92,6 +92,8 @@ pub struct Services {
     pub social: crate::social::Social,
     /// The log of disclosures to third parties and authorities (A3).
     pub disclosures: crate::disclosures::Disclosures,
+    /// Which refusals of staff routes were audited this minute (per member and route).
+    pub refusals: security::RefusalThrottle,
 }
 
 impl AppState {
@@ -157,6 +159,7 @@ impl AppState {
                 &config,
             ),
             visits: crate::stats::VisitCounter::new(store.clone()),
+            refusals: security::RefusalThrottle::default(),
             // With `requests.fulfil_at_once` off, the engine still carries out what staff
             // fulfil after review.
             requests: crate::requests::Requests::new(
@@ -526,6 +529,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             consent::consent_context,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::audit_refused_staff_routes,
         ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(header_layer(

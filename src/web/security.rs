@@ -452,3 +452,115 @@ pub async fn confirm(
         Err(other) => Err(other.into()),
     }
 }
+
+/// The minute in which each (member, method, route template) refusal was last audited, on this
+/// node. Bounded: when it grows large, entries of past minutes are dropped.
+#[derive(Clone, Default)]
+pub struct RefusalThrottle(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(i64, &'static str, String), i64>>>,
+);
+
+impl RefusalThrottle {
+    const MAX_ENTRIES: usize = 10_000;
+
+    /// Whether this refusal is the first of its member, method and route in the minute of
+    /// `now` (and so is to be audited).
+    pub fn first_this_minute(
+        &self,
+        user_id: i64,
+        method: &'static str,
+        route: &str,
+        now: i64,
+    ) -> bool {
+        let minute = now.div_euclid(60);
+        let mut seen = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if seen.len() >= Self::MAX_ENTRIES {
+            seen.retain(|_, at| *at == minute);
+        }
+        let previous = seen.insert((user_id, method, route.to_string()), minute);
+        previous != Some(minute)
+    }
+}
+
+/// A staff path as its route template: segments that are not plain lowercase words or an API
+/// version (`v1`) become `{id}` (numbers, tokens), so the audit entry holds no value from the URL.
+fn route_template(path: &str) -> String {
+    let word = |segment: &str| segment.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+    let version = |segment: &str| {
+        segment.len() <= 3
+            && segment.starts_with('v')
+            && segment.len() > 1
+            && segment[1..].bytes().all(|b| b.is_ascii_digit())
+    };
+    path.split('/')
+        .map(|segment| {
+            if word(segment) || version(segment) {
+                segment
+            } else {
+                "{id}"
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn method_word(method: &axum::http::Method) -> &'static str {
+    match *method {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::PATCH => "PATCH",
+        axum::http::Method::PUT => "PUT",
+        axum::http::Method::DELETE => "DELETE",
+        _ => "OTHER",
+    }
+}
+
+/// Audits a plain 403 on a staff route (`/staff/…`, `/api/v1/staff/…`) to a signed-in member
+/// (ASVS 7.2.2): the member's id, the method and the route template, never the URL's values.
+/// Once per member, method and route per minute, so a flood of refusals cannot flood the log.
+/// Refused reads of personal data are audited by the purpose gate as well, with their purpose.
+pub async fn audit_refused_staff_routes(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    if !(path.starts_with("/staff/") || path == "/staff" || path.starts_with("/api/v1/staff/")) {
+        return next.run(request).await;
+    }
+    let route = route_template(path);
+    let method = method_word(request.method());
+    let (mut parts, body) = request.into_parts();
+    // The handler reuses this viewer (it is kept in the request's extensions).
+    let viewer = <Viewer as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+        &mut parts, &state,
+    )
+    .await
+    .ok();
+    let response = next
+        .run(axum::extract::Request::from_parts(parts, body))
+        .await;
+    if response.status() == StatusCode::FORBIDDEN
+        && let Some(Viewer(Some(signed_in))) = viewer
+    {
+        let user_id = signed_in.user.user_id;
+        if state
+            .refusals
+            .first_this_minute(user_id, method, &route, crate::now())
+        {
+            let event = crate::audit::Event::new(crate::audit::AuditKind::AccessRefused)
+                .actor(Some(user_id))
+                .detail(crate::audit::Detail::Method(method))
+                .detail(crate::audit::Detail::Route(route));
+            if let Err(error) =
+                crate::audit::record_alone(&state.store, &state.audit_key, event).await
+            {
+                tracing::warn!(error = %format!("{error:#}"), "auditing a refused staff route");
+            }
+        }
+    }
+    response
+}

@@ -453,11 +453,14 @@ pub async fn confirm(
     }
 }
 
+/// A refusal's key: the member, the method and the route template.
+type RefusalKey = (i64, &'static str, String);
+
 /// The minute in which each (member, method, route template) refusal was last audited, on this
 /// node. Bounded: when it grows large, entries of past minutes are dropped.
 #[derive(Clone, Default)]
 pub struct RefusalThrottle(
-    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(i64, &'static str, String), i64>>>,
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<RefusalKey, i64>>>,
 );
 
 impl RefusalThrottle {

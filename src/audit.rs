@@ -122,7 +122,7 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 51] = [
+    pub const ALL: [AuditKind; 52] = [
         Self::AccountRegistered,
         Self::EmailVerified,
         Self::SignedIn,

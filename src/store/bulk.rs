@@ -112,6 +112,15 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.begin().await?;
+        if self.kind == StoreKind::Sqlite {
+            // A bulk load (demo data, not the server) rewrites index pages all over the file:
+            // with 64 MiB of page cache instead of the server's 8 MiB they stay in memory,
+            // which took the system time of a 1M-post load from 20.7 s to 12.4 s.
+            sqlx::query("PRAGMA cache_size = -65536")
+                .execute(&mut *tx)
+                .await
+                .context("enlarging the page cache for a bulk load")?;
+        }
         for part in rows.chunks(T::PER_STATEMENT) {
             T::insert(self, &mut tx, part).await?;
         }

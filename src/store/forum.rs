@@ -205,6 +205,34 @@ impl Store {
             .context("reading a topic")
     }
 
+    /// A topic with its category's slug and name, for its page: one read instead of two.
+    pub async fn topic_with_category(
+        &self,
+        id: i64,
+    ) -> anyhow::Result<Option<(TopicRow, Option<(String, String)>)>> {
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            topic: TopicRow,
+            category_slug: Option<String>,
+            category_name: Option<String>,
+        }
+        let sql = format!(
+            "SELECT {TOPIC_COLUMNS}, c.slug AS category_slug, c.name AS category_name \
+             FROM topics t JOIN users u ON u.id = t.user_id \
+             LEFT JOIN categories c ON c.id = t.category_id WHERE t.id = $1"
+        );
+        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading a topic")?;
+        Ok(row.map(|r| {
+            let category = r.category_slug.zip(r.category_name);
+            (r.topic, category)
+        }))
+    }
+
     pub async fn blog_topic_by_slug(&self, slug: &str) -> anyhow::Result<Option<TopicRow>> {
         let sql = format!(
             "SELECT {TOPIC_COLUMNS} FROM topics t JOIN users u ON u.id = t.user_id \

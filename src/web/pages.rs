@@ -339,6 +339,9 @@ struct TopicPage {
 
 struct TopicPageInput {
     topic: TopicRow,
+    /// The category's slug and name when they were read with the topic (`Some(None)`: it has
+    /// none); `None` reads them here.
+    category: Option<Option<(String, String)>>,
     current: i64,
     errors: Vec<InvalidField>,
     draft: String,
@@ -351,6 +354,7 @@ async fn render_topic(
 ) -> Result<TopicPage, Error> {
     let TopicPageInput {
         topic,
+        category,
         current,
         errors,
         draft,
@@ -367,14 +371,12 @@ async fn render_topic(
     if posts.is_empty() && current > 1 {
         return Err(Error::NotFound("page"));
     }
-    let category = match topic.category_id {
-        Some(id) => state
-            .store
-            .category_name(id)
-            .await?
-            .map(|(slug, name)| (format!("/c/{slug}"), name)),
-        None => None,
-    };
+    let category = match (category, topic.category_id) {
+        (Some(known), _) => known,
+        (None, Some(id)) => state.store.category_name(id).await?,
+        (None, None) => None,
+    }
+    .map(|(slug, name)| (format!("/c/{slug}"), name));
     let href = topic_href(&topic);
     let blog = topic.kind == "blog";
     let follow = match &viewer.0 {
@@ -424,9 +426,9 @@ pub async fn topic(
 ) -> PageResult {
     let current = query.number()?;
     let id: i64 = id.parse().map_err(|_| Error::NotFound("topic"))?;
-    let topic = state
+    let (topic, category) = state
         .store
-        .topic_by_id(id)
+        .topic_with_category(id)
         .await?
         .ok_or(Error::NotFound("topic"))?;
     if topic.kind != "discussion" {
@@ -442,6 +444,7 @@ pub async fn topic(
             &viewer,
             TopicPageInput {
                 topic,
+                category: Some(category),
                 current,
                 errors: vec![],
                 draft: String::new(),
@@ -471,6 +474,7 @@ pub async fn blog_article(
             &viewer,
             TopicPageInput {
                 topic,
+                category: None,
                 current,
                 errors: vec![],
                 draft: String::new(),
@@ -520,6 +524,7 @@ async fn post_reply(
                 &viewer,
                 TopicPageInput {
                     topic,
+                    category: None,
                     current,
                     errors,
                     draft: form.body,

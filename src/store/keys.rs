@@ -13,20 +13,66 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How many unwrapped keys a node keeps in memory before it starts over.
 const CACHE_LIMIT: usize = 10_000;
 
+/// How long a node trusts a key it unwrapped without reading the key store again: the longest
+/// a key destroyed on another node still opens values on this one.
+pub const CACHE_TIME_TO_LIVE: Duration = Duration::from_secs(60);
+
 /// The key store: its own pool, the keys derived from the audit key, and the keys unwrapped
 /// recently. A key destroyed here leaves this node's cache at once; another node's cache
-/// forgets it when that node restarts or its cache fills, and by then the values that key
-/// sealed are blanked in the database anyway (only a restored copy still holds them).
+/// holds it for [`CACHE_TIME_TO_LIVE`] at most after it unwrapped it, then reads the key store
+/// again and finds it gone.
 pub struct KeyStore {
     pool: AnyPool,
     sqlite: bool,
     sealing: Sealing,
-    cache: Mutex<HashMap<String, DataKey>>,
+    cache: Mutex<KeyCache>,
+}
+
+/// The keys a node unwrapped recently, each with when it was read from the key store.
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, (DataKey, Instant)>,
+}
+
+impl KeyCache {
+    /// The key of `subject` if it was read less than [`CACHE_TIME_TO_LIVE`] before `now`; an
+    /// older entry is dropped, so the caller reads the key store again.
+    fn get(&mut self, subject: &str, now: Instant) -> Option<DataKey> {
+        match self.keys.get(subject) {
+            Some((key, read_at))
+                if now.saturating_duration_since(*read_at) < CACHE_TIME_TO_LIVE =>
+            {
+                Some(key.clone())
+            }
+            Some(_) => {
+                self.keys.remove(subject);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn insert(&mut self, subject: &str, key: &DataKey, read_at: Instant) {
+        if self.keys.len() >= CACHE_LIMIT {
+            let now = Instant::now();
+            self.keys
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < CACHE_TIME_TO_LIVE);
+            if self.keys.len() >= CACHE_LIMIT {
+                self.keys.clear();
+            }
+        }
+        self.keys
+            .insert(subject.to_string(), (key.clone(), read_at));
+    }
+
+    fn remove(&mut self, subject: &str) {
+        self.keys.remove(subject);
+    }
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -133,7 +179,7 @@ impl KeyStore {
             pool,
             sqlite,
             sealing,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(KeyCache::default()),
         })
     }
 
@@ -141,16 +187,14 @@ impl KeyStore {
         self.cache
             .lock()
             .expect("the key cache is not poisoned")
-            .get(subject)
-            .cloned()
+            .get(subject, Instant::now())
     }
 
-    fn remember(&self, subject: &str, key: &DataKey) {
-        let mut cache = self.cache.lock().expect("the key cache is not poisoned");
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(subject.to_string(), key.clone());
+    fn remember(&self, subject: &str, key: &DataKey, read_at: Instant) {
+        self.cache
+            .lock()
+            .expect("the key cache is not poisoned")
+            .insert(subject, key, read_at);
     }
 
     /// The subject's key, `None` when there is none (never made, or destroyed).
@@ -158,6 +202,8 @@ impl KeyStore {
         if let Some(key) = self.cached(subject) {
             return Ok(Some(key));
         }
+        // Taken before the read, so the entry never outlives the bound counted from the read.
+        let read_at = Instant::now();
         let row: Option<(String,)> =
             sqlx::query_as("SELECT wrapped FROM subject_keys WHERE subject = $1")
                 .bind(subject)
@@ -168,7 +214,7 @@ impl KeyStore {
             return Ok(None);
         };
         let key = self.sealing.unwrap(subject, &wrapped)?;
-        self.remember(subject, &key);
+        self.remember(subject, &key, read_at);
         Ok(Some(key))
     }
 
@@ -333,5 +379,29 @@ impl Store {
     /// Destroys member `user_id`'s key: what it sealed, in any copy, opens no more.
     pub async fn destroy_member_key(&self, user_id: i64) -> anyhow::Result<bool> {
         self.keys()?.destroy(&sealing::member(user_id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Proves: R8
+    #[test]
+    fn a_cached_key_is_trusted_for_its_time_to_live_only() {
+        let key = DataKey::random();
+        let read_at = Instant::now();
+        let mut cache = KeyCache::default();
+        cache.insert("user:1", &key, read_at);
+        assert!(cache.get("user:1", read_at).is_some());
+        let almost = read_at + CACHE_TIME_TO_LIVE - Duration::from_millis(1);
+        assert!(cache.get("user:1", almost).is_some());
+        // Destroyed on another node: past the bound, this node asks the key store again.
+        assert!(cache.get("user:1", read_at + CACHE_TIME_TO_LIVE).is_none());
+        assert!(
+            cache.get("user:1", read_at).is_none(),
+            "the stale entry is gone"
+        );
+        assert!(cache.get("user:2", read_at).is_none());
     }
 }

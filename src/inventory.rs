@@ -1128,6 +1128,31 @@ pub static SEALED: &[SealedColumn] = &[
     },
 ];
 
+/// A column sealed under the key of a privacy-request submission (`sealing::submission`), not
+/// of a member: request correspondence is evidence that erasure keeps, so it cannot die with
+/// the member's key; the retention sweep destroys the key with the submission's records.
+/// `submission` names the column of the same row holding the submission's id.
+#[derive(Debug, Clone, Copy)]
+pub struct SubmissionSealedColumn {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub submission: &'static str,
+}
+
+/// Every column sealed per submission. Export and transfer open them.
+pub static SEALED_BY_SUBMISSION: &[SubmissionSealedColumn] = &[
+    SubmissionSealedColumn {
+        table: "privacy_submissions",
+        column: "comments",
+        submission: "id",
+    },
+    SubmissionSealedColumn {
+        table: "privacy_submissions",
+        column: "emailed_message",
+        submission: "id",
+    },
+];
+
 pub static ADDRESS_COLUMNS: &[AddressColumn] = &[
     AddressColumn {
         table: "mail_outbox",
@@ -1189,6 +1214,17 @@ mod tests {
 
     #[test]
     fn every_sealed_column_is_a_declared_personal_text_column_beside_its_member() {
+        for sealed in SEALED_BY_SUBMISSION {
+            let table = table(sealed.table).expect("a declared table");
+            let column = table.column(sealed.column).expect("a declared column");
+            assert!(
+                matches!(column.data, Data::Personal(_)) && column.kind == Kind::Text,
+                "{}.{}",
+                sealed.table,
+                sealed.column
+            );
+            assert!(table.column(sealed.submission).is_some());
+        }
         for sealed in SEALED {
             let table = table(sealed.table).expect("a declared table");
             let column = table.column(sealed.column).expect("a declared column");

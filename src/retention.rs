@@ -925,6 +925,23 @@ impl Retention {
             }
             events.push(event);
             report.add(item.category(), state.as_str(), counts.rows, reason);
+            // The submission's correspondence is sealed under a key of its own: gone with its
+            // records, every copy of it (a backup too) stops opening.
+            if execute
+                && self
+                    .store
+                    .destroy_submission_key(counts.submission_id)
+                    .await?
+            {
+                let mut event = Event::new(AuditKind::SubjectKeyDestroyed).subject(*subject);
+                for request in &counts.request_ids {
+                    event = event.detail(Detail::Request(*request));
+                }
+                if let Some(run_id) = run_id {
+                    event = event.detail(Detail::SweepRun(run_id));
+                }
+                events.push(event);
+            }
         }
         if execute {
             audit::record_many(&self.store, tx, &self.audit, events).await?;

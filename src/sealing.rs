@@ -147,6 +147,13 @@ pub fn member(user_id: i64) -> String {
     format!("user:{user_id}")
 }
 
+/// The subject whose key seals a privacy-request submission's correspondence: evidence that
+/// erasure keeps, so it cannot die with the member's key; the retention sweep destroys it with
+/// the submission's records.
+pub fn submission(submission_id: i64) -> String {
+    format!("submission:{submission_id}")
+}
+
 fn value_associated_data(place: &str, subject: &str) -> Vec<u8> {
     format!("covenant sealed {place} of {subject}").into_bytes()
 }

@@ -643,6 +643,32 @@ async fn count(app: &common::TestApp, sql: &'static str) -> i64 {
     n
 }
 
+const COMMENTS: &str = "ZqSealedComment: please also check my old forum handle";
+
+/// A submission's comments as stored.
+async fn stored_comments(app: &common::TestApp, submission: i64) -> String {
+    let pool = raw_pool(app).await;
+    let (stored,): (String,) =
+        sqlx::query_as("SELECT comments FROM privacy_submissions WHERE id = $1")
+            .bind(submission)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    stored
+}
+
+async fn set_comments(app: &common::TestApp, submission: i64, stored: &str) {
+    let pool = raw_pool(app).await;
+    sqlx::query("UPDATE privacy_submissions SET comments = $1 WHERE id = $2")
+        .bind(stored)
+        .bind(submission)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
 /// Messages about privacy requests still in the outbox, sent or not.
 async fn request_mail(app: &common::TestApp) -> i64 {
     count(
@@ -739,6 +765,17 @@ on_both_stores! {
         let request = body["request_ids"][0].as_i64().unwrap();
         let row = app.store.privacy_request(request).await.unwrap().unwrap();
         assert_eq!(row.jurisdiction, "california");
+        // Correspondence is sealed under the submission's own key (the signed-in form takes no
+        // comments, so the store seals some as intake does): not in the database in plain
+        // text, open to staff through the store.
+        let submission = row.submission_id;
+        let sealed = app.store.seal_for_submission(submission, "privacy_submissions.comments", COMMENTS).await.unwrap();
+        set_comments(app, submission, &sealed).await;
+        let stored = stored_comments(app, submission).await;
+        assert!(stored.starts_with("s1:") && !stored.contains("Zq"), "{stored}");
+        assert_eq!(count(app, "SELECT COUNT(*) FROM privacy_submissions WHERE comments LIKE '%ZqSealedComment%'").await, 0);
+        let opened = app.store.submission(submission).await.unwrap().unwrap();
+        assert_eq!(opened.comments, COMMENTS);
         let closed = row.closed_at.expect("an opt-out is carried out at once");
         let mail = request_mail(app).await;
         assert!(mail >= 1, "the decision was mailed");
@@ -777,6 +814,10 @@ on_both_stores! {
         assert_eq!(request_mail(app).await, 0, "the correspondence went with it");
         assert_eq!(count(app, "SELECT COUNT(*) FROM privacy_request_links").await, 0);
         assert_eq!(count(app, "SELECT COUNT(*) FROM privacy_submissions").await, 0);
+        // An older copy of the submission (a backup) opens no more: its key went with it.
+        assert_eq!(app.store.open_for_submission(submission, "privacy_submissions.comments", &stored).await.unwrap(), "");
+        let destroyed = audit_details(app, "subject_key_destroyed").await;
+        assert!(destroyed.iter().any(|(s, d)| *s == Some(id) && d.contains(&format!("request={request}"))), "{destroyed:?}");
         // The member and where they live are untouched: the account is still open.
         assert_eq!(app.store.user_by_id(id).await.unwrap().unwrap().username, "nora");
         assert!(residence(app, id).await.0.is_some());

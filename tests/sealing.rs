@@ -336,3 +336,43 @@ on_both_stores! {
         state.store.close().await;
     }
 }
+
+on_both_stores! {
+    /// Proves: R8
+    async fn a_requests_correspondence_is_sealed_under_its_submissions_own_key(app) {
+        const NOTE: &str = "ZqSealedRequestNote: my old handle was zq-ann";
+        let visitor = app.new_client();
+        let response = visitor
+            .post(app.url("/api/v1/privacy-requests"))
+            .json(&serde_json::json!({"requester_name": "Zq Requester",
+                "requester_email": "zq-requester@example.org", "relationship": "self",
+                "country": "US", "state": "CA", "rights": ["know"], "comments": NOTE}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        assert!(columns_holding(app, "ZqSealedRequestNote").await.is_empty(), "no plain copy");
+        let pool = raw_pool(app).await;
+        let (id, stored): (i64, String) =
+            sqlx::query_as("SELECT id, comments FROM privacy_submissions ORDER BY id DESC")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        assert!(stored.starts_with("s1:"), "sealed");
+        // Staff read it through the store; the member's key has nothing to do with it.
+        let submission = app.store.submission(id).await.unwrap().unwrap();
+        assert_eq!(submission.comments, NOTE);
+        assert_eq!(
+            app.store.open_for_member(id, "privacy_submissions.comments", &stored).await.unwrap(),
+            "",
+            "a member's key does not open it"
+        );
+        // Once its key is destroyed (the sweep does so with the records), no copy opens.
+        assert!(app.store.destroy_submission_key(id).await.unwrap());
+        assert_eq!(
+            app.store.open_for_submission(id, "privacy_submissions.comments", &stored).await.unwrap(),
+            ""
+        );
+    }
+}

@@ -587,6 +587,7 @@ impl Requests {
         };
         let submission_id = store::insert_submission(
             &mut tx,
+            &self.store,
             &store::NewSubmission {
                 channel: intake.channel.as_str(),
                 relationship: intake.relationship.as_str(),

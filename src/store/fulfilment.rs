@@ -173,6 +173,33 @@ impl Store {
                 row[value_at] = Value::Text(Some(opened));
             }
         }
+        for sealed in crate::inventory::SEALED_BY_SUBMISSION
+            .iter()
+            .filter(|s| s.table == table.name)
+        {
+            let position = |name: &str| table.columns.iter().position(|c| c.name == name);
+            let (Some(value_at), Some(submission_at)) =
+                (position(sealed.column), position(sealed.submission))
+            else {
+                anyhow::bail!(
+                    "{}.{} is sealed but not declared",
+                    table.name,
+                    sealed.column
+                );
+            };
+            let place = format!("{}.{}", table.name, sealed.column);
+            for row in rows.iter_mut() {
+                let (Value::Text(Some(stored)), Value::Int(Some(submission))) =
+                    (&row[value_at], &row[submission_at])
+                else {
+                    continue;
+                };
+                let opened = self
+                    .open_for_submission(*submission, &place, stored)
+                    .await?;
+                row[value_at] = Value::Text(Some(opened));
+            }
+        }
         Ok(())
     }
 

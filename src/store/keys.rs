@@ -376,9 +376,56 @@ impl Store {
         }
     }
 
+    /// Seals `plain` as `place` of privacy-request submission `submission_id`, under the
+    /// submission's own key; a blank stays blank.
+    pub async fn seal_for_submission(
+        &self,
+        submission_id: i64,
+        place: &str,
+        plain: &str,
+    ) -> anyhow::Result<String> {
+        if plain.is_empty() || sealing::is_sealed(plain) {
+            return Ok(plain.to_string());
+        }
+        let subject = sealing::submission(submission_id);
+        let key = self.keys()?.key_for(&subject).await?;
+        Ok(key.seal(place, &subject, plain))
+    }
+
+    /// The value of `place` of submission `submission_id` as stored, opened like
+    /// [`Store::open_for_member`]: empty when the submission's key is gone.
+    pub async fn open_for_submission(
+        &self,
+        submission_id: i64,
+        place: &str,
+        stored: &str,
+    ) -> anyhow::Result<String> {
+        if !sealing::is_sealed(stored) {
+            return Ok(stored.to_string());
+        }
+        let subject = sealing::submission(submission_id);
+        let Some(key) = self.keys()?.key_of(&subject).await? else {
+            return Ok(String::new());
+        };
+        match key.open(place, &subject, stored) {
+            Ok(plain) => Ok(plain),
+            Err(error) => {
+                tracing::warn!(submission_id, place, error = %format!("{error:#}"), "a sealed value does not open");
+                Ok(String::new())
+            }
+        }
+    }
+
     /// Destroys member `user_id`'s key: what it sealed, in any copy, opens no more.
     pub async fn destroy_member_key(&self, user_id: i64) -> anyhow::Result<bool> {
         self.keys()?.destroy(&sealing::member(user_id)).await
+    }
+
+    /// Destroys submission `submission_id`'s key (its sealed correspondence opens no more).
+    pub async fn destroy_submission_key(&self, submission_id: i64) -> anyhow::Result<bool> {
+        self.keys()?
+            .destroy(&sealing::submission(submission_id))
+            .await
     }
 }
 

@@ -56,6 +56,10 @@ pub struct SubmissionRow {
     pub parental_consent_id: Option<i64>,
 }
 
+/// Sealed places of a submission (`inventory::SEALED_BY_SUBMISSION`).
+pub const SUBMISSION_COMMENTS: &str = "privacy_submissions.comments";
+pub const SUBMISSION_EMAILED_MESSAGE: &str = "privacy_submissions.emailed_message";
+
 const SUBMISSION_COLUMNS: &str = "id, channel, relationship, requester_name, requester_email, \
     subject_email, subject_user_id, requester_user_id, region, postal_code, jurisdiction, \
     comments, emailed_message, logged_by, subject_token_digest, requester_token_digest, \
@@ -226,7 +230,13 @@ pub struct ReportRow {
     pub closed_at: Option<i64>,
 }
 
-pub async fn insert_submission(tx: &mut Tx, s: &NewSubmission<'_>) -> anyhow::Result<i64> {
+/// Inserts a submission; its comments and the message as received are sealed under the
+/// submission's own key (`SUBMISSION_COMMENTS`, `SUBMISSION_EMAILED_MESSAGE`).
+pub async fn insert_submission(
+    tx: &mut Tx,
+    store: &Store,
+    s: &NewSubmission<'_>,
+) -> anyhow::Result<i64> {
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO privacy_submissions (channel, relationship, requester_name, \
          requester_email, subject_email, subject_user_id, requester_user_id, region, \
@@ -245,8 +255,8 @@ pub async fn insert_submission(tx: &mut Tx, s: &NewSubmission<'_>) -> anyhow::Re
     .bind(s.region)
     .bind(s.postal_code)
     .bind(s.jurisdiction)
-    .bind(s.comments)
-    .bind(s.emailed_message)
+    .bind("")
+    .bind(None::<&str>)
     .bind(s.logged_by)
     .bind(s.subject_token_digest)
     .bind(s.requester_token_digest)
@@ -257,6 +267,25 @@ pub async fn insert_submission(tx: &mut Tx, s: &NewSubmission<'_>) -> anyhow::Re
     .fetch_one(&mut **tx)
     .await
     .context("inserting a privacy request submission")?;
+    // The key is named by the id, so the correspondence is sealed once the row has one.
+    let comments = store
+        .seal_for_submission(id, SUBMISSION_COMMENTS, s.comments)
+        .await?;
+    let emailed_message = match s.emailed_message {
+        Some(text) => Some(
+            store
+                .seal_for_submission(id, SUBMISSION_EMAILED_MESSAGE, text)
+                .await?,
+        ),
+        None => None,
+    };
+    sqlx::query("UPDATE privacy_submissions SET comments = $1, emailed_message = $2 WHERE id = $3")
+        .bind(comments)
+        .bind(emailed_message)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .context("storing a submission's correspondence")?;
     Ok(id)
 }
 
@@ -305,6 +334,8 @@ pub async fn request_for_update(
         .context("reading a privacy request to change it")
 }
 
+/// The submission as stored: its comments and message as received still sealed (the callers
+/// decide on its state; [`Store::submission`] opens them).
 pub async fn submission_in_tx(tx: &mut Tx, id: i64) -> anyhow::Result<SubmissionRow> {
     let sql = format!("SELECT {SUBMISSION_COLUMNS} FROM privacy_submissions WHERE id = $1");
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -627,11 +658,12 @@ impl Store {
         let sql = format!(
             "SELECT {SUBMISSION_COLUMNS} FROM privacy_submissions WHERE subject_token_digest = $1"
         );
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let row: Option<SubmissionRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(digest)
             .fetch_optional(self.pool())
             .await
-            .context("reading a submission by its verification link")
+            .context("reading a submission by its verification link")?;
+        self.open_submission(row).await
     }
 
     /// The submission whose status link (sent to the requester) is `digest`.
@@ -643,20 +675,42 @@ impl Store {
             "SELECT {SUBMISSION_COLUMNS} FROM privacy_submissions WHERE requester_token_digest = $1 \
              OR id = (SELECT submission_id FROM privacy_request_links WHERE token_digest = $1)"
         );
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let row: Option<SubmissionRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(digest)
             .fetch_optional(self.pool())
             .await
-            .context("reading a submission by its status link")
+            .context("reading a submission by its status link")?;
+        self.open_submission(row).await
+    }
+
+    /// A submission read from the store with its sealed correspondence opened.
+    async fn open_submission(
+        &self,
+        row: Option<SubmissionRow>,
+    ) -> anyhow::Result<Option<SubmissionRow>> {
+        let Some(mut row) = row else {
+            return Ok(None);
+        };
+        row.comments = self
+            .open_for_submission(row.id, SUBMISSION_COMMENTS, &row.comments)
+            .await?;
+        if let Some(text) = row.emailed_message.take() {
+            row.emailed_message = Some(
+                self.open_for_submission(row.id, SUBMISSION_EMAILED_MESSAGE, &text)
+                    .await?,
+            );
+        }
+        Ok(Some(row))
     }
 
     pub async fn submission(&self, id: i64) -> anyhow::Result<Option<SubmissionRow>> {
         let sql = format!("SELECT {SUBMISSION_COLUMNS} FROM privacy_submissions WHERE id = $1");
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let row: Option<SubmissionRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(self.pool())
             .await
-            .context("reading a submission")
+            .context("reading a submission")?;
+        self.open_submission(row).await
     }
 
     pub async fn requests_of_submission(

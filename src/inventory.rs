@@ -1131,12 +1131,28 @@ pub static SEALED: &[SealedColumn] = &[
 /// A column sealed under the key of a privacy-request submission (`sealing::submission`), not
 /// of a member: request correspondence is evidence that erasure keeps, so it cannot die with
 /// the member's key; the retention sweep destroys the key with the submission's records.
-/// `submission` names the column of the same row holding the submission's id.
 #[derive(Debug, Clone, Copy)]
 pub struct SubmissionSealedColumn {
     pub table: &'static str,
     pub column: &'static str,
-    pub submission: &'static str,
+    pub submission: SubmissionOf,
+}
+
+/// Where a row sealed per submission names its submission.
+#[derive(Debug, Clone, Copy)]
+pub enum SubmissionOf {
+    /// A column of the same row holds the submission's id.
+    Column(&'static str),
+    /// A column of the same row holds a request's id; the request names the submission.
+    Request(&'static str),
+}
+
+impl SubmissionOf {
+    pub fn column(&self) -> &'static str {
+        match self {
+            Self::Column(c) | Self::Request(c) => c,
+        }
+    }
 }
 
 /// Every column sealed per submission. Export and transfer open them.
@@ -1144,12 +1160,17 @@ pub static SEALED_BY_SUBMISSION: &[SubmissionSealedColumn] = &[
     SubmissionSealedColumn {
         table: "privacy_submissions",
         column: "comments",
-        submission: "id",
+        submission: SubmissionOf::Column("id"),
     },
     SubmissionSealedColumn {
         table: "privacy_submissions",
         column: "emailed_message",
-        submission: "id",
+        submission: SubmissionOf::Column("id"),
+    },
+    SubmissionSealedColumn {
+        table: "privacy_request_notes",
+        column: "body",
+        submission: SubmissionOf::Request("request_id"),
     },
 ];
 
@@ -1223,7 +1244,7 @@ mod tests {
                 sealed.table,
                 sealed.column
             );
-            assert!(table.column(sealed.submission).is_some());
+            assert!(table.column(sealed.submission.column()).is_some());
         }
         for sealed in SEALED {
             let table = table(sealed.table).expect("a declared table");

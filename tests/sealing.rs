@@ -368,8 +368,18 @@ on_both_stores! {
             "",
             "a member's key does not open it"
         );
+        // A staff note on its request is correspondence too, under the same key.
+        app.member("zqofficer").await;
+        let staff = app.store.user_by_username("zqofficer").await.unwrap().unwrap().id;
+        app.state.accounts.set_role(staff, covenant::domain::Role::PrivacyOfficer).await.unwrap();
+        let request = app.store.requests_of_submission(id).await.unwrap()[0].id;
+        app.state.requests.add_note(staff, request, "ZqSealedStaffNote: called back").await.unwrap();
+        assert!(columns_holding(app, "ZqSealedStaffNote").await.is_empty(), "no plain note");
+        let notes = app.store.request_notes(request).await.unwrap();
+        assert_eq!(notes[0].body, "ZqSealedStaffNote: called back");
         // Once its key is destroyed (the sweep does so with the records), no copy opens.
         assert!(app.store.destroy_submission_key(id).await.unwrap());
+        assert_eq!(app.store.request_notes(request).await.unwrap()[0].body, "");
         assert_eq!(
             app.store.open_for_submission(id, "privacy_submissions.comments", &stored).await.unwrap(),
             ""

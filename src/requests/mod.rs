@@ -1449,7 +1449,8 @@ impl Requests {
             if !statement.trim().is_empty() {
                 store::insert_note(
                     &mut tx,
-                    row.id,
+                    &self.store,
+                    (row.id, row.submission_id),
                     None,
                     &format!("Appeal statement: {}", statement.trim()),
                     crate::now(),
@@ -1871,7 +1872,15 @@ impl Requests {
             let row = store::request_for_update(&mut tx, &self.store, request_id)
                 .await?
                 .ok_or(Error::NotFound("request"))?;
-            store::insert_note(&mut tx, row.id, Some(staff_id), body, crate::now()).await?;
+            store::insert_note(
+                &mut tx,
+                &self.store,
+                (row.id, row.submission_id),
+                Some(staff_id),
+                body,
+                crate::now(),
+            )
+            .await?;
             audit::record(
                 &mut tx,
                 &self.audit,

@@ -178,9 +178,10 @@ impl Store {
             .filter(|s| s.table == table.name)
         {
             let position = |name: &str| table.columns.iter().position(|c| c.name == name);
-            let (Some(value_at), Some(submission_at)) =
-                (position(sealed.column), position(sealed.submission))
-            else {
+            let (Some(value_at), Some(submission_at)) = (
+                position(sealed.column),
+                position(sealed.submission.column()),
+            ) else {
                 anyhow::bail!(
                     "{}.{} is sealed but not declared",
                     table.name,
@@ -189,14 +190,26 @@ impl Store {
             };
             let place = format!("{}.{}", table.name, sealed.column);
             for row in rows.iter_mut() {
-                let (Value::Text(Some(stored)), Value::Int(Some(submission))) =
+                let (Value::Text(Some(stored)), Value::Int(Some(id))) =
                     (&row[value_at], &row[submission_at])
                 else {
                     continue;
                 };
-                let opened = self
-                    .open_for_submission(*submission, &place, stored)
-                    .await?;
+                if !crate::sealing::is_sealed(stored) {
+                    continue;
+                }
+                let submission = match sealed.submission {
+                    crate::inventory::SubmissionOf::Column(_) => Some(*id),
+                    crate::inventory::SubmissionOf::Request(_) => {
+                        self.submission_of_request(*id).await?
+                    }
+                };
+                let opened = match submission {
+                    Some(submission) => {
+                        self.open_for_submission(submission, &place, stored).await?
+                    }
+                    None => String::new(),
+                };
                 row[value_at] = Value::Text(Some(opened));
             }
         }

@@ -59,6 +59,7 @@ pub struct SubmissionRow {
 /// Sealed places of a submission (`inventory::SEALED_BY_SUBMISSION`).
 pub const SUBMISSION_COMMENTS: &str = "privacy_submissions.comments";
 pub const SUBMISSION_EMAILED_MESSAGE: &str = "privacy_submissions.emailed_message";
+pub const NOTE_BODY: &str = "privacy_request_notes.body";
 
 const SUBMISSION_COLUMNS: &str = "id, channel, relationship, requester_name, requester_email, \
     subject_email, subject_user_id, requester_user_id, region, postal_code, jurisdiction, \
@@ -435,13 +436,20 @@ pub async fn set_reminder(
     Ok(())
 }
 
+/// Adds a note to a request; its body is sealed under the key of the request's submission
+/// (`NOTE_BODY`), like the rest of its correspondence.
 pub async fn insert_note(
     tx: &mut Tx,
-    request_id: i64,
+    store: &Store,
+    request: (i64, i64),
     author_id: Option<i64>,
     body: &str,
     now: i64,
 ) -> anyhow::Result<i64> {
+    let (request_id, submission_id) = request;
+    let body = store
+        .seal_for_submission(submission_id, NOTE_BODY, body)
+        .await?;
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO privacy_request_notes (request_id, author_id, body, created_at) \
          VALUES ($1, $2, $3, $4) RETURNING id",
@@ -867,15 +875,37 @@ impl Store {
         .context("reading a parent's consent")
     }
 
+    /// A request's notes, their bodies opened (empty once the submission's key is gone).
     pub async fn request_notes(&self, request_id: i64) -> anyhow::Result<Vec<NoteRow>> {
-        sqlx::query_as(
+        let mut notes: Vec<NoteRow> = sqlx::query_as(
             "SELECT id, author_id, body, created_at FROM privacy_request_notes \
              WHERE request_id = $1 ORDER BY id",
         )
         .bind(request_id)
         .fetch_all(self.pool())
         .await
-        .context("reading a request's notes")
+        .context("reading a request's notes")?;
+        if notes.iter().any(|n| crate::sealing::is_sealed(&n.body)) {
+            let submission = self.submission_of_request(request_id).await?;
+            for note in &mut notes {
+                note.body = match submission {
+                    Some(id) => self.open_for_submission(id, NOTE_BODY, &note.body).await?,
+                    None => String::new(),
+                };
+            }
+        }
+        Ok(notes)
+    }
+
+    /// The submission a request came in, if the request exists.
+    pub async fn submission_of_request(&self, request_id: i64) -> anyhow::Result<Option<i64>> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT submission_id FROM privacy_requests WHERE id = $1")
+                .bind(request_id)
+                .fetch_optional(self.pool())
+                .await
+                .context("reading a request's submission")?;
+        Ok(row.map(|(id,)| id))
     }
 
     pub async fn submission_evidence(

@@ -1172,6 +1172,12 @@ pub static SEALED_BY_SUBMISSION: &[SubmissionSealedColumn] = &[
         column: "body",
         submission: SubmissionOf::Request("request_id"),
     },
+    // An agent's evidence file (bytes: `s1:`, the nonce and the ciphertext).
+    SubmissionSealedColumn {
+        table: "privacy_request_evidence",
+        column: "content",
+        submission: SubmissionOf::Column("submission_id"),
+    },
 ];
 
 pub static ADDRESS_COLUMNS: &[AddressColumn] = &[
@@ -1239,7 +1245,8 @@ mod tests {
             let table = table(sealed.table).expect("a declared table");
             let column = table.column(sealed.column).expect("a declared column");
             assert!(
-                matches!(column.data, Data::Personal(_)) && column.kind == Kind::Text,
+                matches!(column.data, Data::Personal(_))
+                    && matches!(column.kind, Kind::Text | Kind::Bytes),
                 "{}.{}",
                 sealed.table,
                 sealed.column

@@ -1278,8 +1278,16 @@ impl Requests {
             .map(|b| format!("{b:02x}"))
             .collect();
         let mut tx = self.store.begin().await?;
-        let evidence_id =
-            store::insert_evidence(&mut tx, submission.id, content_type, &hash, bytes, now).await?;
+        let evidence_id = store::insert_evidence(
+            &mut tx,
+            &self.store,
+            submission.id,
+            content_type,
+            &hash,
+            bytes,
+            now,
+        )
+        .await?;
         audit::record(
             &mut tx,
             &self.audit,
@@ -1317,9 +1325,10 @@ impl Requests {
             .ok_or(Error::NotFound("request"))?;
         let mut tx = self.store.begin().await?;
         let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
-        let (content_type, bytes) = store::evidence_content(&mut tx, submission.id, evidence_id)
-            .await?
-            .ok_or(Error::NotFound("evidence"))?;
+        let (content_type, bytes) =
+            store::evidence_content(&mut tx, &self.store, submission.id, evidence_id)
+                .await?
+                .ok_or(Error::NotFound("evidence"))?;
         // Stored types come from `evidence_type`; anything else is served as opaque bytes.
         let content_type = ["application/pdf", "image/png", "image/jpeg"]
             .into_iter()

@@ -190,6 +190,16 @@ impl Store {
             };
             let place = format!("{}.{}", table.name, sealed.column);
             for row in rows.iter_mut() {
+                if let (Value::Bytes(Some(stored)), Value::Int(Some(id))) =
+                    (&row[value_at], &row[submission_at])
+                {
+                    // Only files are sealed as bytes, and they name their submission.
+                    let opened = self
+                        .open_bytes_for_submission(*id, &place, stored.clone())
+                        .await?;
+                    row[value_at] = Value::Bytes(opened);
+                    continue;
+                }
                 let (Value::Text(Some(stored)), Value::Int(Some(id))) =
                     (&row[value_at], &row[submission_at])
                 else {

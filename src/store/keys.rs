@@ -421,6 +421,42 @@ impl Store {
         self.keys()?.destroy(&sealing::member(user_id)).await
     }
 
+    /// Seals a file of submission `submission_id` (an agent's evidence) under its key.
+    pub async fn seal_bytes_for_submission(
+        &self,
+        submission_id: i64,
+        place: &str,
+        plain: &[u8],
+    ) -> anyhow::Result<Vec<u8>> {
+        let subject = sealing::submission(submission_id);
+        let key = self.keys()?.key_for(&subject).await?;
+        Ok(key.seal_bytes(place, &subject, plain))
+    }
+
+    /// A file of submission `submission_id` as stored: plain bytes (from before sealing) as
+    /// they are; sealed ones opened, or `None` when the submission's key is gone.
+    pub async fn open_bytes_for_submission(
+        &self,
+        submission_id: i64,
+        place: &str,
+        stored: Vec<u8>,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        if !sealing::is_sealed_bytes(&stored) {
+            return Ok(Some(stored));
+        }
+        let subject = sealing::submission(submission_id);
+        let Some(key) = self.keys()?.key_of(&subject).await? else {
+            return Ok(None);
+        };
+        match key.open_bytes(place, &subject, &stored) {
+            Ok(plain) => Ok(Some(plain)),
+            Err(error) => {
+                tracing::warn!(submission_id, place, error = %format!("{error:#}"), "a sealed file does not open");
+                Ok(None)
+            }
+        }
+    }
+
     /// Destroys submission `submission_id`'s key (its sealed correspondence opens no more).
     pub async fn destroy_submission_key(&self, submission_id: i64) -> anyhow::Result<bool> {
         self.keys()?

@@ -60,6 +60,7 @@ pub struct SubmissionRow {
 pub const SUBMISSION_COMMENTS: &str = "privacy_submissions.comments";
 pub const SUBMISSION_EMAILED_MESSAGE: &str = "privacy_submissions.emailed_message";
 pub const NOTE_BODY: &str = "privacy_request_notes.body";
+pub const EVIDENCE_CONTENT: &str = "privacy_request_evidence.content";
 
 const SUBMISSION_COLUMNS: &str = "id, channel, relationship, requester_name, requester_email, \
     subject_email, subject_user_id, requester_user_id, region, postal_code, jurisdiction, \
@@ -464,8 +465,10 @@ pub async fn insert_note(
     Ok(id)
 }
 
+/// Stores an agent's evidence file, sealed under its submission's key (`EVIDENCE_CONTENT`).
 pub async fn insert_evidence(
     tx: &mut Tx,
+    store: &Store,
     submission_id: i64,
     content_type: &str,
     sha256: &str,
@@ -480,7 +483,11 @@ pub async fn insert_evidence(
     .bind(content_type)
     .bind(i64::try_from(content.len()).unwrap_or(i64::MAX))
     .bind(sha256)
-    .bind(content.to_vec())
+    .bind(
+        store
+            .seal_bytes_for_submission(submission_id, EVIDENCE_CONTENT, content)
+            .await?,
+    )
     .bind(now)
     .fetch_one(&mut **tx)
     .await
@@ -511,10 +518,11 @@ pub async fn given_parental_consent(
 /// transaction that audits the read, so no read goes unrecorded.
 pub async fn evidence_content(
     tx: &mut Tx,
+    store: &Store,
     submission_id: i64,
     evidence_id: i64,
 ) -> anyhow::Result<Option<(String, Vec<u8>)>> {
-    sqlx::query_as(
+    let row: Option<(String, Vec<u8>)> = sqlx::query_as(
         "SELECT content_type, content FROM privacy_request_evidence \
          WHERE id = $1 AND submission_id = $2",
     )
@@ -522,7 +530,15 @@ pub async fn evidence_content(
     .bind(submission_id)
     .fetch_optional(&mut **tx)
     .await
-    .context("reading an agent's evidence file")
+    .context("reading an agent's evidence file")?;
+    let Some((content_type, stored)) = row else {
+        return Ok(None);
+    };
+    // A file whose key is gone is no file any more.
+    Ok(store
+        .open_bytes_for_submission(submission_id, EVIDENCE_CONTENT, stored)
+        .await?
+        .map(|bytes| (content_type, bytes)))
 }
 
 pub async fn insert_link(

@@ -445,8 +445,6 @@ pub static TABLES: &[Table] = &[
             plain("hidden_at", Int),
             reference("hidden_by"),
             plain("deleted_at", Int),
-            personal("ip", Text, IP, Blank::Text("")),
-            personal("user_agent", Text, USER_AGENT, Blank::Text("")),
             plain("restricted_at", Int),
             // The moderation state of the post, and why the check held it: a word from a
             // fixed list (`unsafe_link`, `spam_pattern`), never the text that matched.
@@ -454,6 +452,21 @@ pub static TABLES: &[Table] = &[
             plain("held_reason", Text),
         ],
     },
+    // The author's device when a post was written, apart from the post so that minimizing it
+    // changes a narrow row, not the post. `user_id` is the author then (a post given to the
+    // deleted user loses its row here).
+    owned(
+        "post_devices",
+        "user_id",
+        "post_id",
+        &[
+            plain("post_id", Int),
+            reference("user_id"),
+            personal("ip", Text, IP, Blank::Text("")),
+            personal("user_agent", Text, USER_AGENT, Blank::Text("")),
+            plain("created_at", Int),
+        ],
+    ),
     owned(
         "mail_outbox",
         "user_id",
@@ -1110,12 +1123,12 @@ pub static SEALED: &[SealedColumn] = &[
         member: "user_id",
     },
     SealedColumn {
-        table: "posts",
+        table: "post_devices",
         column: "ip",
         member: "user_id",
     },
     SealedColumn {
-        table: "posts",
+        table: "post_devices",
         column: "user_agent",
         member: "user_id",
     },

@@ -790,7 +790,8 @@ on_both_stores! {
         let pool = raw_pool(app).await;
         let ips: Vec<(String, String)> =
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT ip, user_agent FROM posts WHERE topic_id = {topic}"
+                "SELECT d.ip, d.user_agent FROM post_devices d JOIN posts p ON p.id = d.post_id \
+                 WHERE p.topic_id = {topic}"
             )))
             .fetch_all(&pool)
             .await
@@ -998,7 +999,8 @@ on_both_stores! {
         // Held: the IP addresses. Everything else of the member is gone.
         let pool = raw_pool(app).await;
         let posts: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT ip, user_agent FROM posts WHERE topic_id = {topic}"))).fetch_all(&pool).await.unwrap();
+            "SELECT d.ip, d.user_agent FROM post_devices d JOIN posts p ON p.id = d.post_id \
+                 WHERE p.topic_id = {topic}"))).fetch_all(&pool).await.unwrap();
         let sign_ins: Vec<(String,)> = sqlx::query_as("SELECT ip FROM sign_ins WHERE user_id = $1")
             .bind(id).fetch_all(&pool).await.unwrap();
         pool.close().await;

@@ -29,7 +29,7 @@ async fn sqlite_columns() -> BTreeSet<(String, String)> {
 async fn both_migration_folders_build_the_same_tables_and_columns() {
     sqlx::any::install_default_drivers();
     let sqlite = sqlite_columns().await;
-    assert!(sqlite.contains(&("posts".to_string(), "ip".to_string())));
+    assert!(sqlite.contains(&("post_devices".to_string(), "ip".to_string())));
     let Some(admin) = common::postgres_url() else {
         eprintln!("skipped on PostgreSQL: COVENANT_TEST_DATABASE_URL is not set");
         return;

@@ -320,7 +320,7 @@ on_both_stores! {
             .await
             .unwrap();
         for sql in ["UPDATE sign_ins SET ip = 'zq.legacy.ip' WHERE user_id = $1",
-                    "UPDATE posts SET user_agent = 'zq.legacy.agent' WHERE user_id = $1"] {
+                    "UPDATE post_devices SET user_agent = 'zq.legacy.agent' WHERE user_id = $1"] {
             sqlx::query(sql).bind(id).execute(&pool).await.unwrap();
         }
         pool.close().await;

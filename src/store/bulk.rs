@@ -233,13 +233,12 @@ async fn bulk_insert_posts(store: &Store, tx: &mut Tx, posts: &[BulkPost]) -> an
         (&keys[at], &subjects[at])
     };
     let sql = format!(
-        "INSERT INTO posts (id, topic_id, user_id, post_number, body_md, body_html, created_at, \
-         ip, user_agent) VALUES {}",
-        values_clause(store.kind, 9, posts.len())
+        "INSERT INTO posts (id, topic_id, user_id, post_number, body_md, body_html, created_at) \
+         VALUES {}",
+        values_clause(store.kind, 7, posts.len())
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for p in posts {
-        let (key, subject) = key_of(p.user_id);
         query = query
             .bind(p.id)
             .bind(p.topic_id)
@@ -247,13 +246,29 @@ async fn bulk_insert_posts(store: &Store, tx: &mut Tx, posts: &[BulkPost]) -> an
             .bind(p.post_number)
             .bind(p.body_md.clone())
             .bind(p.body_html.clone())
-            .bind(p.created_at)
-            .bind(key.seal("posts.ip", subject, &p.ip))
-            .bind(key.seal("posts.user_agent", subject, &p.user_agent));
+            .bind(p.created_at);
     }
     query
         .execute(&mut **tx)
         .await
         .context("inserting demo posts")?;
+    let sql = format!(
+        "INSERT INTO post_devices (post_id, user_id, ip, user_agent, created_at) VALUES {}",
+        values_clause(store.kind, 5, posts.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for p in posts {
+        let (key, subject) = key_of(p.user_id);
+        query = query
+            .bind(p.id)
+            .bind(p.user_id)
+            .bind(key.seal("post_devices.ip", subject, &p.ip))
+            .bind(key.seal("post_devices.user_agent", subject, &p.user_agent))
+            .bind(p.created_at);
+    }
+    query
+        .execute(&mut **tx)
+        .await
+        .context("inserting demo posts' devices")?;
     Ok(())
 }

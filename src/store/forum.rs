@@ -383,10 +383,10 @@ pub async fn insert_post(
     post: &NewPost<'_>,
 ) -> anyhow::Result<(i64, i64)> {
     let ip = store
-        .seal_for_member(post.user_id, "posts.ip", post.ip)
+        .seal_for_member(post.user_id, "post_devices.ip", post.ip)
         .await?;
     let user_agent = store
-        .seal_for_member(post.user_id, "posts.user_agent", post.user_agent)
+        .seal_for_member(post.user_id, "post_devices.user_agent", post.user_agent)
         .await?;
     let (post_number,): (i64,) = sqlx::query_as(
         "UPDATE topics SET n_posts = n_posts + 1, last_posted_at = $1 WHERE id = $2 \
@@ -398,9 +398,8 @@ pub async fn insert_post(
     .await
     .context("numbering a new post")?;
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO posts (topic_id, user_id, post_number, body_md, body_html, created_at, ip, \
-         user_agent, held_at, held_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-         RETURNING id",
+        "INSERT INTO posts (topic_id, user_id, post_number, body_md, body_html, created_at, \
+         held_at, held_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
     )
     .bind(post.topic_id)
     .bind(post.user_id)
@@ -408,13 +407,23 @@ pub async fn insert_post(
     .bind(post.body_md)
     .bind(post.body_html)
     .bind(post.now)
-    .bind(ip)
-    .bind(user_agent)
     .bind(post.held_reason.map(|_| post.now))
     .bind(post.held_reason)
     .fetch_one(&mut **tx)
     .await
     .context("inserting a post")?;
+    sqlx::query(
+        "INSERT INTO post_devices (post_id, user_id, ip, user_agent, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(post.user_id)
+    .bind(ip)
+    .bind(user_agent)
+    .bind(post.now)
+    .execute(&mut **tx)
+    .await
+    .context("recording a post's device")?;
     Ok((id, post_number))
 }
 
@@ -451,15 +460,17 @@ pub async fn update_post_body(
 /// Deletes a post's content at its author's wish. The row stays so that numbering and replies
 /// keep their places; its text and the IP address and user agent recorded with it go.
 pub async fn delete_post_content(tx: &mut Tx, post_id: i64, now: i64) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE posts SET body_md = '', body_html = '', ip = '', user_agent = '', \
-         deleted_at = $1 WHERE id = $2",
-    )
-    .bind(now)
-    .bind(post_id)
-    .execute(&mut **tx)
-    .await
-    .context("deleting a post")?;
+    sqlx::query("UPDATE posts SET body_md = '', body_html = '', deleted_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(post_id)
+        .execute(&mut **tx)
+        .await
+        .context("deleting a post")?;
+    sqlx::query("DELETE FROM post_devices WHERE post_id = $1")
+        .bind(post_id)
+        .execute(&mut **tx)
+        .await
+        .context("deleting a post's device")?;
     Ok(())
 }
 

@@ -367,6 +367,9 @@ struct StepSql {
     created: Option<&'static str>,
     /// The owner column names the member as `account:<id>` (consent evidence) rather than by id.
     account_subject: bool,
+    /// A table whose rows of the same members and creation times are deleted with the change
+    /// (not counted: they are part of the same records).
+    also_delete: Option<&'static str>,
     what: &'static str,
 }
 
@@ -381,6 +384,7 @@ impl SweepStep {
                 created,
                 what,
                 account_subject: false,
+                also_delete: None,
             };
         match self {
             SweepStep::RestrictAccount { now } => step(
@@ -502,7 +506,7 @@ impl SweepStep {
             },
             SweepStep::BlankDevice(table, column) => {
                 let (table, created) = match table {
-                    DeviceTable::Posts => ("posts", "created_at"),
+                    DeviceTable::Posts => ("post_devices", "created_at"),
                     DeviceTable::SignIns => ("sign_ins", "at"),
                     DeviceTable::Sessions => ("sessions", "created_at"),
                 };
@@ -605,16 +609,18 @@ impl SweepStep {
                 Some("linked_at"),
                 "deleting social sign-in links",
             ),
-            SweepStep::AnonymizePosts { ghost_id } => step(
-                "posts",
-                "user_id",
-                Some(format!(
-                    "user_id = {ghost_id}, ip = '', user_agent = '', restricted_at = NULL"
-                )),
-                None,
-                Some("created_at"),
-                "anonymizing posts",
-            ),
+            // The same posts' device rows go with them (the same members and creation times).
+            SweepStep::AnonymizePosts { ghost_id } => StepSql {
+                also_delete: Some("post_devices"),
+                ..step(
+                    "posts",
+                    "user_id",
+                    Some(format!("user_id = {ghost_id}, restricted_at = NULL")),
+                    None,
+                    Some("created_at"),
+                    "anonymizing posts",
+                )
+            },
             SweepStep::BlankBio => step(
                 "users",
                 "id",
@@ -759,6 +765,15 @@ impl Store {
                 };
             }
             let done = query.execute(&mut **tx).await.context(what)?;
+            if let Some(other) = sql.also_delete {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM {other} WHERE {owner} IN ({ids}){filter}"
+                )));
+                for id in part {
+                    query = query.bind(*id);
+                }
+                query.execute(&mut **tx).await.context(what)?;
+            }
             // The count and the change read the same rows in one transaction: on SQLite no
             // other writer can run between them; on PostgreSQL a concurrent change to a
             // closed member's records would show here.

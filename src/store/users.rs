@@ -225,6 +225,7 @@ impl Store {
             .context("sealing an address")?;
             changed += done.rows_affected() as usize;
         }
+        changed += self.rebind_moved_post_devices().await?;
         // The other sealed columns: each member's distinct plain values, sealed once each
         // (rows holding the same value get the same sealed text).
         for sealed in crate::inventory::SEALED {
@@ -251,6 +252,45 @@ impl Store {
                 .execute(self.pool())
                 .await
                 .with_context(|| format!("sealing values of {table}.{column}"))?;
+                changed += done.rows_affected() as usize;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Migration 0031 moved posts' device data to `post_devices`, marking what was sealed for
+    /// `posts.ip` and `posts.user_agent` with `posts:`: each such value is opened where it was
+    /// sealed and sealed again for its new place (a value whose member's key is gone becomes
+    /// empty, as it read before). Idempotent; each row changes only from the value read.
+    async fn rebind_moved_post_devices(&self) -> anyhow::Result<usize> {
+        const MOVED: &str = "posts:";
+        let mut changed = 0;
+        for column in ["ip", "user_agent"] {
+            let moved: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT DISTINCT user_id, {column} FROM post_devices WHERE {column} LIKE 'posts:%'"
+            )))
+            .fetch_all(self.pool())
+            .await
+            .context("reading moved device data")?;
+            let (old_place, new_place) =
+                (format!("posts.{column}"), format!("post_devices.{column}"));
+            for (user_id, stored) in moved {
+                let sealed = stored.strip_prefix(MOVED).unwrap_or(&stored);
+                let plain = self.open_for_member(user_id, &old_place, sealed).await?;
+                let resealed = if plain.is_empty() {
+                    String::new()
+                } else {
+                    self.seal_for_member(user_id, &new_place, &plain).await?
+                };
+                let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE post_devices SET {column} = $1 WHERE user_id = $2 AND {column} = $3"
+                )))
+                .bind(resealed)
+                .bind(user_id)
+                .bind(&stored)
+                .execute(self.pool())
+                .await
+                .context("sealing moved device data")?;
                 changed += done.rows_affected() as usize;
             }
         }

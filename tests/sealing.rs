@@ -386,3 +386,43 @@ on_both_stores! {
         );
     }
 }
+
+on_both_stores! {
+    /// Device data that migration 0031 moved from `posts` to `post_devices` was sealed for its
+    /// old place (and marked `posts:` by the migration); the forum seals it again for its new
+    /// place when it starts, so it still opens there and nothing marked is left.
+    /// Proves: R8
+    async fn device_data_moved_from_posts_is_sealed_again_for_its_new_place(app)
+        where config: behind_proxy; {
+        let (id, _) = sealed_member(app).await;
+        let pool = raw_pool(app).await;
+        let (stored,): (String,) =
+            sqlx::query_as("SELECT ip FROM post_devices WHERE user_id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(app.store.open_for_member(id, "post_devices.ip", &stored).await.unwrap(), IP);
+        // As the migration leaves a value sealed for posts.ip.
+        let old = app.store.seal_for_member(id, "posts.ip", IP).await.unwrap();
+        sqlx::query("UPDATE post_devices SET ip = $1 WHERE user_id = $2")
+            .bind(format!("posts:{old}"))
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let state = covenant::web::AppState::open((*app.state.config).clone()).await.unwrap();
+        let (moved,): (String,) =
+            sqlx::query_as("SELECT ip FROM post_devices WHERE user_id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        assert!(moved.starts_with("s1:"), "sealed, unmarked: {moved}");
+        assert_eq!(state.store.open_for_member(id, "post_devices.ip", &moved).await.unwrap(), IP);
+        assert!(columns_holding(app, IP).await.is_empty(), "no plain copy");
+        assert_eq!(state.store.seal_plain_member_fields().await.unwrap(), 0);
+        state.store.close().await;
+    }
+}

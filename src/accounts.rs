@@ -29,6 +29,9 @@ pub const VERIFY_EMAIL: &str = "verify_email";
 pub const RESET_PASSWORD: &str = "reset_password";
 const VERIFY_EMAIL_HOURS: i64 = 48;
 const RESET_PASSWORD_HOURS: i64 = 1;
+pub const CHANGE_EMAIL: &str = "change_email";
+/// How long the link confirming a new address stays valid.
+pub const CHANGE_EMAIL_HOURS: i64 = 24;
 
 /// Hashes and checks passwords at the configured argon2id cost.
 #[derive(Clone)]
@@ -1058,6 +1061,287 @@ impl Accounts {
         )
         .await?;
         Ok(())
+    }
+
+    /// Asks to change the member's address (issue 8): the member proves it again (the current
+    /// password; a 2-step code for an account without one; a social-only account without
+    /// 2-step verification relies on its recent provider sign-in), then a single-use link goes
+    /// to the new address and a notice to the current one. The answer is the same whether or
+    /// not the new address belongs to another account (whose owner is told instead, and no link
+    /// is made). Limited per member, per new address and per client, like reset emails.
+    pub async fn request_email_change(
+        &self,
+        user_id: i64,
+        new_email: &str,
+        password: &str,
+        code: &str,
+        client_ip: &str,
+    ) -> Result<()> {
+        let user = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .filter(|u| u.closed_at.is_none())
+            .ok_or(Error::NotFound("member"))?;
+        let email = EmailAddress::parse(new_email)?;
+        if email.canonical() == user.email.to_lowercase() {
+            return Err(Error::invalid(InvalidField::new(
+                "email",
+                "is already your address",
+            )));
+        }
+        self.prove_again(&user, password, code, client_ip).await?;
+        let rules = self.limits.rules;
+        let member = user_id.to_string();
+        self.limits
+            .attempt(&[
+                (rules.email_changes_per_member, member.as_str()),
+                (rules.resets_per_client, client_ip),
+            ])
+            .await?;
+        self.limits
+            .attempt(&[(rules.resets_per_address, email.canonical().as_str())])
+            .await?;
+        // The owner of the address, when it is another account's: told at the address as
+        // they keep it.
+        let owner = self
+            .store
+            .user_by_email(&email.canonical())
+            .await?
+            .filter(|other| other.id != user_id);
+        let now = crate::now();
+        let token = random_token();
+        let digest = token_digest(&token);
+        let mut tx = self.store.begin().await?;
+        // Only the newest link works: earlier ones named another address, or the same.
+        store::delete_unused_account_tokens(&mut tx, user_id, [CHANGE_EMAIL, CHANGE_EMAIL]).await?;
+        if let Some(owner) = owner {
+            let link = format!("{}/password-reset", self.config.base_url());
+            Mail::email_change_address_taken(&self.config.site_name, &link)
+                .enqueue(
+                    &self.store,
+                    &mut tx,
+                    &format!("email-taken:{}:{}", owner.id, &digest[..16]),
+                    &owner.email,
+                    Some(owner.id),
+                    now,
+                )
+                .await?;
+        } else {
+            store::insert_email_change_token(
+                &self.store,
+                &mut tx,
+                &digest,
+                user_id,
+                CHANGE_EMAIL,
+                email.as_str(),
+                now,
+                now + CHANGE_EMAIL_HOURS * 3600,
+            )
+            .await?;
+            let link = format!("{}/email-change/{token}", self.config.base_url());
+            Mail::email_change_confirm(
+                &self.config.site_name,
+                &user.username,
+                CHANGE_EMAIL_HOURS,
+                &link,
+            )
+            .enqueue(
+                &self.store,
+                &mut tx,
+                &format!("email-change:{user_id}:{}", &digest[..16]),
+                email.as_str(),
+                Some(user_id),
+                now,
+            )
+            .await?;
+        }
+        Mail::email_change_requested(
+            &self.config.site_name,
+            &user.username,
+            &Mail::masked_address(email.as_str()),
+            &format!("{}/account/security", self.config.base_url()),
+        )
+        .enqueue(
+            &self.store,
+            &mut tx,
+            &format!("email-change-asked:{user_id}:{}", &digest[..16]),
+            &user.email,
+            Some(user_id),
+            now,
+        )
+        .await?;
+        tx.commit()
+            .await
+            .context("committing an email change request")?;
+        tracing::info!(user_id, "email change asked");
+        Ok(())
+    }
+
+    /// The member's proof for an account change beyond the recent sign-in: the current password
+    /// when the account has one, else a 2-step code when it is on. Wrong answers count towards
+    /// the sign-in limits, as at the password form.
+    async fn prove_again(
+        &self,
+        user: &store::UserRow,
+        password: &str,
+        code: &str,
+        client_ip: &str,
+    ) -> Result<()> {
+        let rules = self.limits.rules;
+        let login_key = user.username.to_ascii_lowercase();
+        let limit_keys = [
+            (rules.sign_in_login, login_key.as_str()),
+            (rules.client_failures, client_ip),
+        ];
+        self.limits.check(&limit_keys).await?;
+        if !user.password_hash.is_empty() {
+            if self
+                .hasher
+                .verify(password, Some(&user.password_hash))
+                .await
+            {
+                return Ok(());
+            }
+            self.record_failed_sign_in(Some(user.id), "reauthentication")
+                .await?;
+            self.limits.failed(&limit_keys).await?;
+            return Err(Error::invalid(InvalidField::new(
+                "current_password",
+                "is not your current password",
+            )));
+        }
+        let Some(second_factor) = self
+            .store
+            .two_factor_of(user.id)
+            .await?
+            .filter(|tf| tf.enabled_at.is_some())
+        else {
+            // A social-only account: its recent sign-in through the provider is the proof.
+            return Ok(());
+        };
+        let now = crate::now();
+        let mut tx = self.store.begin().await?;
+        if self
+            .use_second_factor(&mut tx, user.id, &second_factor.stored_secret, code, now)
+            .await?
+            .is_some()
+        {
+            tx.commit().await.context("committing a used code")?;
+            return Ok(());
+        }
+        tx.rollback().await.context("rolling back a refused code")?;
+        self.record_failed_sign_in(Some(user.id), "reauthentication")
+            .await?;
+        self.limits.failed(&limit_keys).await?;
+        Err(Error::invalid(InvalidField::new(
+            "code",
+            Error::InvalidSecondFactor.to_string(),
+        )))
+    }
+
+    /// Whether an email-change link would be accepted now, without using it.
+    pub async fn email_change_token_is_valid(&self, token: &str) -> Result<bool> {
+        Ok(self
+            .store
+            .account_token_is_valid(&token_digest(token), CHANGE_EMAIL, crate::now())
+            .await?)
+    }
+
+    /// Applies an email change from the link mailed to the new address: the address (sealed,
+    /// and its keyed hash) is replaced and counts as verified, links still out to the old
+    /// address stop working, the change is audited as a rectification with value classes only,
+    /// and the old address is told. A link that is unknown, used, expired, or whose address was
+    /// taken by another account since, changes nothing and is refused the same way.
+    pub async fn confirm_email_change(&self, token: &str) -> Result<i64> {
+        let now = crate::now();
+        let mut tx = self.store.begin().await?;
+        let Some((user_id, new_email)) = store::consume_email_change_token(
+            &self.store,
+            &mut tx,
+            &token_digest(token),
+            CHANGE_EMAIL,
+            now,
+        )
+        .await?
+        else {
+            tx.rollback().await.context("rolling back a refused link")?;
+            return Err(Error::InvalidToken);
+        };
+        let user = store::user_by_id_in(&self.store, &mut tx, user_id)
+            .await?
+            .filter(|u| u.closed_at.is_none());
+        let (Some(user), Ok(email)) = (user, EmailAddress::parse(&new_email)) else {
+            tx.rollback().await.context("rolling back a refused link")?;
+            return Err(Error::InvalidToken);
+        };
+        let taken = self
+            .store
+            .user_by_email(&email.canonical())
+            .await?
+            .is_some_and(|other| other.id != user_id);
+        if taken {
+            tx.rollback()
+                .await
+                .context("rolling back a taken address")?;
+            return Err(Error::InvalidToken);
+        }
+        match store::set_user_email(
+            &self.store,
+            &mut tx,
+            user_id,
+            email.as_str(),
+            &email.canonical(),
+            now,
+        )
+        .await
+        {
+            Ok(()) => {}
+            Err(error) if error.downcast_ref::<store::Duplicate>().is_some() => {
+                tx.rollback()
+                    .await
+                    .context("rolling back a taken address")?;
+                return Err(Error::InvalidToken);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        store::delete_unused_account_tokens(&mut tx, user_id, [CHANGE_EMAIL, RESET_PASSWORD])
+            .await?;
+        audit::record(
+            &mut tx,
+            &self.audit,
+            Event::by_self(AuditKind::DataRectified, user_id)
+                .detail(Detail::Field("email"))
+                .detail(Detail::Method("email_link"))
+                .detail(Detail::Before(crate::fulfilment::value_class(&user.email)))
+                .detail(Detail::After(crate::fulfilment::value_class(
+                    email.as_str(),
+                ))),
+        )
+        .await?;
+        let contact = self
+            .config
+            .security_contact()
+            .map(|c| c.strip_prefix("mailto:").unwrap_or(&c).to_string());
+        Mail::email_changed(
+            &self.config.site_name,
+            &user.username,
+            &Mail::masked_address(email.as_str()),
+            &format!("{}/account/security", self.config.base_url()),
+            contact.as_deref(),
+        )
+        .enqueue(
+            &self.store,
+            &mut tx,
+            &format!("email-changed:{user_id}:{now}"),
+            &user.email,
+            Some(user_id),
+            now,
+        )
+        .await?;
+        tx.commit().await.context("committing an email change")?;
+        tracing::info!(user_id, "email address changed");
+        Ok(user_id)
     }
 
     /// Ends one of the member's sessions, named by its handle.

@@ -367,6 +367,9 @@ pub static TABLES: &[Table] = &[
             plain("created_at", Int),
             plain("expires_at", Int),
             plain("used_at", Int),
+            // The address an email change waits to confirm (0037), sealed with the member's
+            // key (`SEALED`); blank on other tokens.
+            personal("new_email", Text, EMAIL, Blank::Text("")),
         ],
     ),
     nobody(
@@ -1101,6 +1104,11 @@ pub static SEALED: &[SealedColumn] = &[
         table: "users",
         column: "email",
         member: "id",
+    },
+    SealedColumn {
+        table: "account_tokens",
+        column: "new_email",
+        member: "user_id",
     },
     SealedColumn {
         table: "sessions",

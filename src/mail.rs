@@ -110,6 +110,97 @@ impl Mail {
         }
     }
 
+    /// Asks the owner of a new address to confirm it for the member's account (issue 8).
+    pub fn email_change_confirm(site: &str, username: &str, hours: i64, link: &str) -> Self {
+        Self {
+            subject: format!("Confirm your new email address for {site}"),
+            body: format!(
+                "Hello {username},\n\n\
+                 You asked to use this address for your account on {site}.\n\
+                 To confirm it, open this link within {hours} hours:\n\n{link}\n\n\
+                 Until you do, your account keeps its current address. If it was not you, \
+                 ignore this message: nothing changes.\n"
+            ),
+        }
+    }
+
+    /// Tells the owner of an address that already has an account that another account asked to
+    /// use it: nothing changed (the asking member is told the same as for any address).
+    pub fn email_change_address_taken(site: &str, link: &str) -> Self {
+        Self {
+            subject: format!("Your email address on {site}"),
+            body: format!(
+                "Hello,\n\n\
+                 Someone asked to use this address for an account on {site}, but it already \
+                 belongs to an account there, so nothing changed.\n\
+                 If you have forgotten your password, you can choose a new one here:\n\n\
+                 {link}\n\n\
+                 If you did not ask, there is nothing to do.\n"
+            ),
+        }
+    }
+
+    /// Tells the member, at the current address, that a change to another address was asked
+    /// (`masked`: the new address with most of it hidden).
+    pub fn email_change_requested(site: &str, username: &str, masked: &str, link: &str) -> Self {
+        Self {
+            subject: format!("A change of your {site} email address was asked"),
+            body: format!(
+                "Hello {username},\n\n\
+                 A change of your account's email address on {site} to {masked} was just \
+                 asked. It happens only once the link we sent to that address is opened.\n\n\
+                 If it was not you, someone may know your password or be using your device: \
+                 change your password and end the sessions you do not know on your security \
+                 page, and the change will not happen:\n\n{link}\n"
+            ),
+        }
+    }
+
+    /// Tells the member, at the address they had, that their address was changed.
+    pub fn email_changed(
+        site: &str,
+        username: &str,
+        masked: &str,
+        link: &str,
+        contact: Option<&str>,
+    ) -> Self {
+        let help = match contact {
+            Some(contact) => format!(
+                "If it was not you, your account may be in someone else's hands: write to \
+                 {contact} from this address, which was the account's until now, and we will \
+                 help you take it back. "
+            ),
+            None => "If it was not you, your account may be in someone else's hands: \
+                     reply to the forum's operators from this address, which was the \
+                     account's until now, and they will help you take it back. "
+                .to_string(),
+        };
+        Self {
+            subject: format!("Your {site} email address was changed"),
+            body: format!(
+                "Hello {username},\n\n\
+                 The email address of your account on {site} was just changed to {masked}. \
+                 We will not write to this address about the account any more.\n\n\
+                 {help}Then change your password and review your security page:\n\n{link}\n"
+            ),
+        }
+    }
+
+    /// An address with most of it hidden, for a message to someone who may not own it: the
+    /// first character of the local part and of the domain, and the domain's last label
+    /// (`a***@e***.org`).
+    pub fn masked_address(address: &str) -> String {
+        let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+        let first = |text: &str| text.chars().next().map(String::from).unwrap_or_default();
+        let (name, top) = domain.rsplit_once('.').unwrap_or((domain, ""));
+        let top = if top.is_empty() {
+            String::new()
+        } else {
+            format!(".{top}")
+        };
+        format!("{}***@{}***{top}", first(local), first(name))
+    }
+
     /// Asks a parent to agree before their child's account can post (promise M1).
     pub fn parental_consent(site: &str, username: &str, link: &str) -> Self {
         Self {

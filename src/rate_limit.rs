@@ -48,6 +48,9 @@ pub struct Rules {
     /// Password-reset emails asked for one address, and from one client.
     pub resets_per_address: Rule,
     pub resets_per_client: Rule,
+    /// Email-change links asked by one member (each mails two addresses); counted with the
+    /// reset limits of the new address and of the client.
+    pub email_changes_per_member: Rule,
     /// Privacy requests and new codes per subject address, and per client; code entries per
     /// client.
     pub requests_per_address: Rule,
@@ -75,6 +78,11 @@ impl Rules {
                 hour,
             ),
             resets_per_client: Rule::new("reset-client", limits.resets_per_client_per_hour, hour),
+            email_changes_per_member: Rule::new(
+                "email-change-member",
+                limits.resets_per_address_per_hour,
+                hour,
+            ),
             requests_per_address: Rule::new(
                 "request-address",
                 config.requests.per_address_per_hour,

@@ -1535,6 +1535,7 @@ mod tests {
         "sessions.token_hash",
         "sessions.csrf_token",
         "account_tokens.token_hash",
+        "account_tokens.new_email",
         // Public text kept as written when its author is anonymized.
         "topics.title",
         "topics.slug",

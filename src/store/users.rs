@@ -572,3 +572,110 @@ impl Store {
         Ok(row.is_some())
     }
 }
+
+/// Where a pending new address waits (on its email-change token), as its seal names it.
+pub const ACCOUNT_TOKENS_NEW_EMAIL: &str = "account_tokens.new_email";
+
+/// Stores a single-use email-change token (only its digest) with the new address sealed under
+/// the member's key.
+pub async fn insert_email_change_token(
+    store: &Store,
+    tx: &mut Tx,
+    token_hash: &str,
+    user_id: i64,
+    purpose: &str,
+    new_email: &str,
+    now: i64,
+    expires_at: i64,
+) -> anyhow::Result<()> {
+    let sealed = store
+        .seal_for_member(user_id, ACCOUNT_TOKENS_NEW_EMAIL, new_email)
+        .await?;
+    sqlx::query(
+        "INSERT INTO account_tokens (token_hash, user_id, purpose, created_at, expires_at, \
+         new_email) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .bind(purpose)
+    .bind(now)
+    .bind(expires_at)
+    .bind(sealed)
+    .execute(&mut **tx)
+    .await
+    .context("storing an email-change token")?;
+    Ok(())
+}
+
+/// Uses an email-change token (unused, unexpired, of this purpose) in one statement and returns
+/// its member and the new address, opened (empty when the member's key is gone).
+pub async fn consume_email_change_token(
+    store: &Store,
+    tx: &mut Tx,
+    token_hash: &str,
+    purpose: &str,
+    now: i64,
+) -> anyhow::Result<Option<(i64, String)>> {
+    let row: Option<(i64, String)> = sqlx::query_as(
+        "UPDATE account_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 \
+         AND used_at IS NULL AND expires_at > $1 RETURNING user_id, new_email",
+    )
+    .bind(now)
+    .bind(token_hash)
+    .bind(purpose)
+    .fetch_optional(&mut **tx)
+    .await
+    .context("using an email-change token")?;
+    let Some((user_id, sealed)) = row else {
+        return Ok(None);
+    };
+    let new_email = store
+        .open_for_member(user_id, ACCOUNT_TOKENS_NEW_EMAIL, &sealed)
+        .await?;
+    Ok(Some((user_id, new_email)))
+}
+
+/// Replaces a member's address (sealed, with its keyed hash; `email_lower` is hashed, never
+/// stored) and marks it verified: the caller has just had it proven by a link. An address held
+/// by another account is a [`super::Duplicate`] of `email`.
+pub async fn set_user_email(
+    store: &Store,
+    tx: &mut Tx,
+    user_id: i64,
+    email: &str,
+    email_lower: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    let sealed = store.seal_for_member(user_id, USERS_EMAIL, email).await?;
+    sqlx::query(
+        "UPDATE users SET email = $1, email_lookup = $2, email_verified_at = $3 WHERE id = $4",
+    )
+    .bind(sealed)
+    .bind(store.lookup_hash(email_lower)?)
+    .bind(now)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| unique_violation(e, &[("email_lookup", "email")], "changing an address"))?;
+    Ok(())
+}
+
+/// Deletes a member's unused tokens of the two purposes given (links mailed to an address the
+/// member no longer has); returns how many.
+pub async fn delete_unused_account_tokens(
+    tx: &mut Tx,
+    user_id: i64,
+    purposes: [&str; 2],
+) -> anyhow::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM account_tokens WHERE user_id = $1 AND used_at IS NULL \
+         AND purpose IN ($2, $3)",
+    )
+    .bind(user_id)
+    .bind(purposes[0])
+    .bind(purposes[1])
+    .execute(&mut **tx)
+    .await
+    .context("deleting unused account tokens")?;
+    Ok(done.rows_affected())
+}

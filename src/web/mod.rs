@@ -489,6 +489,9 @@ fn routes(config: &Config) -> Routes {
             security::revoke_other_sessions,
         )
         .post("/account/security/password", security::change_password)
+        .post("/account/security/email", security::change_email)
+        .get("/email-change/{token}", security::email_change_form)
+        .post("/email-change/{token}", security::email_change)
         .get("/account/two-factor", security::two_factor)
         .post("/account/two-factor/enable", security::enable_two_factor)
         .post("/account/two-factor/disable", security::disable_two_factor)

@@ -10,9 +10,10 @@ use crate::web::AppState;
 use crate::web::auth::{ClientOrigin, Viewer, check_form};
 use crate::web::error::PageResult;
 use crate::web::forms::Form;
+use crate::web::pages::MessagePage;
 use crate::web::pages::{Layout, date, page, page_with_status, see_other};
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
@@ -44,6 +45,12 @@ struct SecurityPage {
     staff_without_two_factor: bool,
     errors: Vec<InvalidField>,
     notice: Option<String>,
+    /// The member's address, shown to them alone.
+    email: String,
+    /// The account has a password (a social-only one has none).
+    has_password: bool,
+    /// Refusals of the email change form.
+    email_errors: Vec<InvalidField>,
 }
 
 fn device(user_agent: &str) -> String {
@@ -107,6 +114,9 @@ async fn security_page(
         staff_without_two_factor: actor.role.is_staff() && !actor.two_factor,
         errors,
         notice,
+        has_password: !user.password_hash.is_empty(),
+        email: user.email,
+        email_errors: vec![],
     })
 }
 
@@ -213,6 +223,114 @@ pub async fn change_password(
         ),
         Err(other) => Err(other.into()),
     }
+}
+
+#[derive(Deserialize)]
+pub struct ChangeEmailForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// What the member is told after asking for an email change, whatever the new address is.
+const EMAIL_CHANGE_ASKED: &str = "We sent a link to the new address, if it can be used: your \
+     address changes when you open it. We told your current address too.";
+
+/// `POST /account/security/email`: asks to change the member's address (a recent sign-in, and
+/// the password or a 2-step code again); the link goes to the new address.
+pub async fn change_email(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    ClientOrigin(origin): ClientOrigin,
+    headers: HeaderMap,
+    Form(form): Form<ChangeEmailForm>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    let signed_in = viewer.require()?;
+    state.accounts.require_recent_sign_in(&signed_in.user)?;
+    match state
+        .accounts
+        .request_email_change(
+            signed_in.user.user_id,
+            &form.email,
+            &form.current_password,
+            &form.code,
+            origin.ip.expose(),
+        )
+        .await
+    {
+        Ok(()) => {
+            state.mailer.wake();
+            page(&security_page(&state, &viewer, vec![], Some(EMAIL_CHANGE_ASKED.into())).await?)
+        }
+        Err(Error::Invalid(errors)) => {
+            let mut refused = security_page(&state, &viewer, vec![], None).await?;
+            refused.email_errors = errors;
+            page_with_status(StatusCode::UNPROCESSABLE_ENTITY, &refused)
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+struct EmailChangePage {
+    layout: Layout,
+    action: String,
+    fields: Vec<(&'static str, &'static str, &'static str, &'static str)>,
+    button: &'static str,
+    errors: Vec<InvalidField>,
+}
+
+/// `GET /email-change/{token}`: the button that confirms a new address (a link opened by a
+/// mail scanner changes nothing).
+pub async fn email_change_form(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(token): Path<String>,
+) -> PageResult {
+    if !state.accounts.email_change_token_is_valid(&token).await? {
+        return Err(Error::InvalidToken.into());
+    }
+    page(&EmailChangePage {
+        layout: Layout::new(&state, &viewer, "Confirm your new email address"),
+        action: format!("/email-change/{token}"),
+        fields: vec![],
+        button: "Use this address for my account",
+        errors: vec![],
+    })
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /email-change/{token}`: applies the change the link was mailed for.
+pub async fn email_change(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(form): Form<TokenForm>,
+) -> PageResult {
+    check_form(&state, &viewer, &headers, &form.csrf)?;
+    state.accounts.confirm_email_change(&token).await?;
+    state.mailer.wake();
+    page(&MessagePage {
+        layout: Layout::new(&state, &viewer, "Email address changed"),
+        paragraphs: vec![
+            "Your account now uses this address: sign in with it, and account mail comes here."
+                .into(),
+        ],
+        link: Some(("/account/security".into(), "Your security page".into())),
+    })
 }
 
 #[derive(Template)]
@@ -397,14 +515,28 @@ struct ConfirmPage {
     layout: Layout,
     hours: i64,
     errors: Vec<InvalidField>,
+    /// The account has a password to enter; a social-only one is told to sign in again
+    /// through its provider instead (or to set a password by the reset email).
+    has_password: bool,
 }
 
-fn confirm_page(state: &AppState, viewer: &Viewer, errors: Vec<InvalidField>) -> ConfirmPage {
-    ConfirmPage {
+async fn confirm_page(
+    state: &AppState,
+    viewer: &Viewer,
+    errors: Vec<InvalidField>,
+) -> Result<ConfirmPage, Error> {
+    let signed_in = viewer.require()?;
+    let has_password = state
+        .store
+        .user_by_id(signed_in.user.user_id)
+        .await?
+        .is_some_and(|user| !user.password_hash.is_empty());
+    Ok(ConfirmPage {
         layout: Layout::new(state, viewer, "Confirm it is you"),
         hours: state.config.session.reauthenticate_after_hours,
         errors,
-    }
+        has_password,
+    })
 }
 
 /// `GET /account/confirm`: the password form a sensitive action sends a member to when the
@@ -413,7 +545,7 @@ pub async fn confirm_form(State(state): State<AppState>, viewer: Viewer) -> Page
     if viewer.0.is_none() {
         return Ok(see_other("/sign-in"));
     }
-    page(&confirm_page(&state, &viewer, vec![]))
+    page(&confirm_page(&state, &viewer, vec![]).await?)
 }
 
 #[derive(Deserialize)]
@@ -447,7 +579,7 @@ pub async fn confirm(
         Ok(()) => Ok(see_other("/account/security")),
         Err(Error::Invalid(errors)) => page_with_status(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &confirm_page(&state, &viewer, errors),
+            &confirm_page(&state, &viewer, errors).await?,
         ),
         Err(other) => Err(other.into()),
     }

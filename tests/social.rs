@@ -505,3 +505,122 @@ async fn an_account_without_a_password_deletes_itself_after_a_fresh_provider_sig
 async fn an_account_without_a_password_deletes_itself_after_a_fresh_provider_sign_in_on_postgres() {
     provider_account_deletes_itself(common::Backend::Postgres).await;
 }
+
+/// A passwordless account changes its address: its recent provider sign-in is the proof (the
+/// form asks for no password), the link goes to the new address; once the sign-in is old, the
+/// confirmation page tells it to sign in again through the provider instead of asking for a
+/// password it does not have.
+async fn provider_account_changes_its_address(backend: common::Backend) {
+    let provider = TestProvider::start().await;
+    let Some(app) = app_with(backend, &provider).await else {
+        return;
+    };
+    let browser = app.new_client();
+    let callback = authorize(&app, &browser, &provider, "ivo-3", "code-a").await;
+    let response = browser.get(&callback).send().await.unwrap();
+    let complete = response.headers()["location"].to_str().unwrap().to_string();
+    let form = app.page(&browser, &complete).await;
+    let response = browser
+        .post(app.url(&complete))
+        .form(&[
+            ("csrf", csrf_of(&form).as_str()),
+            ("username", "ivo"),
+            ("email", "ivo-3@provider.example"),
+            ("country", "GB"),
+            ("birth_year", "1990"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let user = app.store.user_by_username("ivo").await.unwrap().unwrap();
+    assert!(user.password_hash.is_empty(), "no password");
+
+    let page = app.page(&browser, "/account/security").await;
+    assert!(
+        !page.contains("email_current_password"),
+        "no password is asked"
+    );
+    assert!(page.contains("your recent sign-in there confirms it is you"));
+    let response = browser
+        .post(app.url("/account/security/email"))
+        .form(&[
+            ("csrf", csrf_of(&page).as_str()),
+            ("email", "ivo@elsewhere.example"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mail = app
+        .wait_for_mail("ivo@elsewhere.example", "Confirm your new email address")
+        .await;
+    let link = app.link_in(&mail);
+    let page = browser
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let response = browser
+        .post(&link)
+        .form(&[("csrf", csrf_of(&page).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let user = app.store.user_by_id(user.id).await.unwrap().unwrap();
+    assert_eq!(user.email, "ivo@elsewhere.example");
+    app.wait_for_mail("ivo-3@provider.example", "email address was changed")
+        .await;
+
+    // Thirteen hours on, the confirmation page points to the provider.
+    sqlx::any::install_default_drivers();
+    let url = if app.state.config.database_url.is_empty() {
+        format!(
+            "sqlite://{}",
+            app.data_dir.path().join("covenant.db").display()
+        )
+    } else {
+        app.state.config.database_url.clone()
+    };
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "UPDATE sessions SET authenticated_at = authenticated_at - 46800 WHERE user_id = $1",
+    )
+    .bind(user.id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let response = browser
+        .get(app.url("/account/two-factor"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["location"], "/account/confirm");
+    let confirm = app.page(&browser, "/account/confirm").await;
+    assert!(
+        confirm.contains("sign in again through your provider"),
+        "{confirm}"
+    );
+    assert!(
+        !confirm.contains("type=\"password\""),
+        "no password is asked"
+    );
+    app.stop().await;
+}
+
+/// Proves: F5, A4
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_without_a_password_changes_its_address_on_sqlite() {
+    provider_account_changes_its_address(common::Backend::Sqlite).await;
+}
+
+/// Proves: F5, A4
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_without_a_password_changes_its_address_on_postgres() {
+    provider_account_changes_its_address(common::Backend::Postgres).await;
+}

@@ -259,6 +259,10 @@ pub struct SessionConfig {
     /// How long a sign-in (or password re-entry) stays fresh enough for sensitive account
     /// actions (sessions, 2-step verification, export, closing the account), in hours.
     pub reauthenticate_after_hours: i64,
+    /// Minutes without activity after which a session no longer signs in (ASVS 3.3.2), to
+    /// within five minutes (activity is noted at most every five); 0 (the default) leaves only
+    /// `max_age_days`. At least 10 when set.
+    pub idle_timeout_minutes: i64,
     /// Mark cookies `Secure`. Defaults to true when `base_url` starts with `https://` or the
     /// server speaks TLS itself (`tls_cert`).
     pub secure_cookies: Option<bool>,
@@ -386,6 +390,7 @@ impl Default for SessionConfig {
         Self {
             max_age_days: 30,
             reauthenticate_after_hours: 12,
+            idle_timeout_minutes: 0,
             secure_cookies: None,
         }
     }
@@ -489,6 +494,9 @@ impl Config {
         }
         if self.session.reauthenticate_after_hours < 1 {
             bail!("session.reauthenticate_after_hours must be at least 1");
+        }
+        if self.session.idle_timeout_minutes != 0 && self.session.idle_timeout_minutes < 10 {
+            bail!("session.idle_timeout_minutes must be 0 (off) or at least 10");
         }
         if self
             .retention

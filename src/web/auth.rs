@@ -107,7 +107,14 @@ impl FromRequestParts<AppState> for Viewer {
             Some(token) if !token.is_empty() && token.len() < 128 => {
                 let digest = token_digest(token);
                 let now = crate::now();
-                let user = state.store.session_user(&digest, now).await?;
+                let idle = state.config.session.idle_timeout_minutes * 60;
+                // A session left idle longer than the idle timeout signs in no more (ASVS
+                // 3.3.2); it is not touched, so it stays idle until it expires.
+                let user = state
+                    .store
+                    .session_user(&digest, now)
+                    .await?
+                    .filter(|user| idle == 0 || now - user.last_seen_at <= idle);
                 if let Some(user) = &user
                     && now - user.last_seen_at > SESSION_TOUCH_SECONDS
                 {

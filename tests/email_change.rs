@@ -206,8 +206,9 @@ on_both_stores! {
 }
 
 on_both_stores! {
-    /// An expired link, or one superseded by a newer request, changes nothing.
-    /// Proves: A4
+    /// An expired link, or one superseded by a newer request, changes nothing; the address
+    /// waiting for its link is sealed at rest.
+    /// Proves: A4, R8
     async fn expired_and_superseded_links_are_refused(app) {
         app.member("bea").await;
         let bea = app.store.user_by_username("bea").await.unwrap().unwrap().id;
@@ -215,6 +216,14 @@ on_both_stores! {
         let (status, _) = ask_change(app, &browser, "bea.one@example.net", PASSWORD).await;
         assert_eq!(status, StatusCode::OK);
         let first = app.link_in(&app.wait_for_mail("bea.one@example.net", "Confirm your new").await);
+        // The pending address is sealed at rest under bea's key, never stored plain.
+        let pool = db_pool(app).await;
+        let stored: Vec<(String,)> = sqlx::query_as(
+            "SELECT new_email FROM account_tokens WHERE purpose = 'change_email' AND user_id = $1")
+            .bind(bea).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        assert_eq!(stored.len(), 1);
+        assert!(stored[0].0.starts_with("s1:") && !stored[0].0.contains("bea.one"), "{stored:?}");
         let (status, _) = ask_change(app, &browser, "bea.two@example.net", PASSWORD).await;
         assert_eq!(status, StatusCode::OK);
         let second = app.link_in(&app.wait_for_mail("bea.two@example.net", "Confirm your new").await);

@@ -88,7 +88,7 @@ async fn ask_change(
 }
 
 /// Opens the link's page and presses its button; returns the answer's status.
-async fn follow(app: &common::TestApp, browser: &reqwest::Client, link: &str) -> StatusCode {
+async fn follow(browser: &reqwest::Client, link: &str) -> StatusCode {
     let response = browser.get(link).send().await.unwrap();
     if response.status() != StatusCode::OK {
         return response.status();
@@ -170,7 +170,7 @@ on_both_stores! {
         assert_eq!(api_sign_in(app, "ada@example.org").await, StatusCode::CREATED);
 
         // The link, opened in any browser (the new address's owner may read mail elsewhere).
-        assert_eq!(follow(app, &app.new_client(), &link).await, StatusCode::OK);
+        assert_eq!(follow(&app.new_client(), &link).await, StatusCode::OK);
         let user = app.store.user_by_id(ada).await.unwrap().unwrap();
         assert_eq!(user.email, "ada.new@example.net");
         assert!(user.email_verified_at.is_some());
@@ -182,7 +182,7 @@ on_both_stores! {
         assert!(changed.contains("/account/security"), "says where to secure the account");
 
         // The link works once.
-        assert_eq!(follow(app, &app.new_client(), &link).await, StatusCode::BAD_REQUEST);
+        assert_eq!(follow(&app.new_client(), &link).await, StatusCode::BAD_REQUEST);
         let response = browser.post(&link).form(&[("csrf", "x")]).send().await.unwrap();
         assert_ne!(response.status(), StatusCode::OK);
 
@@ -227,12 +227,12 @@ on_both_stores! {
         let (status, _) = ask_change(app, &browser, "bea.two@example.net", PASSWORD).await;
         assert_eq!(status, StatusCode::OK);
         let second = app.link_in(&app.wait_for_mail("bea.two@example.net", "Confirm your new").await);
-        assert_eq!(follow(app, &app.new_client(), &first).await, StatusCode::BAD_REQUEST,
+        assert_eq!(follow(&app.new_client(), &first).await, StatusCode::BAD_REQUEST,
             "a newer request replaces the older link");
         exec(app, &format!(
             "UPDATE account_tokens SET expires_at = created_at WHERE user_id = {bea} \
              AND purpose = 'change_email'")).await;
-        assert_eq!(follow(app, &app.new_client(), &second).await, StatusCode::BAD_REQUEST,
+        assert_eq!(follow(&app.new_client(), &second).await, StatusCode::BAD_REQUEST,
             "an expired link");
         assert_eq!(app.store.user_by_id(bea).await.unwrap().unwrap().email, "bea@example.org");
         assert_eq!(api_sign_in(app, "bea.two@example.net").await, StatusCode::UNAUTHORIZED);
@@ -281,7 +281,7 @@ on_both_stores! {
                 "password": PASSWORD, "birth_year": 1990, "country": "GB"}))
             .send().await.unwrap();
         assert_eq!(response.status(), 201);
-        assert_eq!(follow(app, &app.new_client(), &link).await, StatusCode::BAD_REQUEST);
+        assert_eq!(follow(&app.new_client(), &link).await, StatusCode::BAD_REQUEST);
         assert_eq!(app.store.user_by_id(cal).await.unwrap().unwrap().email, "cal@example.org");
     }
 }

@@ -578,6 +578,7 @@ pub const ACCOUNT_TOKENS_NEW_EMAIL: &str = "account_tokens.new_email";
 
 /// Stores a single-use email-change token (only its digest) with the new address sealed under
 /// the member's key.
+#[allow(clippy::too_many_arguments)]
 pub async fn insert_email_change_token(
     store: &Store,
     tx: &mut Tx,

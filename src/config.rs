@@ -62,6 +62,31 @@ pub struct Config {
     pub moderation: ModerationConfig,
     /// Limits on failed sign-ins, registrations and reset emails, with growing waits.
     pub rate_limits: RateLimitConfig,
+    /// Each node's cache of pages rendered for visitors without a session.
+    pub page_cache: PageCacheConfig,
+}
+
+/// The cache of visitors' pages (`web::page_cache`). A write through this node shows at once;
+/// one through another node or the command line within `seconds`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PageCacheConfig {
+    /// Seconds a page stays cached, at most 60; 0 turns the cache off.
+    pub seconds: u64,
+    /// Pages kept at most.
+    pub max_entries: usize,
+    /// Bytes of pages kept at most.
+    pub max_bytes: usize,
+}
+
+impl Default for PageCacheConfig {
+    fn default() -> Self {
+        Self {
+            seconds: 1,
+            max_entries: 4096,
+            max_bytes: 16 * 1024 * 1024,
+        }
+    }
 }
 
 /// Rate limits (promise A4). A limit reached blocks its key for `first_wait_seconds`, doubled
@@ -370,6 +395,7 @@ impl Default for Config {
             social_providers: Vec::new(),
             moderation: ModerationConfig::default(),
             rate_limits: RateLimitConfig::default(),
+            page_cache: PageCacheConfig::default(),
         }
     }
 }
@@ -513,6 +539,12 @@ impl Config {
         }
         if self.retention.stats_flush_seconds < 1 {
             bail!("retention.stats_flush_seconds must be at least 1");
+        }
+        if self.page_cache.seconds > crate::web::page_cache::MAX_SECONDS {
+            bail!(
+                "page_cache.seconds must be at most {}",
+                crate::web::page_cache::MAX_SECONDS
+            );
         }
         let limits = &self.rate_limits;
         if [

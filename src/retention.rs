@@ -1443,8 +1443,10 @@ fn at(epoch: i64) -> OffsetDateTime {
 
 /// Runs a sweep every `interval` inside `serve`, until shutdown. Several nodes may run it: they
 /// share the open run.
+/// `after_batch` runs after each committed batch (the page cache goes stale then).
 pub async fn run_schedule(
     retention: Retention,
+    after_batch: impl Fn(u64) + Send + Sync + 'static,
     batch_size: i64,
     interval: std::time::Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -1463,7 +1465,7 @@ pub async fn run_schedule(
         // Stopping mid-run drops the batch in flight (its transaction rolls back); the next
         // start resumes the open run after the last committed batch.
         tokio::select! {
-            result = retention.sweep(&options, &|_| {}) => {
+            result = retention.sweep(&options, &after_batch) => {
                 if let Err(error) = result {
                     tracing::error!(error = %format!("{error:#}"), "the scheduled sweep failed");
                 }

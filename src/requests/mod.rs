@@ -2114,15 +2114,21 @@ impl Requests {
         Ok(round)
     }
 
-    /// Runs the job until `shutdown` fires.
+    /// Runs the job until `shutdown` fires; `after_round` runs after each round (the page
+    /// cache goes stale then: a round may finish an erasure).
     pub async fn run(
         self,
         mailer: crate::mail::Mailer,
+        after_round: impl Fn(u64) + Send + Sync + 'static,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         let every = std::time::Duration::from_secs(self.config.requests.job_seconds.max(1));
         loop {
-            match self.run_due(crate::now()).await {
+            let result = self.run_due(crate::now()).await;
+            if !matches!(&result, Ok(round) if *round == JobRound::default()) {
+                after_round(0);
+            }
+            match result {
                 Ok(round) if round != JobRound::default() => {
                     tracing::info!(?round, "request job round");
                     mailer.wake();

@@ -10,6 +10,7 @@ pub mod consent;
 pub mod error;
 pub mod forms;
 pub mod fulfilment;
+pub mod page_cache;
 pub mod pages;
 pub mod people;
 pub mod privacy;
@@ -94,6 +95,8 @@ pub struct Services {
     pub disclosures: crate::disclosures::Disclosures,
     /// Which refusals of staff routes were audited this minute (per member and route).
     pub refusals: security::RefusalThrottle,
+    /// Pages rendered for visitors without a session, kept true by a write generation.
+    pub page_cache: page_cache::PageCache,
 }
 
 impl AppState {
@@ -160,6 +163,7 @@ impl AppState {
             ),
             visits: crate::stats::VisitCounter::new(store.clone()),
             refusals: security::RefusalThrottle::default(),
+            page_cache: page_cache::PageCache::new(&config.page_cache),
             // With `requests.fulfil_at_once` off, the engine still carries out what staff
             // fulfil after review.
             requests: crate::requests::Requests::new(
@@ -558,6 +562,11 @@ pub fn router(state: AppState) -> Router {
         router
     };
     router
+        // Outside the panic catcher: a write that panicked half-way still ends the generation.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            page_cache::note_writes,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a handler panicked");
             error::PageError(crate::error::Error::Internal(anyhow::anyhow!(
@@ -685,12 +694,12 @@ pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<Run
     if state.config.mail.worker {
         tasks.spawn(state.mailer.clone().run(watcher.clone()));
     }
-    tasks.spawn(
-        state
-            .requests
-            .clone()
-            .run(state.mailer.clone(), watcher.clone()),
-    );
+    // Each round may finish an erasure: cached visitors' pages go stale after it.
+    tasks.spawn(state.requests.clone().run(
+        state.mailer.clone(),
+        state.page_cache.after_batch(),
+        watcher.clone(),
+    ));
     tasks.spawn(
         state
             .digest
@@ -704,6 +713,7 @@ pub async fn start(state: AppState, listener: TcpListener) -> anyhow::Result<Run
     if state.config.retention.sweep_interval_minutes > 0 {
         tasks.spawn(crate::retention::run_schedule(
             state.retention.clone(),
+            state.page_cache.after_batch(),
             state.config.retention.sweep_batch,
             std::time::Duration::from_secs(state.config.retention.sweep_interval_minutes * 60),
             watcher.clone(),

@@ -13,7 +13,7 @@ use crate::web::auth::{
 use crate::web::error::{PageError, PageResult};
 use crate::web::forms::Form;
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -200,31 +200,35 @@ struct HomePage {
 pub async fn home(
     State(state): State<AppState>,
     viewer: Viewer,
+    uri: OriginalUri,
     Query(query): Query<PageQuery>,
 ) -> PageResult {
     let current = query.number()?;
-    let categories = state.store.categories().await?;
-    let total = state.store.count_topics("discussion", None).await?;
-    let topics = state
-        .store
-        .topics(
-            "discussion",
-            None,
-            TOPICS_PER_PAGE,
-            (current - 1) * TOPICS_PER_PAGE,
-        )
-        .await?;
-    page(&HomePage {
-        layout: Layout::new(&state, &viewer, "Latest"),
-        categories,
-        topics: topic_lines(topics),
-        pager: Pager {
-            base: "/".into(),
-            query: String::new(),
-            current,
-            count: page_count(total, TOPICS_PER_PAGE),
-        },
-    })
+    let render = async {
+        let categories = state.store.categories().await?;
+        let total = state.store.count_topics("discussion", None).await?;
+        let topics = state
+            .store
+            .topics(
+                "discussion",
+                None,
+                TOPICS_PER_PAGE,
+                (current - 1) * TOPICS_PER_PAGE,
+            )
+            .await?;
+        page(&HomePage {
+            layout: Layout::new(&state, &viewer, "Latest"),
+            categories,
+            topics: topic_lines(topics),
+            pager: Pager {
+                base: "/".into(),
+                query: String::new(),
+                current,
+                count: page_count(total, TOPICS_PER_PAGE),
+            },
+        })
+    };
+    state.page_cache.serve(&viewer, &uri, render).await
 }
 
 #[derive(Template)]
@@ -239,35 +243,39 @@ struct CategoryPage {
 pub async fn category(
     State(state): State<AppState>,
     viewer: Viewer,
+    uri: OriginalUri,
     Path(slug): Path<String>,
     Query(query): Query<PageQuery>,
 ) -> PageResult {
     let current = query.number()?;
-    let category = state
-        .store
-        .category_by_slug(&slug)
-        .await?
-        .ok_or(Error::NotFound("category"))?;
-    let topics = state
-        .store
-        .topics(
-            "discussion",
-            Some(category.id),
-            TOPICS_PER_PAGE,
-            (current - 1) * TOPICS_PER_PAGE,
-        )
-        .await?;
-    page(&CategoryPage {
-        layout: Layout::new(&state, &viewer, category.name.clone()),
-        pager: Pager {
-            base: format!("/c/{}", category.slug),
-            query: String::new(),
-            current,
-            count: page_count(category.n_topics, TOPICS_PER_PAGE),
-        },
-        topics: topic_lines(topics),
-        category,
-    })
+    let render = async {
+        let category = state
+            .store
+            .category_by_slug(&slug)
+            .await?
+            .ok_or(Error::NotFound("category"))?;
+        let topics = state
+            .store
+            .topics(
+                "discussion",
+                Some(category.id),
+                TOPICS_PER_PAGE,
+                (current - 1) * TOPICS_PER_PAGE,
+            )
+            .await?;
+        page(&CategoryPage {
+            layout: Layout::new(&state, &viewer, category.name.clone()),
+            pager: Pager {
+                base: format!("/c/{}", category.slug),
+                query: String::new(),
+                current,
+                count: page_count(category.n_topics, TOPICS_PER_PAGE),
+            },
+            topics: topic_lines(topics),
+            category,
+        })
+    };
+    state.page_cache.serve(&viewer, &uri, render).await
 }
 
 struct PostView {
@@ -421,38 +429,44 @@ pub async fn topic(
     State(state): State<AppState>,
     viewer: Viewer,
     headers: HeaderMap,
+    uri: OriginalUri,
     Path((slug, id)): Path<(String, String)>,
     Query(query): Query<PageQuery>,
 ) -> PageResult {
     let current = query.number()?;
     let id: i64 = id.parse().map_err(|_| Error::NotFound("topic"))?;
-    let (topic, category) = state
-        .store
-        .topic_with_category(id)
-        .await?
-        .ok_or(Error::NotFound("topic"))?;
-    if topic.kind != "discussion" {
-        return Err(Error::NotFound("topic").into());
-    }
-    if topic.slug != slug {
-        return Ok(Redirect::permanent(&topic_href(&topic)).into_response());
-    }
-    let topic_id = topic.id;
-    let response = page(
-        &render_topic(
-            &state,
-            &viewer,
-            TopicPageInput {
-                topic,
-                category: Some(category),
-                current,
-                errors: vec![],
-                draft: String::new(),
-            },
+    let render = async {
+        let (topic, category) = state
+            .store
+            .topic_with_category(id)
+            .await?
+            .ok_or(Error::NotFound("topic"))?;
+        if topic.kind != "discussion" {
+            return Err(Error::NotFound("topic").into());
+        }
+        if topic.slug != slug {
+            return Ok(Redirect::permanent(&topic_href(&topic)).into_response());
+        }
+        page(
+            &render_topic(
+                &state,
+                &viewer,
+                TopicPageInput {
+                    topic,
+                    category: Some(category),
+                    current,
+                    errors: vec![],
+                    draft: String::new(),
+                },
+            )
+            .await?,
         )
-        .await?,
-    )?;
-    crate::web::retention::count_view(&state, &headers, topic_id);
+    };
+    // A page from the cache is a view like any other.
+    let response = state.page_cache.serve(&viewer, &uri, render).await?;
+    if response.status() == StatusCode::OK {
+        crate::web::retention::count_view(&state, &headers, id);
+    }
     Ok(response)
 }
 

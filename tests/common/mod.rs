@@ -108,6 +108,10 @@ pub fn test_config(data_dir: PathBuf, database_url: String) -> Config {
     // Tests register many members from one address; the tests of the limits lower them again.
     config.rate_limits.registrations_per_client_per_hour = 10_000;
     config.rate_limits.resets_per_client_per_hour = 10_000;
+    // Many tests write through the services directly, as another node or the command line
+    // would, and then read a page at once; the cache of visitors' pages would show them pages
+    // up to `page_cache.seconds` old. tests/page_cache.rs turns it on.
+    config.page_cache.seconds = 0;
     config
 }
 

@@ -703,6 +703,20 @@ mod tests {
             .collect()
     }
 
+    /// The page cache's lifetime comes from the environment like any setting, and a lifetime
+    /// that would outlive the visitors' form token's margin is refused.
+    #[test]
+    fn page_cache_seconds_are_set_and_capped() {
+        let config = Config::load_from(None, env(&[("COVENANT_PAGE_CACHE_SECONDS", "0")])).unwrap();
+        assert_eq!(config.page_cache.seconds, 0);
+        assert_eq!(Config::default().page_cache.seconds, 1);
+        let error = format!(
+            "{:#}",
+            Config::load_from(None, env(&[("COVENANT_PAGE_CACHE_SECONDS", "3600")])).unwrap_err()
+        );
+        assert!(error.contains("page_cache.seconds"), "{error}");
+    }
+
     #[test]
     fn test_suite_variables_are_not_settings() {
         let config = Config::load_from(

@@ -1,5 +1,6 @@
 //! The cache of visitors' pages (issue 10), on both stores: a write made through this node
-//! shows on the next visitor's page at once (a reply, an edit, a deletion, an erasure, a sweep
+//! shows on the next visitor's page at once (a reply, an edit, a deletion, a moderator hiding a
+//! post, an erasure, a sweep
 //! batch), visitors with different consent, GPC or theme never share a page, members never get
 //! a cached page, and a page from the cache is still a counted view.
 //!
@@ -302,5 +303,38 @@ on_both_stores! {
         let views: i64 = app.store.popular_topics("2000-01-01", 0, 100).await.unwrap()
             .into_iter().filter(|t| t.topic_id == topic_id).map(|t| t.views).sum();
         assert_eq!(views, 4, "every consenting view counted, cached or not; no refusing one");
+    }
+}
+
+on_both_stores! {
+    /// A moderator hides a post: the visitor's cached page loses its text on the next request.
+    /// Proves: R8
+    async fn a_post_hidden_by_a_moderator_leaves_cached_pages_at_once(app) where config: cached; {
+        let ann = app.member("ann").await;
+        let path = post_topic(app, &ann, "Varroa", "Count mites after a sugar roll").await;
+        let post = reply(app, &ann, &path, "Buy my miracle cure now").await;
+        let visitor = app.new_client();
+        assert!(cached_page(app, &visitor, &path).await.contains("miracle cure"));
+        app.member("warden").await;
+        let id = app.store.user_by_username("warden").await.unwrap().unwrap().id;
+        app.state.accounts.set_role(id, covenant::domain::Role::Moderator).await.unwrap();
+        let setup = app.state.accounts.two_factor_setup(id, "warden").await.unwrap();
+        let step = common::settled_totp_step().await;
+        app.state.accounts
+            .enable_two_factor(id, &common::totp_code(&setup.secret, step - 1)).await.unwrap();
+        let moderator = app.new_client();
+        let form = app.page(&moderator, "/sign-in").await;
+        let response = moderator.post(app.url("/sign-in"))
+            .form(&[("csrf", csrf_of(&form).as_str()), ("login", "warden"),
+                ("password", "a long enough password"), ("code", &common::totp_code(&setup.secret, step))])
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let page = app.page(&moderator, &path).await;
+        let response = moderator.post(app.url(&format!("/posts/{post}/hide")))
+            .form(&[("csrf", csrf_of(&page).as_str())])
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let page = app.page(&visitor, &path).await;
+        assert!(!page.contains("miracle cure") && page.contains("This post was hidden by a moderator."));
     }
 }

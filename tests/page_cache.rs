@@ -1,8 +1,7 @@
 //! The cache of visitors' pages (issue 10), on both stores: a write made through this node
 //! shows on the next visitor's page at once (a reply, an edit, a deletion, a moderator hiding a
-//! post, an erasure, a sweep
-//! batch), visitors with different consent, GPC or theme never share a page, members never get
-//! a cached page, and a page from the cache is still a counted view.
+//! post, an erasure, a sweep batch), visitors with different consent, GPC or theme never share
+//! a page, members never get a cached page, and a page from the cache is still a counted view.
 //!
 //! Entries live a minute here (the longest allowed), so what these tests see comes from the
 //! write generation, never from an entry that happened to expire.

@@ -479,6 +479,7 @@ impl Accounts {
         });
         if let Some((_, pending)) = social {
             store::insert_social_link(
+                &self.store,
                 &mut tx,
                 &store::NewSocialLink {
                     user_id,
@@ -552,6 +553,7 @@ impl Accounts {
         let token = random_token();
         let digest = token_digest(&token);
         store::insert_parental_request(
+            &self.store,
             tx,
             &store::NewParentalRequest {
                 user_id,

@@ -292,7 +292,8 @@ pub static TABLES: &[Table] = &[
                 Blank::Text("erased-{id}@invalid"),
             ),
             personal("password_hash", Text, CREDENTIALS, Blank::Text("!")),
-            personal("birth_year", Int, BIRTH_YEAR, Blank::Int(0)),
+            // Sealed with the member's key (`SEALED`): the year in decimal (0035).
+            personal("birth_year", Text, BIRTH_YEAR, Blank::Text("")),
             plain("role", Text),
             // Public, but about the person rather than a discussion: blanked, never kept.
             Column {
@@ -679,6 +680,8 @@ pub static TABLES: &[Table] = &[
             plain("policy_version", Text),
             plain("text_hash", Text),
             plain("news_allowed", Int),
+            // The keyed hash of the parent's address in lower case (0034).
+            personal("parent_email_lookup", Text, EMAIL, Blank::Text("")),
         ],
     ),
     owned(
@@ -832,6 +835,8 @@ pub static TABLES: &[Table] = &[
             plain("authorized_at", Int),
             plain("linked_at", Int),
             plain("last_sign_in_at", Int),
+            // The keyed hash of the provider account's id (0034).
+            personal("subject_lookup", Text, SOCIAL, Blank::Text("")),
         ],
     ),
     Table {
@@ -867,6 +872,9 @@ pub static TABLES: &[Table] = &[
             plain("created_at", Int),
             // Which parent's consent stood as the evidence of parenthood (0015).
             personal("parental_consent_id", Int, REQUESTS, Blank::Null),
+            // The keyed hashes of the two addresses in lower case (0034).
+            personal("requester_email_lookup", Text, REQUESTS, Blank::Text("")),
+            personal("subject_email_lookup", Text, REQUESTS, Blank::Text("")),
         ],
     },
     Table {
@@ -1084,6 +1092,9 @@ pub struct AddressColumn {
     /// A column naming the member a row belongs to (a minor's parental consent): such rows
     /// are that member's and lose only the person's address and credentials.
     pub owner: Option<&'static str>,
+    /// Where the column is sealed: the column holding the keyed hash of the address in lower
+    /// case, which rows are matched by instead.
+    pub lookup: Option<&'static str>,
 }
 
 /// Every column an erasure by address alone (`fulfilment::erase_address`) visits, declared
@@ -1096,6 +1107,9 @@ pub struct SealedColumn {
     pub table: &'static str,
     pub column: &'static str,
     pub member: &'static str,
+    /// The column of the same row holding the value's keyed hash, where rows are found by
+    /// equality (`sealing::lookup_text` says what is hashed).
+    pub lookup: Option<&'static str>,
 }
 
 /// Every sealed column. Export and transfer open them; erasure destroys the member's key.
@@ -1104,6 +1118,13 @@ pub static SEALED: &[SealedColumn] = &[
         table: "users",
         column: "email",
         member: "id",
+        lookup: None,
+    },
+    SealedColumn {
+        table: "users",
+        column: "birth_year",
+        member: "id",
+        lookup: None,
     },
     SealedColumn {
         table: "account_tokens",
@@ -1114,31 +1135,37 @@ pub static SEALED: &[SealedColumn] = &[
         table: "sessions",
         column: "ip",
         member: "user_id",
+        lookup: None,
     },
     SealedColumn {
         table: "sessions",
         column: "user_agent",
         member: "user_id",
+        lookup: None,
     },
     SealedColumn {
         table: "sign_ins",
         column: "ip",
         member: "user_id",
+        lookup: None,
     },
     SealedColumn {
         table: "sign_ins",
         column: "user_agent",
         member: "user_id",
+        lookup: None,
     },
     SealedColumn {
         table: "post_devices",
         column: "ip",
         member: "user_id",
+        lookup: None,
     },
     SealedColumn {
         table: "post_devices",
         column: "user_agent",
         member: "user_id",
+        lookup: None,
     },
     // Mail to a member; mail to a person without an account stays plain until it is sent
     // and swept.
@@ -1146,6 +1173,22 @@ pub static SEALED: &[SealedColumn] = &[
         table: "mail_outbox",
         column: "recipient",
         member: "user_id",
+        lookup: None,
+    },
+    // A parent's address, held about the minor's account: under the minor's key, found by its
+    // keyed hash (the parent's own requests, erasure by address).
+    SealedColumn {
+        table: "parental_consents",
+        column: "parent_email",
+        member: "user_id",
+        lookup: Some("parent_email_lookup"),
+    },
+    // The provider account's id: social sign-in finds the member by its keyed hash.
+    SealedColumn {
+        table: "social_links",
+        column: "subject",
+        member: "user_id",
+        lookup: Some("subject_lookup"),
     },
 ];
 
@@ -1157,6 +1200,8 @@ pub struct SubmissionSealedColumn {
     pub table: &'static str,
     pub column: &'static str,
     pub submission: SubmissionOf,
+    /// The column of the same row holding the value's keyed hash (see [`SealedColumn`]).
+    pub lookup: Option<&'static str>,
 }
 
 /// Where a row sealed per submission names its submission.
@@ -1182,22 +1227,58 @@ pub static SEALED_BY_SUBMISSION: &[SubmissionSealedColumn] = &[
         table: "privacy_submissions",
         column: "comments",
         submission: SubmissionOf::Column("id"),
+        lookup: None,
     },
     SubmissionSealedColumn {
         table: "privacy_submissions",
         column: "emailed_message",
         submission: SubmissionOf::Column("id"),
+        lookup: None,
     },
     SubmissionSealedColumn {
         table: "privacy_request_notes",
         column: "body",
         submission: SubmissionOf::Request("request_id"),
+        lookup: None,
+    },
+    // Who asked and for whom: the addresses are found by their keyed hashes.
+    SubmissionSealedColumn {
+        table: "privacy_submissions",
+        column: "requester_name",
+        submission: SubmissionOf::Column("id"),
+        lookup: None,
+    },
+    SubmissionSealedColumn {
+        table: "privacy_submissions",
+        column: "requester_email",
+        submission: SubmissionOf::Column("id"),
+        lookup: Some("requester_email_lookup"),
+    },
+    SubmissionSealedColumn {
+        table: "privacy_submissions",
+        column: "subject_email",
+        submission: SubmissionOf::Column("id"),
+        lookup: Some("subject_email_lookup"),
+    },
+    // The answer and the reason for more time, as written by staff to the requester.
+    SubmissionSealedColumn {
+        table: "privacy_requests",
+        column: "decision_text",
+        submission: SubmissionOf::Column("submission_id"),
+        lookup: None,
+    },
+    SubmissionSealedColumn {
+        table: "privacy_requests",
+        column: "extension_reason",
+        submission: SubmissionOf::Column("submission_id"),
+        lookup: None,
     },
     // An agent's evidence file (bytes: `s1:`, the nonce and the ciphertext).
     SubmissionSealedColumn {
         table: "privacy_request_evidence",
         column: "content",
         submission: SubmissionOf::Column("submission_id"),
+        lookup: None,
     },
 ];
 
@@ -1206,26 +1287,31 @@ pub static ADDRESS_COLUMNS: &[AddressColumn] = &[
         table: "mail_outbox",
         column: "recipient",
         owner: Some("user_id"),
+        lookup: None,
     },
     AddressColumn {
         table: "parental_consents",
         column: "parent_email",
         owner: Some("user_id"),
+        lookup: Some("parent_email_lookup"),
     },
     AddressColumn {
         table: "social_pending",
         column: "email",
         owner: None,
+        lookup: None,
     },
     AddressColumn {
         table: "privacy_submissions",
         column: "requester_email",
         owner: None,
+        lookup: Some("requester_email_lookup"),
     },
     AddressColumn {
         table: "privacy_submissions",
         column: "subject_email",
         owner: None,
+        lookup: Some("subject_email_lookup"),
     },
 ];
 
@@ -1287,6 +1373,44 @@ mod tests {
                 .column(sealed.member)
                 .expect("a declared member column");
             assert_eq!(member.kind, Kind::Int, "{}.{}", sealed.table, sealed.member);
+        }
+    }
+
+    #[test]
+    fn every_keyed_hash_is_a_personal_text_column_and_address_links_use_it() {
+        let lookups = SEALED
+            .iter()
+            .map(|s| (s.table, s.column, s.lookup))
+            .chain(
+                SEALED_BY_SUBMISSION
+                    .iter()
+                    .map(|s| (s.table, s.column, s.lookup)),
+            );
+        for (table_name, column, lookup) in lookups {
+            let Some(lookup) = lookup else { continue };
+            let hash = table(table_name)
+                .and_then(|t| t.column(lookup))
+                .expect("a declared keyed-hash column");
+            assert!(
+                matches!(hash.data, Data::Personal(_)) && hash.kind == Kind::Text,
+                "{table_name}.{lookup}"
+            );
+            // An erasure by address finds the sealed column by its hash.
+            if let Some(link) = ADDRESS_COLUMNS
+                .iter()
+                .find(|a| a.table == table_name && a.column == column)
+            {
+                assert_eq!(link.lookup, Some(lookup), "{table_name}.{column}");
+            }
+        }
+        for link in ADDRESS_COLUMNS.iter().filter(|a| a.lookup.is_some()) {
+            let sealed = SEALED
+                .iter()
+                .any(|s| s.table == link.table && s.column == link.column)
+                || SEALED_BY_SUBMISSION
+                    .iter()
+                    .any(|s| s.table == link.table && s.column == link.column);
+            assert!(sealed, "{}.{} is matched by hash but not sealed", link.table, link.column);
         }
     }
 

@@ -205,6 +205,16 @@ pub fn submission(submission_id: i64) -> String {
     format!("submission:{submission_id}")
 }
 
+/// What the keyed hash of a sealed value of `place` stands for: an address in lower case (as
+/// `users.email_lookup`), or a provider account's id as it is, set apart from addresses.
+pub fn lookup_text(place: &str, value: &str) -> String {
+    if place == "social_links.subject" {
+        format!("provider account {value}")
+    } else {
+        value.to_lowercase()
+    }
+}
+
 fn value_associated_data(place: &str, subject: &str) -> Vec<u8> {
     format!("covenant sealed {place} of {subject}").into_bytes()
 }

@@ -366,6 +366,7 @@ impl Social {
         let mut tx = self.store.begin().await?;
         if let Some(user_id) = flow.user_id {
             store::insert_social_link(
+                &self.store,
                 &mut tx,
                 &store::NewSocialLink {
                     user_id,
@@ -391,7 +392,15 @@ impl Social {
             return Ok(Finished::Linked);
         }
         if let Some(user_id) =
-            store::social_sign_in(&mut tx, &provider.id, &subject, &fields_received, now).await?
+            store::social_sign_in(
+                &self.store,
+                &mut tx,
+                &provider.id,
+                &subject,
+                &fields_received,
+                now,
+            )
+            .await?
         {
             let user = self
                 .store

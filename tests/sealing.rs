@@ -123,6 +123,28 @@ async fn sealed_member(app: &common::TestApp) -> (i64, String) {
     (id, bearer)
 }
 
+/// A database from before the current list of sealed columns has no marker (or an older one),
+/// so the next start seals what is plain.
+async fn forget_the_sealing_marker(pool: &sqlx::AnyPool) {
+    sqlx::query("DELETE FROM settings WHERE key = $1")
+        .bind(covenant::store::SEALED_FIELDS_MARKER)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+/// One stored text value, read raw.
+async fn stored(app: &common::TestApp, sql: &str, id: i64) -> String {
+    let pool = raw_pool(app).await;
+    let (value,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string()))
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    value
+}
+
 /// Requests of the tests come through a proxy the forum trusts, which names the client.
 fn behind_proxy(config: &mut covenant::config::Config) {
     config.trust_forwarded_for = true;
@@ -323,6 +345,7 @@ on_both_stores! {
                     "UPDATE post_devices SET user_agent = 'zq.legacy.agent' WHERE user_id = $1"] {
             sqlx::query(sql).bind(id).execute(&pool).await.unwrap();
         }
+        forget_the_sealing_marker(&pool).await;
         pool.close().await;
         let state = covenant::web::AppState::open((*app.state.config).clone()).await.unwrap();
         let left = columns_holding(app, "zq.legacy").await;
@@ -411,6 +434,7 @@ on_both_stores! {
             .execute(&pool)
             .await
             .unwrap();
+        forget_the_sealing_marker(&pool).await;
         let state = covenant::web::AppState::open((*app.state.config).clone()).await.unwrap();
         let (moved,): (String,) =
             sqlx::query_as("SELECT ip FROM post_devices WHERE user_id = $1")
@@ -423,6 +447,317 @@ on_both_stores! {
         assert_eq!(state.store.open_for_member(id, "post_devices.ip", &moved).await.unwrap(), IP);
         assert!(columns_holding(app, IP).await.is_empty(), "no plain copy");
         assert_eq!(state.store.seal_plain_member_fields().await.unwrap(), 0);
+        state.store.close().await;
+    }
+}
+
+const PARENT: &str = "Zq.Sealed-Parent@Example.org";
+const PROVIDER_ACCOUNT: &str = "ZqProviderAccount-4711";
+
+/// A fourteen-year-old in France, registered with a parent's address (a consent request is
+/// stored and mailed), and linked to a provider account. Returns the member's id.
+async fn minor_with_parent_and_provider(app: &common::TestApp) -> i64 {
+    let year = time::OffsetDateTime::now_utc().year() - 14;
+    let response = app
+        .client
+        .post(app.url("/api/v1/users"))
+        .json(&serde_json::json!({"username": "sealedkid", "email": "zq-kid@example.org",
+            "password": "a long enough password", "birth_year": year, "country": "FR",
+            "parent_email": PARENT}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let id = app.store.user_by_username("sealedkid").await.unwrap().unwrap().id;
+    let user = app.store.user_by_id(id).await.unwrap().unwrap();
+    assert_eq!(i32::try_from(user.birth_year).unwrap(), year, "the service reads the year opened");
+    let now = covenant::now();
+    let mut tx = app.store.begin().await.unwrap();
+    covenant::store::insert_social_link(
+        &app.store,
+        &mut tx,
+        &covenant::store::NewSocialLink {
+            user_id: id,
+            provider: "test-id",
+            subject: PROVIDER_ACCOUNT,
+            fields_received: "email",
+            policy_version: "2025.1",
+            text_hash: "hash",
+            authorized_at: now,
+            now,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+on_both_stores! {
+    /// A member's birth year, a parent's address held about them and their provider account's
+    /// id are sealed with the member's key: none is in the database in plain text, the
+    /// services still find the parent and the provider account by keyed hash, the export opens
+    /// them, and once the member is erased an old copy of them opens no more.
+    /// Proves: R7, R8
+    async fn birth_year_parents_address_and_provider_id_are_sealed_with_the_members_key(app) {
+        let id = minor_with_parent_and_provider(app).await;
+        let year = stored(app, "SELECT birth_year FROM users WHERE id = $1", id).await;
+        let parent = stored(app, "SELECT parent_email FROM parental_consents WHERE user_id = $1", id).await;
+        let parent_lookup =
+            stored(app, "SELECT parent_email_lookup FROM parental_consents WHERE user_id = $1", id).await;
+        let provider = stored(app, "SELECT subject FROM social_links WHERE user_id = $1", id).await;
+        let provider_lookup =
+            stored(app, "SELECT subject_lookup FROM social_links WHERE user_id = $1", id).await;
+        for value in [&year, &parent, &provider] {
+            assert!(value.starts_with("s1:"), "sealed: {value}");
+        }
+        for value in [&parent_lookup, &provider_lookup] {
+            assert!(value.starts_with("k1:"), "a keyed hash: {value}");
+        }
+        for needle in ["sealed-parent", PROVIDER_ACCOUNT] {
+            let found = columns_holding(app, needle).await;
+            assert!(found.is_empty(), "{needle} in plain text in {found:?}");
+        }
+        // The provider account signs the member in, found by its keyed hash; a second link of
+        // the same account is refused on the hash.
+        let now = covenant::now();
+        let mut tx = app.store.begin().await.unwrap();
+        let signed_in = covenant::store::social_sign_in(
+            &app.store, &mut tx, "test-id", PROVIDER_ACCOUNT, "email", now).await.unwrap();
+        assert_eq!(signed_in, Some(id));
+        let other = covenant::store::social_sign_in(
+            &app.store, &mut tx, "test-id", "ZqSomeoneElse", "email", now).await.unwrap();
+        assert_eq!(other, None);
+        tx.commit().await.unwrap();
+        app.member("otherkid").await;
+        let other_id = app.store.user_by_username("otherkid").await.unwrap().unwrap().id;
+        let mut tx = app.store.begin().await.unwrap();
+        let twice = covenant::store::insert_social_link(
+            &app.store,
+            &mut tx,
+            &covenant::store::NewSocialLink {
+                user_id: other_id, provider: "test-id", subject: PROVIDER_ACCOUNT,
+                fields_received: "email", policy_version: "2025.1", text_hash: "hash",
+                authorized_at: now, now,
+            },
+        )
+        .await;
+        assert!(twice.is_err(), "one provider account links one member");
+        drop(tx);
+        // Once the parent consented, their own request finds that consent by the address.
+        let pool = raw_pool(app).await;
+        sqlx::query("UPDATE parental_consents SET consented_at = 1 WHERE user_id = $1")
+            .bind(id).execute(&pool).await.unwrap();
+        pool.close().await;
+        let mut tx = app.store.begin().await.unwrap();
+        let consent = covenant::store::given_parental_consent(
+            &app.store, &mut tx, id, &PARENT.to_lowercase()).await.unwrap();
+        assert!(consent.is_some(), "the parent's address finds the consent");
+        drop(tx);
+        // The member's export opens all three.
+        let in_force = app.state.policy.current().await.unwrap();
+        let rows = app.store
+            .subject_rows(covenant::inventory::table("parental_consents").unwrap(), id)
+            .await
+            .unwrap();
+        assert!(format!("{rows:?}").contains(PARENT), "the export has the parent's address opened");
+        let rows = app.store
+            .subject_rows(covenant::inventory::table("social_links").unwrap(), id)
+            .await
+            .unwrap();
+        assert!(format!("{rows:?}").contains(PROVIDER_ACCOUNT), "and the provider account's id");
+        let rows = app.store
+            .subject_rows(covenant::inventory::table("users").unwrap(), id)
+            .await
+            .unwrap();
+        let born = (time::OffsetDateTime::now_utc().year() - 14).to_string();
+        assert!(format!("{rows:?}").contains(&format!("\"{born}\"")), "and the birth year");
+        // Erased: the member's key is gone, so the copies taken before open no more.
+        app.state
+            .fulfilment
+            .erase_subject(&in_force.policy, id, ContentChoice::KeepAnonymized, None)
+            .await
+            .unwrap();
+        for (place, value) in [("users.birth_year", &year),
+                               ("parental_consents.parent_email", &parent),
+                               ("social_links.subject", &provider)] {
+            assert_eq!(app.store.open_for_member(id, place, value).await.unwrap(), "", "{place}");
+        }
+        assert!(columns_holding(app, "sealed-parent").await.is_empty());
+    }
+}
+
+on_both_stores! {
+    /// A person known only by their address (a parent) is erased by it although the column
+    /// holding it is sealed: the erasure matches the keyed hash.
+    /// Proves: R8
+    async fn an_erasure_by_address_finds_a_sealed_parents_address_by_its_hash(app) {
+        let id = minor_with_parent_and_provider(app).await;
+        app.state.fulfilment.erase_address(&PARENT.to_uppercase(), None).await.unwrap();
+        let parent = stored(app, "SELECT parent_email FROM parental_consents WHERE user_id = $1", id).await;
+        let lookup =
+            stored(app, "SELECT parent_email_lookup FROM parental_consents WHERE user_id = $1", id).await;
+        assert_eq!((parent.as_str(), lookup.as_str()), ("", ""), "the minor's record keeps no address");
+    }
+}
+
+on_both_stores! {
+    /// Who asked, for whom, the decision and the reason for more time are sealed under the
+    /// submission's own key: not in the database in plain text, found by keyed hash, opened
+    /// for staff, and unreadable once the key is destroyed.
+    /// Proves: R8
+    async fn a_requests_names_addresses_and_answers_are_sealed_under_its_submissions_key(app) {
+        const NAME: &str = "Zq Sealed Requester";
+        const ADDRESS: &str = "Zq-Sealed-Requester@example.org";
+        let visitor = app.new_client();
+        let response = visitor
+            .post(app.url("/api/v1/privacy-requests"))
+            .json(&serde_json::json!({"requester_name": NAME, "requester_email": ADDRESS,
+                "relationship": "self", "country": "US", "state": "CA", "rights": ["know"],
+                "comments": "none"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let pool = raw_pool(app).await;
+        let (submission,): (i64,) =
+            sqlx::query_as("SELECT id FROM privacy_submissions ORDER BY id DESC")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        let request = app.store.requests_of_submission(submission).await.unwrap()[0].clone();
+        // Staff decide and extend; both texts are correspondence.
+        let now = covenant::now();
+        let mut tx = app.store.begin().await.unwrap();
+        covenant::store::set_extension(&mut tx, &app.store, request.id, "2099-01-01",
+            "ZqSealedExtension: the archive is offline", now).await.unwrap();
+        covenant::store::update_request(&mut tx, &app.store, &covenant::store::RequestUpdate {
+            id: request.id,
+            state: &request.state,
+            verification: &request.verification,
+            status_json: &request.status_json,
+            decline_code: None,
+            decision_text: Some("ZqSealedDecision: here is what we hold"),
+            closed_at: None,
+            appeal_due_on: None,
+            next_reminder_at: request.next_reminder_at,
+            now,
+        }).await.unwrap();
+        tx.commit().await.unwrap();
+        for needle in ["Zq Sealed Requester", "ZqSealedExtension", "ZqSealedDecision"] {
+            let found = columns_holding(app, needle).await;
+            assert!(found.is_empty(), "{needle} in plain text in {found:?}");
+        }
+        // The address is only in mail to it (a person without an account), not in the records.
+        let found = columns_holding(app, "zq-sealed-requester").await;
+        assert!(found.iter().all(|c| c == "mail_outbox.recipient"), "{found:?}");
+        for column in ["requester_name", "requester_email", "subject_email"] {
+            let value = stored(app, &format!("SELECT {column} FROM privacy_submissions WHERE id = $1"),
+                submission).await;
+            assert!(value.starts_with("s1:"), "{column} sealed");
+        }
+        let hash = app.store.lookup_hash(&ADDRESS.to_lowercase()).unwrap();
+        for column in ["requester_email_lookup", "subject_email_lookup"] {
+            let value = stored(app, &format!("SELECT {column} FROM privacy_submissions WHERE id = $1"),
+                submission).await;
+            assert_eq!(value, hash, "{column} is the address's keyed hash");
+        }
+        // Staff read them opened.
+        let opened = app.store.submission(submission).await.unwrap().unwrap();
+        assert_eq!((opened.requester_name.as_str(), opened.requester_email.as_str(),
+                    opened.subject_email.as_str()), (NAME, ADDRESS, ADDRESS));
+        let row = app.store.privacy_request(request.id).await.unwrap().unwrap();
+        assert_eq!(row.decision_text.as_deref(), Some("ZqSealedDecision: here is what we hold"));
+        assert_eq!(row.extension_reason.as_deref(), Some("ZqSealedExtension: the archive is offline"));
+        // Once the submission's key is destroyed (the sweep does so with its records), none opens.
+        assert!(app.store.destroy_submission_key(submission).await.unwrap());
+        let gone = app.store.submission(submission).await.unwrap().unwrap();
+        assert_eq!((gone.requester_name.as_str(), gone.requester_email.as_str(),
+                    gone.subject_email.as_str()), ("", "", ""));
+        let row = app.store.privacy_request(request.id).await.unwrap().unwrap();
+        assert_eq!((row.decision_text.as_deref(), row.extension_reason.as_deref()), (Some(""), Some("")));
+    }
+}
+
+on_both_stores! {
+    /// What was stored plain before these columns were sealed (a birth year, a parent's
+    /// address, a provider id, a request's names and answers, a staff note) is sealed, and
+    /// hashed where it is looked up, when the forum starts; a marker then spares later starts
+    /// the scan.
+    /// Proves: R8
+    async fn plain_values_of_the_newly_sealed_columns_are_sealed_once_at_start(app) {
+        let id = minor_with_parent_and_provider(app).await;
+        let visitor = app.new_client();
+        let response = visitor
+            .post(app.url("/api/v1/privacy-requests"))
+            .json(&serde_json::json!({"requester_name": "Zq Old Name",
+                "requester_email": "zq-old@example.org", "relationship": "self", "country": "US",
+                "state": "CA", "rights": ["know"], "comments": "old"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        let pool = raw_pool(app).await;
+        let (submission,): (i64,) =
+            sqlx::query_as("SELECT id FROM privacy_submissions ORDER BY id DESC")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        // A database from before: the values plain, the keyed hashes not there yet.
+        for (sql, bind) in [
+            ("UPDATE users SET birth_year = '1991' WHERE id = $1", id),
+            ("UPDATE parental_consents SET parent_email = 'Zq.Old-Parent@Example.org', \
+              parent_email_lookup = '' WHERE user_id = $1", id),
+            ("UPDATE social_links SET subject = 'ZqOldProvider', subject_lookup = '' \
+              WHERE user_id = $1", id),
+            ("UPDATE privacy_submissions SET requester_name = 'Zq Old Name', \
+              requester_email = 'zq-old@example.org', subject_email = 'zq-old@example.org', \
+              requester_email_lookup = '', subject_email_lookup = '', \
+              comments = 'ZqOldComment' WHERE id = $1", submission),
+            ("UPDATE privacy_requests SET decision_text = 'ZqOldDecision', \
+              extension_reason = 'ZqOldReason' WHERE submission_id = $1", submission),
+        ] {
+            sqlx::query(sql).bind(bind).execute(&pool).await.unwrap();
+        }
+        forget_the_sealing_marker(&pool).await;
+        pool.close().await;
+        let state = covenant::web::AppState::open((*app.state.config).clone()).await.unwrap();
+        for needle in ["zq.old-parent", "ZqOldProvider", "Zq Old Name", "ZqOldComment",
+                       "ZqOldDecision", "ZqOldReason"] {
+            let found = columns_holding(app, needle).await;
+            assert!(found.is_empty(), "{needle} left plain in {found:?}");
+        }
+        let found = columns_holding(app, "zq-old@").await;
+        assert!(found.iter().all(|c| c == "mail_outbox.recipient"), "{found:?}");
+        assert!(stored(app, "SELECT birth_year FROM users WHERE id = $1", id).await.starts_with("s1:"));
+        assert_eq!(state.store.user_by_id(id).await.unwrap().unwrap().birth_year, 1991);
+        // The keyed hashes were made from the plain values, so the lookups find them.
+        let now = covenant::now();
+        let mut tx = state.store.begin().await.unwrap();
+        let signed_in = covenant::store::social_sign_in(
+            &state.store, &mut tx, "test-id", "ZqOldProvider", "email", now).await.unwrap();
+        assert_eq!(signed_in, Some(id));
+        tx.commit().await.unwrap();
+        assert_eq!(
+            stored(app, "SELECT parent_email_lookup FROM parental_consents WHERE user_id = $1", id).await,
+            state.store.lookup_hash("zq.old-parent@example.org").unwrap()
+        );
+        assert_eq!(
+            stored(app, "SELECT subject_email_lookup FROM privacy_submissions WHERE id = $1",
+                submission).await,
+            state.store.lookup_hash("zq-old@example.org").unwrap()
+        );
+        let opened = state.store.submission(submission).await.unwrap().unwrap();
+        assert_eq!((opened.requester_name.as_str(), opened.comments.as_str()), ("Zq Old Name", "ZqOldComment"));
+        let row = &state.store.requests_of_submission(submission).await.unwrap()[0];
+        assert_eq!(row.decision_text.as_deref(), Some("ZqOldDecision"));
+        // The marker is set: a second start finds nothing to do without scanning.
+        assert_eq!(
+            state.store.setting(covenant::store::SEALED_FIELDS_MARKER).await.unwrap().as_deref(),
+            Some(covenant::store::SEALED_FIELDS_VERSION)
+        );
+        assert_eq!(state.store.seal_plain_fields().await.unwrap(), 0);
         state.store.close().await;
     }
 }

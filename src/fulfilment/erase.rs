@@ -591,14 +591,19 @@ async fn reapply_address_ledger(
         .collect();
     let mut erased_again = 0;
     if !missing.is_empty() {
-        let mut addresses = std::collections::BTreeSet::new();
+        // Each keyed hash held anywhere, with the plain address where a plain column holds it.
+        let mut held: std::collections::BTreeMap<String, Option<String>> = Default::default();
         for link in inventory::ADDRESS_COLUMNS {
-            addresses.extend(store.addresses_in(link).await?);
+            for address in store.addresses_in(link).await? {
+                held.insert(store.lookup_hash(&address)?, Some(address));
+            }
+            for lookup in store.lookups_in(link).await? {
+                held.entry(lookup).or_insert(None);
+            }
         }
-        for address in addresses {
-            let lookup = store.lookup_hash(&address)?;
+        for (lookup, address) in held {
             if missing.iter().any(|(l, _)| *l == lookup) {
-                erase_address(store, audit_key, data_dir, &address, None)
+                erase_address_by(store, audit_key, data_dir, address.as_deref(), &lookup, None)
                     .await
                     .map_err(|e| anyhow::anyhow!("erasing an address again: {e}"))?;
                 erased_again += 1;
@@ -708,8 +713,23 @@ pub async fn erase_address(
     address: &str,
     request_id: Option<i64>,
 ) -> Result<AddressErasure> {
-    let now = crate::now();
     let lookup = store.lookup_hash(&address.to_lowercase())?;
+    erase_address_by(store, audit_key, data_dir, Some(address), &lookup, request_id).await
+}
+
+/// [`erase_address`] by the address's keyed hash, `lookup`: sealed columns are matched by it,
+/// plain ones by `address` (unknown when a ledger entry is applied again and no plain column
+/// holds it; the sealed ones still do).
+async fn erase_address_by(
+    store: &Store,
+    audit_key: &AuditKey,
+    data_dir: &Path,
+    address: Option<&str>,
+    lookup: &str,
+    request_id: Option<i64>,
+) -> Result<AddressErasure> {
+    let now = crate::now();
+    let lookup = lookup.to_string();
     let held = Held::on_everyone(store).await?;
     let mut tables: Vec<TableOutcome> = Vec::new();
     let mut evidence_kept = false;
@@ -742,6 +762,7 @@ pub async fn erase_address(
             table,
             link,
             address,
+            &lookup,
             &TableErasure::DeleteRows,
             &owned,
             now,

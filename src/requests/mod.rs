@@ -580,8 +580,13 @@ impl Requests {
         // agent. Nothing of this shows in the answer to the form.
         let consent = match subject_user_id {
             Some(minor) if intake.relationship == Relationship::Parent => {
-                store::given_parental_consent(&mut tx, minor, &intake.requester_email.canonical())
-                    .await?
+                store::given_parental_consent(
+                    &self.store,
+                    &mut tx,
+                    minor,
+                    &intake.requester_email.canonical(),
+                )
+                .await?
             }
             _ => None,
         };
@@ -823,6 +828,7 @@ impl Requests {
         };
         store::update_request(
             tx,
+            &self.store,
             &store::RequestUpdate {
                 id: row.id,
                 state: next.state().as_str(),
@@ -861,7 +867,7 @@ impl Requests {
         let Some(row) = store::request_for_update(&mut tx, &self.store, request_id).await? else {
             return Err(Error::NotFound("request"));
         };
-        let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
+        let submission = store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
         let status: RequestStatus =
             serde_json::from_str(&row.status_json).context("reading a stored request status")?;
         if !matches!(
@@ -1324,7 +1330,7 @@ impl Requests {
             .await?
             .ok_or(Error::NotFound("request"))?;
         let mut tx = self.store.begin().await?;
-        let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
+        let submission = store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
         let (content_type, bytes) =
             store::evidence_content(&mut tx, &self.store, submission.id, evidence_id)
                 .await?
@@ -1499,7 +1505,7 @@ impl Requests {
             let row = store::request_for_update(&mut tx, &self.store, request_id)
                 .await?
                 .ok_or(Error::NotFound("request"))?;
-            let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
+            let submission = store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
             let today = day_of(crate::now());
             let by = Some(StaffId(staff_id));
             let (event, text) = match &decision {
@@ -1567,7 +1573,7 @@ impl Requests {
             let row = store::request_for_update(&mut tx, &self.store, request_id)
                 .await?
                 .ok_or(Error::NotFound("request"))?;
-            let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
+            let submission = store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
             let event = Event::AppealDecided {
                 upheld,
                 decided_by: StaffId(staff_id),
@@ -1759,7 +1765,7 @@ impl Requests {
             let row = store::request_for_update(&mut tx, &self.store, request_id)
                 .await?
                 .ok_or(Error::NotFound("request"))?;
-            let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
+            let submission = store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
             if row.extended_due_on.is_some() {
                 return Err(Error::RequestRefused(
                     "the deadline was extended already".into(),
@@ -1792,7 +1798,7 @@ impl Requests {
                 &self.holidays,
             ));
             let now = crate::now();
-            store::set_extension(&mut tx, row.id, &day, reason.trim(), now).await?;
+            store::set_extension(&mut tx, &self.store, row.id, &day, reason.trim(), now).await?;
             audit::record(
                 &mut tx,
                 &self.audit,
@@ -1917,7 +1923,7 @@ impl Requests {
             let row = store::request_for_update(&mut tx, &self.store, request_id)
                 .await?
                 .ok_or(Error::NotFound("request"))?;
-            let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
+            let submission = store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
             let now = crate::now();
             let link = self.status_link(&mut tx, submission.id).await?;
             Message::template(
@@ -2003,7 +2009,7 @@ impl Requests {
                     else {
                         return Ok(());
                     };
-                    let submission = store::submission_in_tx(&mut tx, row.submission_id).await?;
+                    let submission = store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
                     if now >= row.received_at + close_after {
                         let row = if row.state == "received" {
                             self.apply(

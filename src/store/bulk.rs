@@ -154,8 +154,8 @@ pub(super) fn values_clause(kind: StoreKind, columns: usize, rows: usize) -> Str
     sql
 }
 
-/// Members are written with their addresses sealed under keys made for them in one key store
-/// transaction, and the keyed hashes of their addresses.
+/// Members are written with their addresses and birth years sealed under keys made for them in
+/// one key store transaction, and the keyed hashes of their addresses.
 async fn bulk_insert_users(store: &Store, tx: &mut Tx, users: &[BulkUser]) -> anyhow::Result<()> {
     let subjects: Vec<String> = users.iter().map(|u| crate::sealing::member(u.id)).collect();
     let keys = store.keys()?.keys_for_many(&subjects).await?;
@@ -173,7 +173,7 @@ async fn bulk_insert_users(store: &Store, tx: &mut Tx, users: &[BulkUser]) -> an
             .bind(key.seal(super::USERS_EMAIL, subject, &u.email))
             .bind(store.lookup_hash(&u.email.to_lowercase())?)
             .bind(u.password_hash.clone())
-            .bind(u.birth_year)
+            .bind(key.seal(super::USERS_BIRTH_YEAR, subject, &u.birth_year.to_string()))
             .bind(u.bio.clone())
             .bind(u.created_at)
             .bind(u.created_at);

@@ -346,12 +346,16 @@ impl Store {
     }
 
     /// The distinct addresses (in lower case) an address column holds in plain text (a
-    /// declared `inventory::ADDRESS_COLUMNS` entry; sealed values are a member's, left out).
+    /// declared `inventory::ADDRESS_COLUMNS` entry; sealed values are left out: see
+    /// [`Store::lookups_in`]).
     pub async fn addresses_in(
         &self,
         link: &crate::inventory::AddressColumn,
     ) -> anyhow::Result<Vec<String>> {
         let (table, column) = (link.table, link.column);
+        if link.lookup.is_some() {
+            return Ok(Vec::new());
+        }
         let rows: Vec<(String,)> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT DISTINCT LOWER({column}) FROM {table} WHERE {column} <> '' \
              AND {column} NOT LIKE 's1:%'"
@@ -360,6 +364,25 @@ impl Store {
         .await
         .with_context(|| format!("reading the addresses of {table}.{column}"))?;
         Ok(rows.into_iter().map(|(a,)| a).collect())
+    }
+
+    /// The distinct keyed hashes of the addresses a sealed address column holds (its lookup
+    /// column); none for a plain one.
+    pub async fn lookups_in(
+        &self,
+        link: &crate::inventory::AddressColumn,
+    ) -> anyhow::Result<Vec<String>> {
+        let Some(lookup) = link.lookup else {
+            return Ok(Vec::new());
+        };
+        let table = link.table;
+        let rows: Vec<(String,)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT DISTINCT {lookup} FROM {table} WHERE {lookup} <> ''"
+        )))
+        .fetch_all(self.pool())
+        .await
+        .with_context(|| format!("reading the keyed hashes of {table}.{lookup}"))?;
+        Ok(rows.into_iter().map(|(l,)| l).collect())
     }
 
     /// Whether the account exists and is not erased yet.
@@ -435,20 +458,29 @@ pub async fn erase_subject_rows(
 }
 
 /// Erases the rows of `table` whose `link.column` holds `address` (any case): a person
-/// without an account. With `link.owner`, a column naming the member a row belongs to, rows
-/// that belong to no member get `unowned` and rows of a member get `owned`; without, every
-/// row gets `unowned`.
+/// without an account. A sealed column is matched by its keyed hash, `lookup` (the address
+/// itself may be unknown then: a ledger applied again knows only the hash). With
+/// `link.owner`, a column naming the member a row belongs to, rows that belong to no member
+/// get `unowned` and rows of a member get `owned`; without, every row gets `unowned`.
+#[allow(clippy::too_many_arguments)]
 pub async fn erase_address_rows(
     tx: &mut Tx,
     table: &Table,
     link: &crate::inventory::AddressColumn,
-    address: &str,
+    address: Option<&str>,
+    lookup: &str,
     unowned: &TableErasure,
     owned: &TableErasure,
     now: i64,
 ) -> anyhow::Result<u64> {
-    let address = address.to_lowercase();
-    let matches = format!("LOWER({}) = $1", link.column);
+    let (matches, address) = match (link.lookup, address) {
+        (Some(column), _) => (format!("{column} = $1"), lookup.to_string()),
+        (None, Some(address)) => (
+            format!("LOWER({}) = $1", link.column),
+            address.to_lowercase(),
+        ),
+        (None, None) => return Ok(0),
+    };
     let Some(owner) = link.owner else {
         return erase_rows(tx, table, &matches, Key::Text(address), "0", unowned, now).await;
     };

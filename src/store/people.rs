@@ -37,7 +37,11 @@ pub async fn set_residence(
 /// What the age rules know of a member.
 #[derive(Debug, Clone, FromRow)]
 pub struct AgeFacts {
+    /// Opened from the sealed column (0 when erased or its key is gone).
+    #[sqlx(skip)]
     pub birth_year: i64,
+    #[sqlx(rename = "birth_year")]
+    pub birth_year_stored: String,
     pub jurisdiction: Option<String>,
     pub parent_consent_needed: i64,
     pub parent_consented_at: Option<i64>,
@@ -59,16 +63,30 @@ pub struct NewParentalRequest<'a> {
     pub expires_at: i64,
 }
 
+/// Where a parent's address is kept, as the associated data of its seal names it.
+pub const PARENT_EMAIL: &str = "parental_consents.parent_email";
+
+/// Stores a request for a parent's consent: the parent's address sealed with the minor's key
+/// (R8) beside its keyed hash.
 pub async fn insert_parental_request(
+    store: &Store,
     tx: &mut Tx,
     request: &NewParentalRequest<'_>,
 ) -> anyhow::Result<()> {
+    let sealed = store
+        .seal_for_member(request.user_id, PARENT_EMAIL, request.parent_email)
+        .await?;
+    let lookup = store.lookup_hash(&crate::sealing::lookup_text(
+        PARENT_EMAIL,
+        request.parent_email,
+    ))?;
     sqlx::query(
-        "INSERT INTO parental_consents (user_id, parent_email, token_hash, requested_at, \
-         expires_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO parental_consents (user_id, parent_email, parent_email_lookup, token_hash, \
+         requested_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(request.user_id)
-    .bind(request.parent_email)
+    .bind(sealed)
+    .bind(lookup)
     .bind(request.token_hash)
     .bind(request.now)
     .bind(request.expires_at)
@@ -212,14 +230,21 @@ pub async fn newsletter_by_digest(
 
 impl Store {
     pub async fn age_facts_of(&self, user_id: i64) -> anyhow::Result<Option<AgeFacts>> {
-        sqlx::query_as(
+        let facts: Option<AgeFacts> = sqlx::query_as(
             "SELECT birth_year, jurisdiction, parent_consent_needed, parent_consented_at, \
              parent_allows_news FROM users WHERE id = $1",
         )
         .bind(user_id)
         .fetch_optional(self.pool())
         .await
-        .context("reading a member's age facts")
+        .context("reading a member's age facts")?;
+        let Some(mut facts) = facts else {
+            return Ok(None);
+        };
+        facts.birth_year = self
+            .birth_year_opened(user_id, &facts.birth_year_stored)
+            .await?;
+        Ok(Some(facts))
     }
 
     /// The pending request behind a parent's link, if it is still valid.
@@ -251,9 +276,11 @@ impl Store {
         .context("reading a member's product-news choice")
     }
 
-    /// Current subscribers with an id above `after`, in id order: members of open accounts
-    /// whose latest choice is subscribed, and who are not minors, unless a parent allowed product news. A member
-    /// counts as a minor while the birth year says they may still be under `adult_age`.
+    /// Current subscribers with an id above `after`, in id order, up to `limit`: members of
+    /// open accounts whose latest choice is subscribed, and who are not minors, unless a parent
+    /// allowed product news. A member counts as a minor while the birth year says they may
+    /// still be under `adult_age`. The birth year is sealed, so it is opened and compared
+    /// here, and the walk reads on until it has `limit` subscribers or reaches the end.
     pub async fn news_subscribers(
         &self,
         after: i64,
@@ -261,29 +288,55 @@ impl Store {
         current_year: i64,
         adult_age: i64,
     ) -> anyhow::Result<Vec<Subscriber>> {
-        let rows: Vec<Subscriber> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT u.id AS user_id, u.username, u.email FROM users u \
-             WHERE u.id > $1 AND u.closed_at IS NULL AND {NOT_RESTRICTED} \
-             AND (u.birth_year < $3 - $4 OR u.parent_allows_news = 1) \
-             AND 1 = (SELECT s.subscribed FROM news_subscriptions s WHERE s.user_id = u.id \
-                      ORDER BY s.id DESC LIMIT 1) \
-             ORDER BY u.id LIMIT $2"
-        )))
-        .bind(after)
-        .bind(limit)
-        .bind(current_year)
-        .bind(adult_age)
-        .fetch_all(self.pool())
-        .await
-        .context("reading product-news subscribers")?;
-        let mut opened = Vec::with_capacity(rows.len());
-        for mut row in rows {
-            row.email = self
-                .open_for_member(row.user_id, super::USERS_EMAIL, &row.email)
-                .await?;
-            opened.push(row);
+        #[derive(FromRow)]
+        struct Candidate {
+            user_id: i64,
+            username: String,
+            email: String,
+            birth_year: String,
+            parent_allows_news: i64,
         }
-        Ok(opened)
+        let mut found = Vec::new();
+        let mut after = after;
+        loop {
+            let rows: Vec<Candidate> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT u.id AS user_id, u.username, u.email, u.birth_year, \
+                 u.parent_allows_news FROM users u \
+                 WHERE u.id > $1 AND u.closed_at IS NULL AND {NOT_RESTRICTED} \
+                 AND 1 = (SELECT s.subscribed FROM news_subscriptions s WHERE s.user_id = u.id \
+                          ORDER BY s.id DESC LIMIT 1) \
+                 ORDER BY u.id LIMIT $2"
+            )))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .context("reading product-news subscribers")?;
+            let end = (rows.len() as i64) < limit;
+            for row in rows {
+                after = row.user_id;
+                if row.parent_allows_news != 1 {
+                    let born = self.birth_year_opened(row.user_id, &row.birth_year).await?;
+                    if born >= current_year - adult_age {
+                        continue;
+                    }
+                }
+                let email = self
+                    .open_for_member(row.user_id, super::USERS_EMAIL, &row.email)
+                    .await?;
+                found.push(Subscriber {
+                    user_id: row.user_id,
+                    username: row.username,
+                    email,
+                });
+                if found.len() as i64 >= limit {
+                    return Ok(found);
+                }
+            }
+            if end {
+                return Ok(found);
+            }
+        }
     }
 }
 

@@ -58,6 +58,11 @@ pub struct SubmissionRow {
 
 /// Sealed places of a submission (`inventory::SEALED_BY_SUBMISSION`).
 pub const SUBMISSION_COMMENTS: &str = "privacy_submissions.comments";
+pub const SUBMISSION_REQUESTER_NAME: &str = "privacy_submissions.requester_name";
+pub const SUBMISSION_REQUESTER_EMAIL: &str = "privacy_submissions.requester_email";
+pub const SUBMISSION_SUBJECT_EMAIL: &str = "privacy_submissions.subject_email";
+pub const REQUEST_DECISION_TEXT: &str = "privacy_requests.decision_text";
+pub const REQUEST_EXTENSION_REASON: &str = "privacy_requests.extension_reason";
 pub const SUBMISSION_EMAILED_MESSAGE: &str = "privacy_submissions.emailed_message";
 pub const NOTE_BODY: &str = "privacy_request_notes.body";
 pub const EVIDENCE_CONTENT: &str = "privacy_request_evidence.content";
@@ -232,8 +237,9 @@ pub struct ReportRow {
     pub closed_at: Option<i64>,
 }
 
-/// Inserts a submission; its comments and the message as received are sealed under the
-/// submission's own key (`SUBMISSION_COMMENTS`, `SUBMISSION_EMAILED_MESSAGE`).
+/// Inserts a submission; who asked, for whom, the comments and the message as received are
+/// sealed under the submission's own key (the `SUBMISSION_*` places), the two addresses found
+/// by their keyed hashes.
 pub async fn insert_submission(
     tx: &mut Tx,
     store: &Store,
@@ -244,14 +250,15 @@ pub async fn insert_submission(
          requester_email, subject_email, subject_user_id, requester_user_id, region, \
          postal_code, jurisdiction, comments, emailed_message, logged_by, \
          subject_token_digest, requester_token_digest, code_digest, code_expires_at, \
-         created_at, parental_consent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         $12, $13, $14, $15, $16, $17, $18, $19) RETURNING id",
+         created_at, parental_consent_id, requester_email_lookup, subject_email_lookup) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, $21) RETURNING id",
     )
     .bind(s.channel)
     .bind(s.relationship)
-    .bind(s.requester_name)
-    .bind(s.requester_email)
-    .bind(s.subject_email)
+    .bind("")
+    .bind("")
+    .bind("")
     .bind(s.subject_user_id)
     .bind(s.requester_user_id)
     .bind(s.region)
@@ -266,6 +273,14 @@ pub async fn insert_submission(
     .bind(s.code_expires_at)
     .bind(s.created_at)
     .bind(s.parental_consent_id)
+    .bind(store.lookup_hash(&crate::sealing::lookup_text(
+        SUBMISSION_REQUESTER_EMAIL,
+        s.requester_email,
+    ))?)
+    .bind(store.lookup_hash(&crate::sealing::lookup_text(
+        SUBMISSION_SUBJECT_EMAIL,
+        s.subject_email,
+    ))?)
     .fetch_one(&mut **tx)
     .await
     .context("inserting a privacy request submission")?;
@@ -281,13 +296,27 @@ pub async fn insert_submission(
         ),
         None => None,
     };
-    sqlx::query("UPDATE privacy_submissions SET comments = $1, emailed_message = $2 WHERE id = $3")
-        .bind(comments)
-        .bind(emailed_message)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .context("storing a submission's correspondence")?;
+    let mut sealed = Vec::with_capacity(3);
+    for (place, plain) in [
+        (SUBMISSION_REQUESTER_NAME, s.requester_name),
+        (SUBMISSION_REQUESTER_EMAIL, s.requester_email),
+        (SUBMISSION_SUBJECT_EMAIL, s.subject_email),
+    ] {
+        sealed.push(store.seal_for_submission(id, place, plain).await?);
+    }
+    sqlx::query(
+        "UPDATE privacy_submissions SET comments = $1, emailed_message = $2, \
+         requester_name = $3, requester_email = $4, subject_email = $5 WHERE id = $6",
+    )
+    .bind(comments)
+    .bind(emailed_message)
+    .bind(&sealed[0])
+    .bind(&sealed[1])
+    .bind(&sealed[2])
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .context("storing a submission's correspondence")?;
     Ok(id)
 }
 
@@ -329,25 +358,52 @@ pub async fn request_for_update(
         "FOR UPDATE"
     };
     let sql = format!("SELECT {REQUEST_COLUMNS} FROM privacy_requests WHERE id = $1 {lock}");
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let row: Option<RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .fetch_optional(&mut **tx)
         .await
-        .context("reading a privacy request to change it")
+        .context("reading a privacy request to change it")?;
+    match row {
+        Some(row) => Ok(Some(store.open_request(row).await?)),
+        None => Ok(None),
+    }
 }
 
-/// The submission as stored: its comments and message as received still sealed (the callers
-/// decide on its state; [`Store::submission`] opens them).
-pub async fn submission_in_tx(tx: &mut Tx, id: i64) -> anyhow::Result<SubmissionRow> {
+/// The submission inside the caller's transaction, opened like [`Store::submission`].
+pub async fn submission_in_tx(
+    tx: &mut Tx,
+    store: &Store,
+    id: i64,
+) -> anyhow::Result<SubmissionRow> {
     let sql = format!("SELECT {SUBMISSION_COLUMNS} FROM privacy_submissions WHERE id = $1");
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let row: SubmissionRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .fetch_one(&mut **tx)
         .await
-        .context("reading a privacy request submission")
+        .context("reading a privacy request submission")?;
+    Ok(store
+        .open_submission(Some(row))
+        .await?
+        .expect("an opened row stays a row"))
 }
 
-pub async fn update_request(tx: &mut Tx, u: &RequestUpdate<'_>) -> anyhow::Result<()> {
+/// Applies a transition; a decision text is sealed under the submission's key.
+pub async fn update_request(
+    tx: &mut Tx,
+    store: &Store,
+    u: &RequestUpdate<'_>,
+) -> anyhow::Result<()> {
+    let decision_text = match u.decision_text {
+        Some(text) => {
+            let submission = submission_id_of_request(tx, u.id).await?;
+            Some(
+                store
+                    .seal_for_submission(submission, REQUEST_DECISION_TEXT, text)
+                    .await?,
+            )
+        }
+        None => None,
+    };
     sqlx::query(
         "UPDATE privacy_requests SET state = $1, verification = $2, status_json = $3, \
          decline_code = COALESCE($4, decline_code), decision_text = COALESCE($5, decision_text), \
@@ -360,7 +416,7 @@ pub async fn update_request(tx: &mut Tx, u: &RequestUpdate<'_>) -> anyhow::Resul
     .bind(u.verification)
     .bind(u.status_json)
     .bind(u.decline_code)
-    .bind(u.decision_text)
+    .bind(decision_text)
     .bind(u.closed_at)
     .bind(u.appeal_due_on)
     .bind(u.next_reminder_at)
@@ -382,13 +438,29 @@ pub async fn mark_handed_to_fulfilment(tx: &mut Tx, id: i64, now: i64) -> anyhow
     Ok(())
 }
 
+/// The submission a request belongs to, inside the caller's transaction.
+async fn submission_id_of_request(tx: &mut Tx, request_id: i64) -> anyhow::Result<i64> {
+    let (id,): (i64,) = sqlx::query_as("SELECT submission_id FROM privacy_requests WHERE id = $1")
+        .bind(request_id)
+        .fetch_one(&mut **tx)
+        .await
+        .context("reading a request's submission")?;
+    Ok(id)
+}
+
+/// Extends a request's deadline; the reason is sealed under the submission's key.
 pub async fn set_extension(
     tx: &mut Tx,
+    store: &Store,
     id: i64,
     extended_due_on: &str,
     reason: &str,
     now: i64,
 ) -> anyhow::Result<()> {
+    let submission = submission_id_of_request(tx, id).await?;
+    let reason = store
+        .seal_for_submission(submission, REQUEST_EXTENSION_REASON, reason)
+        .await?;
     sqlx::query(
         "UPDATE privacy_requests SET extended_due_on = $1, extension_reason = $2, \
          overdue_alarm_at = NULL, nearly_due_alarm_at = NULL, updated_at = $3 WHERE id = $4",
@@ -495,20 +567,25 @@ pub async fn insert_evidence(
     Ok(id)
 }
 
-/// The latest consent a parent gave, from `parent_email` (compared in lower case), for the
-/// minor whose account is `user_id`; pending requests for consent do not count.
+/// The latest consent a parent gave, from `parent_email` (compared in lower case, by its keyed
+/// hash), for the minor whose account is `user_id`; pending requests for consent do not count.
 pub async fn given_parental_consent(
+    store: &Store,
     tx: &mut Tx,
     user_id: i64,
     parent_email: &str,
 ) -> anyhow::Result<Option<ConsentEvidenceRow>> {
+    let lookup = store.lookup_hash(&crate::sealing::lookup_text(
+        super::PARENT_EMAIL,
+        parent_email,
+    ))?;
     sqlx::query_as(
         "SELECT id, user_id, consented_at, policy_version FROM parental_consents \
-         WHERE user_id = $1 AND LOWER(parent_email) = $2 AND consented_at IS NOT NULL \
+         WHERE user_id = $1 AND parent_email_lookup = $2 AND consented_at IS NOT NULL \
          ORDER BY consented_at DESC, id DESC LIMIT 1",
     )
     .bind(user_id)
-    .bind(parent_email.to_lowercase())
+    .bind(lookup)
     .fetch_optional(&mut **tx)
     .await
     .context("looking for a parent's consent")
@@ -707,8 +784,9 @@ impl Store {
         self.open_submission(row).await
     }
 
-    /// A submission read from the store with its sealed correspondence opened.
-    async fn open_submission(
+    /// A submission read from the store with its sealed fields opened (empty once the
+    /// submission's key is gone).
+    pub(crate) async fn open_submission(
         &self,
         row: Option<SubmissionRow>,
     ) -> anyhow::Result<Option<SubmissionRow>> {
@@ -717,6 +795,15 @@ impl Store {
         };
         row.comments = self
             .open_for_submission(row.id, SUBMISSION_COMMENTS, &row.comments)
+            .await?;
+        row.requester_name = self
+            .open_for_submission(row.id, SUBMISSION_REQUESTER_NAME, &row.requester_name)
+            .await?;
+        row.requester_email = self
+            .open_for_submission(row.id, SUBMISSION_REQUESTER_EMAIL, &row.requester_email)
+            .await?;
+        row.subject_email = self
+            .open_for_submission(row.id, SUBMISSION_SUBJECT_EMAIL, &row.subject_email)
             .await?;
         if let Some(text) = row.emailed_message.take() {
             row.emailed_message = Some(
@@ -744,20 +831,51 @@ impl Store {
         let sql = format!(
             "SELECT {REQUEST_COLUMNS} FROM privacy_requests WHERE submission_id = $1 ORDER BY id"
         );
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let rows: Vec<RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(submission_id)
             .fetch_all(self.pool())
             .await
-            .context("reading the requests of a submission")
+            .context("reading the requests of a submission")?;
+        self.open_requests(rows).await
+    }
+
+    /// A request with its decision and extension reason opened (empty once the submission's
+    /// key is gone).
+    pub(crate) async fn open_request(&self, mut row: RequestRow) -> anyhow::Result<RequestRow> {
+        if let Some(text) = row.decision_text.take() {
+            row.decision_text = Some(
+                self.open_for_submission(row.submission_id, REQUEST_DECISION_TEXT, &text)
+                    .await?,
+            );
+        }
+        if let Some(text) = row.extension_reason.take() {
+            row.extension_reason = Some(
+                self.open_for_submission(row.submission_id, REQUEST_EXTENSION_REASON, &text)
+                    .await?,
+            );
+        }
+        Ok(row)
+    }
+
+    async fn open_requests(&self, rows: Vec<RequestRow>) -> anyhow::Result<Vec<RequestRow>> {
+        let mut opened = Vec::with_capacity(rows.len());
+        for row in rows {
+            opened.push(self.open_request(row).await?);
+        }
+        Ok(opened)
     }
 
     pub async fn privacy_request(&self, id: i64) -> anyhow::Result<Option<RequestRow>> {
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM privacy_requests WHERE id = $1");
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let row: Option<RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(self.pool())
             .await
-            .context("reading a privacy request")
+            .context("reading a privacy request")?;
+        match row {
+            Some(row) => Ok(Some(self.open_request(row).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The requests a member made or that are about them, newest first, all of them: the
@@ -774,11 +892,12 @@ impl Store {
              ON s.id = r.submission_id WHERE s.subject_user_id = $1 OR s.requester_user_id = $1 \
              ORDER BY r.id DESC"
         );
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let rows: Vec<RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(user_id)
             .fetch_all(self.pool())
             .await
-            .context("reading a member's privacy requests")
+            .context("reading a member's privacy requests")?;
+        self.open_requests(rows).await
     }
 
     /// The whole staff queue the filter selects, earliest due first: every page of
@@ -803,6 +922,8 @@ impl Store {
     /// a value, not a count: a request that leaves the filter between two pages (decided,
     /// say) moves no other request across the boundary, so a walk repeats and skips none.
     /// A request whose due day moves during the walk (an extension) moves in the order too.
+    /// The rows' decision texts and extension reasons stay sealed (the queue shows neither;
+    /// [`Store::privacy_request`] opens them).
     pub async fn request_queue_after(
         &self,
         filter: &QueueFilter,

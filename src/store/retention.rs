@@ -173,7 +173,7 @@ impl Store {
             "INSERT INTO users (username, username_lower, email, email_lookup, password_hash, \
              birth_year, created_at, closed_at, closed_reason, restricted_at, anonymized_at) \
              VALUES ('deleted user', 'deleted user', 'deleted-user.invalid', \
-             'deleted-user.invalid', '', 0, $1, $1, 'by_staff', NULL, $1) \
+             'deleted-user.invalid', '', '', $1, $1, 'by_staff', NULL, $1) \
              ON CONFLICT (username_lower) DO NOTHING",
         )
         .bind(now)
@@ -438,8 +438,8 @@ impl SweepStep {
             SweepStep::DeleteBirthYear => step(
                 "users",
                 "id",
-                Some("birth_year = 0".into()),
-                Some("birth_year <> 0"),
+                Some("birth_year = ''".into()),
+                Some("birth_year <> ''"),
                 None,
                 "deleting birth years",
             ),

@@ -176,15 +176,29 @@ pub async fn take_social_pending(
     .context("taking a provider account waiting for registration")
 }
 
-pub async fn insert_social_link(tx: &mut Tx, link: &NewSocialLink<'_>) -> anyhow::Result<()> {
+/// Where a provider account's id is kept, as the associated data of its seal names it.
+pub const SOCIAL_SUBJECT: &str = "social_links.subject";
+
+/// Links a provider account to a member: its id sealed with the member's key (R8), found by
+/// its keyed hash (`subject_lookup`, unique per provider).
+pub async fn insert_social_link(
+    store: &Store,
+    tx: &mut Tx,
+    link: &NewSocialLink<'_>,
+) -> anyhow::Result<()> {
+    let sealed = store
+        .seal_for_member(link.user_id, SOCIAL_SUBJECT, link.subject)
+        .await?;
+    let lookup = store.lookup_hash(&crate::sealing::lookup_text(SOCIAL_SUBJECT, link.subject))?;
     sqlx::query(
-        "INSERT INTO social_links (user_id, provider, subject, fields_received, policy_version, \
-         text_hash, authorized_at, linked_at, last_sign_in_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        "INSERT INTO social_links (user_id, provider, subject, subject_lookup, fields_received, \
+         policy_version, text_hash, authorized_at, linked_at, last_sign_in_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
     )
     .bind(link.user_id)
     .bind(link.provider)
-    .bind(link.subject)
+    .bind(sealed)
+    .bind(lookup)
     .bind(link.fields_received)
     .bind(link.policy_version)
     .bind(link.text_hash)
@@ -196,9 +210,8 @@ pub async fn insert_social_link(tx: &mut Tx, link: &NewSocialLink<'_>) -> anyhow
         unique_violation(
             e,
             &[
-                ("social_links_subject", "provider account"),
+                ("subject_lookup", "provider account"),
                 ("social_links_member", "provider"),
-                ("subject", "provider account"),
                 ("user_id", "provider"),
             ],
             "linking a provider account",
@@ -207,22 +220,25 @@ pub async fn insert_social_link(tx: &mut Tx, link: &NewSocialLink<'_>) -> anyhow
     Ok(())
 }
 
-/// The member linked to a provider account, marking the sign-in.
+/// The member linked to a provider account (found by the keyed hash of its id), marking the
+/// sign-in.
 pub async fn social_sign_in(
+    store: &Store,
     tx: &mut Tx,
     provider: &str,
     subject: &str,
     fields_received: &str,
     now: i64,
 ) -> anyhow::Result<Option<i64>> {
+    let lookup = store.lookup_hash(&crate::sealing::lookup_text(SOCIAL_SUBJECT, subject))?;
     let row: Option<(i64,)> = sqlx::query_as(
         "UPDATE social_links SET last_sign_in_at = $1, fields_received = $2 \
-         WHERE provider = $3 AND subject = $4 RETURNING user_id",
+         WHERE provider = $3 AND subject_lookup = $4 RETURNING user_id",
     )
     .bind(now)
     .bind(fields_received)
     .bind(provider)
-    .bind(subject)
+    .bind(lookup)
     .fetch_optional(&mut **tx)
     .await
     .context("signing in with a provider account")?;

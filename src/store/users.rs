@@ -10,7 +10,12 @@ pub struct UserRow {
     pub username: String,
     pub email: String,
     pub password_hash: String,
+    /// Opened from `birth_year_stored` (0 when it is erased or its key is gone).
+    #[sqlx(skip)]
     pub birth_year: i64,
+    /// The birth year as stored: sealed with the member's key (`USERS_BIRTH_YEAR`).
+    #[sqlx(rename = "birth_year")]
+    pub birth_year_stored: String,
     pub role: String,
     pub bio: String,
     pub email_verified_at: Option<i64>,
@@ -74,7 +79,7 @@ pub async fn insert_user(store: &Store, tx: &mut Tx, user: &NewUser<'_>) -> anyh
     .bind(user.username_lower)
     .bind(&lookup)
     .bind(user.password_hash)
-    .bind(user.birth_year)
+    .bind("")
     .bind(user.created_at)
     .fetch_one(&mut **tx)
     .await
@@ -90,8 +95,12 @@ pub async fn insert_user(store: &Store, tx: &mut Tx, user: &NewUser<'_>) -> anyh
         )
     })?;
     let sealed = store.seal_for_member(id, USERS_EMAIL, user.email).await?;
-    sqlx::query("UPDATE users SET email = $1 WHERE id = $2")
+    let year = store
+        .seal_for_member(id, USERS_BIRTH_YEAR, &user.birth_year.to_string())
+        .await?;
+    sqlx::query("UPDATE users SET email = $1, birth_year = $2 WHERE id = $3")
         .bind(sealed)
+        .bind(year)
         .bind(id)
         .execute(&mut **tx)
         .await
@@ -112,6 +121,8 @@ pub async fn user_by_id_in(store: &Store, tx: &mut Tx, id: i64) -> anyhow::Resul
 
 /// Where a member's address is kept, as the associated data of its seal names it.
 pub const USERS_EMAIL: &str = "users.email";
+/// Where a member's birth year is kept (sealed, in decimal).
+pub const USERS_BIRTH_YEAR: &str = "users.birth_year";
 
 /// Sets a text column of a member's row (a name from the inventory, never user input) and
 /// returns its value before, `None` when there is no such member.
@@ -154,6 +165,7 @@ impl Store {
         row.email = self
             .open_for_member(row.id, USERS_EMAIL, &row.email)
             .await?;
+        row.birth_year = self.birth_year_opened(row.id, &row.birth_year_stored).await?;
         Ok(Some(row))
     }
 

@@ -120,8 +120,8 @@ impl AppState {
         let store = store
             .with_keys(&config.data_dir, &config.keys_database_url, &audit_key)
             .await?;
-        // Addresses stored before sealing are sealed now (R8).
-        let sealed = store.seal_plain_member_fields().await?;
+        // Private fields stored before their columns were sealed are sealed now (R8), once.
+        let sealed = store.seal_plain_fields().await?;
         if sealed > 0 {
             tracing::info!(sealed, "sealed plain private fields");
         }

@@ -490,6 +490,8 @@ pub static TABLES: &[Table] = &[
             plain("last_error", Text),
             personal("list_unsubscribe", Text, EMAIL, Blank::Null),
             plain("withheld_at", Int),
+            // The privacy-request submission whose key seals the body (0034).
+            plain("submission_id", Int),
         ],
     ),
     nobody(
@@ -1270,6 +1272,13 @@ pub static SEALED_BY_SUBMISSION: &[SubmissionSealedColumn] = &[
     SubmissionSealedColumn {
         table: "privacy_requests",
         column: "extension_reason",
+        submission: SubmissionOf::Column("submission_id"),
+        lookup: None,
+    },
+    // The body of a request's email (its decision, a template, a code), to anyone.
+    SubmissionSealedColumn {
+        table: "mail_outbox",
+        column: "body_text",
         submission: SubmissionOf::Column("submission_id"),
         lookup: None,
     },

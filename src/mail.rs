@@ -260,8 +260,34 @@ impl Mail {
         user_id: Option<i64>,
         now: i64,
     ) -> anyhow::Result<bool> {
-        self.enqueue_with(store, tx, key, recipient, user_id, now, None)
+        self.enqueue_with(store, tx, key, recipient, user_id, now, None, None)
             .await
+    }
+
+    /// Queues a privacy request's message: its body is sealed under the key of submission
+    /// `submission_id` (request correspondence, R8).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn enqueue_for_submission(
+        &self,
+        store: &Store,
+        tx: &mut Tx,
+        key: &str,
+        recipient: &str,
+        user_id: Option<i64>,
+        submission_id: i64,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        self.enqueue_with(
+            store,
+            tx,
+            key,
+            recipient,
+            user_id,
+            now,
+            None,
+            Some(submission_id),
+        )
+        .await
     }
 
     /// Queues a non-essential message (product news), which carries a one-click unsubscribe
@@ -285,6 +311,7 @@ impl Mail {
             Some(user_id),
             now,
             Some(unsubscribe_url),
+            None,
         )
         .await
     }
@@ -299,6 +326,7 @@ impl Mail {
         user_id: Option<i64>,
         now: i64,
         list_unsubscribe: Option<&str>,
+        submission_id: Option<i64>,
     ) -> anyhow::Result<bool> {
         store::enqueue_mail(
             store,
@@ -311,6 +339,7 @@ impl Mail {
                 body_text: &self.body,
                 now,
                 list_unsubscribe,
+                submission_id,
             },
         )
         .await

@@ -258,6 +258,7 @@ on_both_stores! {
             body_text: "A notice",
             now: covenant::now(),
             list_unsubscribe: None,
+            submission_id: None,
         }).await.unwrap();
         tx.commit().await.unwrap();
         app.state.mailer.deliver_due().await.unwrap();

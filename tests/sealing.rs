@@ -627,6 +627,18 @@ on_both_stores! {
                 .unwrap();
         pool.close().await;
         let request = app.store.requests_of_submission(submission).await.unwrap()[0].clone();
+        // The request's emails are correspondence too: queued sealed, delivered readable.
+        let pool = raw_pool(app).await;
+        let bodies: Vec<(String,)> =
+            sqlx::query_as("SELECT body_text FROM mail_outbox WHERE submission_id = $1")
+                .bind(submission)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        assert!(!bodies.is_empty() && bodies.iter().all(|(b,)| b.starts_with("s1:")), "{bodies:?}");
+        let code = app.wait_for_mail("equester@example.org", "privacy request code").await;
+        assert!(code.contains("enter this code"), "{code}");
         // Staff decide and extend; both texts are correspondence.
         let now = covenant::now();
         let mut tx = app.store.begin().await.unwrap();

@@ -13,3 +13,6 @@ DROP INDEX social_links_subject;
 CREATE UNIQUE INDEX social_links_subject_lookup ON social_links(provider, subject_lookup)
     WHERE subject_lookup <> '';
 CREATE INDEX parental_consents_parent_lookup ON parental_consents(parent_email_lookup);
+-- The body of a request's email is correspondence: sealed under the key of the submission
+-- named here (NULL for other mail).
+ALTER TABLE mail_outbox ADD COLUMN submission_id BIGINT;

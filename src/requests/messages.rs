@@ -25,6 +25,9 @@ impl Message {
         Self(Mail { subject, body })
     }
 
+    /// Queues the message; with the submission it is about, its body is sealed under that
+    /// submission's key (request correspondence). Staff alarms name no one and have none.
+    #[allow(clippy::too_many_arguments)]
     pub async fn enqueue(
         &self,
         store: &crate::store::Store,
@@ -32,11 +35,21 @@ impl Message {
         key: &str,
         recipient: &str,
         user_id: Option<i64>,
+        submission_id: Option<i64>,
         now: i64,
     ) -> anyhow::Result<bool> {
-        self.0
-            .enqueue(store, tx, key, recipient, user_id, now)
-            .await
+        match submission_id {
+            Some(submission) => {
+                self.0
+                    .enqueue_for_submission(store, tx, key, recipient, user_id, submission, now)
+                    .await
+            }
+            None => {
+                self.0
+                    .enqueue(store, tx, key, recipient, user_id, now)
+                    .await
+            }
+        }
     }
 
     pub fn verify_code(site: &str, code: &str, verify: &str, status: &str, minutes: i64) -> Self {

@@ -743,6 +743,7 @@ impl Requests {
                     &format!("request-code:{submission_id}:0"),
                     intake.subject_email.as_str(),
                     subject_user_id,
+                    Some(submission_id),
                     now,
                 )
                 .await?;
@@ -760,6 +761,7 @@ impl Requests {
                     &format!("request-received:{submission_id}"),
                     intake.requester_email.as_str(),
                     intake.session.map(|p| p.user_id),
+                    Some(submission_id),
                     now,
                 )
                 .await?;
@@ -1607,6 +1609,7 @@ impl Requests {
                 &format!("request-appeal-decided:{}", row.id),
                 &submission.requester_email,
                 submission.requester_user_id,
+                Some(submission.id),
                 crate::now(),
             )
             .await?;
@@ -1694,6 +1697,7 @@ impl Requests {
                 &format!("request-code:{}:{}", submission.id, &digest[..16]),
                 &submission.subject_email,
                 submission.subject_user_id,
+                Some(submission.id),
                 now,
             )
             .await?;
@@ -1745,6 +1749,7 @@ impl Requests {
             &format!("request-decision:{}:{}", after.id, status.state().as_str()),
             &submission.requester_email,
             submission.requester_user_id,
+            Some(submission.id),
             crate::now(),
         )
         .await?;
@@ -1822,6 +1827,7 @@ impl Requests {
                 &format!("request-extended:{}", row.id),
                 &submission.requester_email,
                 submission.requester_user_id,
+                Some(submission.id),
                 now,
             )
             .await?;
@@ -1938,6 +1944,7 @@ impl Requests {
                 &format!("request-template:{}:{}:{now}", row.id, template.as_str()),
                 &submission.requester_email,
                 submission.requester_user_id,
+                Some(submission.id),
                 now,
             )
             .await?;
@@ -2105,6 +2112,7 @@ impl Requests {
                             ),
                             email,
                             Some(*staff_id),
+                            None,
                             now,
                         )
                         .await?;

@@ -7,6 +7,8 @@ use sqlx::FromRow;
 
 /// Where a member's queued address is kept, as its seal names it.
 pub const OUTBOX_RECIPIENT: &str = "mail_outbox.recipient";
+/// Where a queued body is kept: sealed under its submission's key for a request's email.
+pub const OUTBOX_BODY: &str = "mail_outbox.body_text";
 
 pub struct OutgoingMail<'a> {
     /// Names the message for good: enqueuing the same key twice stores it once.
@@ -18,6 +20,9 @@ pub struct OutgoingMail<'a> {
     pub now: i64,
     /// The one-click unsubscribe address of non-essential mail (RFC 8058); `None` otherwise.
     pub list_unsubscribe: Option<&'a str>,
+    /// The privacy-request submission a request's email belongs to: its body is sealed under
+    /// that submission's key (correspondence, R8).
+    pub submission_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -30,6 +35,7 @@ pub struct QueuedMail {
     pub attempts: i64,
     pub list_unsubscribe: Option<String>,
     pub user_id: Option<i64>,
+    pub submission_id: Option<i64>,
 }
 
 /// Queues a message; returns false when a message with the same key was already queued.
@@ -48,18 +54,27 @@ pub async fn enqueue_mail(
         }
         None => mail.recipient.to_string(),
     };
+    let body = match mail.submission_id {
+        Some(submission) => {
+            store
+                .seal_for_submission(submission, OUTBOX_BODY, mail.body_text)
+                .await?
+        }
+        None => mail.body_text.to_string(),
+    };
     let done = sqlx::query(
         "INSERT INTO mail_outbox (idempotency_key, recipient, user_id, subject, body_text, \
-         created_at, next_attempt_at, list_unsubscribe) VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
-         ON CONFLICT (idempotency_key) DO NOTHING",
+         created_at, next_attempt_at, list_unsubscribe, submission_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(mail.idempotency_key)
     .bind(recipient)
     .bind(mail.user_id)
     .bind(mail.subject)
-    .bind(mail.body_text)
+    .bind(body)
     .bind(mail.now)
     .bind(mail.list_unsubscribe)
+    .bind(mail.submission_id)
     .execute(&mut **tx)
     .await
     .context("queuing an email")?;
@@ -83,7 +98,7 @@ impl Store {
              (SELECT id FROM users WHERE closed_at IS NOT NULL)) \
              ORDER BY id LIMIT $3 {}) \
              RETURNING id, idempotency_key, recipient, subject, body_text, attempts, \
-             list_unsubscribe, user_id",
+             list_unsubscribe, user_id, submission_id",
             self.skip_locked()
         );
         let mut tx = self.begin().await?;
@@ -99,6 +114,11 @@ impl Store {
             if let Some(user_id) = mail.user_id {
                 mail.recipient = self
                     .open_for_member(user_id, OUTBOX_RECIPIENT, &mail.recipient)
+                    .await?;
+            }
+            if let Some(submission) = mail.submission_id {
+                mail.body_text = self
+                    .open_for_submission(submission, OUTBOX_BODY, &mail.body_text)
                     .await?;
             }
         }

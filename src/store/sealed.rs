@@ -103,8 +103,8 @@ impl Store {
             }
             let owner = sealed.submission.column();
             let plain: Vec<(i64, String)> = sqlx::query_as(AssertSqlSafe(format!(
-                "SELECT DISTINCT {owner}, {column} FROM {table} WHERE {column} <> '' \
-                 AND {column} NOT LIKE 's1:%'"
+                "SELECT DISTINCT {owner}, {column} FROM {table} WHERE {owner} IS NOT NULL \
+                 AND {column} <> '' AND {column} NOT LIKE 's1:%'"
             )))
             .fetch_all(self.pool())
             .await

@@ -1387,14 +1387,11 @@ mod tests {
 
     #[test]
     fn every_keyed_hash_is_a_personal_text_column_and_address_links_use_it() {
-        let lookups = SEALED
-            .iter()
-            .map(|s| (s.table, s.column, s.lookup))
-            .chain(
-                SEALED_BY_SUBMISSION
-                    .iter()
-                    .map(|s| (s.table, s.column, s.lookup)),
-            );
+        let lookups = SEALED.iter().map(|s| (s.table, s.column, s.lookup)).chain(
+            SEALED_BY_SUBMISSION
+                .iter()
+                .map(|s| (s.table, s.column, s.lookup)),
+        );
         for (table_name, column, lookup) in lookups {
             let Some(lookup) = lookup else { continue };
             let hash = table(table_name)
@@ -1419,7 +1416,11 @@ mod tests {
                 || SEALED_BY_SUBMISSION
                     .iter()
                     .any(|s| s.table == link.table && s.column == link.column);
-            assert!(sealed, "{}.{} is matched by hash but not sealed", link.table, link.column);
+            assert!(
+                sealed,
+                "{}.{} is matched by hash but not sealed",
+                link.table, link.column
+            );
         }
     }
 

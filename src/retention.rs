@@ -1514,8 +1514,16 @@ mod tests {
         ("privacy_submissions", "requester_name", Swept::Requests),
         ("privacy_submissions", "requester_email", Swept::Requests),
         ("privacy_submissions", "subject_email", Swept::Requests),
-        ("privacy_submissions", "requester_email_lookup", Swept::Requests),
-        ("privacy_submissions", "subject_email_lookup", Swept::Requests),
+        (
+            "privacy_submissions",
+            "requester_email_lookup",
+            Swept::Requests,
+        ),
+        (
+            "privacy_submissions",
+            "subject_email_lookup",
+            Swept::Requests,
+        ),
         ("privacy_submissions", "region", Swept::Requests),
         ("privacy_submissions", "postal_code", Swept::Requests),
         ("privacy_submissions", "jurisdiction", Swept::Requests),

@@ -391,16 +391,15 @@ impl Social {
             tracing::info!(user_id, provider = %provider.id, "provider account linked");
             return Ok(Finished::Linked);
         }
-        if let Some(user_id) =
-            store::social_sign_in(
-                &self.store,
-                &mut tx,
-                &provider.id,
-                &subject,
-                &fields_received,
-                now,
-            )
-            .await?
+        if let Some(user_id) = store::social_sign_in(
+            &self.store,
+            &mut tx,
+            &provider.id,
+            &subject,
+            &fields_received,
+            now,
+        )
+        .await?
         {
             let user = self
                 .store

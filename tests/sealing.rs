@@ -461,16 +461,28 @@ async fn minor_with_parent_and_provider(app: &common::TestApp) -> i64 {
     let response = app
         .client
         .post(app.url("/api/v1/users"))
-        .json(&serde_json::json!({"username": "sealedkid", "email": "zq-kid@example.org",
+        .json(
+            &serde_json::json!({"username": "sealedkid", "email": "zq-kid@example.org",
             "password": "a long enough password", "birth_year": year, "country": "FR",
-            "parent_email": PARENT}))
+            "parent_email": PARENT}),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    let id = app.store.user_by_username("sealedkid").await.unwrap().unwrap().id;
+    let id = app
+        .store
+        .user_by_username("sealedkid")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
     let user = app.store.user_by_id(id).await.unwrap().unwrap();
-    assert_eq!(i32::try_from(user.birth_year).unwrap(), year, "the service reads the year opened");
+    assert_eq!(
+        i32::try_from(user.birth_year).unwrap(),
+        year,
+        "the service reads the year opened"
+    );
     let now = covenant::now();
     let mut tx = app.store.begin().await.unwrap();
     covenant::store::insert_social_link(

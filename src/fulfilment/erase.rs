@@ -603,9 +603,16 @@ async fn reapply_address_ledger(
         }
         for (lookup, address) in held {
             if missing.iter().any(|(l, _)| *l == lookup) {
-                erase_address_by(store, audit_key, data_dir, address.as_deref(), &lookup, None)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("erasing an address again: {e}"))?;
+                erase_address_by(
+                    store,
+                    audit_key,
+                    data_dir,
+                    address.as_deref(),
+                    &lookup,
+                    None,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("erasing an address again: {e}"))?;
                 erased_again += 1;
             }
         }
@@ -714,7 +721,15 @@ pub async fn erase_address(
     request_id: Option<i64>,
 ) -> Result<AddressErasure> {
     let lookup = store.lookup_hash(&address.to_lowercase())?;
-    erase_address_by(store, audit_key, data_dir, Some(address), &lookup, request_id).await
+    erase_address_by(
+        store,
+        audit_key,
+        data_dir,
+        Some(address),
+        &lookup,
+        request_id,
+    )
+    .await
 }
 
 /// [`erase_address`] by the address's keyed hash, `lookup`: sealed columns are matched by it,

@@ -1507,7 +1507,8 @@ impl Requests {
             let row = store::request_for_update(&mut tx, &self.store, request_id)
                 .await?
                 .ok_or(Error::NotFound("request"))?;
-            let submission = store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
+            let submission =
+                store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
             let today = day_of(crate::now());
             let by = Some(StaffId(staff_id));
             let (event, text) = match &decision {
@@ -1575,7 +1576,8 @@ impl Requests {
             let row = store::request_for_update(&mut tx, &self.store, request_id)
                 .await?
                 .ok_or(Error::NotFound("request"))?;
-            let submission = store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
+            let submission =
+                store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
             let event = Event::AppealDecided {
                 upheld,
                 decided_by: StaffId(staff_id),
@@ -1770,7 +1772,8 @@ impl Requests {
             let row = store::request_for_update(&mut tx, &self.store, request_id)
                 .await?
                 .ok_or(Error::NotFound("request"))?;
-            let submission = store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
+            let submission =
+                store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
             if row.extended_due_on.is_some() {
                 return Err(Error::RequestRefused(
                     "the deadline was extended already".into(),
@@ -1929,7 +1932,8 @@ impl Requests {
             let row = store::request_for_update(&mut tx, &self.store, request_id)
                 .await?
                 .ok_or(Error::NotFound("request"))?;
-            let submission = store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
+            let submission =
+                store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
             let now = crate::now();
             let link = self.status_link(&mut tx, submission.id).await?;
             Message::template(
@@ -2016,7 +2020,8 @@ impl Requests {
                     else {
                         return Ok(());
                     };
-                    let submission = store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
+                    let submission =
+                        store::submission_in_tx(&mut tx, &self.store, row.submission_id).await?;
                     if now >= row.received_at + close_after {
                         let row = if row.state == "received" {
                             self.apply(

@@ -171,12 +171,11 @@ impl Store {
 
     /// The birth year of an account, for the age rules; `None` if there is no such account.
     pub async fn birth_year_of(&self, user_id: i64) -> anyhow::Result<Option<i64>> {
-        let found: Option<(String,)> =
-            sqlx::query_as("SELECT birth_year FROM users WHERE id = $1")
-                .bind(user_id)
-                .fetch_optional(self.pool())
-                .await
-                .context("reading a birth year")?;
+        let found: Option<(String,)> = sqlx::query_as("SELECT birth_year FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(self.pool())
+            .await
+            .context("reading a birth year")?;
         match found {
             Some((stored,)) => Ok(Some(self.birth_year_opened(user_id, &stored).await?)),
             None => Ok(None),

@@ -20,7 +20,11 @@ pub const SEALED_FIELDS_VERSION: &str = "0034";
 impl Store {
     /// A member's birth year from its stored text (sealed, or plain decimal from before
     /// sealing): 0 when it was erased, its key is gone, or it is not a year.
-    pub(crate) async fn birth_year_opened(&self, user_id: i64, stored: &str) -> anyhow::Result<i64> {
+    pub(crate) async fn birth_year_opened(
+        &self,
+        user_id: i64,
+        stored: &str,
+    ) -> anyhow::Result<i64> {
         let opened = self
             .open_for_member(user_id, super::USERS_BIRTH_YEAR, stored)
             .await?;

@@ -165,7 +165,9 @@ impl Store {
         row.email = self
             .open_for_member(row.id, USERS_EMAIL, &row.email)
             .await?;
-        row.birth_year = self.birth_year_opened(row.id, &row.birth_year_stored).await?;
+        row.birth_year = self
+            .birth_year_opened(row.id, &row.birth_year_stored)
+            .await?;
         Ok(Some(row))
     }
 

@@ -1099,8 +1099,6 @@ pub struct AddressColumn {
     pub lookup: Option<&'static str>,
 }
 
-/// Every column an erasure by address alone (`fulfilment::erase_address`) visits, declared
-/// once; a test holds each to a personal column of [`TABLES`].
 /// A column sealed with its member's key (crate::sealing, R8): it holds `s1:…` (or a blank, or
 /// a plain value from before sealing, sealed at start), and `member` names the column of the
 /// same row holding the member's id.
@@ -1132,6 +1130,7 @@ pub static SEALED: &[SealedColumn] = &[
         table: "account_tokens",
         column: "new_email",
         member: "user_id",
+        lookup: None,
     },
     SealedColumn {
         table: "sessions",
@@ -1291,6 +1290,8 @@ pub static SEALED_BY_SUBMISSION: &[SubmissionSealedColumn] = &[
     },
 ];
 
+/// Every column an erasure by address alone (`fulfilment::erase_address`) visits, declared
+/// once; a test holds each to a personal column of [`TABLES`].
 pub static ADDRESS_COLUMNS: &[AddressColumn] = &[
     AddressColumn {
         table: "mail_outbox",

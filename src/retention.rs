@@ -28,6 +28,7 @@ use covenant_core::retention::{
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 use time::{Date, OffsetDateTime};
 
 /// The kinds of personal record the sweep acts on, each governed by one category's rule.
@@ -173,6 +174,14 @@ fn midnight(day: Date) -> i64 {
 }
 
 /// How a sweep is run.
+/// A real sweep commits once its transaction has taken this many members (or submissions),
+/// or has been open this long, whichever comes first. Each commit wrote the pages it changed
+/// to the WAL again (a post page, the deleted user's index pages), and the next checkpoint
+/// copied them back; five batches of 200 per commit write them once. The time bound keeps
+/// other writers (the server's requests) from waiting long behind SQLite's one write lock.
+const MEMBERS_PER_COMMIT: i64 = 1000;
+const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Debug, Clone)]
 pub struct SweepOptions {
     /// The moment the verdicts are taken at (the clock, or `--now` for a rehearsal).
@@ -358,47 +367,98 @@ impl Retention {
         let security_log_cutoff = as_of - i64::from(security_log_days) * 86_400;
         let mut minimized_after = 0;
         let mut requests_after = 0;
+        // Several batches share a transaction (see `COMMIT_EVERY`): each batch advances the
+        // run's cursor in it, so a crash loses the uncommitted batches whole and the next run
+        // repeats exactly those.
+        let mut open: Option<(Tx, Instant, i64)> = None;
         loop {
-            // A dry run only reads: it takes no write lock and cannot change anything.
-            let mut tx = if options.dry_run {
-                self.store.begin_read().await?
-            } else {
-                self.store.begin().await?
-            };
-            if let Some(run_id) = run_id {
-                let run = self.store.lock_sweep_run(&mut tx, run_id).await?;
-                if run.finished_at.is_some() {
-                    // Another sweeper finished this run while we waited for the lock.
-                    tx.rollback()
-                        .await
-                        .context("leaving a finished sweep run")?;
-                    report.finished = true;
-                    break;
+            if open.is_none() {
+                // A dry run only reads: it takes no write lock and cannot change anything.
+                let mut tx = if options.dry_run {
+                    self.store.begin_read().await?
+                } else {
+                    self.store.begin().await?
+                };
+                if let Some(run_id) = run_id {
+                    let run = self.store.lock_sweep_run(&mut tx, run_id).await?;
+                    if run.finished_at.is_some() {
+                        // Another sweeper finished this run while we waited for the lock.
+                        tx.rollback()
+                            .await
+                            .context("leaving a finished sweep run")?;
+                        report.finished = true;
+                        break;
+                    }
+                    cursor = run.after_user_id;
+                    self.store.prepare_sweep_transaction(&mut tx).await?;
                 }
-                cursor = run.after_user_id;
+                open = Some((tx, Instant::now(), 0));
             }
+            let Some((tx, opened, members_in_tx)) = open.as_mut() else {
+                break;
+            };
             let subjects = self
                 .store
-                .closed_subjects_after(&mut tx, cursor, batch_size)
+                .closed_subjects_after(tx, cursor, batch_size)
                 .await?;
-            let Some(last) = subjects.last().map(|s| s.id) else {
+            let mut finished = false;
+            if let Some(last) = subjects.last().map(|s| s.id) {
+                let holds: Vec<Hold> = self
+                    .store
+                    .standing_holds(tx)
+                    .await?
+                    .iter()
+                    .map(hold_of)
+                    .collect();
+                let mut totals = SweepTotals::default();
+                self.sweep_batch(
+                    tx,
+                    &policy,
+                    &holds,
+                    &subjects,
+                    now,
+                    security_log_cutoff,
+                    run_id,
+                    !options.dry_run,
+                    &mut report,
+                    &mut totals,
+                )
+                .await?;
+                totals.n_subjects = subjects.len() as i64;
+                report.subjects += subjects.len() as u64;
+                *members_in_tx += subjects.len() as i64;
+                cursor = last;
+                if let Some(run_id) = run_id {
+                    store::advance_sweep_run(tx, run_id, last, &totals).await?;
+                }
+                after_batch(subjects.len() as u64);
+            } else {
                 // Every closed account is done: now the minimization of everyone's device data,
                 // in batches too. It needs no cursor of its own in the run: it takes only what
                 // still needs it, so a resumed run finds the rest and nothing twice.
                 let due = self
                     .store
                     .members_with_device_data_due(
-                        &mut tx,
+                        tx,
                         minimized_after,
                         batch_size,
                         security_log_cutoff,
                         as_of,
                     )
                     .await?;
+                // Then the privacy-request records, per submission, whoever they are about:
+                // like minimization, each batch takes only what is still there.
+                let records = if due.is_empty() {
+                    self.store
+                        .request_records_after(tx, requests_after, batch_size)
+                        .await?
+                } else {
+                    Vec::new()
+                };
                 if let Some(&last_due) = due.last() {
                     let holds: Vec<Hold> = self
                         .store
-                        .standing_holds(&mut tx)
+                        .standing_holds(tx)
                         .await?
                         .iter()
                         .map(hold_of)
@@ -413,47 +473,24 @@ impl Retention {
                         run_id,
                         execute: !options.dry_run,
                     };
-                    self.minimize_batch(&mut tx, &minimization, &mut report, &mut totals)
+                    self.minimize_batch(tx, &minimization, &mut report, &mut totals)
                         .await?;
                     minimized_after = last_due;
-                    match run_id {
-                        Some(run_id) => {
-                            store::advance_sweep_run(&mut tx, run_id, cursor, &totals).await?;
-                            tx.commit()
-                                .await
-                                .context("committing a minimization batch")?;
-                        }
-                        None => tx
-                            .rollback()
-                            .await
-                            .context("ending a dry-run minimization batch")?,
+                    *members_in_tx += due.len() as i64;
+                    if let Some(run_id) = run_id {
+                        store::advance_sweep_run(tx, run_id, cursor, &totals).await?;
                     }
-                    report.batches += 1;
-                    if options
-                        .stop_after_batches
-                        .is_some_and(|stop| report.batches >= stop)
-                    {
-                        break;
-                    }
-                    continue;
-                }
-                // Then the privacy-request records, per submission, whoever they are about:
-                // like minimization, each batch takes only what is still there.
-                let records = self
-                    .store
-                    .request_records_after(&mut tx, requests_after, batch_size)
-                    .await?;
-                if let Some(last_record) = records.last().map(|r| r.id) {
+                } else if let Some(last_record) = records.last().map(|r| r.id) {
                     let holds: Vec<Hold> = self
                         .store
-                        .standing_holds(&mut tx)
+                        .standing_holds(tx)
                         .await?
                         .iter()
                         .map(hold_of)
                         .collect();
                     let mut totals = SweepTotals::default();
                     self.sweep_requests(
-                        &mut tx,
+                        tx,
                         &policy,
                         &holds,
                         &records,
@@ -465,84 +502,54 @@ impl Retention {
                     )
                     .await?;
                     requests_after = last_record;
+                    *members_in_tx += records.len() as i64;
+                    if let Some(run_id) = run_id {
+                        store::advance_sweep_run(tx, run_id, cursor, &totals).await?;
+                    }
+                } else {
+                    if let Some(run_id) = run_id {
+                        store::finish_sweep_run(tx, run_id, crate::now()).await?;
+                        audit::record(
+                            tx,
+                            &self.audit,
+                            Event::new(AuditKind::SweepFinished)
+                                .detail(Detail::SweepRun(run_id))
+                                .detail(Detail::Count(report.subjects as i64)),
+                        )
+                        .await?;
+                    }
+                    finished = true;
+                }
+            }
+            if !finished {
+                report.batches += 1;
+            }
+            let stop = options
+                .stop_after_batches
+                .is_some_and(|stop| report.batches >= stop);
+            if finished
+                || stop
+                || *members_in_tx >= MEMBERS_PER_COMMIT
+                || opened.elapsed() >= COMMIT_EVERY
+            {
+                if let Some((mut tx, _, _)) = open.take() {
                     match run_id {
-                        Some(run_id) => {
-                            store::advance_sweep_run(&mut tx, run_id, cursor, &totals).await?;
-                            tx.commit()
-                                .await
-                                .context("committing a batch of request records")?;
+                        Some(_) => {
+                            self.store.end_sweep_transaction(&mut tx).await?;
+                            tx.commit().await.context("committing sweep batches")?
                         }
                         None => tx
                             .rollback()
                             .await
-                            .context("ending a dry-run batch of request records")?,
+                            .context("ending a dry-run transaction")?,
                     }
-                    report.batches += 1;
-                    if options
-                        .stop_after_batches
-                        .is_some_and(|stop| report.batches >= stop)
-                    {
-                        break;
-                    }
-                    continue;
                 }
-                if let Some(run_id) = run_id {
-                    store::finish_sweep_run(&mut tx, run_id, crate::now()).await?;
-                    audit::record(
-                        &mut tx,
-                        &self.audit,
-                        Event::new(AuditKind::SweepFinished)
-                            .detail(Detail::SweepRun(run_id))
-                            .detail(Detail::Count(report.subjects as i64)),
-                    )
-                    .await?;
-                    tx.commit().await.context("finishing a sweep run")?;
-                } else {
-                    tx.rollback().await.context("ending a dry run")?;
-                }
+            }
+            if finished {
                 report.finished = true;
                 break;
-            };
-            let holds: Vec<Hold> = self
-                .store
-                .standing_holds(&mut tx)
-                .await?
-                .iter()
-                .map(hold_of)
-                .collect();
-            let mut totals = SweepTotals::default();
-            self.sweep_batch(
-                &mut tx,
-                &policy,
-                &holds,
-                &subjects,
-                now,
-                security_log_cutoff,
-                run_id,
-                !options.dry_run,
-                &mut report,
-                &mut totals,
-            )
-            .await?;
-            totals.n_subjects = subjects.len() as i64;
-            report.subjects += subjects.len() as u64;
-            cursor = last;
-            match run_id {
-                Some(run_id) => {
-                    store::advance_sweep_run(&mut tx, run_id, last, &totals).await?;
-                    tx.commit().await.context("committing a sweep batch")?;
-                }
-                None => tx
-                    .rollback()
-                    .await
-                    .context("rolling back a dry-run batch")?,
             }
-            report.batches += 1;
-            after_batch(subjects.len() as u64);
-            if options
-                .stop_after_batches
-                .is_some_and(|stop| report.batches >= stop)
-            {
+            if stop {
                 break;
             }
         }

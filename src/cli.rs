@@ -131,7 +131,8 @@ enum Command {
         /// Take the verdicts as of this day (YYYY-MM-DD, UTC midnight) instead of now.
         #[arg(long, value_name = "YYYY-MM-DD")]
         now: Option<String>,
-        /// Members per transaction [default: retention.sweep_batch].
+        /// Members per batch (a transaction takes batches up to 1,000 members) [default:
+        /// retention.sweep_batch].
         #[arg(long)]
         batch_size: Option<i64>,
         /// Stop after this many batches, leaving the run open to resume (for rehearsing a crash).

@@ -164,7 +164,7 @@ pub struct RetentionConfig {
     pub default_jurisdiction: String,
     /// Minutes between two sweeps inside `serve`; 0 turns the schedule off.
     pub sweep_interval_minutes: u64,
-    /// Members per sweep transaction.
+    /// Members per sweep batch (a transaction takes batches up to 1,000 members).
     pub sweep_batch: i64,
     /// Seconds between two writes of the page views counted in memory.
     pub stats_flush_seconds: u64,

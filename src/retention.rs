@@ -189,7 +189,8 @@ pub struct SweepOptions {
     /// Count instead of changing, in read-only transactions: nothing changes, and the report
     /// is exactly what a real run would do now (the same steps count the same rows).
     pub dry_run: bool,
-    /// Members per transaction.
+    /// Members per batch: per statement and per audit append; a transaction takes several
+    /// (see `MEMBERS_PER_COMMIT`).
     pub batch_size: i64,
     /// Stop (as a crash would) after this many committed batches; for tests.
     pub stop_after_batches: Option<u64>,
@@ -527,22 +528,19 @@ impl Retention {
             let stop = options
                 .stop_after_batches
                 .is_some_and(|stop| report.batches >= stop);
-            if finished
-                || stop
-                || *members_in_tx >= MEMBERS_PER_COMMIT
-                || opened.elapsed() >= COMMIT_EVERY
+            let full = *members_in_tx >= MEMBERS_PER_COMMIT || opened.elapsed() >= COMMIT_EVERY;
+            if (finished || stop || full)
+                && let Some((mut tx, _, _)) = open.take()
             {
-                if let Some((mut tx, _, _)) = open.take() {
-                    match run_id {
-                        Some(_) => {
-                            self.store.end_sweep_transaction(&mut tx).await?;
-                            tx.commit().await.context("committing sweep batches")?
-                        }
-                        None => tx
-                            .rollback()
-                            .await
-                            .context("ending a dry-run transaction")?,
+                match run_id {
+                    Some(_) => {
+                        self.store.end_sweep_transaction(&mut tx).await?;
+                        tx.commit().await.context("committing sweep batches")?
                     }
+                    None => tx
+                        .rollback()
+                        .await
+                        .context("ending a dry-run transaction")?,
                 }
             }
             if finished {

@@ -21,8 +21,8 @@ use std::sync::{Arc, RwLock};
 use time::OffsetDateTime;
 
 mod cache;
-use cache::{RecordCache, Standing};
-pub use cache::{SYNC_INTERVAL, WRITE_WINDOW};
+pub use cache::{ConsentId, SYNC_INTERVAL, WRITE_WINDOW};
+use cache::{RecordCache, Standing, SubjectKey};
 
 /// The first sentence of the banner and of the Cookie Settings page; part of the hashed notice.
 pub const COOKIE_NOTICE_INTRO: &str = "This forum needs one cookie to work. Anything optional \
@@ -149,7 +149,7 @@ impl WrittenOptOut {
 pub struct ConsentContext {
     state: ConsentState,
     signals: Signals,
-    device: Option<String>,
+    device: Option<ConsentId>,
     account: Option<i64>,
     /// Whether the person (not only their browser's GPC signal) has made any choice.
     chosen: bool,
@@ -224,7 +224,7 @@ impl ConsentContext {
     }
 
     pub fn device(&self) -> Option<&str> {
-        self.device.as_deref()
+        self.device.as_ref().map(ConsentId::as_str)
     }
 
     pub fn account(&self) -> Option<i64> {
@@ -239,7 +239,7 @@ impl ConsentContext {
     pub fn subjects(&self) -> Vec<ConsentSubject> {
         let mut subjects = Vec::new();
         if let Some(device) = &self.device {
-            subjects.push(ConsentSubject::Device(device.clone()));
+            subjects.push(ConsentSubject::Device(device.as_str().to_string()));
         }
         if let Some(account) = self.account {
             subjects.push(ConsentSubject::Account(account));
@@ -264,10 +264,7 @@ pub struct RequestSubjects<'a> {
 
 /// Whether `text` can be a consent id we issued: 43 characters of URL-safe base64.
 pub fn is_consent_id(text: &str) -> bool {
-    text.len() == 43
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    ConsentId::parse(text).is_some()
 }
 
 /// A fresh random consent id for a device (256 bits).
@@ -502,13 +499,13 @@ impl Consent {
         policies: &Policies,
         now: i64,
     ) -> Result<ConsentContext> {
-        let device = request.device.filter(|id| is_consent_id(id));
+        let device = request.device.and_then(ConsentId::parse);
         // The version in force comes with the records, so a page costs no extra round trip.
         let mut known_in_force = None;
         let mut device_records = match device {
             Some(id) => {
                 let (records, in_force) = self
-                    .records_and_policy_in_force(&ConsentSubject::Device(id.to_string()))
+                    .records_and_policy_in_force(SubjectKey::Device(id))
                     .await?;
                 known_in_force = known_in_force.or(in_force);
                 records
@@ -518,7 +515,7 @@ impl Consent {
         let (mut account_records, birth_year, limits) = match request.account {
             Some(user_id) => {
                 let (records, in_force) = self
-                    .records_and_policy_in_force(&ConsentSubject::Account(user_id))
+                    .records_and_policy_in_force(SubjectKey::Account(user_id))
                     .await?;
                 known_in_force = known_in_force.or(in_force);
                 (
@@ -546,7 +543,7 @@ impl Consent {
         {
             let policy = &in_force.insert(policy_in_force().await?).policy;
             if let Some(id) = device {
-                let subject = ConsentSubject::Device(id.to_string());
+                let subject = ConsentSubject::Device(id.as_str().to_string());
                 if let Some(record) = self
                     .record_gpc_once(&subject, &device_records, policy, now)
                     .await?
@@ -620,7 +617,7 @@ impl Consent {
                 restricted: limits.restricted,
                 objected: false,
             },
-            device: device.map(str::to_string),
+            device,
             account: request.account,
             chosen,
             asked_again,
@@ -631,23 +628,25 @@ impl Consent {
     /// version is known only when there is a record.
     async fn records_and_policy_in_force(
         &self,
-        subject: &ConsentSubject,
+        subject: SubjectKey,
     ) -> Result<(Arc<Vec<ConsentRecord>>, Option<Option<i64>>)> {
-        let key = subject.to_string();
-        let today = crate::policy::today();
-        let ticket = match self.cache.get(&key, &today) {
+        let day = crate::policy::today_number();
+        let ticket = match self.cache.get(&subject, day) {
             Ok(standing) => return Ok((standing.records, standing.in_force)),
             Err(ticket) => ticket,
         };
         let (rows, in_force) = self
             .store
-            .consent_records_and_policy_in_force(&key, &today)
+            .consent_records_and_policy_in_force(
+                &subject.subject_text(),
+                &crate::policy::day_text(day),
+            )
             .await?;
         let standing = Standing {
             records: Arc::new(parse_rows(&rows)?),
             in_force,
         };
-        self.cache.keep(ticket, &key, &today, &standing);
+        self.cache.keep(ticket, subject, day, &standing);
         Ok((standing.records, standing.in_force))
     }
 

@@ -169,7 +169,22 @@ impl Policies {
 
 /// Today in UTC, as `YYYY-MM-DD`.
 pub fn today() -> String {
-    time::OffsetDateTime::now_utc().date().to_string()
+    day_text(today_number())
+}
+
+/// Today (UTC) as days since 1970-01-01: a key that costs no formatting, for what changes at
+/// midnight (the policy version in force).
+pub fn today_number() -> i64 {
+    time::OffsetDateTime::now_utc()
+        .unix_timestamp()
+        .div_euclid(86_400)
+}
+
+/// A day number's date as `YYYY-MM-DD` (UTC), as [`today`] writes it.
+pub fn day_text(day: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(day.saturating_mul(86_400))
+        .map(|t| t.date().to_string())
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc().date().to_string())
 }
 
 pub fn sha256_hex(text: &str) -> String {

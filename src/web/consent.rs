@@ -15,9 +15,11 @@ use crate::web::auth::{Viewer, check_form};
 use crate::web::error::{ApiErrorBody, ApiResult, PageResult};
 use crate::web::forms::{Form, Json};
 use crate::web::pages::{Layout, date};
+use crate::web::theme::{THEME_COOKIE, Theme};
 use askama::Template;
 use axum::extract::{FromRequestParts, Query, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
@@ -34,13 +36,31 @@ const CONSENT_COOKIE_SECONDS: i64 = 395 * 86_400;
 /// When this site's GPC support last changed, as `/.well-known/gpc.json` reports it.
 pub const GPC_LAST_UPDATE: &str = "2026-11-29";
 
-/// The consent of the request being handled, and where a banner choice returns to.
+/// The consent of the request being handled, and where a banner choice returns to. Cheap to
+/// clone (two reference counts): every page and the layout take a copy.
 #[derive(Clone, Default)]
 pub struct RequestConsent {
     pub context: Arc<ConsentContext>,
-    pub return_to: String,
+    pub return_to: ReturnTo,
     /// The colour theme remembered for this browser, only while preferences are allowed.
-    pub theme: Option<crate::web::theme::Theme>,
+    pub theme: Option<Theme>,
+}
+
+/// Where a choice made on a page returns to: the page's own path and query, shared with the
+/// request's URI rather than copied (empty outside a page request).
+#[derive(Clone, Default)]
+pub struct ReturnTo(Option<PathAndQuery>);
+
+impl ReturnTo {
+    pub fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("", PathAndQuery::as_str)
+    }
+}
+
+impl std::fmt::Display for ReturnTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 tokio::task_local! {
@@ -63,6 +83,32 @@ pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value)
+}
+
+/// The device's consent id and the remembered theme, in one pass over the Cookie headers; as
+/// [`device_id`] and [`crate::web::theme::cookie_theme`] each find them.
+fn consent_cookies(headers: &HeaderMap) -> (Option<&str>, Option<Theme>) {
+    let (mut device, mut theme) = (None, None);
+    let pairs = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='));
+    for (key, value) in pairs {
+        if key == CONSENT_COOKIE {
+            device.get_or_insert(value);
+        } else if key == THEME_COOKIE {
+            theme.get_or_insert(value);
+        }
+        if device.is_some() && theme.is_some() {
+            break;
+        }
+    }
+    (
+        device.filter(|id| is_consent_id(id)),
+        theme.and_then(Theme::parse),
+    )
 }
 
 /// The device's consent id, if the browser holds a well-formed one.
@@ -103,18 +149,14 @@ pub async fn consent_context(
     if !is_page_path(request.uri().path()) {
         return next.run(request).await;
     }
-    let return_to = request
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
     let (mut parts, body) = request.into_parts();
     // The extractor keeps the viewer in the request, so the handler does not look it up again.
     let viewer = Viewer::from_request_parts(&mut parts, &state)
         .await
         .unwrap_or(Viewer(None));
+    let (device, stored_theme) = consent_cookies(&parts.headers);
     let subjects = RequestSubjects {
-        device: device_id(&parts.headers),
+        device,
         account: viewer.0.as_ref().map(|s| s.user.user_id),
         gpc: gpc_signal(&parts.headers),
     };
@@ -130,11 +172,15 @@ pub async fn consent_context(
         }
     };
     // A theme cookie left from before preferences were withdrawn is ignored, and cleared.
-    let stored_theme = crate::web::theme::cookie_theme(&parts.headers);
     let preferences = context.allows(CookieCategory::Preferences);
+    let return_to = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let request_consent = RequestConsent {
         context: Arc::new(context),
-        return_to,
+        return_to: ReturnTo(Some(return_to)),
         theme: stored_theme.filter(|_| preferences),
     };
     parts.extensions.insert(request_consent.clone());
@@ -816,6 +862,44 @@ mod tests {
         assert!(gpc_signal(&headers));
         headers.insert("sec-gpc", "0".parse().unwrap());
         assert!(!gpc_signal(&headers));
+    }
+
+    #[test]
+    fn one_pass_over_the_cookies_finds_what_each_reader_finds() {
+        let id = "a".repeat(43);
+        for header in [
+            format!("covenant_theme=dark; covenant_consent={id}"),
+            format!("x=1; covenant_consent={id}; covenant_consent=short; covenant_theme=light"),
+            "covenant_consent=short; covenant_theme=blue".to_string(),
+            format!("covenant_consent={id}"),
+            "covenant_theme=dark".to_string(),
+            "other=1;=;novalue".to_string(),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(COOKIE, header.parse().unwrap());
+            assert_eq!(
+                consent_cookies(&headers),
+                (
+                    device_id(&headers),
+                    crate::web::theme::cookie_theme(&headers)
+                ),
+                "{header}"
+            );
+        }
+        let mut two = HeaderMap::new();
+        two.append(COOKIE, "covenant_theme=dark".parse().unwrap());
+        two.append(COOKIE, format!("covenant_consent={id}").parse().unwrap());
+        assert_eq!(
+            consent_cookies(&two),
+            (Some(id.as_str()), Some(Theme::Dark))
+        );
+    }
+
+    #[test]
+    fn the_return_path_is_the_pages_own_or_empty_outside_a_page() {
+        assert_eq!(RequestConsent::default().return_to.to_string(), "");
+        let path = ReturnTo(Some(PathAndQuery::from_static("/t/a/1?page=2")));
+        assert_eq!(path.to_string(), "/t/a/1?page=2");
     }
 
     #[test]

@@ -140,7 +140,7 @@ impl PageCache {
             return None;
         }
         let consent = crate::web::consent::current();
-        if consent.return_to.is_empty() {
+        if consent.return_to.as_str().is_empty() {
             return None;
         }
         let context = &consent.context;
@@ -156,7 +156,7 @@ impl PageCache {
                 .path_and_query()
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_else(|| uri.path().to_string()),
-            return_to: consent.return_to.clone(),
+            return_to: consent.return_to.as_str().to_string(),
             banner: context.show_banner(),
             asked_again: context.asked_again_names(),
             gpc: context.gpc(),

@@ -117,6 +117,12 @@ async fn main() -> anyhow::Result<()> {
     let config = Config {
         data_dir,
         database_url: arg("--database-url").unwrap_or_default(),
+        // Both sides render every page: the visitors' page cache keys on the consent the check
+        // finds, so with it on only the side with the check would be served from memory.
+        page_cache: covenant::config::PageCacheConfig {
+            seconds: 0,
+            ..Default::default()
+        },
         ..Config::default()
     };
     let state = AppState::open(config).await?;

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 /// Everything the audit log records. One closed list: a test checks that each kind is written
 /// somewhere in the code, or is listed in [`AuditKind::RESERVED`] for work not built yet.
@@ -391,7 +392,7 @@ impl Event {
 
 /// The key that signs the chain. Kept in a file outside the database; never printed.
 #[derive(Clone)]
-pub struct AuditKey(Arc<Vec<u8>>);
+pub struct AuditKey(Arc<Zeroizing<Vec<u8>>>);
 
 impl std::fmt::Debug for AuditKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -401,7 +402,7 @@ impl std::fmt::Debug for AuditKey {
 
 impl AuditKey {
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        Self(Arc::new(bytes))
+        Self(Arc::new(Zeroizing::new(bytes)))
     }
 
     /// Reads the key file, creating it (readable by the owner only) with a random key if it
@@ -442,11 +443,11 @@ impl AuditKey {
 
     /// A key for another purpose (rate-limit digests), derived from this one so that it too
     /// stays outside the database and is the same on every node.
-    pub fn derive(&self, purpose: &str) -> Vec<u8> {
+    pub fn derive(&self, purpose: &str) -> Zeroizing<Vec<u8>> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(b"covenant-derive:");
         mac.update(purpose.as_bytes());
-        mac.finalize().into_bytes().to_vec()
+        Zeroizing::new(mac.finalize().into_bytes().to_vec())
     }
 
     /// The MAC of the chain's head: its sequence number and the hash it points at.

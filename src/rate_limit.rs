@@ -102,7 +102,7 @@ impl Rules {
 #[derive(Clone)]
 pub struct RateLimits {
     store: Store,
-    key: Arc<Vec<u8>>,
+    key: Arc<zeroize::Zeroizing<Vec<u8>>>,
     pub rules: Rules,
     first_wait: i64,
     max_wait: i64,

@@ -25,6 +25,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
+use zeroize::{Zeroize, Zeroizing};
 
 /// How a sealed value starts. No plain address, IP address or user agent starts with it.
 pub const SEALED: &str = "s1:";
@@ -44,8 +45,15 @@ pub fn is_sealed_bytes(stored: &[u8]) -> bool {
 }
 
 /// A subject's data key, unwrapped. Never stored as it is, never printed.
+/// Its bytes are overwritten with zeroes when it is dropped (ASVS 8.3.6).
 #[derive(Clone)]
 pub struct DataKey([u8; 32]);
+
+impl Drop for DataKey {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
 
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,9 +64,14 @@ impl std::fmt::Debug for DataKey {
 impl DataKey {
     /// A new random key.
     pub fn random() -> Self {
-        let mut key = [0u8; 32];
-        rand::rng().fill_bytes(&mut key);
-        Self(key)
+        let mut key = Self([0u8; 32]);
+        rand::rng().fill_bytes(&mut key.0);
+        key
+    }
+
+    /// Overwrites the key with zeroes; what dropping it does.
+    fn wipe(&mut self) {
+        self.0.zeroize();
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -142,7 +155,7 @@ impl DataKey {
 #[derive(Clone)]
 pub struct Sealing {
     wrap: XChaCha20Poly1305,
-    lookup: Vec<u8>,
+    lookup: Zeroizing<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Sealing {
@@ -171,10 +184,14 @@ impl Sealing {
             open_bytes(&self.wrap, wrapped, &key_associated_data(subject)).with_context(|| {
                 format!("the key of {subject} does not open: another audit key file?")
             })?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("the key of {subject} is not 32 bytes"))?;
-        Ok(DataKey(key))
+        let bytes = Zeroizing::new(bytes);
+        let mut key = DataKey([0u8; 32]);
+        anyhow::ensure!(
+            bytes.len() == key.0.len(),
+            "the key of {subject} is not 32 bytes"
+        );
+        key.0.copy_from_slice(&bytes);
+        Ok(key)
     }
 
     /// The keyed hash that stands for `normalized` in equality lookups (`users.email_lookup`,
@@ -249,6 +266,21 @@ fn open_bytes(cipher: &XChaCha20Poly1305, encoded: &str, aad: &[u8]) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A data key does not outlive its use in memory: dropping it writes zeroes over it.
+    /// Proves: R8
+    #[test]
+    fn a_data_key_is_zeroed_when_dropped() {
+        let mut key = DataKey::random();
+        assert_ne!(key.0, [0u8; 32], "a random key");
+        let sealed = key.seal("users.email", "user:1", "someone@example.org");
+        key.wipe();
+        assert_eq!(key.0, [0u8; 32]);
+        assert!(
+            key.open("users.email", "user:1", &sealed).is_err(),
+            "a wiped key opens nothing"
+        );
+    }
 
     #[test]
     fn a_sealed_value_opens_only_in_its_place_and_for_its_subject() {

@@ -2,7 +2,7 @@
 //! on loopback, from one process and one database, and loads both alternately with wrk.
 //!
 //! - `with`: the page handlers behind the real consent middleware
-//!   (`web::consent::consent_context`: the device's records read from the store, lapses after a
+//!   (`web::consent::ConsentLayer`: the device's records read from the store, lapses after a
 //!   policy change, the core's decision);
 //! - `without`: the same handlers with no middleware, so every page gets the fixed
 //!   "necessary only" context (`ConsentContext::default()`, what a page gets outside a request
@@ -188,10 +188,7 @@ async fn main() -> anyhow::Result<()> {
 
     let with = serve(
         pages_router()
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                covenant::web::consent::consent_context,
-            ))
+            .layer(covenant::web::consent::ConsentLayer::new(state.clone()))
             .with_state(state.clone()),
     )
     .await?;

@@ -21,11 +21,11 @@ use axum::extract::{FromRequestParts, Query, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use covenant_core::consent::{Choice, ConsentSubject, Method, Receipt, Signals, decide};
 use covenant_core::policy::CookieCategory;
 use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
@@ -64,7 +64,7 @@ impl std::fmt::Display for ReturnTo {
 }
 
 tokio::task_local! {
-    // Set around each page request by `consent_context`, read by `Layout::new`: every template
+    // Set around each page request by `ConsentLayer`, read by `Layout::new`: every template
     // asks this one decision before writing an optional tag.
     static REQUEST_CONSENT: RequestConsent;
 }
@@ -138,17 +138,80 @@ fn is_page_path(path: &str) -> bool {
         || path == "/healthz")
 }
 
-/// Middleware: computes the consent context of every page request once (records GPC the first
-/// time a subject sends it), for the layout and the handlers. A failure to read it fails
+/// The layer that computes the consent context of every page request once (records GPC the
+/// first time a subject sends it), for the layout and the handlers. A failure to read it fails
 /// closed: nothing optional, and the error is logged without identifiers.
-pub async fn consent_context(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if !is_page_path(request.uri().path()) {
-        return next.run(request).await;
+///
+/// A tower layer written out rather than `axum::middleware::from_fn`: every page passes
+/// through it, and `from_fn` boxes a clone of the inner service and runs an extractor chain for
+/// each request, which the throughput benchmark of issue 4 counted against the check.
+#[derive(Clone)]
+pub struct ConsentLayer {
+    state: AppState,
+}
+
+impl ConsentLayer {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
     }
+}
+
+impl<S> tower::Layer<S> for ConsentLayer {
+    type Service = ConsentService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ConsentService {
+            state: self.state.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service of [`ConsentLayer`].
+#[derive(Clone)]
+pub struct ConsentService<S> {
+    state: AppState,
+    inner: S,
+}
+
+type ResponseFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl<S> tower::Service<Request> for ConsentService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if !is_page_path(request.uri().path()) {
+            return Box::pin(self.inner.call(request));
+        }
+        // The service that was made ready serves this request; its clone waits for the next.
+        let ready = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, ready);
+        Box::pin(with_consent(self.state.clone(), inner, request))
+    }
+}
+
+async fn with_consent<S>(
+    state: AppState,
+    mut inner: S,
+    request: Request,
+) -> Result<Response, Infallible>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
     let (mut parts, body) = request.into_parts();
     // The extractor keeps the viewer in the request, so the handler does not look it up again.
     let viewer = Viewer::from_request_parts(&mut parts, &state)
@@ -183,18 +246,18 @@ pub async fn consent_context(
         return_to: ReturnTo(Some(return_to)),
         theme: stored_theme.filter(|_| preferences),
     };
-    parts.extensions.insert(request_consent.clone());
+    let clear_theme = stored_theme.is_some() && !preferences;
     let request = Request::from_parts(parts, body);
     let mut response = REQUEST_CONSENT
-        .scope(request_consent, next.run(request))
-        .await;
-    if stored_theme.is_some() && !preferences {
+        .scope(request_consent, inner.call(request))
+        .await?;
+    if clear_theme {
         let clear = crate::web::theme::clear_theme_cookie(state.config.secure_cookies());
         if let Ok(value) = clear.parse() {
             response.headers_mut().append(SET_COOKIE, value);
         }
     }
-    response
+    Ok(response)
 }
 
 fn render(template: &impl Template) -> PageResult {

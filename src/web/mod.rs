@@ -533,10 +533,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             privacy::policy_notice,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            consent::consent_context,
-        ))
+        .layer(consent::ConsentLayer::new(state.clone()))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             security::audit_refused_staff_routes,

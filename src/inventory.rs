@@ -490,6 +490,8 @@ pub static TABLES: &[Table] = &[
             plain("last_error", Text),
             personal("list_unsubscribe", Text, EMAIL, Blank::Null),
             plain("withheld_at", Int),
+            // Why it was withheld: 'restricted' or 'account closed' (0040).
+            plain("withheld_reason", Text),
             // The privacy-request submission whose key seals the body (0034).
             plain("submission_id", Int),
         ],

@@ -437,7 +437,9 @@ impl Mailer {
                     .allows_mail(&mail.idempotency_key, mail.user_id)
                     .await?
                 {
-                    self.store.mark_mail_withheld(mail.id, crate::now()).await?;
+                    self.store
+                        .mark_mail_withheld(mail.id, crate::now(), store::WITHHELD_RESTRICTED)
+                        .await?;
                     tracing::info!(mail_id = mail.id, "email withheld: processing restricted");
                     continue;
                 }

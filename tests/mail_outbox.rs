@@ -98,3 +98,63 @@ on_both_stores! {
         assert!(a.iter().all(|m| b.iter().all(|n| n.id != m.id)), "no message claimed twice");
     }
 }
+
+on_both_stores! {
+    /// A member closes their account with mail still queued: it is withheld, with the reason
+    /// staff see beside it, instead of waiting in the outbox for ever; the answer to their
+    /// privacy request is still owed to them and goes out.
+    /// Proves: T1
+    async fn mail_queued_for_a_closed_account_is_withheld_but_a_request_answer_still_goes(app)
+        where config: |config| config.mail.poll_seconds = 3600; {
+        let bearer = app.member("zqcloser").await;
+        let address = "zqcloser@example.org";
+        let id = app.store.user_by_username("zqcloser").await.unwrap().unwrap().id;
+        // Their privacy request, made signed in.
+        let response = app
+            .client
+            .post(app.url("/api/v1/privacy-requests"))
+            .bearer_auth(&bearer)
+            .json(&serde_json::json!({"requester_name": "Zq Closer", "requester_email": address,
+                "relationship": "self", "country": "US", "state": "CA", "rights": ["know"]}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        app.state.mailer.deliver_due().await.unwrap();
+        let (submission,) = {
+            let pool = sqlx::AnyPool::connect(&match app.backend {
+                common::Backend::Sqlite => format!("sqlite://{}", app.data_dir.path().join("covenant.db").display()),
+                common::Backend::Postgres => app.state.config.database_url.clone(),
+            }).await.unwrap();
+            let row: (i64,) = sqlx::query_as("SELECT id FROM privacy_submissions ORDER BY id DESC")
+                .fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            row
+        };
+        assert!(app.state.retention
+            .close_account(id, covenant_core::retention::ClosureReason::ByMember, Some(id))
+            .await
+            .unwrap());
+        // Queued after the closure: a notice to the member, and their request's answer.
+        let mut tx = app.store.begin().await.unwrap();
+        let notice = Mail { subject: "Zq notice".into(), body: "For the member".into() };
+        notice.enqueue(&app.store, &mut tx, "test:closed:notice", address, Some(id), covenant::now())
+            .await.unwrap();
+        let answer = Mail { subject: "Zq answer".into(), body: "Your request was answered".into() };
+        answer.enqueue_for_submission(&app.store, &mut tx, "test:closed:answer", address, Some(id),
+            submission, covenant::now()).await.unwrap();
+        tx.commit().await.unwrap();
+        app.state.mailer.deliver_due().await.unwrap();
+        let sent = app.wait_for_mail(address, "Zq answer").await;
+        assert!(sent.contains("Your request was answered"));
+        assert!(
+            !app.mail_to(address).iter().any(|m| m.contains("Zq notice")),
+            "nothing else goes to a closed account"
+        );
+        assert_eq!(app.store.count_unsent_mail().await.unwrap(), 0, "nothing left waiting");
+        let withheld = app.store.withheld_mail(10).await.unwrap();
+        assert_eq!(withheld.len(), 1, "{withheld:?}");
+        assert_eq!(withheld[0].user_id, Some(id));
+        assert_eq!(withheld[0].withheld_reason, covenant::store::WITHHELD_ACCOUNT_CLOSED);
+    }
+}

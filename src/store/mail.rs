@@ -81,9 +81,27 @@ pub async fn enqueue_mail(
     Ok(done.rows_affected() == 1)
 }
 
+/// Why a message was withheld: the member restricted processing (the purpose gate).
+pub const WITHHELD_RESTRICTED: &str = "restricted";
+/// Why a message was withheld: it was queued for a member whose account closed before it
+/// went out. A privacy request's correspondence (a submission's mail) still goes: the answer
+/// to a request is owed whatever became of the account.
+pub const WITHHELD_ACCOUNT_CLOSED: &str = "account closed";
+
+/// A withheld message as staff see it: identifiers, when and why, never the address or text.
+#[derive(Debug, Clone, FromRow)]
+pub struct WithheldMail {
+    pub id: i64,
+    pub user_id: Option<i64>,
+    pub withheld_at: i64,
+    pub withheld_reason: String,
+}
+
 impl Store {
     /// Claims up to `limit` messages that are due and not claimed by a live worker, until
     /// `lease_until`. A worker that dies leaves its claim to expire; the message is then retried.
+    /// Mail queued for a member whose account is closed is withheld first (reason
+    /// [`WITHHELD_ACCOUNT_CLOSED`]), except a privacy request's correspondence, which is claimed.
     pub async fn claim_due_mail(
         &self,
         now: i64,
@@ -94,13 +112,24 @@ impl Store {
             "UPDATE mail_outbox SET claimed_until = $1, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM mail_outbox WHERE sent_at IS NULL \
              AND withheld_at IS NULL AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2) \
-             AND (user_id IS NULL OR user_id NOT IN \
+             AND (user_id IS NULL OR submission_id IS NOT NULL OR user_id NOT IN \
              (SELECT id FROM users WHERE closed_at IS NOT NULL)) \
              ORDER BY id LIMIT $3 {}) \
              RETURNING id, idempotency_key, recipient, subject, body_text, attempts, \
              list_unsubscribe, user_id, submission_id",
             self.skip_locked()
         );
+        sqlx::query(
+            "UPDATE mail_outbox SET withheld_at = $1, withheld_reason = $2, claimed_until = NULL \
+             WHERE sent_at IS NULL AND withheld_at IS NULL AND submission_id IS NULL \
+             AND (claimed_until IS NULL OR claimed_until < $1) \
+             AND user_id IN (SELECT id FROM users WHERE closed_at IS NOT NULL)",
+        )
+        .bind(now)
+        .bind(WITHHELD_ACCOUNT_CLOSED)
+        .execute(self.pool())
+        .await
+        .context("withholding mail to closed accounts")?;
         let mut tx = self.begin().await?;
         let mut claimed: Vec<QueuedMail> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(lease_until)
@@ -165,5 +194,18 @@ impl Store {
         .await
         .context("counting queued email")?;
         Ok(n)
+    }
+
+    /// The withheld messages, newest first: identifiers, when and why (staff's view of what
+    /// the outbox held back).
+    pub async fn withheld_mail(&self, limit: i64) -> anyhow::Result<Vec<WithheldMail>> {
+        sqlx::query_as(
+            "SELECT id, user_id, withheld_at, withheld_reason FROM mail_outbox \
+             WHERE withheld_at IS NOT NULL ORDER BY withheld_at DESC, id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .context("reading withheld email")
     }
 }

@@ -97,13 +97,20 @@ impl Store {
         .context("reading restrictions of processing")
     }
 
-    /// Marks a claimed message withheld: it is never delivered, and the row says so.
-    pub async fn mark_mail_withheld(&self, id: i64, now: i64) -> anyhow::Result<()> {
+    /// Marks a claimed message withheld: it is never delivered, and the row says so and why
+    /// (`reason`, one of the `WITHHELD_*` words of `store::mail`).
+    pub async fn mark_mail_withheld(
+        &self,
+        id: i64,
+        now: i64,
+        reason: &str,
+    ) -> anyhow::Result<()> {
         sqlx::query(
-            "UPDATE mail_outbox SET withheld_at = $1, claimed_until = NULL WHERE id = $2 \
-             AND sent_at IS NULL",
+            "UPDATE mail_outbox SET withheld_at = $1, withheld_reason = $2, claimed_until = NULL \
+             WHERE id = $3 AND sent_at IS NULL",
         )
         .bind(now)
+        .bind(reason)
         .bind(id)
         .execute(self.pool())
         .await

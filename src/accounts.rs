@@ -530,6 +530,12 @@ impl Accounts {
         )
         .await?;
         tx.commit().await.context("committing a registration")?;
+        if let Some((token, _)) = social {
+            // The waiting row is gone: its key goes too, so no copy of it opens.
+            self.store
+                .destroy_row_keys(&[store::pending_key_subject(&token_digest(token))])
+                .await?;
+        }
         tracing::info!(
             user_id,
             awaiting_parent = parent_email.is_some(),

@@ -21,7 +21,8 @@ pub enum Link {
         column: &'static str,
         ids: &'static str,
     },
-    /// A text column holding `prefix` followed by the subject's address in lower case.
+    /// A text column holding `prefix` followed by the keyed hash of the subject's address in
+    /// lower case (`sealing::Sealing::lookup`): the address itself is sealed beside it.
     EmailKey {
         column: &'static str,
         prefix: &'static str,
@@ -494,6 +495,9 @@ pub static TABLES: &[Table] = &[
             plain("withheld_reason", Text),
             // The privacy-request submission whose key seals the body (0034).
             plain("submission_id", Int),
+            // The keyed hash of the address of mail to a person without an account, whose
+            // address is sealed (0041): erasure by address finds the mail by it.
+            personal("recipient_lookup", Text, EMAIL, Blank::Text("")),
         ],
     ),
     nobody(
@@ -799,11 +803,12 @@ pub static TABLES: &[Table] = &[
         ],
     ),
     // A provider account waiting (an hour at most) for its registration form; no member yet,
-    // so it is found by the address the provider gave (kept in lower case).
+    // so it is found by the keyed hash of the address the provider gave (0041): the address
+    // and the provider account's id are sealed under the row's own key.
     Table {
         name: "social_pending",
         link: Link::EmailKey {
-            column: "email",
+            column: "email_lookup",
             prefix: "",
         },
         rows: Rows::Removable,
@@ -820,6 +825,7 @@ pub static TABLES: &[Table] = &[
             plain("text_hash", Text),
             plain("authorized_at", Int),
             plain("expires_at", Int),
+            personal("email_lookup", Text, EMAIL, Blank::Text("")),
         ],
     },
     // The data's source: which provider account, which claims (names only), and the member's
@@ -1170,11 +1176,18 @@ pub static SEALED: &[SealedColumn] = &[
         member: "user_id",
         lookup: None,
     },
-    // Mail to a member; mail to a person without an account stays plain until it is sent
-    // and swept.
+    // Mail to a member: its address and its subject line (which says what happened to the
+    // member: a disclosure, a request's outcome). Mail to a person without an account is
+    // sealed under its request's key or its own (SEALED_BY_SUBMISSION, SEALED_BY_ROW).
     SealedColumn {
         table: "mail_outbox",
         column: "recipient",
+        member: "user_id",
+        lookup: None,
+    },
+    SealedColumn {
+        table: "mail_outbox",
+        column: "subject",
         member: "user_id",
         lookup: None,
     },
@@ -1283,11 +1296,79 @@ pub static SEALED_BY_SUBMISSION: &[SubmissionSealedColumn] = &[
         submission: SubmissionOf::Column("submission_id"),
         lookup: None,
     },
+    // The address and subject line of a request's email to a person without an account (a
+    // member's are under the member's key: SEALED, which opens and seals first).
+    SubmissionSealedColumn {
+        table: "mail_outbox",
+        column: "recipient",
+        submission: SubmissionOf::Column("submission_id"),
+        lookup: Some("recipient_lookup"),
+    },
+    SubmissionSealedColumn {
+        table: "mail_outbox",
+        column: "subject",
+        submission: SubmissionOf::Column("submission_id"),
+        lookup: None,
+    },
     // An agent's evidence file (bytes: `s1:`, the nonce and the ciphertext).
     SubmissionSealedColumn {
         table: "privacy_request_evidence",
         column: "content",
         submission: SubmissionOf::Column("submission_id"),
+        lookup: None,
+    },
+];
+
+/// A column sealed under a key of its own row (R8): a row that belongs to nobody yet (a
+/// provider sign-up not finished) or to a person without an account (mail to them). The key
+/// is named `prefix:` and the value of the row's `key` column (`sealing::row`); it is destroyed
+/// when the row goes (taken, expired, erased), so no copy of the row opens after.
+#[derive(Debug, Clone, Copy)]
+pub struct RowSealedColumn {
+    pub table: &'static str,
+    pub column: &'static str,
+    /// The column naming the row, unique in its table.
+    pub key: &'static str,
+    pub prefix: &'static str,
+    /// Rows where any of these columns is set are sealed under another key (their member's,
+    /// their submission's): only the others are sealed under the row's.
+    pub unless: &'static [&'static str],
+    /// The column of the same row holding the value's keyed hash (see [`SealedColumn`]).
+    pub lookup: Option<&'static str>,
+}
+
+/// Every column sealed per row.
+pub static SEALED_BY_ROW: &[RowSealedColumn] = &[
+    RowSealedColumn {
+        table: "social_pending",
+        column: "email",
+        key: "token_hash",
+        prefix: "social_pending",
+        unless: &[],
+        lookup: Some("email_lookup"),
+    },
+    RowSealedColumn {
+        table: "social_pending",
+        column: "subject",
+        key: "token_hash",
+        prefix: "social_pending",
+        unless: &[],
+        lookup: None,
+    },
+    RowSealedColumn {
+        table: "mail_outbox",
+        column: "recipient",
+        key: "idempotency_key",
+        prefix: "mail",
+        unless: &["user_id", "submission_id"],
+        lookup: Some("recipient_lookup"),
+    },
+    RowSealedColumn {
+        table: "mail_outbox",
+        column: "subject",
+        key: "idempotency_key",
+        prefix: "mail",
+        unless: &["user_id", "submission_id"],
         lookup: None,
     },
 ];
@@ -1299,7 +1380,7 @@ pub static ADDRESS_COLUMNS: &[AddressColumn] = &[
         table: "mail_outbox",
         column: "recipient",
         owner: Some("user_id"),
-        lookup: None,
+        lookup: Some("recipient_lookup"),
     },
     AddressColumn {
         table: "parental_consents",
@@ -1311,7 +1392,7 @@ pub static ADDRESS_COLUMNS: &[AddressColumn] = &[
         table: "social_pending",
         column: "email",
         owner: None,
-        lookup: None,
+        lookup: Some("email_lookup"),
     },
     AddressColumn {
         table: "privacy_submissions",
@@ -1372,6 +1453,21 @@ mod tests {
             );
             assert!(table.column(sealed.submission.column()).is_some());
         }
+        for sealed in SEALED_BY_ROW {
+            let table = table(sealed.table).expect("a declared table");
+            let column = table.column(sealed.column).expect("a declared column");
+            assert!(
+                matches!(column.data, Data::Personal(_)) && column.kind == Kind::Text,
+                "{}.{}",
+                sealed.table,
+                sealed.column
+            );
+            let key = table.column(sealed.key).expect("a declared key column");
+            assert_eq!(key.kind, Kind::Text, "{}.{}", sealed.table, sealed.key);
+            for other in sealed.unless {
+                assert!(table.column(other).is_some(), "{}.{other}", sealed.table);
+            }
+        }
         for sealed in SEALED {
             let table = table(sealed.table).expect("a declared table");
             let column = table.column(sealed.column).expect("a declared column");
@@ -1390,11 +1486,15 @@ mod tests {
 
     #[test]
     fn every_keyed_hash_is_a_personal_text_column_and_address_links_use_it() {
-        let lookups = SEALED.iter().map(|s| (s.table, s.column, s.lookup)).chain(
-            SEALED_BY_SUBMISSION
-                .iter()
-                .map(|s| (s.table, s.column, s.lookup)),
-        );
+        let lookups = SEALED
+            .iter()
+            .map(|s| (s.table, s.column, s.lookup))
+            .chain(
+                SEALED_BY_SUBMISSION
+                    .iter()
+                    .map(|s| (s.table, s.column, s.lookup)),
+            )
+            .chain(SEALED_BY_ROW.iter().map(|s| (s.table, s.column, s.lookup)));
         for (table_name, column, lookup) in lookups {
             let Some(lookup) = lookup else { continue };
             let hash = table(table_name)
@@ -1417,6 +1517,9 @@ mod tests {
                 .iter()
                 .any(|s| s.table == link.table && s.column == link.column)
                 || SEALED_BY_SUBMISSION
+                    .iter()
+                    .any(|s| s.table == link.table && s.column == link.column)
+                || SEALED_BY_ROW
                     .iter()
                     .any(|s| s.table == link.table && s.column == link.column);
             assert!(

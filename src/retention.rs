@@ -1565,6 +1565,7 @@ mod tests {
         "mail_outbox.subject",
         "mail_outbox.body_text",
         "mail_outbox.list_unsubscribe",
+        "mail_outbox.recipient_lookup",
         // Rows deleted whole with the credentials.
         "two_factor.secret",
         "recovery_codes.code_hash",
@@ -1584,6 +1585,7 @@ mod tests {
         "social_pending.token_hash",
         "social_pending.subject",
         "social_pending.email",
+        "social_pending.email_lookup",
         // Rows deleted whole with the privacy-request records.
         "privacy_submissions.subject_token_digest",
         "privacy_submissions.requester_token_digest",

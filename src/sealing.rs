@@ -222,6 +222,12 @@ pub fn submission(submission_id: i64) -> String {
     format!("submission:{submission_id}")
 }
 
+/// The subject whose key seals the private fields of one row that belongs to no member
+/// (`inventory::SEALED_BY_ROW`): `prefix:` and the value naming the row.
+pub fn row(prefix: &str, key: &str) -> String {
+    format!("{prefix}:{key}")
+}
+
 /// What the keyed hash of a sealed value of `place` stands for: an address in lower case (as
 /// `users.email_lookup`), or a provider account's id as it is, set apart from addresses.
 pub fn lookup_text(place: &str, value: &str) -> String {

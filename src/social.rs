@@ -260,7 +260,7 @@ impl Social {
         let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
         let now = crate::now();
         let mut tx = self.store.begin().await?;
-        store::delete_expired_social(&mut tx, now).await?;
+        let expired = store::delete_expired_social(&mut tx, now).await?;
         store::insert_social_flow(
             &mut tx,
             &store::NewSocialFlow {
@@ -279,6 +279,8 @@ impl Social {
         tx.commit()
             .await
             .context("committing a social sign-in start")?;
+        // The expired waiting accounts' keys go with their rows.
+        self.store.destroy_row_keys(&expired).await?;
         Ok(url.to_string())
     }
 
@@ -435,6 +437,7 @@ impl Social {
         }
         let token = random_token();
         store::insert_social_pending(
+            &self.store,
             &mut tx,
             &store::NewSocialPending {
                 token_hash: &token_digest(&token),

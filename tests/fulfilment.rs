@@ -625,42 +625,59 @@ async fn a_backup_restored_after_an_erasure_does_not_resurrect_the_subject() {
 }
 
 /// Rows holding `address` that the erasure by address removes: a provider sign-up never
-/// finished, and mail sent to a person without an account.
-async fn rows_of_visitor(pool: &sqlx::AnyPool, address: &str) {
-    sqlx::query(
-        "INSERT INTO social_pending (token_hash, provider, subject, email, \
-        email_verified, fields_received, policy_version, text_hash, authorized_at, expires_at) \
-        VALUES ($1, 'test-id', 'zqm-pending-subject', $2, 1, 'email', '2025.1', 'hash', 1, \
-        4102444800) ON CONFLICT DO NOTHING",
+/// finished, and mail sent to a person without an account, stored as the service stores them
+/// (sealed under keys of their own rows, found by the keyed hash of the address).
+async fn rows_of_visitor(store: &store::Store, address: &str) {
+    let mut tx = store.begin().await.unwrap();
+    store::insert_social_pending(
+        store,
+        &mut tx,
+        &store::NewSocialPending {
+            token_hash: &format!("token-{address}"),
+            provider: "test-id",
+            subject: "zqm-pending-subject",
+            email: address,
+            email_verified: true,
+            fields_received: "email",
+            policy_version: "2025.1",
+            text_hash: "hash",
+            authorized_at: 1,
+            expires_at: 4102444800,
+        },
     )
-    .bind(format!("token-{address}"))
-    .bind(address)
-    .execute(pool)
     .await
     .unwrap();
-    sqlx::query(
-        "INSERT INTO mail_outbox (idempotency_key, recipient, subject, body_text, \
-        created_at, next_attempt_at, sent_at) VALUES ($1, $2, 'zqm-mail-subject', \
-        'zqm-mail-body', 1, 1, 1) ON CONFLICT DO NOTHING",
-    )
-    .bind(format!("old-message-{address}"))
-    .bind(address)
-    .execute(pool)
-    .await
-    .unwrap();
+    let mail = covenant::mail::Mail {
+        subject: "zqm-mail-subject".into(),
+        body: "zqm-mail-body".into(),
+    };
+    let key = format!("old-message-{address}");
+    mail.enqueue(store, &mut tx, &key, address, None, 1)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE mail_outbox SET sent_at = 1 WHERE idempotency_key = $1")
+        .bind(&key)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
 }
 
-async fn count_rows_of(pool: &sqlx::AnyPool, address: &str) -> i64 {
-    let (a,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM social_pending WHERE email = $1")
-        .bind(address)
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    let (b,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mail_outbox WHERE recipient = $1")
-        .bind(address)
-        .fetch_one(pool)
-        .await
-        .unwrap();
+/// How many rows of a person without an account there are, found by the keyed hash of their
+/// address (`lookup`), as erasure by address finds them.
+async fn count_rows_of(pool: &sqlx::AnyPool, lookup: &str) -> i64 {
+    let (a,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM social_pending WHERE email_lookup = $1")
+            .bind(lookup)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let (b,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM mail_outbox WHERE recipient_lookup = $1")
+            .bind(lookup)
+            .fetch_one(pool)
+            .await
+            .unwrap();
     a + b
 }
 
@@ -669,10 +686,17 @@ on_both_stores! {
     async fn an_erasure_by_address_is_applied_again_to_an_older_copy_at_start(app) {
         let (gone, kept) = ("zqm-gone@example.org", "zqm-kept@example.org");
         let pool = raw_pool(app).await;
-        rows_of_visitor(&pool, gone).await;
-        rows_of_visitor(&pool, kept).await;
+        let (gone_hash, kept_hash) =
+            (app.store.lookup_hash(gone).unwrap(), app.store.lookup_hash(kept).unwrap());
+        rows_of_visitor(&app.store, gone).await;
+        rows_of_visitor(&app.store, kept).await;
+        assert_eq!(count_rows_of(&pool, gone_hash.as_str()).await, 2);
         app.state.fulfilment.erase_address(gone, None).await.unwrap();
-        assert_eq!(count_rows_of(&pool, gone).await, 0);
+        assert_eq!(count_rows_of(&pool, &gone_hash).await, 0);
+        // The rows' own keys went with them.
+        let pending_key = store::pending_key_subject(&format!("token-{gone}"));
+        assert!(!app.store.has_key(&pending_key).await.unwrap());
+        assert!(app.store.has_key(&store::pending_key_subject(&format!("token-{kept}"))).await.unwrap());
         // The ledger names the person by a keyed hash only.
         let ledger = std::fs::read_to_string(fulfilment::address_ledger_path(app.data_dir.path()))
             .unwrap();
@@ -681,11 +705,11 @@ on_both_stores! {
         assert!(columns_holding(app, "zqm-gone").await.is_empty());
         // An older copy comes back: the rows again, and no ledger entry in the database.
         sqlx::query("DELETE FROM address_erasures").execute(&pool).await.unwrap();
-        rows_of_visitor(&pool, gone).await;
-        assert_eq!(count_rows_of(&pool, gone).await, 2);
+        rows_of_visitor(&app.store, gone).await;
+        assert_eq!(count_rows_of(&pool, &gone_hash).await, 2);
         let state = covenant::web::AppState::open((*app.state.config).clone()).await.unwrap();
-        assert_eq!(count_rows_of(&pool, gone).await, 0, "erased again before serving");
-        assert_eq!(count_rows_of(&pool, kept).await, 2, "nobody else is touched");
+        assert_eq!(count_rows_of(&pool, &gone_hash).await, 0, "erased again before serving");
+        assert_eq!(count_rows_of(&pool, &kept_hash).await, 2, "nobody else is touched");
         assert_eq!(state.store.address_erasures().await.unwrap().len(), 1);
         pool.close().await;
         state.store.close().await;
@@ -702,9 +726,8 @@ async fn a_backup_restored_after_an_erasure_by_address_does_not_resurrect_the_pe
         .unwrap();
     let address = "zqm-visitor@example.org";
     let database = format!("sqlite://{}", data_dir.path().join("covenant.db").display());
-    let pool = sqlx::AnyPool::connect(&database).await.unwrap();
-    rows_of_visitor(&pool, address).await;
-    pool.close().await;
+    let lookup = app.store.lookup_hash(address).unwrap();
+    rows_of_visitor(&app.store, address).await;
     let backup = data_dir.path().join("before.db");
     fulfilment::backup(&app.store, &backup).await.unwrap();
     app.state
@@ -717,7 +740,7 @@ async fn a_backup_restored_after_an_erasure_by_address_does_not_resurrect_the_pe
     let restored = fulfilment::restore(&config, &backup).await.unwrap();
     assert_eq!(restored.erased_again, 1);
     let pool = sqlx::AnyPool::connect(&database).await.unwrap();
-    assert_eq!(count_rows_of(&pool, address).await, 0);
+    assert_eq!(count_rows_of(&pool, &lookup).await, 0);
     pool.close().await;
 }
 
@@ -895,17 +918,23 @@ async fn post_with_csrf(
         .unwrap()
 }
 
-/// Rows of `mail_outbox` addressed to `address`, with their subjects.
+/// Rows of `mail_outbox` addressed to `address`, with their subjects (opened from their
+/// seals, as the whole-dataset export reads them).
 async fn outbox_subjects(app: &common::TestApp, address: &str) -> Vec<String> {
-    let pool = raw_pool(app).await;
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT subject FROM mail_outbox WHERE LOWER(recipient) = $1")
-            .bind(address)
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    pool.close().await;
-    rows.into_iter().map(|(s,)| s).collect()
+    let table = inventory::table("mail_outbox").unwrap();
+    let at = |name: &str| table.columns.iter().position(|c| c.name == name).unwrap();
+    let text = |value: &store::Value| match value {
+        store::Value::Text(Some(text)) => text.clone(),
+        _ => String::new(),
+    };
+    app.store
+        .all_rows(table)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|row| text(&row[at("recipient")]).to_lowercase() == address)
+        .map(|row| text(&row[at("subject")]))
+        .collect()
 }
 
 on_both_stores! {
@@ -926,16 +955,8 @@ on_both_stores! {
         tx.commit().await.unwrap();
         sqlx::query("UPDATE parental_consents SET consented_at = 1 WHERE user_id = $1")
             .bind(kid).execute(&pool).await.unwrap();
-        sqlx::query("INSERT INTO social_pending (token_hash, provider, subject, email, \
-            email_verified, fields_received, policy_version, text_hash, authorized_at, expires_at) \
-            VALUES ('zqm-pending-token', 'test-id', 'zqm-pending-subject', $1, 1, 'email', \
-            '2025.1', 'hash', 1, 4102444800)")
-            .bind(address).execute(&pool).await.unwrap();
-        sqlx::query("INSERT INTO mail_outbox (idempotency_key, recipient, subject, body_text, \
-            created_at, next_attempt_at, sent_at) VALUES ('old-message', $1, 'zqm-mail-subject', \
-            'zqm-mail-body', 1, 1, 1)")
-            .bind(address).execute(&pool).await.unwrap();
         pool.close().await;
+        rows_of_visitor(&app.store, address).await;
 
         // The visitor asks for deletion from the public form; the code proves the address.
         let visitor = app.new_client();

@@ -785,3 +785,144 @@ on_both_stores! {
         state.store.close().await;
     }
 }
+
+const PENDING_ADDRESS: &str = "zq.pending-person@example.org";
+const PENDING_ACCOUNT: &str = "ZqPendingProviderAccount-0815";
+const VISITOR_ADDRESS: &str = "zq.no-account-person@example.org";
+const VISITOR_SUBJECT: &str = "ZqSubjectLine for a visitor";
+
+/// A provider sign-up left unfinished, as the social sign-in stores it (token digest `token`).
+async fn pending_sign_up(store: &covenant::store::Store, token: &str, expires_at: i64) {
+    let mut tx = store.begin().await.unwrap();
+    covenant::store::insert_social_pending(
+        store,
+        &mut tx,
+        &covenant::store::NewSocialPending {
+            token_hash: token,
+            provider: "test-id",
+            subject: PENDING_ACCOUNT,
+            email: PENDING_ADDRESS,
+            email_verified: true,
+            fields_received: "subject,email",
+            policy_version: "2025.1",
+            text_hash: "hash",
+            authorized_at: 1,
+            expires_at,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+on_both_stores! {
+    /// A provider sign-up nobody finished belongs to nobody yet: its address and provider
+    /// account id are sealed under a key of the row's own, found by the keyed hash of the
+    /// address, and that key goes when the row does.
+    /// Proves: R8
+    async fn an_unfinished_provider_sign_up_is_sealed_under_its_own_key_which_goes_with_it(app) {
+        let far = covenant::now() + 3600;
+        pending_sign_up(&app.store, "zq-pending-token-1", far).await;
+        for plain in [PENDING_ADDRESS, PENDING_ACCOUNT] {
+            assert!(columns_holding(app, plain).await.is_empty(), "{plain} is stored plain");
+        }
+        // The registration form reads it opened.
+        let row = app.store.social_pending("zq-pending-token-1", covenant::now()).await.unwrap().unwrap();
+        assert_eq!((row.email.as_str(), row.subject.as_str()), (PENDING_ADDRESS, PENDING_ACCOUNT));
+        // Found by the keyed hash of the address (export and erasure by address).
+        let pool = raw_pool(app).await;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM social_pending WHERE email_lookup = $1")
+            .bind(app.store.lookup_hash(PENDING_ADDRESS).unwrap())
+            .fetch_one(&pool).await.unwrap();
+        assert_eq!(n, 1);
+        // Expired: the sweep of sign-in records removes the row, and its key with it.
+        let subject = covenant::store::pending_key_subject("zq-pending-token-1");
+        assert!(app.store.has_key(&subject).await.unwrap());
+        sqlx::query("UPDATE social_pending SET expires_at = 1").execute(&pool).await.unwrap();
+        pool.close().await;
+        let mut tx = app.store.begin().await.unwrap();
+        let gone = covenant::store::delete_expired_social(&mut tx, covenant::now()).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(gone, vec![subject.clone()]);
+        app.store.destroy_row_keys(&gone).await.unwrap();
+        assert!(!app.store.has_key(&subject).await.unwrap(), "the row's key is gone");
+        // Erased by address: the row and its key go too.
+        pending_sign_up(&app.store, "zq-pending-token-2", far).await;
+        let subject = covenant::store::pending_key_subject("zq-pending-token-2");
+        assert!(app.store.has_key(&subject).await.unwrap());
+        app.state.fulfilment.erase_address(PENDING_ADDRESS, None).await.unwrap();
+        assert!(app.store.social_pending("zq-pending-token-2", covenant::now()).await.unwrap().is_none());
+        assert!(!app.store.has_key(&subject).await.unwrap(), "the row's key is gone");
+    }
+}
+
+on_both_stores! {
+    /// Mail to a person without an account keeps their address and its subject line sealed
+    /// under the message's own key until it is erased; a member's mail keeps its subject line
+    /// sealed under the member's key. The worker still delivers both.
+    /// Proves: R8
+    async fn mail_to_a_person_without_an_account_is_sealed_and_its_key_goes_with_it(app) {
+        app.member("zqmailed").await;
+        // (The member's confirmation was delivered: its subject line is not stored plain.)
+        assert!(columns_holding(app, "Confirm your email address").await.is_empty());
+        let key = "test:visitor-mail";
+        let mail = covenant::mail::Mail { subject: VISITOR_SUBJECT.into(), body: "Hello".into() };
+        let mut tx = app.store.begin().await.unwrap();
+        mail.enqueue(&app.store, &mut tx, key, VISITOR_ADDRESS, None, covenant::now()).await.unwrap();
+        tx.commit().await.unwrap();
+        for plain in [VISITOR_ADDRESS, VISITOR_SUBJECT] {
+            assert!(columns_holding(app, plain).await.is_empty(), "{plain} is stored plain");
+        }
+        app.state.mailer.wake();
+        app.wait_for_mail(VISITOR_ADDRESS, VISITOR_SUBJECT).await;
+        let subject = covenant::sealing::row(covenant::store::OUTBOX_ROW_KEY, key);
+        assert!(app.store.has_key(&subject).await.unwrap());
+        // Erased by address: found by the keyed hash, the mail goes and so does its key.
+        app.state.fulfilment.erase_address(VISITOR_ADDRESS, None).await.unwrap();
+        let pool = raw_pool(app).await;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mail_outbox WHERE idempotency_key = $1")
+            .bind(key).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        assert_eq!(n, 0);
+        assert!(!app.store.has_key(&subject).await.unwrap(), "the mail's key is gone");
+    }
+}
+
+on_both_stores! {
+    /// A database from before 0041 holds unfinished sign-ups and mail to people without an
+    /// account in plain text: the next start seals them under their rows' keys and fills the
+    /// keyed hashes, once.
+    /// Proves: R8
+    async fn plain_sign_ups_and_visitor_mail_are_sealed_once_at_start(app) {
+        let pool = raw_pool(app).await;
+        sqlx::query("INSERT INTO social_pending (token_hash, provider, subject, email, \
+            email_verified, fields_received, policy_version, text_hash, authorized_at, expires_at) \
+            VALUES ('zq-old-token', 'test-id', $1, $2, 1, 'email', '2025.1', 'hash', 1, $3)")
+            .bind(PENDING_ACCOUNT).bind(PENDING_ADDRESS).bind(covenant::now() + 3600)
+            .execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO mail_outbox (idempotency_key, recipient, subject, body_text, \
+            created_at, next_attempt_at, sent_at) VALUES ('zq-old-mail', $1, $2, 'x', 1, 1, 1)")
+            .bind(VISITOR_ADDRESS).bind(VISITOR_SUBJECT).execute(&pool).await.unwrap();
+        forget_the_sealing_marker(&pool).await;
+        let state = covenant::web::AppState::open((*app.state.config).clone()).await.unwrap();
+        for plain in [PENDING_ADDRESS, PENDING_ACCOUNT, VISITOR_ADDRESS, VISITOR_SUBJECT] {
+            assert!(columns_holding(app, plain).await.is_empty(), "{plain} is still plain");
+        }
+        let row = state.store.social_pending("zq-old-token", covenant::now()).await.unwrap().unwrap();
+        assert_eq!((row.email.as_str(), row.subject.as_str()), (PENDING_ADDRESS, PENDING_ACCOUNT));
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mail_outbox WHERE recipient_lookup = $1")
+            .bind(state.store.lookup_hash(VISITOR_ADDRESS).unwrap())
+            .fetch_one(&pool).await.unwrap();
+        assert_eq!(n, 1);
+        pool.close().await;
+        let table = covenant::inventory::table("mail_outbox").unwrap();
+        let rows = state.store.all_rows(table).await.unwrap();
+        let at = |name: &str| table.columns.iter().position(|c| c.name == name).unwrap();
+        assert!(rows.iter().any(|r| r[at("recipient")]
+            == covenant::store::Value::Text(Some(VISITOR_ADDRESS.into()))
+            && r[at("subject")] == covenant::store::Value::Text(Some(VISITOR_SUBJECT.into()))),
+            "the whole-dataset export opens them");
+        assert_eq!(state.store.seal_plain_fields().await.unwrap(), 0, "once");
+        state.store.close().await;
+    }
+}

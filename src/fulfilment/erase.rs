@@ -330,6 +330,8 @@ async fn erase_in_store(
         store.destroy_member_key(user_id).await?
     };
 
+    let address_lookup = store.address_lookup(&user.email)?;
+    let mut doomed = Vec::new();
     let mut tx = store.begin().await?;
     for (table, key, values) in &rewrites {
         store::rewrite_row_text(&mut tx, table, *key, values).await?;
@@ -344,9 +346,10 @@ async fn erase_in_store(
             &mut tx,
             table,
             user_id,
-            &user.email.to_lowercase(),
+            &address_lookup,
             &step,
             erased_at,
+            &mut doomed,
         )
         .await?;
         if rows > 0 {
@@ -385,6 +388,8 @@ async fn erase_in_store(
         .await?;
     }
     tx.commit().await.context("committing an erasure")?;
+    // Rows sealed under keys of their own that went (a provider sign-up under the address).
+    store.destroy_row_keys(&doomed).await?;
     for file in files {
         remove_archive_file(data_dir, &file);
     }
@@ -748,6 +753,7 @@ async fn erase_address_by(
     let held = Held::on_everyone(store).await?;
     let mut tables: Vec<TableOutcome> = Vec::new();
     let mut evidence_kept = false;
+    let mut doomed = Vec::new();
     let mut tx = store.begin().await?;
     for link in inventory::ADDRESS_COLUMNS {
         let table =
@@ -781,6 +787,7 @@ async fn erase_address_by(
             &TableErasure::DeleteRows,
             &owned,
             now,
+            &mut doomed,
         )
         .await?;
         if rows > 0 {
@@ -803,6 +810,9 @@ async fn erase_address_by(
     tx.commit()
         .await
         .context("committing an erasure by address")?;
+    // The keys of the rows that went (mail to the address, a provider sign-up): every copy of
+    // them, in a backup too, opens no more.
+    store.destroy_row_keys(&doomed).await?;
     if let Err(error) = append_address_ledger_file(data_dir, &[(lookup, now)]) {
         // The database has the entry; the next start copies it to the file.
         tracing::error!(error = %format!("{error:#}"), "the address ledger file was not written");

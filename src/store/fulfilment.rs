@@ -45,14 +45,16 @@ impl Value {
 }
 
 /// How a table's link is bound: the user id, or the `account:<id>` subject text.
+#[derive(Clone)]
 enum Key {
     Id(i64),
     Text(String),
 }
 
-/// The `WHERE` condition selecting the subject's rows, with `$1` bound to the key; `address`
-/// is the subject's address in lower case (tables keyed by it, such as `social_pending`).
-fn link_of(table: &Table, user_id: i64, address: &str) -> Option<(String, Key)> {
+/// The `WHERE` condition selecting the subject's rows, with `$1` bound to the key;
+/// `address_lookup` is the keyed hash of the subject's address in lower case (tables keyed by
+/// it, such as `social_pending`), empty when the address no longer opens.
+fn link_of(table: &Table, user_id: i64, address_lookup: &str) -> Option<(String, Key)> {
     match table.link {
         Link::Subject { column } | Link::UserId { column } => {
             Some((format!("{column} = $1"), Key::Id(user_id)))
@@ -62,11 +64,11 @@ fn link_of(table: &Table, user_id: i64, address: &str) -> Option<(String, Key)> 
             Key::Text(format!("account:{user_id}")),
         )),
         Link::Through { column, ids } => Some((format!("{column} IN ({ids})"), Key::Id(user_id))),
-        // The member's row keeps only a keyed hash of the address: the address itself is
-        // opened from its seal by the caller. An empty one (key gone) matches nothing.
+        // The rows keep only a keyed hash of the address: the caller hashes the member's
+        // address, opened from its seal. An empty one (key gone) matches nothing.
         Link::EmailKey { column, prefix } => Some((
             format!("{column} = $1 AND {column} <> '{prefix}'"),
-            Key::Text(format!("{prefix}{address}")),
+            Key::Text(format!("{prefix}{address_lookup}")),
         )),
         Link::Nobody | Link::IdsOnly => None,
     }
@@ -111,11 +113,14 @@ impl Store {
         user_id: i64,
     ) -> anyhow::Result<Vec<Vec<Value>>> {
         let address = match table.link {
-            Link::EmailKey { .. } => self
-                .user_by_id(user_id)
-                .await?
-                .map(|u| u.email.to_lowercase())
-                .unwrap_or_default(),
+            Link::EmailKey { .. } => {
+                let address = self
+                    .user_by_id(user_id)
+                    .await?
+                    .map(|u| u.email.to_lowercase())
+                    .unwrap_or_default();
+                self.address_lookup(&address)?
+            }
             _ => String::new(),
         };
         let Some((filter, key)) = link_of(table, user_id, &address) else {
@@ -143,6 +148,15 @@ impl Store {
             .collect::<anyhow::Result<Vec<_>>>()?;
         self.open_sealed(table, &mut rows).await?;
         Ok(rows)
+    }
+
+    /// The keyed hash of an address in lower case, as `Link::EmailKey` columns hold it; empty
+    /// for an empty address (it matches nothing).
+    pub fn address_lookup(&self, address: &str) -> anyhow::Result<String> {
+        if address.is_empty() {
+            return Ok(String::new());
+        }
+        self.lookup_hash(&address.to_lowercase())
     }
 
     /// Opens the sealed columns of `rows` (every declared column of `table`, in order): a
@@ -220,6 +234,39 @@ impl Store {
                     }
                     None => String::new(),
                 };
+                row[value_at] = Value::Text(Some(opened));
+            }
+        }
+        for sealed in crate::inventory::SEALED_BY_ROW
+            .iter()
+            .filter(|s| s.table == table.name)
+        {
+            let position = |name: &str| table.columns.iter().position(|c| c.name == name);
+            let (Some(value_at), Some(key_at)) = (position(sealed.column), position(sealed.key))
+            else {
+                anyhow::bail!(
+                    "{}.{} is sealed but not declared",
+                    table.name,
+                    sealed.column
+                );
+            };
+            let others: Vec<usize> = sealed.unless.iter().filter_map(|c| position(c)).collect();
+            let place = format!("{}.{}", table.name, sealed.column);
+            for row in rows.iter_mut() {
+                let under_another_key = others
+                    .iter()
+                    .any(|&at| !matches!(row[at], Value::Int(None) | Value::Text(None)));
+                let (Value::Text(Some(stored)), Value::Text(Some(key))) =
+                    (&row[value_at], &row[key_at])
+                else {
+                    continue;
+                };
+                if under_another_key || !crate::sealing::is_sealed(stored) {
+                    continue;
+                }
+                let opened = self
+                    .open_for_row(sealed.prefix, key, &place, stored)
+                    .await?;
                 row[value_at] = Value::Text(Some(opened));
             }
         }
@@ -442,19 +489,34 @@ pub async fn insert_export_archive(
 }
 
 /// Applies one table's erasure step to the subject's rows; returns the rows touched.
-/// `address` is the subject's address in lower case (empty when it no longer opens).
+/// `address_lookup` is the keyed hash of the subject's address ([`Store::address_lookup`];
+/// empty when it no longer opens). The keys of deleted rows sealed under their own
+/// (`inventory::SEALED_BY_ROW`) are added to `doomed`, for the caller to destroy once the
+/// transaction is committed.
+#[allow(clippy::too_many_arguments)]
 pub async fn erase_subject_rows(
     tx: &mut Tx,
     table: &Table,
     user_id: i64,
-    address: &str,
+    address_lookup: &str,
     step: &TableErasure,
     now: i64,
+    doomed: &mut Vec<String>,
 ) -> anyhow::Result<u64> {
-    let Some((filter, key)) = link_of(table, user_id, address) else {
+    let Some((filter, key)) = link_of(table, user_id, address_lookup) else {
         return Ok(0);
     };
-    erase_rows(tx, table, &filter, key, &user_id.to_string(), step, now).await
+    erase_rows(
+        tx,
+        table,
+        &filter,
+        key,
+        &user_id.to_string(),
+        step,
+        now,
+        doomed,
+    )
+    .await
 }
 
 /// Erases the rows of `table` whose `link.column` holds `address` (any case): a person
@@ -472,6 +534,7 @@ pub async fn erase_address_rows(
     unowned: &TableErasure,
     owned: &TableErasure,
     now: i64,
+    doomed: &mut Vec<String>,
 ) -> anyhow::Result<u64> {
     let (matches, address) = match (link.lookup, address) {
         (Some(column), _) => (format!("{column} = $1"), lookup.to_string()),
@@ -482,7 +545,17 @@ pub async fn erase_address_rows(
         (None, None) => return Ok(0),
     };
     let Some(owner) = link.owner else {
-        return erase_rows(tx, table, &matches, Key::Text(address), "0", unowned, now).await;
+        return erase_rows(
+            tx,
+            table,
+            &matches,
+            Key::Text(address),
+            "0",
+            unowned,
+            now,
+            doomed,
+        )
+        .await;
     };
     let free = format!("{matches} AND {owner} IS NULL");
     let held = format!("{matches} AND {owner} IS NOT NULL");
@@ -494,13 +567,26 @@ pub async fn erase_address_rows(
         "0",
         unowned,
         now,
+        doomed,
     )
     .await?
-        + erase_rows(tx, table, &held, Key::Text(address), "0", owned, now).await?)
+        + erase_rows(
+            tx,
+            table,
+            &held,
+            Key::Text(address),
+            "0",
+            owned,
+            now,
+            doomed,
+        )
+        .await?)
 }
 
 /// One erasure step over the rows `filter` selects, `$1` bound to `key`; `{id}` in blank
-/// values becomes `subject_id`.
+/// values becomes `subject_id`. Deleted rows sealed under keys of their own name them in
+/// `doomed`.
+#[allow(clippy::too_many_arguments)]
 async fn erase_rows(
     tx: &mut Tx,
     table: &Table,
@@ -509,7 +595,11 @@ async fn erase_rows(
     subject_id: &str,
     step: &TableErasure,
     now: i64,
+    doomed: &mut Vec<String>,
 ) -> anyhow::Result<u64> {
+    if matches!(step, TableErasure::DeleteRows) {
+        doomed.extend(row_keys_of(tx, table, filter, key.clone()).await?);
+    }
     let mut texts: Vec<String> = Vec::new();
     let mut ints: Vec<Option<i64>> = Vec::new();
     let sql = match step {
@@ -569,6 +659,49 @@ async fn erase_rows(
         .await
         .with_context(|| format!("erasing the subject's rows of {}", table.name))?;
     Ok(done.rows_affected())
+}
+
+/// The key-store subjects of the rows `filter` selects that are sealed under keys of their
+/// own (`inventory::SEALED_BY_ROW`).
+async fn row_keys_of(
+    tx: &mut Tx,
+    table: &Table,
+    filter: &str,
+    key: Key,
+) -> anyhow::Result<Vec<String>> {
+    let mut subjects = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for sealed in crate::inventory::SEALED_BY_ROW
+        .iter()
+        .filter(|s| s.table == table.name)
+    {
+        if !seen.insert((sealed.key, sealed.prefix, sealed.unless)) {
+            continue;
+        }
+        let unless: String = sealed
+            .unless
+            .iter()
+            .map(|c| format!(" AND {c} IS NULL"))
+            .collect();
+        let sql = format!(
+            "SELECT DISTINCT {} FROM {} WHERE {filter}{unless}",
+            sealed.key, table.name
+        );
+        let query = sqlx::query_as(AssertSqlSafe(sql));
+        let query = match key.clone() {
+            Key::Id(id) => query.bind(id),
+            Key::Text(text) => query.bind(text),
+        };
+        let rows: Vec<(String,)> = query
+            .fetch_all(&mut **tx)
+            .await
+            .with_context(|| format!("naming the row keys of {}", table.name))?;
+        subjects.extend(
+            rows.into_iter()
+                .map(|(k,)| crate::sealing::row(sealed.prefix, &k)),
+        );
+    }
+    Ok(subjects)
 }
 
 /// Writes new text into one row's columns (a rewritten mention and its re-rendered HTML).

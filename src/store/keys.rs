@@ -457,6 +457,65 @@ impl Store {
         }
     }
 
+    /// Seals `plain` as `place` of the row named `sealing::row(prefix, key)`, under the row's
+    /// own key (made now if there is none); a blank stays blank.
+    pub async fn seal_for_row(
+        &self,
+        prefix: &str,
+        key: &str,
+        place: &str,
+        plain: &str,
+    ) -> anyhow::Result<String> {
+        if plain.is_empty() || sealing::is_sealed(plain) {
+            return Ok(plain.to_string());
+        }
+        let subject = sealing::row(prefix, key);
+        let data_key = self.keys()?.key_for(&subject).await?;
+        Ok(data_key.seal(place, &subject, plain))
+    }
+
+    /// The value of `place` of the row named `sealing::row(prefix, key)` as stored, opened
+    /// like [`Store::open_for_member`]: empty when the row's key is gone.
+    pub async fn open_for_row(
+        &self,
+        prefix: &str,
+        key: &str,
+        place: &str,
+        stored: &str,
+    ) -> anyhow::Result<String> {
+        if !sealing::is_sealed(stored) {
+            return Ok(stored.to_string());
+        }
+        let subject = sealing::row(prefix, key);
+        let Some(data_key) = self.keys()?.key_of(&subject).await? else {
+            return Ok(String::new());
+        };
+        match data_key.open(place, &subject, stored) {
+            Ok(plain) => Ok(plain),
+            Err(error) => {
+                tracing::warn!(prefix, place, error = %format!("{error:#}"), "a sealed value does not open");
+                Ok(String::new())
+            }
+        }
+    }
+
+    /// Destroys the keys of rows that went (`sealing::row` subjects): whatever they sealed,
+    /// in any copy, opens no more. Returns how many there were.
+    pub async fn destroy_row_keys(&self, subjects: &[String]) -> anyhow::Result<usize> {
+        let mut destroyed = 0;
+        for subject in subjects {
+            if self.keys()?.destroy(subject).await? {
+                destroyed += 1;
+            }
+        }
+        Ok(destroyed)
+    }
+
+    /// Whether the key store holds a key for `subject` (for tests and the operator).
+    pub async fn has_key(&self, subject: &str) -> anyhow::Result<bool> {
+        Ok(self.keys()?.key_of(subject).await?.is_some())
+    }
+
     /// Destroys submission `submission_id`'s key (its sealed correspondence opens no more).
     pub async fn destroy_submission_key(&self, submission_id: i64) -> anyhow::Result<bool> {
         self.keys()?

@@ -9,6 +9,58 @@ use sqlx::FromRow;
 pub const OUTBOX_RECIPIENT: &str = "mail_outbox.recipient";
 /// Where a queued body is kept: sealed under its submission's key for a request's email.
 pub const OUTBOX_BODY: &str = "mail_outbox.body_text";
+/// Where a queued subject line is kept, sealed like the address.
+pub const OUTBOX_SUBJECT: &str = "mail_outbox.subject";
+/// How the key of one message to a person without an account, outside any request, is named
+/// (`sealing::row`, with the message's idempotency key).
+pub const OUTBOX_ROW_KEY: &str = "mail";
+
+/// Whose key seals a message's address and subject line: the member's when it goes to a
+/// member; else its request's (correspondence, kept and swept with the request's records);
+/// else the message's own.
+enum MailKey<'a> {
+    Member(i64),
+    Submission(i64),
+    Row(&'a str),
+}
+
+impl<'a> MailKey<'a> {
+    fn of(user_id: Option<i64>, submission_id: Option<i64>, idempotency_key: &'a str) -> Self {
+        match (user_id, submission_id) {
+            (Some(user_id), _) => Self::Member(user_id),
+            (None, Some(submission)) => Self::Submission(submission),
+            (None, None) => Self::Row(idempotency_key),
+        }
+    }
+}
+
+impl Store {
+    async fn seal_mail_field(
+        &self,
+        key: &MailKey<'_>,
+        place: &str,
+        plain: &str,
+    ) -> anyhow::Result<String> {
+        match *key {
+            MailKey::Member(user_id) => self.seal_for_member(user_id, place, plain).await,
+            MailKey::Submission(id) => self.seal_for_submission(id, place, plain).await,
+            MailKey::Row(row) => self.seal_for_row(OUTBOX_ROW_KEY, row, place, plain).await,
+        }
+    }
+
+    async fn open_mail_field(
+        &self,
+        key: &MailKey<'_>,
+        place: &str,
+        stored: &str,
+    ) -> anyhow::Result<String> {
+        match *key {
+            MailKey::Member(user_id) => self.open_for_member(user_id, place, stored).await,
+            MailKey::Submission(id) => self.open_for_submission(id, place, stored).await,
+            MailKey::Row(row) => self.open_for_row(OUTBOX_ROW_KEY, row, place, stored).await,
+        }
+    }
+}
 
 pub struct OutgoingMail<'a> {
     /// Names the message for good: enqueuing the same key twice stores it once.
@@ -39,20 +91,28 @@ pub struct QueuedMail {
 }
 
 /// Queues a message; returns false when a message with the same key was already queued.
-/// A member's mail is addressed sealed with the member's key (`mail_outbox.recipient` is in
-/// `inventory::SEALED`); mail to a person without an account is addressed as it is.
+/// Its address and subject line are sealed (R8): with the member's key for a member's mail
+/// (`inventory::SEALED`); else with its request's key (`inventory::SEALED_BY_SUBMISSION`);
+/// else with a key of the message's own (`inventory::SEALED_BY_ROW`). Mail to a person
+/// without an account carries the keyed hash of the address, which erasure by address finds.
 pub async fn enqueue_mail(
     store: &Store,
     tx: &mut Tx,
     mail: &OutgoingMail<'_>,
 ) -> anyhow::Result<bool> {
-    let recipient = match mail.user_id {
-        Some(user_id) => {
-            store
-                .seal_for_member(user_id, OUTBOX_RECIPIENT, mail.recipient)
-                .await?
-        }
-        None => mail.recipient.to_string(),
+    let key = MailKey::of(mail.user_id, mail.submission_id, mail.idempotency_key);
+    let recipient = store
+        .seal_mail_field(&key, OUTBOX_RECIPIENT, mail.recipient)
+        .await?;
+    let subject = store
+        .seal_mail_field(&key, OUTBOX_SUBJECT, mail.subject)
+        .await?;
+    let recipient_lookup = match mail.user_id {
+        None if !mail.recipient.is_empty() => store.lookup_hash(&crate::sealing::lookup_text(
+            OUTBOX_RECIPIENT,
+            mail.recipient,
+        ))?,
+        _ => String::new(),
     };
     let body = match mail.submission_id {
         Some(submission) => {
@@ -64,17 +124,19 @@ pub async fn enqueue_mail(
     };
     let done = sqlx::query(
         "INSERT INTO mail_outbox (idempotency_key, recipient, user_id, subject, body_text, \
-         created_at, next_attempt_at, list_unsubscribe, submission_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING",
+         created_at, next_attempt_at, list_unsubscribe, submission_id, recipient_lookup) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9) \
+         ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(mail.idempotency_key)
     .bind(recipient)
     .bind(mail.user_id)
-    .bind(mail.subject)
+    .bind(subject)
     .bind(body)
     .bind(mail.now)
     .bind(mail.list_unsubscribe)
     .bind(mail.submission_id)
+    .bind(recipient_lookup)
     .execute(&mut **tx)
     .await
     .context("queuing an email")?;
@@ -140,11 +202,14 @@ impl Store {
             .context("claiming queued email")?;
         tx.commit().await.context("claiming queued email")?;
         for mail in &mut claimed {
-            if let Some(user_id) = mail.user_id {
-                mail.recipient = self
-                    .open_for_member(user_id, OUTBOX_RECIPIENT, &mail.recipient)
-                    .await?;
-            }
+            let key = MailKey::of(mail.user_id, mail.submission_id, &mail.idempotency_key);
+            let recipient = self
+                .open_mail_field(&key, OUTBOX_RECIPIENT, &mail.recipient)
+                .await?;
+            let subject = self
+                .open_mail_field(&key, OUTBOX_SUBJECT, &mail.subject)
+                .await?;
+            (mail.recipient, mail.subject) = (recipient, subject);
             if let Some(submission) = mail.submission_id {
                 mail.body_text = self
                     .open_for_submission(submission, OUTBOX_BODY, &mail.body_text)

@@ -99,12 +99,7 @@ impl Store {
 
     /// Marks a claimed message withheld: it is never delivered, and the row says so and why
     /// (`reason`, one of the `WITHHELD_*` words of `store::mail`).
-    pub async fn mark_mail_withheld(
-        &self,
-        id: i64,
-        now: i64,
-        reason: &str,
-    ) -> anyhow::Result<()> {
+    pub async fn mark_mail_withheld(&self, id: i64, now: i64, reason: &str) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE mail_outbox SET withheld_at = $1, withheld_reason = $2, claimed_until = NULL \
              WHERE id = $3 AND sent_at IS NULL",

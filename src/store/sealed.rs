@@ -1,5 +1,5 @@
 //! Sealing at start what was stored plain before its column was sealed (R8): the columns of
-//! `inventory::SEALED` and `inventory::SEALED_BY_SUBMISSION`, and the keyed hashes beside the
+//! `inventory::SEALED`, `inventory::SEALED_BY_SUBMISSION` and `inventory::SEALED_BY_ROW`, and the keyed hashes beside the
 //! ones found by equality. Done once per version of the list: a marker in `settings` says the
 //! database holds nothing plain of the columns sealed so far, so a start with nothing left to
 //! seal reads one row instead of scanning every sealed column.
@@ -14,8 +14,8 @@ use sqlx::AssertSqlSafe;
 pub const SEALED_FIELDS_MARKER: &str = "sealed_fields";
 
 /// Which list of sealed columns the marker stands for: raised whenever a column is added to
-/// `inventory::SEALED` or `inventory::SEALED_BY_SUBMISSION`, so the next start seals it.
-pub const SEALED_FIELDS_VERSION: &str = "0034";
+/// `inventory::SEALED`, `inventory::SEALED_BY_SUBMISSION` or `inventory::SEALED_BY_ROW`, so the next start seals it.
+pub const SEALED_FIELDS_VERSION: &str = "0041";
 
 impl Store {
     /// A member's birth year from its stored text (sealed, or plain decimal from before
@@ -42,6 +42,7 @@ impl Store {
         let mut changed = self.fill_plain_lookups().await?;
         changed += self.seal_plain_member_fields().await?;
         changed += self.seal_plain_submission_fields().await?;
+        changed += self.seal_plain_row_fields().await?;
         sqlx::query(
             "INSERT INTO settings (key, value) VALUES ($1, $2) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -61,6 +62,11 @@ impl Store {
             .filter_map(|s| s.lookup.map(|l| (s.table, s.column, l)))
             .chain(
                 inventory::SEALED_BY_SUBMISSION
+                    .iter()
+                    .filter_map(|s| s.lookup.map(|l| (s.table, s.column, l))),
+            )
+            .chain(
+                inventory::SEALED_BY_ROW
                     .iter()
                     .filter_map(|s| s.lookup.map(|l| (s.table, s.column, l))),
             );
@@ -127,6 +133,44 @@ impl Store {
                 )))
                 .bind(sealed_value)
                 .bind(owner_id)
+                .bind(&value)
+                .execute(self.pool())
+                .await
+                .with_context(|| format!("sealing values of {place}"))?;
+                changed += done.rows_affected() as usize;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Seals the plain text of the columns sealed per row (`inventory::SEALED_BY_ROW`): rows
+    /// sealed under another key (their member's, their request's) are left to those passes.
+    async fn seal_plain_row_fields(&self) -> anyhow::Result<usize> {
+        let mut changed = 0;
+        for sealed in inventory::SEALED_BY_ROW {
+            let (table, column, key) = (sealed.table, sealed.column, sealed.key);
+            let place = format!("{table}.{column}");
+            let unless: String = sealed
+                .unless
+                .iter()
+                .map(|c| format!(" AND {c} IS NULL"))
+                .collect();
+            let plain: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {key}, {column} FROM {table} WHERE {column} <> '' \
+                 AND {column} NOT LIKE 's1:%'{unless}"
+            )))
+            .fetch_all(self.pool())
+            .await
+            .with_context(|| format!("reading plain values of {place}"))?;
+            for (row, value) in plain {
+                let sealed_value = self
+                    .seal_for_row(sealed.prefix, &row, &place, &value)
+                    .await?;
+                let done = sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE {table} SET {column} = $1 WHERE {key} = $2 AND {column} = $3"
+                )))
+                .bind(sealed_value)
+                .bind(&row)
                 .bind(&value)
                 .execute(self.pool())
                 .await

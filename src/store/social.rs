@@ -75,20 +75,40 @@ pub struct SocialLinkRow {
     pub last_sign_in_at: Option<i64>,
 }
 
+/// Where a waiting provider account's address and provider account id are kept, as their
+/// seals name them (`inventory::SEALED_BY_ROW`).
+pub const PENDING_EMAIL: &str = "social_pending.email";
+pub const PENDING_SUBJECT: &str = "social_pending.subject";
+/// How the key of one waiting provider account is named (`sealing::row`, with its token's
+/// digest).
+pub const PENDING_ROW_KEY: &str = "social_pending";
+
+/// The key-store subject sealing the waiting provider account with token digest `token_hash`:
+/// destroy it (`Store::destroy_row_keys`) once the row is gone.
+pub fn pending_key_subject(token_hash: &str) -> String {
+    crate::sealing::row(PENDING_ROW_KEY, token_hash)
+}
+
 /// Removes flows and waiting provider accounts past their expiry: they hold secrets and, for
-/// waiting accounts, an address, which nothing may keep longer than it is needed.
-pub async fn delete_expired_social(tx: &mut Tx, now: i64) -> anyhow::Result<()> {
-    for sql in [
-        "DELETE FROM social_flows WHERE expires_at <= $1",
-        "DELETE FROM social_pending WHERE expires_at <= $1",
-    ] {
-        sqlx::query(sql)
+/// waiting accounts, an address, which nothing may keep longer than it is needed. Returns the
+/// key-store subjects of the waiting accounts removed, for the caller to destroy once the
+/// transaction is committed.
+pub async fn delete_expired_social(tx: &mut Tx, now: i64) -> anyhow::Result<Vec<String>> {
+    sqlx::query("DELETE FROM social_flows WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .context("removing expired social sign-in records")?;
+    let gone: Vec<(String,)> =
+        sqlx::query_as("DELETE FROM social_pending WHERE expires_at <= $1 RETURNING token_hash")
             .bind(now)
-            .execute(&mut **tx)
+            .fetch_all(&mut **tx)
             .await
             .context("removing expired social sign-in records")?;
-    }
-    Ok(())
+    Ok(gone
+        .into_iter()
+        .map(|(token_hash,)| pending_key_subject(&token_hash))
+        .collect())
 }
 
 pub async fn insert_social_flow(tx: &mut Tx, flow: &NewSocialFlow<'_>) -> anyhow::Result<()> {
@@ -133,32 +153,59 @@ pub async fn take_social_flow(
     Ok(row.filter(|flow| flow.expires_at > now))
 }
 
+/// Stores a provider account waiting for registration: its address and provider account id
+/// sealed under a key of the row's own (R8), the address found by its keyed hash.
 pub async fn insert_social_pending(
+    store: &Store,
     tx: &mut Tx,
     pending: &NewSocialPending<'_>,
 ) -> anyhow::Result<()> {
+    let email = store
+        .seal_for_row(
+            PENDING_ROW_KEY,
+            pending.token_hash,
+            PENDING_EMAIL,
+            pending.email,
+        )
+        .await?;
+    let subject = store
+        .seal_for_row(
+            PENDING_ROW_KEY,
+            pending.token_hash,
+            PENDING_SUBJECT,
+            pending.subject,
+        )
+        .await?;
+    let email_lookup = if pending.email.is_empty() {
+        String::new()
+    } else {
+        store.lookup_hash(&crate::sealing::lookup_text(PENDING_EMAIL, pending.email))?
+    };
     sqlx::query(
         "INSERT INTO social_pending (token_hash, provider, subject, email, email_verified, \
-         fields_received, policy_version, text_hash, authorized_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         fields_received, policy_version, text_hash, authorized_at, expires_at, email_lookup) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(pending.token_hash)
     .bind(pending.provider)
-    .bind(pending.subject)
-    .bind(pending.email)
+    .bind(subject)
+    .bind(email)
     .bind(i64::from(pending.email_verified))
     .bind(pending.fields_received)
     .bind(pending.policy_version)
     .bind(pending.text_hash)
     .bind(pending.authorized_at)
     .bind(pending.expires_at)
+    .bind(email_lookup)
     .execute(&mut **tx)
     .await
     .context("storing a provider account waiting for registration")?;
     Ok(())
 }
 
-/// Takes a waiting provider account by its token, once.
+/// Takes a waiting provider account by its token, once. Its address and provider account id
+/// come back as stored (sealed): read them with `Store::social_pending` first. The caller
+/// destroys the row's key (`pending_key_subject`) once its transaction is committed.
 pub async fn take_social_pending(
     tx: &mut Tx,
     token_hash: &str,
@@ -269,13 +316,14 @@ impl Store {
 }
 
 impl Store {
-    /// A provider account waiting for registration, without taking it (to show the form).
+    /// A provider account waiting for registration, without taking it (to show the form),
+    /// its address and provider account id opened.
     pub async fn social_pending(
         &self,
         token_hash: &str,
         now: i64,
     ) -> anyhow::Result<Option<SocialPendingRow>> {
-        sqlx::query_as(
+        let row: Option<SocialPendingRow> = sqlx::query_as(
             "SELECT provider, subject, email, email_verified, fields_received, policy_version, \
              text_hash, authorized_at FROM social_pending \
              WHERE token_hash = $1 AND expires_at > $2",
@@ -284,6 +332,16 @@ impl Store {
         .bind(now)
         .fetch_optional(self.pool())
         .await
-        .context("reading a provider account waiting for registration")
+        .context("reading a provider account waiting for registration")?;
+        let Some(mut row) = row else {
+            return Ok(None);
+        };
+        row.email = self
+            .open_for_row(PENDING_ROW_KEY, token_hash, PENDING_EMAIL, &row.email)
+            .await?;
+        row.subject = self
+            .open_for_row(PENDING_ROW_KEY, token_hash, PENDING_SUBJECT, &row.subject)
+            .await?;
+        Ok(Some(row))
     }
 }

@@ -113,6 +113,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/privacy/acknowledge", MEMBERS),
     ("GET", "/staff/ropa", ADMINISTRATORS),
     ("GET", "/staff/audit", ADMINISTRATORS),
+    ("GET", "/staff/mail/withheld", ADMINISTRATORS),
     ("GET", "/staff/held", MODERATORS),
     ("POST", "/staff/held/{id}/release", MODERATORS),
     ("POST", "/staff/held/{id}/hide", MODERATORS),

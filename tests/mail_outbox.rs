@@ -156,5 +156,48 @@ on_both_stores! {
         assert_eq!(withheld.len(), 1, "{withheld:?}");
         assert_eq!(withheld[0].user_id, Some(id));
         assert_eq!(withheld[0].withheld_reason, covenant::store::WITHHELD_ACCOUNT_CLOSED);
+        // Administrators see it, with its reason, on the outbox's page of withheld mail.
+        let admin = administrator(app, "zqadmin").await;
+        let page = app.page(&admin, "/staff/mail/withheld").await;
+        let row = page
+            .split(&format!("<tr data-mail=\"{}\">", withheld[0].id))
+            .nth(1)
+            .expect("the withheld message is listed");
+        let row = row.split("</tr>").next().unwrap();
+        assert!(row.contains(&format!(">{id}<")) && row.contains("account closed"), "{row}");
+        assert!(!page.contains(address) && !page.contains("Zq notice"), "numbers and reasons only");
     }
+}
+
+/// An administrator with 2-step verification on, signed in with a browser.
+async fn administrator(app: &common::TestApp, name: &str) -> reqwest::Client {
+    app.member(name).await;
+    let id = app.store.user_by_username(name).await.unwrap().unwrap().id;
+    app.state
+        .accounts
+        .set_role(id, covenant::domain::Role::Administrator)
+        .await
+        .unwrap();
+    let setup = app.state.accounts.two_factor_setup(id, name).await.unwrap();
+    let step = common::settled_totp_step().await;
+    app.state
+        .accounts
+        .enable_two_factor(id, &common::totp_code(&setup.secret, step - 1))
+        .await
+        .unwrap();
+    let browser = app.new_client();
+    let form = app.page(&browser, "/sign-in").await;
+    let response = browser
+        .post(app.url("/sign-in"))
+        .form(&[
+            ("csrf", common::csrf_of(&form)),
+            ("login", name.to_string()),
+            ("password", "a long enough password".to_string()),
+            ("code", common::totp_code(&setup.secret, step)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303, "sign-in of {name}");
+    browser
 }

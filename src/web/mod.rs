@@ -425,6 +425,7 @@ fn routes(config: &Config) -> Routes {
         .post("/privacy/acknowledge", privacy::acknowledge)
         .get("/staff/ropa", privacy::staff_ropa)
         .get("/staff/audit", staff::staff_audit)
+        .get("/staff/mail/withheld", staff::withheld_mail)
         .get("/staff/held", staff::held_posts)
         .post("/staff/held/{id}/release", staff::release_held_post)
         .post("/staff/held/{id}/hide", staff::hide_held_post)

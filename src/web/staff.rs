@@ -184,6 +184,58 @@ pub async fn staff_audit(
     })
 }
 
+/// How many withheld messages the outbox page lists, newest first.
+pub const WITHHELD_MAIL_SHOWN: i64 = 200;
+
+struct WithheldLine {
+    id: i64,
+    member: String,
+    at: String,
+    reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "staff/withheld_mail.html")]
+struct WithheldMailPage {
+    layout: Layout,
+    lines: Vec<WithheldLine>,
+}
+
+/// The mail the outbox held back instead of sending, and why ('restricted': the member
+/// restricted processing; 'account closed': the account closed before it went out). Numbers,
+/// times and reasons only: no address, subject line or text. Administrators only.
+pub async fn withheld_mail(State(state): State<AppState>, viewer: Viewer) -> PageResult {
+    let signed_in = viewer.require()?;
+    let actor = signed_in.actor();
+    actor.require_staff()?;
+    if actor.role != crate::domain::Role::Administrator {
+        return Err(Error::Forbidden.into());
+    }
+    let lines = state
+        .store
+        .withheld_mail(WITHHELD_MAIL_SHOWN)
+        .await?
+        .into_iter()
+        .map(|row| WithheldLine {
+            id: row.id,
+            member: row
+                .user_id
+                .map(|id| id.to_string())
+                .unwrap_or_else(|| "none".into()),
+            at: date(row.withheld_at),
+            reason: if row.withheld_reason.is_empty() {
+                "not recorded".into()
+            } else {
+                row.withheld_reason
+            },
+        })
+        .collect();
+    page(&WithheldMailPage {
+        layout: Layout::new(&state, &viewer, "Withheld mail"),
+        lines,
+    })
+}
+
 struct HeldLine {
     post_id: i64,
     href: String,

@@ -457,7 +457,8 @@ async fn outbox_survives_a_hard_kill(database_url: String) {
     store.migrate().await.unwrap();
     // The node's key store and audit key file: mail to people without an account is sealed
     // under keys of its own, which the node opens to deliver it.
-    let audit_key = covenant::audit::AuditKey::load_or_create(&dir.path().join("audit.key")).unwrap();
+    let audit_key =
+        covenant::audit::AuditKey::load_or_create(&dir.path().join("audit.key")).unwrap();
     let store = store.with_keys(dir.path(), "", &audit_key).await.unwrap();
     let mut tx = store.begin().await.unwrap();
     let mail = covenant::mail::Mail {

@@ -368,6 +368,7 @@ impl Retention {
         let security_log_cutoff = as_of - i64::from(security_log_days) * 86_400;
         let mut minimized_after = 0;
         let mut requests_after = 0;
+        let mut unowned_done = false;
         // Several batches share a transaction (see `COMMIT_EVERY`): each batch advances the
         // run's cursor in it, so a crash loses the uncommitted batches whole and the next run
         // repeats exactly those.
@@ -504,6 +505,23 @@ impl Retention {
                     .await?;
                     requests_after = last_record;
                     *members_in_tx += records.len() as i64;
+                    if let Some(run_id) = run_id {
+                        store::advance_sweep_run(tx, run_id, cursor, &totals).await?;
+                    }
+                } else if !unowned_done {
+                    // Last, what belongs to no member: expired sign-in flows and unfinished
+                    // provider sign-ups, and old mail to people without an account.
+                    unowned_done = true;
+                    let mut totals = SweepTotals::default();
+                    let unowned = Unowned {
+                        as_of,
+                        security_log_days,
+                        security_log_cutoff,
+                        run_id,
+                        execute: !options.dry_run,
+                    };
+                    self.sweep_unowned(tx, &unowned, &mut report, &mut totals)
+                        .await?;
                     if let Some(run_id) = run_id {
                         store::advance_sweep_run(tx, run_id, cursor, &totals).await?;
                     }
@@ -828,6 +846,102 @@ impl Retention {
         }
         if batch.execute {
             audit::record_many(&self.store, tx, &self.audit, events).await?;
+        }
+        Ok(())
+    }
+
+    /// What no member owns and no rule of a category can wait for: sign-in flows and
+    /// provider sign-ups left unfinished past their expiry (their sealed address and provider
+    /// account id die with the row's key), and mail to a person without an account, outside
+    /// any privacy request, once it was sent or withheld as long ago as the security logs are
+    /// kept (its sealed address and subject die with the message's key). One audit entry per
+    /// kind, with how many rows went; a dry run only counts.
+    async fn sweep_unowned(
+        &self,
+        tx: &mut Tx,
+        run: &Unowned,
+        report: &mut SweepReport,
+        totals: &mut SweepTotals,
+    ) -> anyhow::Result<()> {
+        let days = run.security_log_days;
+        let (flows, pending) = store::count_expired_social(tx, run.as_of).await?;
+        let mut dead_keys = Vec::new();
+        if run.execute && flows + pending > 0 {
+            dead_keys.extend(store::delete_expired_social(tx, run.as_of).await?);
+        }
+        let mut mail = 0;
+        loop {
+            let found = store::unowned_mail_done_before(tx, run.security_log_cutoff, 1000).await?;
+            if found.is_empty() {
+                break;
+            }
+            mail += found.len() as i64;
+            if !run.execute {
+                break;
+            }
+            let ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
+            store::delete_mail_rows(tx, &ids).await?;
+            dead_keys.extend(
+                found
+                    .iter()
+                    .map(|(_, key)| crate::sealing::row(store::OUTBOX_ROW_KEY, key)),
+            );
+        }
+        if !run.execute && mail == 1000 {
+            // The dry run counted one statement's worth: count the rest without listing them.
+            mail = store::count_unowned_mail_done_before(tx, run.security_log_cutoff).await?;
+        }
+        let kinds = [
+            (
+                Swept::Credentials,
+                flows,
+                "expire",
+                "expired",
+                "A sign-in through a provider that was started and not finished is deleted \
+                 once it has expired."
+                    .to_owned(),
+            ),
+            (
+                Swept::SocialProfile,
+                pending,
+                "expire",
+                "expired",
+                "A provider sign-up left before its registration form was sent is deleted, with \
+                 the address and provider account it held, once it has expired."
+                    .to_owned(),
+            ),
+            (
+                Swept::Email,
+                mail,
+                "delete",
+                "minimization",
+                format!(
+                    "Mail to a person without an account is kept {days} days after it was sent \
+                     or withheld (the policy's minimization.security_log_days), then deleted."
+                ),
+            ),
+        ];
+        let mut events = Vec::new();
+        for (item, n, action, audit_reason, reason) in kinds {
+            if n == 0 {
+                continue;
+            }
+            report.add(item.category(), action, n as u64, &reason);
+            totals.n_deleted += n;
+            let mut event = Event::new(AuditKind::DataDeleted)
+                .detail(Detail::Category(item.category().to_string()))
+                .detail(Detail::Count(n))
+                .detail(Detail::Reason(audit_reason));
+            if let Some(run_id) = run.run_id {
+                event = event.detail(Detail::SweepRun(run_id));
+            }
+            events.push(event);
+        }
+        if run.execute {
+            audit::record_many(&self.store, tx, &self.audit, events).await?;
+            // The keys go now: were this transaction lost, its rows would open no more and
+            // the next run would delete them.
+            self.store.destroy_row_keys(&dead_keys).await?;
         }
         Ok(())
     }
@@ -1449,6 +1563,15 @@ fn at(epoch: i64) -> OffsetDateTime {
 /// Runs a sweep every `interval` inside `serve`, until shutdown. Several nodes may run it: they
 /// share the open run.
 /// `after_batch` runs after each committed batch (the page cache goes stale then).
+/// The settings of [`Retention::sweep_unowned`].
+struct Unowned {
+    as_of: i64,
+    security_log_days: u32,
+    security_log_cutoff: i64,
+    run_id: Option<i64>,
+    execute: bool,
+}
+
 pub async fn run_schedule(
     retention: Retention,
     after_batch: impl Fn(u64) + Send + Sync + 'static,
@@ -1577,8 +1700,8 @@ mod tests {
         "parental_consents.token_hash",
         // Not swept yet: restrictions of processing (0020); erasure covers them.
         "processing_restrictions.started_at",
-        // Not swept: social sign-in flows and pending sign-ups (deleted on expiry by
-        // `store::delete_expired_social`).
+        // Deleted whole once expired (the sweep's last step, `Retention::sweep_unowned`,
+        // and each social sign-in's start): social sign-in flows and pending sign-ups.
         "social_flows.state_hash",
         "social_flows.pkce_verifier",
         "social_flows.nonce",

@@ -274,3 +274,49 @@ impl Store {
         .context("reading withheld email")
     }
 }
+
+/// Messages to a person without an account outside any privacy request (their address and
+/// subject sealed under the message's own key) that were sent or withheld before `cutoff`:
+/// `(id, idempotency key)`, at most `limit`. A request's mail goes with the request's records.
+pub async fn unowned_mail_done_before(
+    tx: &mut Tx,
+    cutoff: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<(i64, String)>> {
+    sqlx::query_as(
+        "SELECT id, idempotency_key FROM mail_outbox \
+         WHERE user_id IS NULL AND submission_id IS NULL \
+         AND COALESCE(sent_at, withheld_at) < $1 ORDER BY id LIMIT $2",
+    )
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await
+    .context("finding old mail to people without an account")
+}
+
+/// Deletes the messages `ids`; returns how many went.
+pub async fn delete_mail_rows(tx: &mut Tx, ids: &[i64]) -> anyhow::Result<u64> {
+    let mut deleted = 0;
+    for id in ids {
+        deleted += sqlx::query("DELETE FROM mail_outbox WHERE id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .context("deleting old mail")?
+            .rows_affected();
+    }
+    Ok(deleted)
+}
+
+/// How many messages [`unowned_mail_done_before`] would find without a limit.
+pub async fn count_unowned_mail_done_before(tx: &mut Tx, cutoff: i64) -> anyhow::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM mail_outbox WHERE user_id IS NULL AND submission_id IS NULL \
+         AND COALESCE(sent_at, withheld_at) < $1",
+    )
+    .bind(cutoff)
+    .fetch_one(&mut **tx)
+    .await
+    .context("counting old mail to people without an account")
+}

@@ -345,3 +345,16 @@ impl Store {
         Ok(Some(row))
     }
 }
+
+/// How many sign-in flows and waiting provider accounts are past their expiry at `now`: what
+/// [`delete_expired_social`] would remove (the retention sweep's dry run).
+pub async fn count_expired_social(tx: &mut Tx, now: i64) -> anyhow::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM social_flows WHERE expires_at <= $1), \
+         (SELECT COUNT(*) FROM social_pending WHERE expires_at <= $1)",
+    )
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .context("counting expired social sign-in records")
+}

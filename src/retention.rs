@@ -938,12 +938,52 @@ impl Retention {
             events.push(event);
         }
         if run.execute {
+            // A key whose row went without it (a process stopped between an erasure's commit
+            // and the key's destruction) would open the row's copy in an older backup: it goes
+            // too. Only keys a day old by the clock (not the run's date): a key is made just before
+            // its row is written.
+            let orphans = self
+                .orphaned_row_keys(tx, crate::now() - DAY_SECONDS)
+                .await?;
+            if !orphans.is_empty() {
+                events.push(
+                    Event::new(AuditKind::SubjectKeyDestroyed)
+                        .detail(Detail::Count(orphans.len() as i64))
+                        .detail(Detail::Reason("orphaned")),
+                );
+                dead_keys.extend(orphans);
+            }
             audit::record_many(&self.store, tx, &self.audit, events).await?;
             // The keys go now: were this transaction lost, its rows would open no more and
             // the next run would delete them.
             self.store.destroy_row_keys(&dead_keys).await?;
         }
         Ok(())
+    }
+
+    /// Keys of rows (`sealing::row`) made before `cutoff` whose row is no longer there.
+    async fn orphaned_row_keys(&self, tx: &mut Tx, cutoff: i64) -> anyhow::Result<Vec<String>> {
+        let keys = self.store.keys()?;
+        let mut live: std::collections::HashSet<String> = store::pending_token_hashes(tx)
+            .await?
+            .iter()
+            .map(|token| store::pending_key_subject(token))
+            .collect();
+        live.extend(
+            store::unowned_mail_keys(tx)
+                .await?
+                .iter()
+                .map(|key| crate::sealing::row(store::OUTBOX_ROW_KEY, key)),
+        );
+        let mut orphans = Vec::new();
+        for prefix in [store::PENDING_ROW_KEY, store::OUTBOX_ROW_KEY] {
+            for subject in keys.row_subjects_before(prefix, cutoff).await? {
+                if !live.contains(&subject) {
+                    orphans.push(subject);
+                }
+            }
+        }
+        Ok(orphans)
     }
 
     /// One batch of privacy-request records (per submission): kept while any of its
@@ -1563,6 +1603,8 @@ fn at(epoch: i64) -> OffsetDateTime {
 /// Runs a sweep every `interval` inside `serve`, until shutdown. Several nodes may run it: they
 /// share the open run.
 /// `after_batch` runs after each committed batch (the page cache goes stale then).
+const DAY_SECONDS: i64 = 86_400;
+
 /// The settings of [`Retention::sweep_unowned`].
 struct Unowned {
     as_of: i64,

@@ -34,6 +34,21 @@ async fn raw_pool(app: &common::TestApp) -> sqlx::AnyPool {
     sqlx::AnyPool::connect(&url).await.unwrap()
 }
 
+async fn key_store_pool(app: &common::TestApp) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = match app.backend {
+        common::Backend::Sqlite => format!(
+            "sqlite://{}",
+            app.data_dir
+                .path()
+                .join("covenant.db.keys.sqlite")
+                .display()
+        ),
+        common::Backend::Postgres => format!("{}_keys", app.state.config.database_url),
+    };
+    sqlx::AnyPool::connect(&url).await.unwrap()
+}
+
 async fn count(pool: &sqlx::AnyPool, sql: &'static str) -> i64 {
     let (n,): (i64,) = sqlx::query_as(sql).fetch_one(pool).await.unwrap();
     n
@@ -178,6 +193,25 @@ on_both_stores! {
                 assert!(!row.details.contains(address), "an address in the audit log");
             }
         }
+        // A key left behind by a row that went without it (a process stopped between an
+        // erasure's commit and the key's destruction) goes once it is a day old.
+        let orphan = covenant::sealing::row(covenant::store::OUTBOX_ROW_KEY, "test:lost-row");
+        app.store.keys().unwrap().key_for(&orphan).await.unwrap();
+        sweep(app, false).await;
+        assert!(app.store.has_key(&orphan).await.unwrap(), "a fresh key may belong to a row being written");
+        let key_pool = key_store_pool(app).await;
+        sqlx::query("UPDATE subject_keys SET created_at = $1 WHERE subject = $2")
+            .bind(covenant::now() - 2 * DAY)
+            .bind(&orphan)
+            .execute(&key_pool)
+            .await
+            .unwrap();
+        key_pool.close().await;
+        sweep(app, false).await;
+        assert!(!app.store.has_key(&orphan).await.unwrap(), "the orphaned key is gone");
+        assert!(app.store.has_key(&new_key).await.unwrap(), "a key with its row stays");
+        assert!(app.store.has_key(&live_key).await.unwrap());
+
         // A second run finds nothing more of them.
         let again = sweep(app, true).await;
         assert!(line(&again, "user.contact.email", "delete").is_none());

@@ -289,6 +289,23 @@ impl KeyStore {
         Ok(done.rows_affected() > 0)
     }
 
+    /// The subjects of keys named `prefix:…` (`sealing::row`) made before `cutoff`.
+    pub async fn row_subjects_before(
+        &self,
+        prefix: &str,
+        cutoff: i64,
+    ) -> anyhow::Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT subject FROM subject_keys WHERE subject LIKE $1 AND created_at < $2",
+        )
+        .bind(format!("{prefix}:%"))
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing rows' keys")?;
+        Ok(rows.into_iter().map(|(subject,)| subject).collect())
+    }
+
     /// How many keys the store holds (for tests and the operator).
     pub async fn count(&self) -> anyhow::Result<i64> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM subject_keys")

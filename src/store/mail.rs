@@ -320,3 +320,14 @@ pub async fn count_unowned_mail_done_before(tx: &mut Tx, cutoff: i64) -> anyhow:
     .await
     .context("counting old mail to people without an account")
 }
+
+/// The idempotency keys of every message sealed under a key of its own (to a person without
+/// an account, outside any request).
+pub async fn unowned_mail_keys(tx: &mut Tx) -> anyhow::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT idempotency_key FROM mail_outbox WHERE user_id IS NULL AND submission_id IS NULL",
+    )
+    .fetch_all(&mut **tx)
+    .await
+    .context("listing mail sealed under its own key")
+}

@@ -358,3 +358,11 @@ pub async fn count_expired_social(tx: &mut Tx, now: i64) -> anyhow::Result<(i64,
     .await
     .context("counting expired social sign-in records")
 }
+
+/// The token digests of every waiting provider account (each names its row's key).
+pub async fn pending_token_hashes(tx: &mut Tx) -> anyhow::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT token_hash FROM social_pending")
+        .fetch_all(&mut **tx)
+        .await
+        .context("listing waiting provider accounts")
+}

@@ -10,17 +10,6 @@ use covenant::inventory::{self, Kind, Link};
 use covenant::store::{self, NewConsentRecord};
 use std::io::Read;
 
-async fn raw_pool(app: &common::TestApp) -> sqlx::AnyPool {
-    let url = match app.backend {
-        common::Backend::Sqlite => format!(
-            "sqlite://{}",
-            app.data_dir.path().join("covenant.db").display()
-        ),
-        common::Backend::Postgres => app.state.config.database_url.clone(),
-    };
-    sqlx::AnyPool::connect(&url).await.unwrap()
-}
-
 async fn user_id(app: &common::TestApp, username: &str) -> i64 {
     app.store
         .user_by_username(&username.to_lowercase())
@@ -73,7 +62,7 @@ async fn export_url(app: &common::TestApp, bearer: &str) -> String {
 
 /// Archives still held: stored content not yet cleared, and files left on disk.
 async fn archives_held(app: &common::TestApp) -> i64 {
-    let pool = raw_pool(app).await;
+    let pool = app.raw_pool().await;
     let (stored,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM export_archives WHERE content IS NOT NULL")
             .fetch_one(&pool)
@@ -154,7 +143,7 @@ async fn marked_subject(app: &common::TestApp) -> (i64, String, Vec<(String, boo
         .unwrap();
     tx.commit().await.unwrap();
     // A version not yet in force, only so that an acknowledgement can point at it.
-    let pool = raw_pool(app).await;
+    let pool = app.raw_pool().await;
     let (version,): (i64,) = sqlx::query_as(
         "INSERT INTO policy_versions (version_label, effective_on, published_at, toml_text, \
          sha256, material, diff_json) VALUES ('9999.1', '2999-01-01', 1, '', '', 1, '[]') \
@@ -284,7 +273,7 @@ async fn marked_subject(app: &common::TestApp) -> (i64, String, Vec<(String, boo
 
 /// Every text column of every table that still holds `needle`.
 async fn columns_holding(app: &common::TestApp, needle: &str) -> Vec<String> {
-    let pool = raw_pool(app).await;
+    let pool = app.raw_pool().await;
     let sql = match app.backend {
         common::Backend::Sqlite => {
             "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
@@ -438,7 +427,7 @@ on_both_stores! {
         // A post written long before the subject joined, in a topic quiet since then...
         let other = app.member("elder").await;
         let topic = post_topic(app, &other, "Old times", "Nothing to see yet").await;
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         sqlx::query("UPDATE posts SET created_at = 1 WHERE topic_id = $1")
             .bind(topic)
             .execute(&pool)
@@ -497,7 +486,7 @@ on_both_stores! {
         assert_eq!(app.client.get(&url).send().await.unwrap().status(), 400, "reused");
 
         let url = export_url(app, &bearer).await;
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         sqlx::query("UPDATE export_archives SET expires_at = 1 WHERE downloaded_at IS NULL")
             .execute(&pool)
             .await
@@ -685,7 +674,7 @@ on_both_stores! {
     /// Proves: R8
     async fn an_erasure_by_address_is_applied_again_to_an_older_copy_at_start(app) {
         let (gone, kept) = ("zqm-gone@example.org", "zqm-kept@example.org");
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         let (gone_hash, kept_hash) =
             (app.store.lookup_hash(gone).unwrap(), app.store.lookup_hash(kept).unwrap());
         rows_of_visitor(&app.store, gone).await;
@@ -810,7 +799,7 @@ on_both_stores! {
             .unwrap();
         assert_eq!(report.holds, ["claim 2026-17"]);
         assert!(report.kept.iter().any(|k| k.what.contains("user.device.ip_address")));
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         let ips: Vec<(String, String)> =
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT d.ip, d.user_agent FROM post_devices d JOIN posts p ON p.id = d.post_id \
@@ -943,7 +932,7 @@ on_both_stores! {
         let address = "zqm-visitor@example.org";
         app.member("kid").await;
         let kid = user_id(app, "kid").await;
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         // The address is a parent's on a minor's consent, a provider sign-up never finished,
         // and the recipient of mail already sent.
         // (Sealed with the minor's key and found by its keyed hash, as the service stores it.)
@@ -982,7 +971,7 @@ on_both_stores! {
         assert_eq!(subjects.len(), 1, "{subjects:?}");
         assert!(subjects[0].contains("We did what you asked"));
         // The minor's consent stays as the minor's record, without the parent's address.
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         let (n, email): (i64, String) = sqlx::query_as(
             "SELECT COUNT(*), MAX(parent_email) FROM parental_consents WHERE user_id = $1")
             .bind(kid).fetch_one(&pool).await.unwrap();
@@ -1024,7 +1013,7 @@ on_both_stores! {
             && answer.contains("legal hold"), "the answer says what was kept and why: {answer}");
 
         // Held: the IP addresses. Everything else of the member is gone.
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         let posts: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT d.ip, d.user_agent FROM post_devices d JOIN posts p ON p.id = d.post_id \
                  WHERE p.topic_id = {topic}"))).fetch_all(&pool).await.unwrap();

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 /// The (table, column) pairs of the running store's schema.
 pub async fn live_columns(app: &common::TestApp) -> BTreeSet<(String, String)> {
-    let pool = raw_pool(app).await;
+    let pool = app.raw_pool().await;
     let sql = match app.backend {
         common::Backend::Sqlite => {
             "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
@@ -22,18 +22,6 @@ pub async fn live_columns(app: &common::TestApp) -> BTreeSet<(String, String)> {
     let rows: Vec<(String, String)> = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
     pool.close().await;
     rows.into_iter().collect()
-}
-
-/// A pool of its own on the test app's database, for reading the schema.
-pub async fn raw_pool(app: &common::TestApp) -> sqlx::AnyPool {
-    let url = match app.backend {
-        common::Backend::Sqlite => format!(
-            "sqlite://{}",
-            app.data_dir.path().join("covenant.db").display()
-        ),
-        common::Backend::Postgres => app.state.config.database_url.clone(),
-    };
-    sqlx::AnyPool::connect(&url).await.unwrap()
 }
 
 on_both_stores! {

@@ -606,26 +606,12 @@ on_both_stores! {
     }
 }
 
-/// A connection of the test's own to the app's database, to read columns no store function
-/// shows.
-async fn raw_pool(app: &common::TestApp) -> sqlx::AnyPool {
-    sqlx::any::install_default_drivers();
-    let url = match app.backend {
-        common::Backend::Sqlite => format!(
-            "sqlite://{}",
-            app.data_dir.path().join("covenant.db").display()
-        ),
-        common::Backend::Postgres => app.state.config.database_url.clone(),
-    };
-    sqlx::AnyPool::connect(&url).await.unwrap()
-}
-
 /// Where a member lives, as stored: jurisdiction, country, US state.
 async fn residence(
     app: &common::TestApp,
     user_id: i64,
 ) -> (Option<String>, Option<String>, Option<String>) {
-    let pool = raw_pool(app).await;
+    let pool = app.raw_pool().await;
     let row = sqlx::query_as("SELECT jurisdiction, country, us_state FROM users WHERE id = $1")
         .bind(user_id)
         .fetch_one(&pool)
@@ -637,7 +623,7 @@ async fn residence(
 
 /// `SELECT COUNT(*) …` on the app's database.
 async fn count(app: &common::TestApp, sql: &'static str) -> i64 {
-    let pool = raw_pool(app).await;
+    let pool = app.raw_pool().await;
     let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
     pool.close().await;
     n
@@ -647,7 +633,7 @@ const COMMENTS: &str = "ZqSealedComment: please also check my old forum handle";
 
 /// A submission's comments as stored.
 async fn stored_comments(app: &common::TestApp, submission: i64) -> String {
-    let pool = raw_pool(app).await;
+    let pool = app.raw_pool().await;
     let (stored,): (String,) =
         sqlx::query_as("SELECT comments FROM privacy_submissions WHERE id = $1")
             .bind(submission)
@@ -659,7 +645,7 @@ async fn stored_comments(app: &common::TestApp, submission: i64) -> String {
 }
 
 async fn set_comments(app: &common::TestApp, submission: i64, stored: &str) {
-    let pool = raw_pool(app).await;
+    let pool = app.raw_pool().await;
     sqlx::query("UPDATE privacy_submissions SET comments = $1 WHERE id = $2")
         .bind(stored)
         .bind(submission)

@@ -22,33 +22,6 @@ async fn sweep(app: &common::TestApp, dry_run: bool) -> SweepReport {
     app.state.retention.sweep(&options, &|_| {}).await.unwrap()
 }
 
-async fn raw_pool(app: &common::TestApp) -> sqlx::AnyPool {
-    sqlx::any::install_default_drivers();
-    let url = match app.backend {
-        common::Backend::Sqlite => format!(
-            "sqlite://{}",
-            app.data_dir.path().join("covenant.db").display()
-        ),
-        common::Backend::Postgres => app.state.config.database_url.clone(),
-    };
-    sqlx::AnyPool::connect(&url).await.unwrap()
-}
-
-async fn key_store_pool(app: &common::TestApp) -> sqlx::AnyPool {
-    sqlx::any::install_default_drivers();
-    let url = match app.backend {
-        common::Backend::Sqlite => format!(
-            "sqlite://{}",
-            app.data_dir
-                .path()
-                .join("covenant.db.keys.sqlite")
-                .display()
-        ),
-        common::Backend::Postgres => format!("{}_keys", app.state.config.database_url),
-    };
-    sqlx::AnyPool::connect(&url).await.unwrap()
-}
-
 async fn count(pool: &sqlx::AnyPool, sql: &'static str) -> i64 {
     let (n,): (i64,) = sqlx::query_as(sql).fetch_one(pool).await.unwrap();
     n
@@ -67,7 +40,7 @@ async fn sent_visitor_mail(app: &common::TestApp, key: &str, to: &str, days_ago:
     tx.commit().await.unwrap();
     app.state.mailer.wake();
     app.wait_for_mail(to, "A notice").await;
-    let pool = raw_pool(app).await;
+    let pool = app.raw_pool().await;
     sqlx::query("UPDATE mail_outbox SET sent_at = $1 WHERE idempotency_key = $2")
         .bind(covenant::now() - days_ago * DAY)
         .bind(key)
@@ -146,7 +119,7 @@ on_both_stores! {
         assert_eq!(n, 1);
         assert!(why.contains("expired"), "{why}");
         assert_eq!(line(&dry, "user.authorization.credentials", "expire").map(|l| l.0), Some(1));
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         assert_eq!(count(&pool, "SELECT COUNT(*) FROM social_pending").await, 2, "a dry run changes nothing");
         assert_eq!(count(&pool, "SELECT COUNT(*) FROM social_flows").await, 2);
         assert_eq!(count(&pool, "SELECT COUNT(*) FROM mail_outbox WHERE user_id IS NULL").await, 2);
@@ -199,7 +172,7 @@ on_both_stores! {
         app.store.keys().unwrap().key_for(&orphan).await.unwrap();
         sweep(app, false).await;
         assert!(app.store.has_key(&orphan).await.unwrap(), "a fresh key may belong to a row being written");
-        let key_pool = key_store_pool(app).await;
+        let key_pool = app.key_store_pool().await;
         sqlx::query("UPDATE subject_keys SET created_at = $1 WHERE subject = $2")
             .bind(covenant::now() - 2 * DAY)
             .bind(&orphan)

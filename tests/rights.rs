@@ -16,17 +16,6 @@ const PASSWORD: &str = "a long enough password";
 const NEWS_SUBJECT: &str = "Spring release notes";
 const DIGEST_SUBJECT: &str = "New replies in topics you follow";
 
-async fn raw_pool(app: &common::TestApp) -> sqlx::AnyPool {
-    let url = match app.backend {
-        common::Backend::Sqlite => format!(
-            "sqlite://{}",
-            app.data_dir.path().join("covenant.db").display()
-        ),
-        common::Backend::Postgres => app.state.config.database_url.clone(),
-    };
-    sqlx::AnyPool::connect(&url).await.unwrap()
-}
-
 async fn user_id(app: &common::TestApp, username: &str) -> i64 {
     app.store
         .user_by_username(username)
@@ -141,7 +130,7 @@ async fn reply(app: &common::TestApp, bearer: &str, topic_id: i64, body: &str) {
 /// Views counted for the statistics so far, after writing what is held in memory.
 async fn views_counted(app: &common::TestApp) -> i64 {
     app.state.visits.flush().await.unwrap();
-    let pool = raw_pool(app).await;
+    let pool = app.raw_pool().await;
     let (n,): (i64,) =
         sqlx::query_as("SELECT CAST(COALESCE(SUM(views), 0) AS BIGINT) FROM visit_counts")
             .fetch_one(&pool)

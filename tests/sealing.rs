@@ -13,20 +13,9 @@ const ADDRESS: &str = "Zq.Sealed-Ann@Example.org";
 const AGENT: &str = "ZqSealedBrowser/9.1 (Distinctive)";
 const IP: &str = "198.51.100.177";
 
-async fn raw_pool(app: &common::TestApp) -> sqlx::AnyPool {
-    let url = match app.backend {
-        common::Backend::Sqlite => format!(
-            "sqlite://{}",
-            app.data_dir.path().join("covenant.db").display()
-        ),
-        common::Backend::Postgres => app.state.config.database_url.clone(),
-    };
-    sqlx::AnyPool::connect(&url).await.unwrap()
-}
-
 /// Every text column of every table of the main database that holds `needle` (any case).
 async fn columns_holding(app: &common::TestApp, needle: &str) -> Vec<String> {
-    let pool = raw_pool(app).await;
+    let pool = app.raw_pool().await;
     let sql = match app.backend {
         common::Backend::Sqlite => {
             "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
@@ -135,7 +124,7 @@ async fn forget_the_sealing_marker(pool: &sqlx::AnyPool) {
 
 /// One stored text value, read raw.
 async fn stored(app: &common::TestApp, sql: &str, id: i64) -> String {
-    let pool = raw_pool(app).await;
+    let pool = app.raw_pool().await;
     let (value,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string()))
         .bind(id)
         .fetch_one(&pool)
@@ -225,7 +214,7 @@ on_both_stores! {
         where config: behind_proxy; {
         let (id, _) = sealed_member(app).await;
         // What a backup taken now holds of the member: the stored row, as it is.
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         let (stored_email, stored_lookup): (String, String) =
             sqlx::query_as("SELECT email, email_lookup FROM users WHERE id = $1")
                 .bind(id)
@@ -333,7 +322,7 @@ on_both_stores! {
         where config: behind_proxy; {
         let (id, _) = sealed_member(app).await;
         // A database from before sealing: the address and its lookup column in plain text.
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         sqlx::query("UPDATE users SET email = $1, email_lookup = $2 WHERE id = $3")
             .bind("Zq.Legacy@Example.org")
             .bind("zq.legacy@example.org")
@@ -375,7 +364,7 @@ on_both_stores! {
             .unwrap();
         assert!(response.status().is_success(), "{}", response.status());
         assert!(columns_holding(app, "ZqSealedRequestNote").await.is_empty(), "no plain copy");
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         let (id, stored): (i64, String) =
             sqlx::query_as("SELECT id, comments FROM privacy_submissions ORDER BY id DESC")
                 .fetch_one(&pool)
@@ -418,7 +407,7 @@ on_both_stores! {
     async fn device_data_moved_from_posts_is_sealed_again_for_its_new_place(app)
         where config: behind_proxy; {
         let (id, _) = sealed_member(app).await;
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         let (stored,): (String,) =
             sqlx::query_as("SELECT ip FROM post_devices WHERE user_id = $1")
                 .bind(id)
@@ -557,7 +546,7 @@ on_both_stores! {
         assert!(twice.is_err(), "one provider account links one member");
         drop(tx);
         // Once the parent consented, their own request finds that consent by the address.
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         sqlx::query("UPDATE parental_consents SET consented_at = 1 WHERE user_id = $1")
             .bind(id).execute(&pool).await.unwrap();
         pool.close().await;
@@ -631,7 +620,7 @@ on_both_stores! {
             .await
             .unwrap();
         assert!(response.status().is_success(), "{}", response.status());
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         let (submission,): (i64,) =
             sqlx::query_as("SELECT id FROM privacy_submissions ORDER BY id DESC")
                 .fetch_one(&pool)
@@ -640,7 +629,7 @@ on_both_stores! {
         pool.close().await;
         let request = app.store.requests_of_submission(submission).await.unwrap()[0].clone();
         // The request's emails are correspondence too: queued sealed, delivered readable.
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         let bodies: Vec<(String,)> =
             sqlx::query_as("SELECT body_text FROM mail_outbox WHERE submission_id = $1")
                 .bind(submission)
@@ -722,7 +711,7 @@ on_both_stores! {
             .await
             .unwrap();
         assert!(response.status().is_success());
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         let (submission,): (i64,) =
             sqlx::query_as("SELECT id FROM privacy_submissions ORDER BY id DESC")
                 .fetch_one(&pool)
@@ -830,7 +819,7 @@ on_both_stores! {
         let row = app.store.social_pending("zq-pending-token-1", covenant::now()).await.unwrap().unwrap();
         assert_eq!((row.email.as_str(), row.subject.as_str()), (PENDING_ADDRESS, PENDING_ACCOUNT));
         // Found by the keyed hash of the address (export and erasure by address).
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM social_pending WHERE email_lookup = $1")
             .bind(app.store.lookup_hash(PENDING_ADDRESS).unwrap())
             .fetch_one(&pool).await.unwrap();
@@ -879,7 +868,7 @@ on_both_stores! {
         assert!(app.store.has_key(&subject).await.unwrap());
         // Erased by address: found by the keyed hash, the mail goes and so does its key.
         app.state.fulfilment.erase_address(VISITOR_ADDRESS, None).await.unwrap();
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mail_outbox WHERE idempotency_key = $1")
             .bind(key).fetch_one(&pool).await.unwrap();
         pool.close().await;
@@ -894,7 +883,7 @@ on_both_stores! {
     /// keyed hashes, once.
     /// Proves: R8
     async fn plain_sign_ups_and_visitor_mail_are_sealed_once_at_start(app) {
-        let pool = raw_pool(app).await;
+        let pool = app.raw_pool().await;
         sqlx::query("INSERT INTO social_pending (token_hash, provider, subject, email, \
             email_verified, fields_received, policy_version, text_hash, authorized_at, expires_at) \
             VALUES ('zq-old-token', 'test-id', $1, $2, 1, 'email', '2025.1', 'hash', 1, $3)")

@@ -165,6 +165,37 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
 }
 
 impl TestApp {
+    /// A connection of the test's own to the app's main database, to read and set columns no
+    /// store function shows.
+    pub async fn raw_pool(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = match self.backend {
+            Backend::Sqlite => format!(
+                "sqlite://{}",
+                self.data_dir.path().join("covenant.db").display()
+            ),
+            Backend::Postgres => self.state.config.database_url.clone(),
+        };
+        sqlx::AnyPool::connect(&url).await.unwrap()
+    }
+
+    /// A connection of the test's own to the app's key store (beside the SQLite file, or the
+    /// PostgreSQL database's name with `_keys`).
+    pub async fn key_store_pool(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = match self.backend {
+            Backend::Sqlite => format!(
+                "sqlite://{}",
+                self.data_dir
+                    .path()
+                    .join("covenant.db.keys.sqlite")
+                    .display()
+            ),
+            Backend::Postgres => format!("{}_keys", self.state.config.database_url),
+        };
+        sqlx::AnyPool::connect(&url).await.unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -300,6 +300,62 @@ impl Retention {
         Ok(closed)
     }
 
+    /// Closes the accounts unused for `days` as of `as_of` (a dry run counts them), in
+    /// transactions of a thousand: each closure is an `account_closed` audit entry with
+    /// `reason=inactivity`, dated the day the limit was reached.
+    async fn close_inactive_accounts(
+        &self,
+        days: u32,
+        as_of: i64,
+        dry_run: bool,
+        report: &mut SweepReport,
+    ) -> Result<()> {
+        let limit_seconds = i64::from(days) * DAY_SECONDS;
+        let cutoff = as_of - limit_seconds;
+        let reason = format!(
+            "The account was not used for {days} days (the policy's inactivity.account_days): \
+             it is closed as of the day that limit was reached, and its data then follows the \
+             rules for closed accounts."
+        );
+        if dry_run {
+            let mut tx = self.store.begin_read().await?;
+            let n = store::count_inactive_accounts(&mut tx, cutoff).await?;
+            tx.rollback()
+                .await
+                .context("ending a dry-run transaction")?;
+            if n > 0 {
+                report.add(Swept::Username.category(), "close", n as u64, &reason);
+            }
+            return Ok(());
+        }
+        loop {
+            let mut tx = self.store.begin().await?;
+            let found = store::inactive_accounts(&mut tx, cutoff, 1000).await?;
+            if found.is_empty() {
+                tx.rollback().await.context("ending an inactivity check")?;
+                return Ok(());
+            }
+            let mut events = Vec::new();
+            for &(user_id, last_active) in &found {
+                let why = ClosureReason::Inactivity.as_str();
+                let closed_at = last_active + limit_seconds;
+                if store::close_account(&mut tx, user_id, why, closed_at).await? {
+                    events.push(
+                        Event::new(AuditKind::AccountClosed)
+                            .subject(Some(user_id))
+                            .detail(Detail::Reason(why)),
+                    );
+                }
+            }
+            let n = events.len() as u64;
+            audit::record_many(&self.store, &mut tx, &self.audit, events).await?;
+            tx.commit()
+                .await
+                .context("committing inactive accounts' closure")?;
+            report.add(Swept::Username.category(), "close", n, &reason);
+        }
+    }
+
     /// The verdict for each swept category of one member, as staff and exports show it.
     pub async fn verdicts_of(
         &self,
@@ -369,6 +425,12 @@ impl Retention {
         let mut minimized_after = 0;
         let mut requests_after = 0;
         let mut unowned_done = false;
+        // First, an end of the relationship the policy may set: accounts unused for too long
+        // are closed as of the day the limit was reached, then swept like any closed account.
+        if let Some(days) = policy.inactivity().account_days {
+            self.close_inactive_accounts(days, as_of, options.dry_run, &mut report)
+                .await?;
+        }
         // Several batches share a transaction (see `COMMIT_EVERY`): each batch advances the
         // run's cursor in it, so a crash loses the uncommitted batches whole and the next run
         // repeats exactly those.

@@ -1154,3 +1154,40 @@ impl Store {
             .context("reading standing legal holds")
     }
 }
+
+/// The active accounts last used (or, never used, created) before `cutoff`: members only, not
+/// staff, and not those who still receive product news (a relationship of its own). With the
+/// time of their last activity, oldest id first, at most `limit`.
+pub async fn inactive_accounts(
+    tx: &mut Tx,
+    cutoff: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<(i64, i64)>> {
+    sqlx::query_as(
+        "SELECT id, COALESCE(last_active_at, created_at) FROM users \
+         WHERE closed_at IS NULL AND role = 'member' \
+         AND COALESCE(last_active_at, created_at) < $1 \
+         AND NOT (news_subscribed_at IS NOT NULL \
+         AND (news_ended_at IS NULL OR news_ended_at < news_subscribed_at)) \
+         ORDER BY id LIMIT $2",
+    )
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await
+    .context("finding inactive accounts")
+}
+
+/// How many accounts [`inactive_accounts`] would find without a limit.
+pub async fn count_inactive_accounts(tx: &mut Tx, cutoff: i64) -> anyhow::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM users WHERE closed_at IS NULL AND role = 'member' \
+         AND COALESCE(last_active_at, created_at) < $1 \
+         AND NOT (news_subscribed_at IS NOT NULL \
+         AND (news_ended_at IS NULL OR news_ended_at < news_subscribed_at))",
+    )
+    .bind(cutoff)
+    .fetch_one(&mut **tx)
+    .await
+    .context("counting inactive accounts")
+}

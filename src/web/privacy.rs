@@ -286,6 +286,8 @@ pub struct PolicyView {
     statistics_collects: Vec<String>,
     smallest_published_count: u32,
     security_log_days: u32,
+    /// Days without use after which an account is closed, if the policy sets a limit.
+    inactive_account_days: Option<u32>,
     sources: Vec<SourceView>,
     categories: Vec<CategoryView>,
     purposes: Vec<PurposeView>,
@@ -342,6 +344,7 @@ impl PolicyView {
             statistics_collects: policy.aggregate_statistics().collects.clone(),
             smallest_published_count: policy.aggregate_statistics().smallest_published_count,
             security_log_days: policy.minimization().security_log_days,
+            inactive_account_days: policy.inactivity().account_days,
             sources: policy
                 .sources()
                 .iter()

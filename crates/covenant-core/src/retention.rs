@@ -74,6 +74,10 @@ impl Relationship {
             return None;
         }
         let closed = match self.account {
+            Account::Closed {
+                at,
+                reason: ClosureReason::Inactivity,
+            } => Some((day(at), "the account reached the inactivity limit")),
             Account::Closed { at, .. } => Some((day(at), "the account was closed")),
             _ => None,
         };

@@ -26,6 +26,13 @@ const CASES: &[Case] = &[
         field: "minimization.security_log_days",
     },
     Case {
+        name: "accounts closed after a week away",
+        find: "[aggregate_statistics]\n",
+        replace: "[inactivity]\naccount_days = 7\n\n[aggregate_statistics]\n",
+        line_with: "account_days = 7",
+        field: "inactivity.account_days",
+    },
+    Case {
         name: "unknown key",
         find: "sensitive = false\n",
         replace: "sensitive = false\ncolour = \"blue\"\n",

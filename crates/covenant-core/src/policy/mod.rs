@@ -43,6 +43,9 @@ pub(crate) struct PolicyDocument {
     /// Optional in the file: a policy without it gets [`Minimization::default`].
     #[serde(default)]
     pub(crate) minimization: Minimization,
+    /// Optional: without it, an account lasts until its member or staff close it.
+    #[serde(default, skip_serializing_if = "Inactivity::is_unset")]
+    pub(crate) inactivity: Inactivity,
     pub(crate) sources: Vec<Source>,
     pub(crate) categories: Vec<Category>,
     pub(crate) purposes: Vec<Purpose>,
@@ -108,6 +111,9 @@ impl Policy {
     }
     pub fn minimization(&self) -> &Minimization {
         &self.0.minimization
+    }
+    pub fn inactivity(&self) -> &Inactivity {
+        &self.0.inactivity
     }
     pub fn sources(&self) -> &[Source] {
         &self.0.sources
@@ -223,6 +229,27 @@ impl Default for Minimization {
         Self {
             security_log_days: Self::DEFAULT_SECURITY_LOG_DAYS,
         }
+    }
+}
+
+/// An end of the relationship the operator may set (issue 7, point 1): an account nobody has
+/// used for `account_days` is closed by the retention sweep, as of the day the limit was
+/// reached, unless its member still receives product news (a relationship of its own) or
+/// holds a staff role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inactivity {
+    /// Days without activity after which an account is closed (30 to 36,500); none: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_days: Option<u32>,
+}
+
+impl Inactivity {
+    pub const MIN_ACCOUNT_DAYS: u32 = 30;
+    pub const MAX_ACCOUNT_DAYS: u32 = 36_500;
+
+    pub fn is_unset(&self) -> bool {
+        self.account_days.is_none()
     }
 }
 

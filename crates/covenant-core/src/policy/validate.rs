@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::{
-    CategoryKey, CookieCategory, FieldPath, Jurisdiction, LegalBasis, Minimization, PolicyDocument,
-    ProviderRole, Right,
+    CategoryKey, CookieCategory, FieldPath, Inactivity, Jurisdiction, LegalBasis, Minimization,
+    PolicyDocument, ProviderRole, Right,
 };
 
 type Problems = Vec<(FieldPath, String)>;
@@ -42,6 +42,19 @@ pub(super) fn validate(document: &PolicyDocument) -> Problems {
                 "must be between 1 and {} days (it was {days}): the security log needs recent \
                  sign-ins, and their IP addresses must not be kept without limit",
                 Minimization::MAX_SECURITY_LOG_DAYS
+            ),
+        ));
+    }
+    if let Some(days) = document.inactivity.account_days
+        && !(Inactivity::MIN_ACCOUNT_DAYS..=Inactivity::MAX_ACCOUNT_DAYS).contains(&days)
+    {
+        problems.push((
+            FieldPath::default().key("inactivity").key("account_days"),
+            format!(
+                "must be between {} and {} days (it was {days}): a shorter limit would close \
+                 the accounts of members who are merely away",
+                Inactivity::MIN_ACCOUNT_DAYS,
+                Inactivity::MAX_ACCOUNT_DAYS
             ),
         ));
     }

@@ -175,9 +175,10 @@ fn midnight(day: Date) -> i64 {
 
 /// How a sweep is run.
 /// A real sweep commits once its transaction has taken this many members (or submissions),
-/// or has been open this long, whichever comes first. Each commit wrote the pages it changed
-/// to the WAL again (a post page, the deleted user's index pages), and the next checkpoint
-/// copied them back; five batches of 200 per commit write them once. The time bound keeps
+/// or has been open this long, whichever comes first. Each commit writes the pages it changed
+/// to the WAL again (a post page, the deleted user's index pages); five batches of 200 per
+/// commit write them once (and on SQLite the sweep checkpoints once, at its end: see
+/// `Store::begin_sweep`). The time bound keeps
 /// other writers (the server's requests) from waiting long behind SQLite's one write lock.
 const MEMBERS_PER_COMMIT: i64 = 1000;
 const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -441,7 +442,7 @@ impl Retention {
                 let mut tx = if options.dry_run {
                     self.store.begin_read().await?
                 } else {
-                    self.store.begin().await?
+                    self.store.begin_sweep().await?
                 };
                 if let Some(run_id) = run_id {
                     let run = self.store.lock_sweep_run(&mut tx, run_id).await?;
@@ -454,7 +455,6 @@ impl Retention {
                         break;
                     }
                     cursor = run.after_user_id;
-                    self.store.prepare_sweep_transaction(&mut tx).await?;
                 }
                 open = Some((tx, Instant::now(), 0));
             }
@@ -610,13 +610,10 @@ impl Retention {
                 .is_some_and(|stop| report.batches >= stop);
             let full = *members_in_tx >= MEMBERS_PER_COMMIT || opened.elapsed() >= COMMIT_EVERY;
             if (finished || stop || full)
-                && let Some((mut tx, _, _)) = open.take()
+                && let Some((tx, _, _)) = open.take()
             {
                 match run_id {
-                    Some(_) => {
-                        self.store.end_sweep_transaction(&mut tx).await?;
-                        tx.commit().await.context("committing sweep batches")?
-                    }
+                    Some(_) => tx.commit().await.context("committing sweep batches")?,
                     None => tx
                         .rollback()
                         .await
@@ -632,6 +629,7 @@ impl Retention {
             }
         }
         if !options.dry_run {
+            self.store.checkpoint_after_sweep().await?;
             tracing::info!(
                 run_id = ?report.run_id,
                 subjects = report.subjects,

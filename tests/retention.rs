@@ -837,3 +837,71 @@ on_both_stores! {
         assert!(gate.allows_mail("request-decision:1:fulfilled", Some(id)).await.unwrap());
     }
 }
+
+/// A sweep's transaction gets a large page cache, statement journals in memory and no
+/// checkpoint at its commit (SQLite only). Its connection goes back to the pool with the
+/// server's settings whether the transaction committed or failed half-way, so that no later
+/// request's connection keeps 128 MiB of cache.
+#[tokio::test]
+async fn a_sweeps_connection_returns_to_the_pool_with_the_servers_settings_even_after_a_failure() {
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().unwrap();
+    // One connection: every transaction below runs on the sweep's.
+    let store = covenant::Store::open(dir.path(), "", 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let settings = |store: covenant::Store| async move {
+        let mut tx = store.begin().await.unwrap();
+        let mut read = Vec::new();
+        for pragma in ["cache_size", "temp_store", "wal_autocheckpoint"] {
+            let (value,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("PRAGMA {pragma}")))
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            read.push(value);
+        }
+        tx.rollback().await.unwrap();
+        read
+    };
+    let server = settings(store.clone()).await;
+    assert_eq!(server, vec![-8192, 0, 1000]);
+
+    let mut tx = store.begin_sweep().await.unwrap();
+    for (pragma, value) in [
+        ("cache_size", -131072),
+        ("temp_store", 2),
+        ("wal_autocheckpoint", 0),
+    ] {
+        let (read,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("PRAGMA {pragma}")))
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(read, value, "{pragma} in the sweep's transaction");
+    }
+    // A statement fails half-way; the caller returns its error and drops the transaction.
+    assert!(
+        sqlx::query("INSERT INTO no_such_table VALUES (1)")
+            .execute(&mut *tx)
+            .await
+            .is_err()
+    );
+    drop(tx);
+    assert_eq!(
+        settings(store.clone()).await,
+        server,
+        "after a failed sweep transaction"
+    );
+
+    let mut tx = store.begin_sweep().await.unwrap();
+    sqlx::query("UPDATE settings SET value = value")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        settings(store.clone()).await,
+        server,
+        "after a committed sweep transaction"
+    );
+    store.checkpoint_after_sweep().await.unwrap();
+    store.close().await;
+}

@@ -52,6 +52,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -73,7 +74,19 @@ pub struct Store {
     url: std::sync::Arc<str>,
     /// The key store of the sealed private fields ([`Store::with_keys`]).
     keys: Option<std::sync::Arc<KeyStore>>,
+    /// Pooled SQLite connections that may still have a sweep's settings
+    /// ([`Store::begin_sweep`]); the pool restores them when they come back.
+    sweep_settings: std::sync::Arc<AtomicUsize>,
 }
+
+/// The page cache of each pooled SQLite connection, in KiB as `PRAGMA cache_size` reads it
+/// (negative: a size, not a page count).
+const SERVER_CACHE_SIZE: i64 = -8192;
+
+/// The settings of every pooled SQLite connection that a sweep changes for its transactions
+/// (see `Store::connect` and [`Store::begin_sweep`]).
+const SERVER_SETTINGS: &str =
+    "PRAGMA cache_size = -8192; PRAGMA temp_store = DEFAULT; PRAGMA wal_autocheckpoint = 1000;";
 
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
@@ -109,6 +122,8 @@ impl Store {
             StoreKind::Postgres
         };
         let options = AnyConnectOptions::from_str(url).context("parsing the database URL")?;
+        let sweep_settings = std::sync::Arc::new(AtomicUsize::new(0));
+        let released = sweep_settings.clone();
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
@@ -125,12 +140,31 @@ impl Store {
                         // walk over many table rows, keep that cheap (bench/run, BENCHMARKS.md).
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                             PRAGMA cache_size = -8192;",
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
                         )
                         .await?;
+                        conn.execute(SERVER_SETTINGS).await?;
                     }
                     Ok(())
+                })
+            })
+            // A connection a sweep set up ([`Store::begin_sweep`]) gets the server's settings
+            // back when it returns to the pool, however its transaction ended (committed,
+            // failed half-way, dropped): only while such a connection may be out is each
+            // returning connection asked for its page cache size.
+            .after_release(move |conn, _meta| {
+                let released = released.clone();
+                Box::pin(async move {
+                    if kind == StoreKind::Sqlite && released.load(Ordering::Acquire) > 0 {
+                        let (cache,): (i64,) = sqlx::query_as("PRAGMA cache_size")
+                            .fetch_one(&mut *conn)
+                            .await?;
+                        if cache != SERVER_CACHE_SIZE {
+                            conn.execute(SERVER_SETTINGS).await?;
+                            released.fetch_sub(1, Ordering::AcqRel);
+                        }
+                    }
+                    Ok(true)
                 })
             })
             .connect_with(options)
@@ -141,6 +175,7 @@ impl Store {
             kind,
             url: url.into(),
             keys: None,
+            sweep_settings,
         })
     }
 
@@ -169,6 +204,65 @@ impl Store {
             StoreKind::Postgres => self.pool.begin().await,
         };
         tx.context("starting a transaction")
+    }
+
+    /// Starts a sweep's transaction (it writes). On SQLite its connection gets, before the
+    /// transaction begins (SQLite reads them there), settings for a transaction that changes
+    /// tens of thousands of pages:
+    /// - a 128 MiB page cache instead of 8 MiB: the pages it changes (a post's page for each
+    ///   post moved to the deleted user, the deleted user's index pages again and again) were
+    ///   written out to the WAL half-way and read back;
+    /// - statement journals in memory: each statement that changes many rows keeps the
+    ///   original of every page it changes (to undo itself alone if it fails), by default in a
+    ///   temporary file, which took a tenth of the sweep's time; in memory it costs at most the
+    ///   pages of one statement (a thousand members' posts);
+    /// - no checkpoint at its commit: each commit copied the pages of the WAL back into the
+    ///   database and synced it, and a page changed in several transactions was copied as many
+    ///   times; the sweep checkpoints once at its end ([`Store::checkpoint_after_sweep`]).
+    ///
+    /// The pool gives the connection the server's settings back when it returns, whether the
+    /// transaction committed or not (see `Store::connect`).
+    pub async fn begin_sweep(&self) -> anyhow::Result<Tx> {
+        if self.kind != StoreKind::Sqlite {
+            return self.begin().await;
+        }
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context("starting a sweep's transaction")?;
+        self.sweep_settings.fetch_add(1, Ordering::AcqRel);
+        let set = conn
+            .execute(
+                "PRAGMA cache_size = -131072; PRAGMA temp_store = MEMORY; \
+                 PRAGMA wal_autocheckpoint = 0;",
+            )
+            .await;
+        if let Err(error) = set {
+            // Settings half set: the connection is not given back to the pool.
+            conn.close_on_drop();
+            self.sweep_settings.fetch_sub(1, Ordering::AcqRel);
+            return Err(error).context("setting up a sweep's connection");
+        }
+        sqlx::Transaction::begin(
+            conn,
+            Some(sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE")),
+        )
+        .await
+        .context("starting a sweep's transaction")
+    }
+
+    /// Copies the pages the sweep's transactions left in the WAL back into the database, once
+    /// (see [`Store::begin_sweep`]), and empties the WAL if no reader still needs it. A
+    /// checkpoint that finds readers in the way leaves the rest to the next one.
+    pub async fn checkpoint_after_sweep(&self) -> anyhow::Result<()> {
+        if self.kind == StoreKind::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await
+                .context("checkpointing after a sweep")?;
+        }
+        Ok(())
     }
 
     /// Starts a transaction that only reads: on SQLite it takes no write lock (writers go on

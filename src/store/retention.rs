@@ -136,35 +136,6 @@ impl Store {
             .context("locking the sweep run")
     }
 
-    /// Gives a sweep's transaction room on SQLite: a transaction of several batches changes
-    /// tens of thousands of pages (a post's page for each post moved to the deleted user, the
-    /// pages of its device data, the deleted user's index pages again and again). In the
-    /// server's 8 MiB page cache they were written out to the WAL half-way (and the hot index
-    /// pages several times), and read back from the file; 128 MiB holds a transaction of
-    /// `MEMBERS_PER_COMMIT` whole. [`Store::end_sweep_transaction`] gives the memory back.
-    pub async fn prepare_sweep_transaction(&self, tx: &mut Tx) -> anyhow::Result<()> {
-        if self.kind() == StoreKind::Sqlite {
-            sqlx::query("PRAGMA cache_size = -131072")
-                .execute(&mut **tx)
-                .await
-                .context("enlarging the page cache for a sweep")?;
-        }
-        Ok(())
-    }
-
-    /// Back to the server's page cache (see `Store::connect`) before the commit: the pages the
-    /// commit writes are freed as they become clean, so the pooled connection does not keep
-    /// 128 MiB.
-    pub async fn end_sweep_transaction(&self, tx: &mut Tx) -> anyhow::Result<()> {
-        if self.kind() == StoreKind::Sqlite {
-            sqlx::query("PRAGMA cache_size = -8192")
-                .execute(&mut **tx)
-                .await
-                .context("restoring the page cache after a sweep")?;
-        }
-        Ok(())
-    }
-
     /// Closed accounts after `after_user_id` with something left to sweep, in id order.
     pub async fn closed_subjects_after(
         &self,

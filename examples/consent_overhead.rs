@@ -16,7 +16,7 @@
 //! a test: see BENCHMARKS.md.
 //!
 //! cargo run --release --example consent_overhead -- [--rounds 5] [--duration 5s]
-//!     [--connections 16] [--threads 1] [--data-dir DIR] [--database-url URL]
+//!     [--connections 16] [--threads 1] [--data-dir DIR] [--database-url URL] [--calibrate]
 
 use axum::Router;
 use axum::routing::get;
@@ -186,17 +186,24 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(covenant::consent::WRITE_WINDOW + std::time::Duration::from_millis(200))
         .await;
 
-    let with = serve(
-        pages_router()
-            .layer(covenant::web::consent::ConsentLayer::new(state.clone()))
-            .with_state(state.clone()),
-    )
-    .await?;
+    // `--calibrate`: both sides without the check, to see what ratio two identical servers
+    // measure (the benchmark's own bias and noise).
+    let calibrate = std::env::args().any(|a| a == "--calibrate");
+    let with = if calibrate {
+        serve(pages_router().with_state(state.clone())).await?
+    } else {
+        serve(
+            pages_router()
+                .layer(covenant::web::consent::ConsentLayer::new(state.clone()))
+                .with_state(state.clone()),
+        )
+        .await?
+    };
     let without = serve(pages_router().with_state(state.clone())).await?;
 
     // The check runs on one and not the other: the analytics tag is there only when granted.
     let client = reqwest::Client::new();
-    for (address, expected) in [(with, true), (without, false)] {
+    for (address, expected) in [(with, !calibrate), (without, false)] {
         let html = client
             .get(format!("http://{address}/"))
             .header("cookie", &cookie)

@@ -317,6 +317,8 @@ pub static TABLES: &[Table] = &[
             plain("news_ended_at", Int),
             plain("closed_at", Int),
             plain("closed_reason", Text),
+            // When the sweep warned of closure for inactivity (0042).
+            plain("inactivity_warned_at", Int),
             // Where the member lives decides their rights: asked with a privacy request.
             personal("jurisdiction", Text, REQUESTS, Blank::Null),
             plain("restricted_at", Int),

@@ -79,6 +79,24 @@ impl Mail {
         }
     }
 
+    /// Tells a member that their unused account will be closed (the policy's inactivity
+    /// limit) unless they sign in before `closes_on`.
+    pub fn inactivity_warning(site: &str, username: &str, closes_on: &str, link: &str) -> Self {
+        Self {
+            subject: format!("Your {site} account will be closed on {closes_on}"),
+            body: format!(
+                "Hello {username},\n\n\
+                 Your account on {site} has not been used for a long time. Our privacy policy \
+                 says we do not keep unused accounts for ever, so it will be closed on \
+                 {closes_on}.\n\n\
+                 To keep it, sign in before then:\n\n{link}\n\n\
+                 If you let it close, you will not be able to sign in again; what you posted \
+                 and what we hold about you then follow the rules for closed accounts in our \
+                 privacy policy.\n"
+            ),
+        }
+    }
+
     /// Tells a member that their password was changed.
     pub fn password_changed(site: &str, username: &str, link: &str) -> Self {
         Self {

@@ -255,6 +255,8 @@ pub struct Retention {
     audit: AuditKey,
     policies: Policies,
     default_jurisdiction: Jurisdiction,
+    site_name: String,
+    base_url: String,
 }
 
 impl Retention {
@@ -268,6 +270,8 @@ impl Retention {
                 .default_jurisdiction
                 .parse()
                 .unwrap_or(Jurisdiction::Other),
+            site_name: config.site_name.clone(),
+            base_url: config.base_url().to_string(),
         }
     }
 
@@ -301,9 +305,12 @@ impl Retention {
         Ok(closed)
     }
 
-    /// Closes the accounts unused for `days` as of `as_of` (a dry run counts them), in
-    /// transactions of a thousand: each closure is an `account_closed` audit entry with
-    /// `reason=inactivity`, dated the day the limit was reached.
+    /// The inactivity limit (`[inactivity] account_days`): a member whose account has gone
+    /// unused for all but [`INACTIVITY_NOTICE_DAYS`] of the limit is told by email when it
+    /// will be closed; an account unused for the whole limit and warned at least that many
+    /// days before is closed, dated the later of the two days, with an `account_closed` audit
+    /// entry (`reason=inactivity`). Any use after the warning voids it. Transactions of a
+    /// thousand accounts; a dry run counts both.
     async fn close_inactive_accounts(
         &self,
         days: u32,
@@ -312,34 +319,101 @@ impl Retention {
         report: &mut SweepReport,
     ) -> Result<()> {
         let limit_seconds = i64::from(days) * DAY_SECONDS;
-        let cutoff = as_of - limit_seconds;
-        let reason = format!(
-            "The account was not used for {days} days (the policy's inactivity.account_days): \
-             it is closed as of the day that limit was reached, and its data then follows the \
-             rules for closed accounts."
+        let notice_seconds = i64::from(INACTIVITY_NOTICE_DAYS) * DAY_SECONDS;
+        let warn_cutoff = as_of - (limit_seconds - notice_seconds);
+        let close_cutoff = as_of - limit_seconds;
+        let warned_before = as_of - notice_seconds;
+        let notice_days = INACTIVITY_NOTICE_DAYS;
+        let warn_reason = format!(
+            "The account was not used for {} days: its member is told by email that it will be \
+             closed {notice_days} days later unless they sign in (the policy's \
+             inactivity.account_days is {days}).",
+            days - notice_days
+        );
+        let close_reason = format!(
+            "The account was not used for {days} days (the policy's inactivity.account_days) \
+             and its member was told {notice_days} days before: it is closed as of the day the \
+             limit was reached, and its data then follows the rules for closed accounts."
         );
         if dry_run {
             let mut tx = self.store.begin_read().await?;
-            let n = store::count_inactive_accounts(&mut tx, cutoff).await?;
+            let to_warn = store::count_accounts_to_warn(&mut tx, warn_cutoff).await?;
+            let to_close =
+                store::count_inactive_accounts(&mut tx, close_cutoff, warned_before).await?;
             tx.rollback()
                 .await
                 .context("ending a dry-run transaction")?;
-            if n > 0 {
-                report.add(Swept::Username.category(), "close", n as u64, &reason);
+            if to_warn > 0 {
+                report.add(
+                    Swept::Username.category(),
+                    "warn",
+                    to_warn as u64,
+                    &warn_reason,
+                );
+            }
+            if to_close > 0 {
+                report.add(
+                    Swept::Username.category(),
+                    "close",
+                    to_close as u64,
+                    &close_reason,
+                );
             }
             return Ok(());
         }
         loop {
             let mut tx = self.store.begin().await?;
-            let found = store::inactive_accounts(&mut tx, cutoff, 1000).await?;
+            let found = store::accounts_to_warn(&mut tx, warn_cutoff, 1000).await?;
+            if found.is_empty() {
+                tx.rollback().await.context("ending an inactivity check")?;
+                break;
+            }
+            for &(user_id, last_active) in &found {
+                let Some(user) = store::user_by_id_in(&self.store, &mut tx, user_id).await? else {
+                    continue;
+                };
+                let closes_on = crate::web::pages::date(
+                    (last_active + limit_seconds).max(as_of + notice_seconds),
+                );
+                crate::mail::Mail::inactivity_warning(
+                    &self.site_name,
+                    &user.username,
+                    &closes_on,
+                    &format!("{}/sign-in", self.base_url),
+                )
+                .enqueue(
+                    &self.store,
+                    &mut tx,
+                    &format!("inactivity-warning:{user_id}:{last_active}"),
+                    &user.email,
+                    Some(user_id),
+                    crate::now(),
+                )
+                .await?;
+                store::mark_inactivity_warned(&mut tx, user_id, as_of).await?;
+            }
+            tx.commit()
+                .await
+                .context("committing inactivity warnings")?;
+            report.add(
+                Swept::Username.category(),
+                "warn",
+                found.len() as u64,
+                &warn_reason,
+            );
+        }
+        loop {
+            let mut tx = self.store.begin().await?;
+            let found =
+                store::inactive_accounts(&mut tx, close_cutoff, warned_before, 1000).await?;
             if found.is_empty() {
                 tx.rollback().await.context("ending an inactivity check")?;
                 return Ok(());
             }
             let mut events = Vec::new();
-            for &(user_id, last_active) in &found {
+            for &(user_id, last_active, warned_at) in &found {
                 let why = ClosureReason::Inactivity.as_str();
-                let closed_at = last_active + limit_seconds;
+                let closed_at = (last_active + limit_seconds).max(warned_at + notice_seconds);
                 if store::close_account(&mut tx, user_id, why, closed_at).await? {
                     events.push(
                         Event::new(AuditKind::AccountClosed)
@@ -353,7 +427,7 @@ impl Retention {
             tx.commit()
                 .await
                 .context("committing inactive accounts' closure")?;
-            report.add(Swept::Username.category(), "close", n, &reason);
+            report.add(Swept::Username.category(), "close", n, &close_reason);
         }
     }
 
@@ -1664,6 +1738,9 @@ fn at(epoch: i64) -> OffsetDateTime {
 /// share the open run.
 /// `after_batch` runs after each committed batch (the page cache goes stale then).
 const DAY_SECONDS: i64 = 86_400;
+
+/// How long before closing an account for inactivity its member is told.
+pub const INACTIVITY_NOTICE_DAYS: u32 = 30;
 
 /// The settings of [`Retention::sweep_unowned`].
 struct Unowned {

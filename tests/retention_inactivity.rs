@@ -52,11 +52,12 @@ async fn set_last_active(app: &common::TestApp, user_id: i64, at: i64) {
 }
 
 on_both_stores! {
-    /// An account unused past the policy's inactivity limit is closed by the sweep, dated the
-    /// day the limit was reached (`reason=inactivity` in the audit log), signs in no more,
-    /// and its data then follows the closed-account rules; an account in use, one whose
-    /// member still receives product news, and staff accounts stay open; the dry run counts
-    /// the closures and changes nothing; the policy page states the limit.
+    /// An account unused for all but 30 days of the policy's inactivity limit gets a warning
+    /// by email naming the day it will close; 30 days later the sweep closes it
+    /// (`reason=inactivity` in the audit log), it signs in no more, and its data then follows
+    /// the closed-account rules; a member who comes back after the warning, an account in use,
+    /// one whose member still receives product news, and staff accounts stay open; dry runs
+    /// count warnings and closures and change nothing; the policy page states the limit.
     /// Proves: T1, T4
     async fn an_account_unused_past_the_policys_limit_is_closed_by_the_sweep(app) where config: with_inactivity_limit; {
         assert_eq!(app.state.policy.current().await.unwrap().policy.inactivity().account_days, Some(365));
@@ -86,18 +87,53 @@ on_both_stores! {
         }
         pool.close().await;
 
-        let dry = sweep(app, OffsetDateTime::now_utc(), true).await;
+        // First the member is told; nothing is closed yet.
+        let start = OffsetDateTime::now_utc();
+        let dry = sweep(app, start, true).await;
+        let line = dry.lines.get(&("user.account.username", "warn")).expect("the warning is reported");
+        assert_eq!(line.records, 1);
+        assert!(line.example_reason.contains("335 days"), "{}", line.example_reason);
+        assert!(!dry.lines.contains_key(&("user.account.username", "close")), "nobody was warned yet");
+        let warned = sweep(app, start, false).await;
+        assert_eq!(warned.lines.get(&("user.account.username", "warn")).map(|l| l.records), Some(1));
+        let warning = app.wait_for_mail("idle@example.org", "will be closed on").await;
+        let closes_on = (start + time::Duration::days(30)).date().to_string();
+        assert!(warning.contains(&closes_on), "the warning names the day: {warning}");
+        assert!(warning.contains("/sign-in"), "{warning}");
+        assert!(app.store.relationship(idle).await.unwrap().unwrap().closed_at.is_none(), "warned, not closed");
+        for other in ["busy@example.org", "reader@example.org"] {
+            assert!(app.mail_to(other).iter().all(|m| !m.contains("will be closed on")), "{other} was warned");
+        }
+        // Warned once: the next run, still within the notice, does nothing more.
+        let again = sweep(app, start + time::Duration::days(10), false).await;
+        assert!(!again.lines.contains_key(&("user.account.username", "warn")));
+        assert!(!again.lines.contains_key(&("user.account.username", "close")));
+
+        // A member who comes back after the warning is not closed: the warning lapses.
+        app.member("back").await;
+        let back = id_of(app, "back").await;
+        set_last_active(app, back, last_seen).await;
+        sweep(app, start, false).await;
+        app.wait_for_mail("back@example.org", "will be closed on").await;
+        set_last_active(app, back, now + DAY).await;
+
+        // Thirty days after the warning, the account is closed, dated that day.
+        let later = start + time::Duration::days(31);
+        let dry = sweep(app, later, true).await;
         let line = dry.lines.get(&("user.account.username", "close")).expect("the closure is reported");
         assert_eq!(line.records, 1);
         assert!(line.example_reason.contains("365 days"), "{}", line.example_reason);
         assert!(app.store.relationship(idle).await.unwrap().unwrap().closed_at.is_none(), "a dry run changes nothing");
-
-        let real = sweep(app, OffsetDateTime::now_utc(), false).await;
+        let real = sweep(app, later, false).await;
         assert_eq!(real.lines.get(&("user.account.username", "close")).map(|l| l.records), Some(1));
         let closed = app.store.relationship(idle).await.unwrap().unwrap();
         assert_eq!(closed.closed_reason.as_deref(), Some("inactivity"));
-        assert_eq!(closed.closed_at, Some(last_seen + LIMIT_DAYS * DAY), "closed as of the day the limit was reached");
-        for open in [busy, reader] {
+        assert_eq!(
+            closed.closed_at,
+            Some(start.unix_timestamp() + 30 * DAY),
+            "closed as of the later of the limit's day and the notice's end"
+        );
+        for open in [busy, reader, back] {
             assert!(app.store.relationship(open).await.unwrap().unwrap().closed_at.is_none());
         }
         for (id,) in &staff_idle {
@@ -114,7 +150,7 @@ on_both_stores! {
             .collect();
         assert_eq!(audit, vec![(Some(idle), "reason=inactivity".to_string())]);
         // Closed once: the next run finds nobody new.
-        let again = sweep(app, OffsetDateTime::now_utc(), false).await;
+        let again = sweep(app, later, false).await;
         assert!(!again.lines.contains_key(&("user.account.username", "close")));
 
         // The closed-account rules then run from that day: restricted now, and past the

@@ -1126,39 +1126,95 @@ impl Store {
     }
 }
 
-/// The active accounts last used (or, never used, created) before `cutoff`: members only, not
-/// staff, and not those who still receive product news (a relationship of its own). With the
-/// time of their last activity, oldest id first, at most `limit`.
-pub async fn inactive_accounts(
+/// Which active member accounts the inactivity rule looks at: members only, not staff, and
+/// not those who still receive product news (a relationship of its own).
+const INACTIVITY_SUBJECTS: &str = "closed_at IS NULL AND role = 'member' \
+     AND NOT (news_subscribed_at IS NOT NULL \
+     AND (news_ended_at IS NULL OR news_ended_at < news_subscribed_at))";
+
+/// A warning of closure given after the member's last activity (a later use voids it).
+const WARNED: &str = "inactivity_warned_at IS NOT NULL \
+     AND inactivity_warned_at >= COALESCE(last_active_at, created_at)";
+
+/// The accounts last used (or, never used, created) before `cutoff` and not warned since:
+/// `(id, last activity)`, oldest id first, at most `limit`.
+pub async fn accounts_to_warn(
     tx: &mut Tx,
     cutoff: i64,
     limit: i64,
 ) -> anyhow::Result<Vec<(i64, i64)>> {
-    sqlx::query_as(
-        "SELECT id, COALESCE(last_active_at, created_at) FROM users \
-         WHERE closed_at IS NULL AND role = 'member' \
-         AND COALESCE(last_active_at, created_at) < $1 \
-         AND NOT (news_subscribed_at IS NOT NULL \
-         AND (news_ended_at IS NULL OR news_ended_at < news_subscribed_at)) \
-         ORDER BY id LIMIT $2",
-    )
-    .bind(cutoff)
-    .bind(limit)
-    .fetch_all(&mut **tx)
-    .await
-    .context("finding inactive accounts")
+    let sql = format!(
+        "SELECT id, COALESCE(last_active_at, created_at) FROM users WHERE {INACTIVITY_SUBJECTS} \
+         AND COALESCE(last_active_at, created_at) < $1 AND NOT ({WARNED}) ORDER BY id LIMIT $2"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(cutoff)
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await
+        .context("finding accounts to warn of inactivity")
+}
+
+/// How many accounts [`accounts_to_warn`] would find without a limit.
+pub async fn count_accounts_to_warn(tx: &mut Tx, cutoff: i64) -> anyhow::Result<i64> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM users WHERE {INACTIVITY_SUBJECTS} \
+         AND COALESCE(last_active_at, created_at) < $1 AND NOT ({WARNED})"
+    );
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(cutoff)
+        .fetch_one(&mut **tx)
+        .await
+        .context("counting accounts to warn of inactivity")
+}
+
+/// Notes that the member was warned of closure for inactivity at `at`.
+pub async fn mark_inactivity_warned(tx: &mut Tx, user_id: i64, at: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE users SET inactivity_warned_at = $1 WHERE id = $2")
+        .bind(at)
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await
+        .context("noting an inactivity warning")?;
+    Ok(())
+}
+
+/// The accounts last used before `cutoff` whose member was warned (after that use) no later
+/// than `warned_before`: `(id, last activity, warned at)`, oldest id first, at most `limit`.
+pub async fn inactive_accounts(
+    tx: &mut Tx,
+    cutoff: i64,
+    warned_before: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<(i64, i64, i64)>> {
+    let sql = format!(
+        "SELECT id, COALESCE(last_active_at, created_at), inactivity_warned_at FROM users \
+         WHERE {INACTIVITY_SUBJECTS} AND COALESCE(last_active_at, created_at) < $1 \
+         AND {WARNED} AND inactivity_warned_at <= $2 ORDER BY id LIMIT $3"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(cutoff)
+        .bind(warned_before)
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await
+        .context("finding inactive accounts")
 }
 
 /// How many accounts [`inactive_accounts`] would find without a limit.
-pub async fn count_inactive_accounts(tx: &mut Tx, cutoff: i64) -> anyhow::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT COUNT(*) FROM users WHERE closed_at IS NULL AND role = 'member' \
-         AND COALESCE(last_active_at, created_at) < $1 \
-         AND NOT (news_subscribed_at IS NOT NULL \
-         AND (news_ended_at IS NULL OR news_ended_at < news_subscribed_at))",
-    )
-    .bind(cutoff)
-    .fetch_one(&mut **tx)
-    .await
-    .context("counting inactive accounts")
+pub async fn count_inactive_accounts(
+    tx: &mut Tx,
+    cutoff: i64,
+    warned_before: i64,
+) -> anyhow::Result<i64> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM users WHERE {INACTIVITY_SUBJECTS} \
+         AND COALESCE(last_active_at, created_at) < $1 AND {WARNED} AND inactivity_warned_at <= $2"
+    );
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(cutoff)
+        .bind(warned_before)
+        .fetch_one(&mut **tx)
+        .await
+        .context("counting inactive accounts")
 }

@@ -288,6 +288,8 @@ pub struct PolicyView {
     security_log_days: u32,
     /// Days without use after which an account is closed, if the policy sets a limit.
     inactive_account_days: Option<u32>,
+    /// How long before such a closure the member is told.
+    inactivity_notice_days: u32,
     sources: Vec<SourceView>,
     categories: Vec<CategoryView>,
     purposes: Vec<PurposeView>,
@@ -345,6 +347,7 @@ impl PolicyView {
             smallest_published_count: policy.aggregate_statistics().smallest_published_count,
             security_log_days: policy.minimization().security_log_days,
             inactive_account_days: policy.inactivity().account_days,
+            inactivity_notice_days: crate::retention::INACTIVITY_NOTICE_DAYS,
             sources: policy
                 .sources()
                 .iter()

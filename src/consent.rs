@@ -305,6 +305,82 @@ fn latest_by_category(records: &[ConsentRecord]) -> [Option<&ConsentRecord>; 4] 
     latest
 }
 
+/// The context of a request from its merged standing choices, the categories that lapsed,
+/// the policy in force (when it was read: only then can anything have lapsed) and the signals.
+fn assemble(
+    state: ConsentState,
+    lapsed: AskedAgain,
+    in_force: Option<&PolicyInForce>,
+    signals: Signals,
+    device: Option<ConsentId>,
+    account: Option<i64>,
+) -> ConsentContext {
+    // The banner asks again for what lapsed and was not chosen anew on the other side,
+    // among the optional groups the policy in force still declares.
+    let asked_again = match in_force {
+        Some(in_force) => in_force
+            .policy
+            .cookies()
+            .iter()
+            .filter(|group| group.optional && lapsed[category_slot(group.category)])
+            .filter(|group| state.standing(group.category).is_none())
+            .map(|group| (group.category, group.name.clone()))
+            .collect(),
+        None => vec![],
+    };
+    let chosen = CookieCategory::ALL.iter().any(|category| {
+        state
+            .standing(*category)
+            .is_some_and(|standing| standing.method != Method::Gpc)
+    });
+    ConsentContext {
+        state,
+        signals,
+        device,
+        account,
+        chosen,
+        asked_again,
+    }
+}
+
+/// The latest record of each category the subject has granted: those a policy change may
+/// have made lapse.
+fn grants_to_check<'a>(
+    records: &'a [ConsentRecord],
+    state: &ConsentState,
+) -> impl Iterator<Item = &'a ConsentRecord> {
+    let granted: [bool; 4] = std::array::from_fn(|slot| {
+        state.choice(CookieCategory::ALL[slot]) == Some(Choice::Granted)
+    });
+    latest_by_category(records)
+        .into_iter()
+        .enumerate()
+        .filter_map(move |(slot, record)| record.filter(|_| granted[slot]))
+}
+
+/// Lets lapse every standing grant in `state` that a policy change since its record asks
+/// again for, by `verdict` of the version it was recorded under (`None`: not known, and
+/// nothing changes). Returns the categories that lapsed.
+fn lapse_grants(
+    records: &[ConsentRecord],
+    state: &mut ConsentState,
+    verdict: impl Fn(&str) -> Option<AskedAgain>,
+) -> Option<AskedAgain> {
+    let mut asked_for = [[false; 4]; 4];
+    for record in grants_to_check(records, state) {
+        let slot = category_slot(record.category);
+        asked_for[slot] = verdict(&record.policy_version)?;
+    }
+    let mut lapsed = [false; 4];
+    for category in CookieCategory::ALL {
+        let slot = category_slot(*category);
+        if asked_for[slot][slot] && state.ask_again(*category) {
+            lapsed[slot] = true;
+        }
+    }
+    Some(lapsed)
+}
+
 fn has_a_grant(state: &ConsentState) -> bool {
     CookieCategory::ALL
         .iter()
@@ -385,21 +461,10 @@ impl Consent {
         in_force: &PolicyInForce,
         policies: &Policies,
     ) -> Result<AskedAgain> {
+        if let Some(verdict) = self.asked_again_in_memory(recorded_under, in_force) {
+            return Ok(verdict);
+        }
         let current = in_force.policy.version();
-        if recorded_under == current {
-            return Ok([false; 4]);
-        }
-        {
-            let verdicts = self
-                .verdicts
-                .read()
-                .expect("the verdict lock is never poisoned");
-            if verdicts.in_force == current
-                && let Some(verdict) = verdicts.since.get(recorded_under)
-            {
-                return Ok(*verdict);
-            }
-        }
         let mut verdict = [false; 4];
         match self
             .recorded_under(recorded_under, in_force, policies)
@@ -433,6 +498,27 @@ impl Consent {
         }
         verdicts.since.insert(recorded_under.to_string(), verdict);
         Ok(verdict)
+    }
+
+    /// [`Self::asked_again_since`] when it needs no reading: the same version, or a pair
+    /// already compared.
+    fn asked_again_in_memory(
+        &self,
+        recorded_under: &str,
+        in_force: &PolicyInForce,
+    ) -> Option<AskedAgain> {
+        let current = in_force.policy.version();
+        if recorded_under == current {
+            return Some([false; 4]);
+        }
+        let verdicts = self
+            .verdicts
+            .read()
+            .expect("the verdict lock is never poisoned");
+        if verdicts.in_force == current {
+            return verdicts.since.get(recorded_under).copied();
+        }
+        None
     }
 
     /// Finds the policy a label names: a published version, else the starting policy. A
@@ -472,22 +558,22 @@ impl Consent {
         in_force: &PolicyInForce,
         policies: &Policies,
     ) -> Result<AskedAgain> {
-        let mut lapsed = [false; 4];
-        let latest = latest_by_category(records);
-        for category in CookieCategory::ALL {
-            let slot = category_slot(*category);
-            let Some(record) = latest[slot] else { continue };
-            if state.choice(*category) != Some(Choice::Granted) {
-                continue;
-            }
-            let asked = self
-                .asked_again_since(&record.policy_version, in_force, policies)
-                .await?;
-            if asked[slot] && state.ask_again(*category) {
-                lapsed[slot] = true;
+        // The verdicts the grants need are read first; the lapsing itself reads nothing.
+        let mut verdicts: Vec<(&str, AskedAgain)> = Vec::new();
+        for record in grants_to_check(records, state) {
+            let version = record.policy_version.as_str();
+            if !verdicts.iter().any(|(known, _)| *known == version) {
+                let asked = self.asked_again_since(version, in_force, policies).await?;
+                verdicts.push((version, asked));
             }
         }
-        Ok(lapsed)
+        let verdict = |version: &str| {
+            verdicts
+                .iter()
+                .find(|(known, _)| *known == version)
+                .map(|(_, asked)| *asked)
+        };
+        Ok(lapse_grants(records, state, verdict).unwrap_or([false; 4]))
     }
 
     /// The consent context of one request: the subject's standing choices (at sign-in merged,
@@ -586,42 +672,77 @@ impl Consent {
         } else {
             device_state
         };
-        // The banner asks again for what lapsed and was not chosen anew on the other side,
-        // among the optional groups the policy in force still declares.
-        let asked_again = match &in_force {
-            Some(in_force) => in_force
-                .policy
-                .cookies()
-                .iter()
-                .filter(|group| group.optional && lapsed[category_slot(group.category)])
-                .filter(|group| state.standing(group.category).is_none())
-                .map(|group| (group.category, group.name.clone()))
-                .collect(),
-            None => vec![],
-        };
-        let chosen = CookieCategory::ALL.iter().any(|category| {
-            state
-                .standing(*category)
-                .is_some_and(|standing| standing.method != Method::Gpc)
-        });
         let year = OffsetDateTime::from_unix_timestamp(now)
             .map(|t| i64::from(t.year()))
             .unwrap_or(i64::MAX);
-        Ok(ConsentContext {
+        let signals = Signals {
+            gpc: request.gpc,
+            known_minor_under_16: birth_year
+                .is_some_and(|born| year - born <= ADULT_AGE_FOR_ADVERTISING),
+            // The purpose gate's restriction (R9): the core turns analytics off for it.
+            restricted: limits.restricted,
+            objected: false,
+        };
+        Ok(assemble(
             state,
-            signals: Signals {
-                gpc: request.gpc,
-                known_minor_under_16: birth_year
-                    .is_some_and(|born| year - born <= ADULT_AGE_FOR_ADVERTISING),
-                // The purpose gate's restriction (R9): the core turns analytics off for it.
-                restricted: limits.restricted,
-                objected: false,
-            },
+            lapsed,
+            in_force.as_deref(),
+            signals,
             device,
-            account: request.account,
-            chosen,
-            asked_again,
-        })
+            request.account,
+        ))
+    }
+
+    /// [`Self::context`] for a request whose every input is already in memory: a visitor who
+    /// is not signed in, whose device's records this node holds, with no GPC signal left to
+    /// record and any grant's policy comparison known. `None` when something must be read or
+    /// written: the caller then takes the full path. Both give the same context.
+    pub fn context_in_memory(
+        &self,
+        request: RequestSubjects<'_>,
+        policies: &Policies,
+    ) -> Option<ConsentContext> {
+        if request.account.is_some() {
+            return None;
+        }
+        let signals = Signals {
+            gpc: request.gpc,
+            ..Signals::default()
+        };
+        let Some(id) = request.device.and_then(ConsentId::parse) else {
+            return Some(assemble(
+                ConsentState::default(),
+                [false; 4],
+                None,
+                signals,
+                None,
+                None,
+            ));
+        };
+        let day = crate::policy::today_number();
+        let standing = self.cache.get(&SubjectKey::Device(id), day).ok()?;
+        let records = standing.records.as_slice();
+        if request.gpc && !records.iter().any(|record| record.method == Method::Gpc) {
+            return None;
+        }
+        let mut state = ConsentState::from_records(records.iter());
+        let mut lapsed = [false; 4];
+        let mut in_force = None;
+        if has_a_grant(&state) {
+            // The version in force is known with the records whenever there is one.
+            let held = in_force.insert(policies.in_memory(standing.in_force?)?);
+            lapsed = lapse_grants(records, &mut state, |version| {
+                self.asked_again_in_memory(version, held)
+            })?;
+        }
+        Some(assemble(
+            state,
+            lapsed,
+            in_force.as_deref(),
+            signals,
+            Some(id),
+            None,
+        ))
     }
 
     /// A subject's records and the id of the policy version in force, in one query; the

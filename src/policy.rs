@@ -120,6 +120,15 @@ impl Policies {
         self.at(in_force).await
     }
 
+    /// [`Self::at`] when the version named is the one held in memory; `None` otherwise.
+    pub fn in_memory(&self, in_force: Option<i64>) -> Option<Arc<PolicyInForce>> {
+        let cached = self
+            .cached
+            .read()
+            .expect("the policy lock is never poisoned");
+        (cached.version.as_ref().map(|v| v.id) == in_force).then(|| cached.clone())
+    }
+
     /// The policy of the version the caller found in force (`None`: nothing published is in
     /// force yet), from memory unless it is not the one held.
     pub async fn at(&self, in_force: Option<i64>) -> anyhow::Result<Arc<PolicyInForce>> {

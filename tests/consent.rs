@@ -641,3 +641,76 @@ on_both_stores! {
         other.stop().await;
     }
 }
+
+/// The context of a visitor who is not signed in, by the full path and then from memory;
+/// asserts they are the same.
+async fn same_context(
+    app: &TestApp,
+    device: Option<&str>,
+    gpc: bool,
+) -> covenant::consent::ConsentContext {
+    let (consent, policies) = (&app.state.consent, &app.state.policy);
+    let subjects = covenant::consent::RequestSubjects {
+        device,
+        account: None,
+        gpc,
+    };
+    let full = consent
+        .context(subjects, policies, covenant::now())
+        .await
+        .unwrap();
+    let fast = consent
+        .context_in_memory(subjects, policies)
+        .expect("decided from memory after one read");
+    assert_eq!(format!("{fast:?}"), format!("{full:?}"));
+    fast
+}
+
+on_both_stores! {
+    /// A page for a visitor who is not signed in is decided from the node's memory when it
+    /// can be, without a query; that context is the very one the full path reads from the
+    /// store, before and after a choice, a GPC signal and a policy change that asks again,
+    /// and nothing that needs a read or a write (a subject just written, a GPC signal not yet
+    /// recorded, a signed-in member) is decided from memory.
+    /// Proves: C1, C2, C3
+    async fn a_context_decided_from_memory_is_the_one_read_from_the_store(app) {
+        use covenant::consent::RequestSubjects;
+        use covenant_core::policy::CookieCategory;
+        publish_version(app, DEFAULT_POLICY, "2025-01-01").await;
+        let (consent, policies) = (&app.state.consent, &app.state.policy);
+        let wait_out_the_write = || tokio::time::sleep(covenant::consent::WRITE_WINDOW + std::time::Duration::from_millis(100));
+
+        // No cookie: nothing to read.
+        let nobody = same_context(app, None, false).await;
+        assert!(nobody.show_banner() && !nobody.allows(CookieCategory::Analytics));
+        assert!(!same_context(app, None, true).await.allows(CookieCategory::Advertising));
+
+        let visitor = app.new_client();
+        let device = consent_id(&banner(app, &visitor, "accept_all").await);
+        let subjects = |gpc| RequestSubjects { device: Some(&device), account: None, gpc };
+        assert!(consent.context_in_memory(subjects(false), policies).is_none(), "a subject just written is read from the store");
+        wait_out_the_write().await;
+        let granted = same_context(app, Some(&device), false).await;
+        assert!(granted.allows(CookieCategory::Analytics) && granted.allows(CookieCategory::Advertising) && !granted.show_banner());
+
+        // GPC: the first signal is recorded by the full path, then decided from memory.
+        assert!(consent.context_in_memory(subjects(true), policies).is_none(), "a GPC signal not yet recorded needs a write");
+        consent.context(subjects(true), policies, covenant::now()).await.unwrap();
+        wait_out_the_write().await;
+        let honored = same_context(app, Some(&device), true).await;
+        assert!(honored.gpc() && !honored.allows(CookieCategory::Advertising) && honored.allows(CookieCategory::Analytics));
+        assert_eq!(records_of(app, &format!("device:{device}")).await.iter().filter(|r| r.method == "gpc").count(), 1);
+
+        // A policy that adds a purpose: the grant lapses, the same way on both paths.
+        publish_version(app, &with_a_new_purpose("2025.2"), "2025-02-01").await;
+        let asked = same_context(app, Some(&device), false).await;
+        assert!(asked.show_banner() && !asked.allows(CookieCategory::Analytics));
+
+        // A signed-in member's context always comes from the full path.
+        app.member("vera").await;
+        let member = user_id(app, "vera").await;
+        let signed_in = RequestSubjects { device: Some(&device), account: Some(member), gpc: false };
+        consent.context(signed_in, policies, covenant::now()).await.unwrap();
+        assert!(consent.context_in_memory(signed_in, policies).is_none());
+    }
+}

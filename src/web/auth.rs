@@ -74,6 +74,26 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// The token a request signs in with, and whether it came as a bearer token: the API takes
+/// bearer tokens only (a browser attaches cookies to cross-site requests on its own, bearer
+/// tokens it never sends unasked, so API calls need no CSRF token); pages take either. `None`:
+/// the request is anonymous, and no lookup is needed to say so.
+pub(crate) fn credential<'a>(
+    headers: &'a HeaderMap,
+    path: &str,
+    secure_cookies: bool,
+) -> Option<(&'a str, bool)> {
+    let (token, by_bearer) = match bearer(headers) {
+        Some(token) => (token, true),
+        None if path.starts_with("/api/") => return None,
+        None => (
+            cookie_value(headers, session_cookie_name(secure_cookies))?,
+            false,
+        ),
+    };
+    (!token.is_empty() && token.len() < 128).then_some((token, by_bearer))
+}
+
 impl FromRequestParts<AppState> for Viewer {
     type Rejection = crate::web::error::PageError;
 
@@ -84,27 +104,13 @@ impl FromRequestParts<AppState> for Viewer {
         if let Some(viewer) = parts.extensions.get::<Viewer>() {
             return Ok(viewer.clone());
         }
-        // The API takes bearer tokens only: a browser attaches cookies to cross-site requests
-        // on its own, bearer tokens it never sends unasked, so API calls need no CSRF token.
         // Nested routers see their own part of the path; the original URI says where we are.
         let path = match parts.extensions.get::<axum::extract::OriginalUri>() {
             Some(original) => original.0.path(),
             None => parts.uri.path(),
         };
-        let api = path.starts_with("/api/");
-        let (token, by_bearer) = match bearer(&parts.headers) {
-            Some(token) => (Some(token), true),
-            None if api => (None, false),
-            None => (
-                cookie_value(
-                    &parts.headers,
-                    session_cookie_name(state.config.secure_cookies()),
-                ),
-                false,
-            ),
-        };
-        let viewer = match token {
-            Some(token) if !token.is_empty() && token.len() < 128 => {
+        let viewer = match credential(&parts.headers, path, state.config.secure_cookies()) {
+            Some((token, by_bearer)) => {
                 let digest = token_digest(token);
                 let now = crate::now();
                 let idle = state.config.session.idle_timeout_minutes * 60;

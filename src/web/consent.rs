@@ -199,8 +199,69 @@ where
         }
         // The service that was made ready serves this request; its clone waits for the next.
         let ready = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, ready);
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        // Most pages go to visitors who are not signed in and whose choices this node holds:
+        // their context is decided here, without an await, and the page future is all that
+        // runs in the scope.
+        if let Some((request_consent, clear_theme)) = decided_in_memory(&self.state, &request) {
+            let secure = self.state.config.secure_cookies();
+            let page = REQUEST_CONSENT.scope(request_consent, inner.call(request));
+            return Box::pin(async move {
+                let mut response = page.await?;
+                if clear_theme {
+                    append_theme_clearing(&mut response, secure);
+                }
+                Ok(response)
+            });
+        }
         Box::pin(with_consent(self.state.clone(), inner, request))
+    }
+}
+
+/// The consent of a request the store need not be asked about (see
+/// [`crate::consent::Consents::context_in_memory`]), and whether a stale theme cookie is to
+/// be cleared; `None` sends the request down the full path.
+fn decided_in_memory(state: &AppState, request: &Request) -> Option<(RequestConsent, bool)> {
+    let headers = request.headers();
+    let path = request.uri().path();
+    if crate::web::auth::credential(headers, path, state.config.secure_cookies()).is_some() {
+        return None;
+    }
+    let (device, stored_theme) = consent_cookies(headers);
+    let subjects = RequestSubjects {
+        device,
+        account: None,
+        gpc: gpc_signal(headers),
+    };
+    let context = state.consent.context_in_memory(subjects, &state.policy)?;
+    Some(request_consent(context, stored_theme, request.uri()))
+}
+
+/// What the layout and the handlers read of the request's consent, and whether a theme cookie
+/// left from before preferences were withdrawn is to be cleared (it is also ignored).
+fn request_consent(
+    context: ConsentContext,
+    stored_theme: Option<Theme>,
+    uri: &axum::http::Uri,
+) -> (RequestConsent, bool) {
+    let preferences = context.allows(CookieCategory::Preferences);
+    let return_to = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let clear_theme = stored_theme.is_some() && !preferences;
+    let request_consent = RequestConsent {
+        context: Arc::new(context),
+        return_to: ReturnTo(Some(return_to)),
+        theme: stored_theme.filter(|_| preferences),
+    };
+    (request_consent, clear_theme)
+}
+
+fn append_theme_clearing(response: &mut Response, secure: bool) {
+    let clear = crate::web::theme::clear_theme_cookie(secure);
+    if let Ok(value) = clear.parse() {
+        response.headers_mut().append(SET_COOKIE, value);
     }
 }
 
@@ -234,28 +295,13 @@ where
             ConsentContext::default()
         }
     };
-    // A theme cookie left from before preferences were withdrawn is ignored, and cleared.
-    let preferences = context.allows(CookieCategory::Preferences);
-    let return_to = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let request_consent = RequestConsent {
-        context: Arc::new(context),
-        return_to: ReturnTo(Some(return_to)),
-        theme: stored_theme.filter(|_| preferences),
-    };
-    let clear_theme = stored_theme.is_some() && !preferences;
+    let (request_consent, clear_theme) = request_consent(context, stored_theme, &parts.uri);
     let request = Request::from_parts(parts, body);
     let mut response = REQUEST_CONSENT
         .scope(request_consent, inner.call(request))
         .await?;
     if clear_theme {
-        let clear = crate::web::theme::clear_theme_cookie(state.config.secure_cookies());
-        if let Ok(value) = clear.parse() {
-            response.headers_mut().append(SET_COOKIE, value);
-        }
+        append_theme_clearing(&mut response, state.config.secure_cookies());
     }
     Ok(response)
 }

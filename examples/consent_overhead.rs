@@ -17,6 +17,7 @@
 //!
 //! cargo run --release --example consent_overhead -- [--rounds 5] [--duration 5s]
 //!     [--connections 16] [--threads 1] [--data-dir DIR] [--database-url URL] [--calibrate]
+//!     [--in-process]
 
 use axum::Router;
 use axum::routing::get;
@@ -62,6 +63,113 @@ fn pages_router() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::home))
         .route("/t/{slug}/{id}", get(pages::topic))
+}
+
+/// The pages measured, each with the cookie its visitor sends.
+fn cases_of<'a>(
+    topic_path: &'a str,
+    cookie: &'a str,
+    refuser_cookie: &'a str,
+) -> [(&'static str, &'a str, Option<&'a str>); 4] {
+    [
+        ("topic list, visitor with choices", "/", Some(cookie)),
+        ("topic page, visitor with choices", topic_path, Some(cookie)),
+        (
+            "topic page, visitor who refused all",
+            topic_path,
+            Some(refuser_cookie),
+        ),
+        ("topic list, visitor without cookie", "/", None),
+    ]
+}
+
+/// Mean time of one request through `router`, called in this task (no network, no client).
+async fn time_requests(router: &Router, path: &str, cookie: Option<&str>, n: u32) -> f64 {
+    use tower::ServiceExt;
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        let mut request = axum::http::Request::get(path);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = router
+            .clone()
+            .oneshot(request.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        drop(response);
+    }
+    started.elapsed().as_secs_f64() * 1e9 / f64::from(n)
+}
+
+/// `--in-process`: the check's own cost in nanoseconds, measured without a network: each
+/// request is handed to the router in this task, alternately with and without the layer, once
+/// over the real pages and once over a handler that writes a fixed text (so the difference is
+/// the layer alone), then set against the time of the page it guards.
+async fn in_process(
+    state: &AppState,
+    cases: &[(&str, &str, Option<&str>)],
+    rounds: usize,
+) -> anyhow::Result<()> {
+    let layer = covenant::web::consent::ConsentLayer::new(state.clone());
+    let fixed = || async { axum::response::Html("<p>fixed</p>") };
+    let bare = || {
+        Router::new()
+            .route("/", get(fixed))
+            .route("/t/{slug}/{id}", get(fixed))
+    };
+    let (bare_with, bare_without): (Router, Router) =
+        (bare().layer(layer.clone()), bare());
+    let (pages_with, pages_without): (Router, Router) = (
+        pages_router().layer(layer).with_state(state.clone()),
+        pages_router().with_state(state.clone()),
+    );
+    println!(
+        "in process, {rounds} rounds, alternating; load average before: {}",
+        load_average()
+    );
+    println!(
+        "| page | page with check (µs) | page without (µs) | ratio | layer alone (ns) | layer / page |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for &(name, path, cookie) in cases {
+        let (mut page_ratios, mut page_with, mut page_without, mut layer_ns) =
+            (vec![], vec![], vec![], vec![]);
+        // Warm both, then alternate which goes first.
+        time_requests(&pages_with, path, cookie, 200).await;
+        time_requests(&pages_without, path, cookie, 200).await;
+        for round in 0..rounds {
+            let (a, b) = if round % 2 == 0 {
+                let a = time_requests(&pages_with, path, cookie, 2_000).await;
+                (a, time_requests(&pages_without, path, cookie, 2_000).await)
+            } else {
+                let b = time_requests(&pages_without, path, cookie, 2_000).await;
+                (time_requests(&pages_with, path, cookie, 2_000).await, b)
+            };
+            page_with.push(a);
+            page_without.push(b);
+            page_ratios.push(b / a);
+            let (c, d) = if round % 2 == 0 {
+                let c = time_requests(&bare_with, path, cookie, 100_000).await;
+                (c, time_requests(&bare_without, path, cookie, 100_000).await)
+            } else {
+                let d = time_requests(&bare_without, path, cookie, 100_000).await;
+                (time_requests(&bare_with, path, cookie, 100_000).await, d)
+            };
+            layer_ns.push(c - d);
+        }
+        let (a, b, layer) = (median(&page_with), median(&page_without), median(&layer_ns));
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.3} | {layer:.0} | {:.2} % |",
+            a / 1000.0,
+            b / 1000.0,
+            median(&page_ratios),
+            layer / b * 100.0
+        );
+    }
+    println!("load average after: {}", load_average());
+    Ok(())
 }
 
 async fn serve(router: Router) -> anyhow::Result<SocketAddr> {
@@ -217,32 +325,18 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    if std::env::args().any(|a| a == "--in-process") {
+        return in_process(&state, &cases_of(&topic_path, &cookie, &refuser_cookie), rounds).await;
+    }
     println!(
         "wrk -t{threads} -c{connections} -d{duration}, {rounds} rounds, alternating; load average before: {}",
         load_average()
     );
-    let cases: [(&str, &str, Option<&str>); 4] = [
-        (
-            "topic list, visitor with choices",
-            "/",
-            Some(cookie.as_str()),
-        ),
-        (
-            "topic page, visitor with choices",
-            topic_path.as_str(),
-            Some(cookie.as_str()),
-        ),
-        (
-            "topic page, visitor who refused all",
-            topic_path.as_str(),
-            Some(refuser_cookie.as_str()),
-        ),
-        ("topic list, visitor without cookie", "/", None),
-    ];
+    let cases = cases_of(&topic_path, &cookie, &refuser_cookie);
     println!("| page | round | with check (req/s) | without (req/s) | ratio |");
     println!("|---|---|---|---|---|");
     let mut summary = Vec::new();
-    for (name, path, cookie) in cases {
+    for &(name, path, cookie) in &cases {
         let (mut with_rates, mut without_rates, mut ratios) = (vec![], vec![], vec![]);
         for round in 0..rounds {
             let url_with = format!("http://{with}{path}");

@@ -144,6 +144,13 @@ impl Table {
     pub fn holds_personal_data(&self) -> bool {
         self.personal_columns().next().is_some()
     }
+
+    /// Whether export and erasure visit the subject's rows here: the table holds personal
+    /// data, or erasure marks its rows (a tombstone: `posts`, whose text is in `post_bodies`,
+    /// are exported with their places and times and marked deleted when their text goes).
+    pub fn concerns_subject(&self) -> bool {
+        self.holds_personal_data() || self.tombstone.is_some()
+    }
 }
 
 const fn plain(name: &'static str, kind: Kind) -> Column {
@@ -427,13 +434,40 @@ pub static TABLES: &[Table] = &[
             plain("topic_id", Int),
             reference("user_id"),
             plain("post_number", Int),
+            plain("created_at", Int),
+            plain("edited_at", Int),
+            plain("hidden_at", Int),
+            reference("hidden_by"),
+            plain("deleted_at", Int),
+            plain("restricted_at", Int),
+            // The moderation state of the post, and why the check held it: a word from a
+            // fixed list (`unsafe_link`, `spam_pattern`), never the text that matched.
+            plain("held_at", Int),
+            plain("held_reason", Text),
+        ],
+    },
+    // A post's text (0043), apart from the post so that the sweep's rewrites of posts (giving
+    // them to the deleted user) do not write their text again. Its rows are the subject's
+    // through the posts they wrote; a post given to the deleted user keeps its text, which is
+    // then nobody's.
+    Table {
+        name: "post_bodies",
+        link: Link::Through {
+            column: "post_id",
+            ids: "SELECT id FROM posts WHERE user_id = $1",
+        },
+        rows: Rows::Kept,
+        key: "post_id",
+        tombstone: None,
+        columns: &[
+            plain("post_id", Int),
             // Only posts written in topics active since the account was made, or edited since,
             // can mention it: each side of the OR has its index (the topics' recency, the
             // partial index of edited posts) instead of a walk over every post.
             public_text(
                 "body_md",
                 "",
-                "((created_at >= $2 AND topic_id IN \
+                "post_id IN (SELECT id FROM posts WHERE (created_at >= $2 AND topic_id IN \
                  (SELECT id FROM topics WHERE last_posted_at >= $2)) OR edited_at >= $2)",
             ),
             Column {
@@ -447,16 +481,6 @@ pub static TABLES: &[Table] = &[
                     withheld: false,
                 }),
             },
-            plain("created_at", Int),
-            plain("edited_at", Int),
-            plain("hidden_at", Int),
-            reference("hidden_by"),
-            plain("deleted_at", Int),
-            plain("restricted_at", Int),
-            // The moderation state of the post, and why the check held it: a word from a
-            // fixed list (`unsafe_link`, `spam_pattern`), never the text that matched.
-            plain("held_at", Int),
-            plain("held_reason", Text),
         ],
     },
     // The author's device when a post was written, apart from the post so that minimizing it
@@ -1416,7 +1440,7 @@ pub fn subject_tables() -> impl Iterator<Item = &'static Table> {
     TABLES
         .iter()
         .rev()
-        .filter(|t| t.holds_personal_data() && !matches!(t.link, Link::Nobody | Link::IdsOnly))
+        .filter(|t| t.concerns_subject() && !matches!(t.link, Link::Nobody | Link::IdsOnly))
 }
 
 #[cfg(test)]

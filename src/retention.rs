@@ -1860,8 +1860,8 @@ mod tests {
         // Public text kept as written when its author is anonymized.
         "topics.title",
         "topics.slug",
-        "posts.body_md",
-        "posts.body_html",
+        "post_bodies.body_md",
+        "post_bodies.body_html",
         // Rows deleted whole with the email address.
         "mail_outbox.recipient",
         "mail_outbox.subject",

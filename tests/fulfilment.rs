@@ -88,20 +88,21 @@ fn unzip(bytes: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn link_column(link: Link) -> Option<&'static str> {
+/// The condition selecting the subject's rows of a table linked to them, `None` for tables
+/// whose rows this test does not make.
+fn link_filter(link: Link, id: i64) -> Option<(&'static str, String)> {
     match link {
-        Link::Subject { column } | Link::UserId { column } | Link::AccountSubject { column } => {
-            Some(column)
+        Link::Subject { column } | Link::UserId { column } => {
+            Some((column, format!("{column} = {id}")))
         }
+        Link::AccountSubject { column } => Some((column, format!("{column} = 'account:{id}'"))),
+        // Posts' text, through the posts the subject wrote.
+        Link::Through { column, ids } if ids.contains("FROM posts ") => Some((
+            column,
+            format!("{column} IN ({})", ids.replace("$1", &id.to_string())),
+        )),
         // Request records and throttles are made by the request workflow.
         Link::Through { .. } | Link::EmailKey { .. } | Link::Nobody | Link::IdsOnly => None,
-    }
-}
-
-fn link_value(link: Link, id: i64) -> String {
-    match link {
-        Link::AccountSubject { .. } => format!("'account:{id}'"),
-        _ => id.to_string(),
     }
 }
 
@@ -192,7 +193,7 @@ async fn marked_subject(app: &common::TestApp) -> (i64, String, Vec<(String, boo
 
     let mut markers = Vec::new();
     for table in inventory::TABLES {
-        let Some(link) = link_column(table.link) else {
+        let Some((link, filter)) = link_filter(table.link, id) else {
             continue;
         };
         if table.rows == inventory::Rows::Evidence {
@@ -202,7 +203,6 @@ async fn marked_subject(app: &common::TestApp) -> (i64, String, Vec<(String, boo
             if column.name == link {
                 continue;
             }
-            let filter = format!("{link} = {}", link_value(table.link, id));
             let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT COUNT(*) FROM {} WHERE {filter}",
                 table.name
@@ -464,7 +464,7 @@ on_both_stores! {
             .await
             .unwrap();
         assert_eq!(report.mentions_rewritten, 1);
-        let (body,): (String,) = sqlx::query_as("SELECT body_md FROM posts WHERE id = $1")
+        let (body,): (String,) = sqlx::query_as("SELECT body_md FROM post_bodies WHERE post_id = $1")
             .bind(post_id)
             .fetch_one(&pool)
             .await

@@ -233,9 +233,8 @@ async fn bulk_insert_posts(store: &Store, tx: &mut Tx, posts: &[BulkPost]) -> an
         (&keys[at], &subjects[at])
     };
     let sql = format!(
-        "INSERT INTO posts (id, topic_id, user_id, post_number, body_md, body_html, created_at) \
-         VALUES {}",
-        values_clause(store.kind, 7, posts.len())
+        "INSERT INTO posts (id, topic_id, user_id, post_number, created_at) VALUES {}",
+        values_clause(store.kind, 5, posts.len())
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for p in posts {
@@ -244,14 +243,27 @@ async fn bulk_insert_posts(store: &Store, tx: &mut Tx, posts: &[BulkPost]) -> an
             .bind(p.topic_id)
             .bind(p.user_id)
             .bind(p.post_number)
-            .bind(p.body_md.clone())
-            .bind(p.body_html.clone())
             .bind(p.created_at);
     }
     query
         .execute(&mut **tx)
         .await
         .context("inserting demo posts")?;
+    let sql = format!(
+        "INSERT INTO post_bodies (post_id, body_md, body_html) VALUES {}",
+        values_clause(store.kind, 3, posts.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for p in posts {
+        query = query
+            .bind(p.id)
+            .bind(p.body_md.clone())
+            .bind(p.body_html.clone());
+    }
+    query
+        .execute(&mut **tx)
+        .await
+        .context("inserting demo posts' text")?;
     let sql = format!(
         "INSERT INTO post_devices (post_id, user_id, ip, user_agent, created_at) VALUES {}",
         values_clause(store.kind, 5, posts.len())

@@ -88,10 +88,14 @@ const TOPIC_COLUMNS: &str = "t.id, t.kind, t.category_id, t.title, t.slug, \
      t.created_at, t.last_posted_at, t.n_posts, t.hidden, t.user_id";
 const POST_COLUMNS: &str = "p.id, p.topic_id, p.post_number, p.user_id, \
      CASE WHEN u.restricted_at IS NULL THEN u.username ELSE 'former member' END AS author, \
-     CASE WHEN p.restricted_at IS NULL THEN p.body_md ELSE '' END AS body_md, \
-     CASE WHEN p.restricted_at IS NULL THEN p.body_html \
+     CASE WHEN p.restricted_at IS NULL THEN b.body_md ELSE '' END AS body_md, \
+     CASE WHEN p.restricted_at IS NULL THEN b.body_html \
      ELSE '<p><em>Kept in storage only: its author closed their account.</em></p>' END AS body_html, \
      p.created_at, p.edited_at, p.hidden_at, p.deleted_at, p.held_at";
+/// The tables [`POST_COLUMNS`] reads: a post, its text (`post_bodies`, apart so that the sweep's
+/// rewrites of posts do not rewrite their text) and its author.
+const POST_TABLES: &str =
+    "posts p JOIN post_bodies b ON b.post_id = p.id JOIN users u ON u.id = p.user_id";
 
 impl Store {
     pub async fn categories(&self) -> anyhow::Result<Vec<CategoryRow>> {
@@ -253,7 +257,7 @@ impl Store {
         offset: i64,
     ) -> anyhow::Result<Vec<PostRow>> {
         let sql = format!(
-            "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.user_id \
+            "SELECT {POST_COLUMNS} FROM {POST_TABLES} \
              WHERE p.topic_id = $1 ORDER BY p.post_number LIMIT $2 OFFSET $3"
         );
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -267,7 +271,7 @@ impl Store {
 
     pub async fn post_by_id(&self, id: i64) -> anyhow::Result<Option<PostRow>> {
         let sql = format!(
-            "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.user_id WHERE p.id = $1"
+            "SELECT {POST_COLUMNS} FROM {POST_TABLES} WHERE p.id = $1"
         );
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
@@ -291,7 +295,7 @@ impl Store {
         }
         let sql = format!(
             "SELECT {POST_COLUMNS}, t.title AS topic_title, t.slug AS topic_slug \
-             FROM posts p JOIN users u ON u.id = p.user_id JOIN topics t ON t.id = p.topic_id \
+             FROM {POST_TABLES} JOIN topics t ON t.id = p.topic_id \
              WHERE p.user_id = $1 AND p.hidden_at IS NULL AND p.deleted_at IS NULL \
              AND p.held_at IS NULL AND t.hidden = 0 ORDER BY p.created_at DESC, p.id DESC LIMIT $2"
         );
@@ -326,7 +330,7 @@ impl Store {
         let sql = format!(
             "SELECT {POST_COLUMNS}, COALESCE(p.held_reason, '') AS held_reason, \
              t.kind AS topic_kind, t.title AS topic_title, t.slug AS topic_slug \
-             FROM posts p JOIN users u ON u.id = p.user_id JOIN topics t ON t.id = p.topic_id \
+             FROM {POST_TABLES} JOIN topics t ON t.id = p.topic_id \
              WHERE p.held_at IS NOT NULL AND p.deleted_at IS NULL \
              ORDER BY p.held_at, p.id LIMIT $1"
         );
@@ -398,20 +402,25 @@ pub async fn insert_post(
     .await
     .context("numbering a new post")?;
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO posts (topic_id, user_id, post_number, body_md, body_html, created_at, \
-         held_at, held_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        "INSERT INTO posts (topic_id, user_id, post_number, created_at, held_at, held_reason) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(post.topic_id)
     .bind(post.user_id)
     .bind(post_number)
-    .bind(post.body_md)
-    .bind(post.body_html)
     .bind(post.now)
     .bind(post.held_reason.map(|_| post.now))
     .bind(post.held_reason)
     .fetch_one(&mut **tx)
     .await
     .context("inserting a post")?;
+    sqlx::query("INSERT INTO post_bodies (post_id, body_md, body_html) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(post.body_md)
+        .bind(post.body_html)
+        .execute(&mut **tx)
+        .await
+        .context("storing a post's text")?;
     sqlx::query(
         "INSERT INTO post_devices (post_id, user_id, ip, user_agent, created_at) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -438,18 +447,21 @@ pub async fn update_post_body(
     now: i64,
     held_reason: Option<&'static str>,
 ) -> anyhow::Result<()> {
-    let sql = match held_reason {
-        None => "UPDATE posts SET body_md = $1, body_html = $2, edited_at = $3 WHERE id = $4",
-        Some(_) => {
-            "UPDATE posts SET body_md = $1, body_html = $2, edited_at = $3, \
-             held_at = COALESCE(held_at, $3), held_reason = $5 WHERE id = $4"
-        }
-    };
-    let mut query = sqlx::query(sql)
+    sqlx::query("UPDATE post_bodies SET body_md = $1, body_html = $2 WHERE post_id = $3")
         .bind(body_md)
         .bind(body_html)
-        .bind(now)
-        .bind(post_id);
+        .bind(post_id)
+        .execute(&mut **tx)
+        .await
+        .context("editing a post's text")?;
+    let sql = match held_reason {
+        None => "UPDATE posts SET edited_at = $1 WHERE id = $2",
+        Some(_) => {
+            "UPDATE posts SET edited_at = $1, held_at = COALESCE(held_at, $1), held_reason = $3 \
+             WHERE id = $2"
+        }
+    };
+    let mut query = sqlx::query(sql).bind(now).bind(post_id);
     if let Some(reason) = held_reason {
         query = query.bind(reason);
     }
@@ -460,7 +472,12 @@ pub async fn update_post_body(
 /// Deletes a post's content at its author's wish. The row stays so that numbering and replies
 /// keep their places; its text and the IP address and user agent recorded with it go.
 pub async fn delete_post_content(tx: &mut Tx, post_id: i64, now: i64) -> anyhow::Result<()> {
-    sqlx::query("UPDATE posts SET body_md = '', body_html = '', deleted_at = $1 WHERE id = $2")
+    sqlx::query("UPDATE post_bodies SET body_md = '', body_html = '' WHERE post_id = $1")
+        .bind(post_id)
+        .execute(&mut **tx)
+        .await
+        .context("deleting a post's text")?;
+    sqlx::query("UPDATE posts SET deleted_at = $1 WHERE id = $2")
         .bind(now)
         .bind(post_id)
         .execute(&mut **tx)

@@ -208,6 +208,50 @@ on_both_stores! {
     }
 }
 
+/// Every post's stored text, in post order.
+async fn post_texts(app: &common::TestApp) -> Vec<(i64, String, String)> {
+    let pool = app.raw_pool().await;
+    let texts = sqlx::query_as("SELECT post_id, body_md, body_html FROM post_bodies ORDER BY post_id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    texts
+}
+
+on_both_stores! {
+    /// Proves: T2, T4
+    async fn the_sweep_gives_posts_to_the_deleted_user_and_leaves_their_text_as_written(app) {
+        let (topic, id) = member_with_topic(app, "hopper").await;
+        let (_, other) = member_with_topic(app, "lovelace").await;
+        close(app, id).await;
+        let before = post_texts(app).await;
+        assert_eq!(before.len(), 2);
+        assert!(before.iter().any(|(_, md, html)| md == "Words worth keeping"
+            && html.contains("Words worth keeping")));
+
+        // Restricted: the page shows the placeholder, the text stays stored as it was.
+        sweep(app, today(), false).await;
+        let html = app.page(&app.client, &topic).await;
+        assert!(html.contains("Kept in storage only") && !html.contains("Words worth keeping"), "{html}");
+        assert_eq!(post_texts(app).await, before);
+
+        // Anonymized: the post is the deleted user's, its text is untouched and shown again.
+        sweep(app, removal_day(app, id).await, false).await;
+        assert_eq!(post_texts(app).await, before);
+        let html = app.page(&app.client, &topic).await;
+        assert!(html.contains("deleted user") && html.contains("Words worth keeping"), "{html}");
+        assert!(!html.contains("hopper") && !html.contains("Kept in storage only"), "{html}");
+        let pool = app.raw_pool().await;
+        let authors: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM posts ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        assert!(!authors.contains(&(id,)) && authors.contains(&(other,)), "{authors:?}");
+    }
+}
+
 on_both_stores! {
     /// Proves: T4
     async fn a_dry_run_reports_what_and_why_and_changes_nothing(app) {

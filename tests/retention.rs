@@ -211,10 +211,11 @@ on_both_stores! {
 /// Every post's stored text, in post order.
 async fn post_texts(app: &common::TestApp) -> Vec<(i64, String, String)> {
     let pool = app.raw_pool().await;
-    let texts = sqlx::query_as("SELECT post_id, body_md, body_html FROM post_bodies ORDER BY post_id")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let texts =
+        sqlx::query_as("SELECT post_id, body_md, body_html FROM post_bodies ORDER BY post_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     pool.close().await;
     texts
 }

@@ -114,7 +114,15 @@ async fn check_posts_kept_their_text(store: &covenant::Store, pool: &sqlx::AnyPo
     let posts = store.posts_of_topic(3, 10, 0).await.unwrap();
     let read: Vec<_> = posts
         .iter()
-        .map(|p| (p.id, p.post_number, p.author.as_str(), p.body_md.as_str(), p.edited_at))
+        .map(|p| {
+            (
+                p.id,
+                p.post_number,
+                p.author.as_str(),
+                p.body_md.as_str(),
+                p.edited_at,
+            )
+        })
         .collect();
     assert_eq!(
         read,
@@ -128,19 +136,21 @@ async fn check_posts_kept_their_text(store: &covenant::Store, pool: &sqlx::AnyPo
             .fetch_all(pool)
             .await
             .unwrap();
-    assert_eq!(devices, [(11, "ip-1".to_string()), (12, "ip-2".to_string())]);
+    assert_eq!(
+        devices,
+        [(11, "ip-1".to_string()), (12, "ip-2".to_string())]
+    );
     // A post deleted with its topic takes its text and device row with it.
     sqlx::query("DELETE FROM topics WHERE id = 3")
         .execute(pool)
         .await
         .unwrap();
     for table in ["post_bodies", "post_devices"] {
-        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM {table}"
-        )))
-        .fetch_one(pool)
-        .await
-        .unwrap();
+        let (n,): (i64,) =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(pool)
+                .await
+                .unwrap();
         assert_eq!(n, 0, "{table}");
     }
 }

@@ -270,9 +270,7 @@ impl Store {
     }
 
     pub async fn post_by_id(&self, id: i64) -> anyhow::Result<Option<PostRow>> {
-        let sql = format!(
-            "SELECT {POST_COLUMNS} FROM {POST_TABLES} WHERE p.id = $1"
-        );
+        let sql = format!("SELECT {POST_COLUMNS} FROM {POST_TABLES} WHERE p.id = $1");
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(self.pool())

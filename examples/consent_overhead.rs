@@ -97,7 +97,11 @@ async fn time_requests(router: &Router, path: &str, cookie: Option<&str>, n: u32
             .oneshot(request.body(axum::body::Body::empty()).unwrap())
             .await
             .unwrap();
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
         drop(response);
     }
     started.elapsed().as_secs_f64() * 1e9 / f64::from(n)
@@ -111,6 +115,7 @@ async fn in_process(
     state: &AppState,
     cases: &[(&str, &str, Option<&str>)],
     rounds: usize,
+    calibrate: bool,
 ) -> anyhow::Result<()> {
     let layer = covenant::web::consent::ConsentLayer::new(state.clone());
     let fixed = || async { axum::response::Html("<p>fixed</p>") };
@@ -119,12 +124,23 @@ async fn in_process(
             .route("/", get(fixed))
             .route("/t/{slug}/{id}", get(fixed))
     };
-    let (bare_with, bare_without): (Router, Router) =
-        (bare().layer(layer.clone()), bare());
-    let (pages_with, pages_without): (Router, Router) = (
-        pages_router().layer(layer).with_state(state.clone()),
-        pages_router().with_state(state.clone()),
-    );
+    // `--calibrate`: no layer on either side, as for the load runs.
+    let (bare_with, bare_without): (Router, Router) = if calibrate {
+        (bare(), bare())
+    } else {
+        (bare().layer(layer.clone()), bare())
+    };
+    let (pages_with, pages_without): (Router, Router) = if calibrate {
+        (
+            pages_router().with_state(state.clone()),
+            pages_router().with_state(state.clone()),
+        )
+    } else {
+        (
+            pages_router().layer(layer).with_state(state.clone()),
+            pages_router().with_state(state.clone()),
+        )
+    };
     println!(
         "in process, {rounds} rounds, alternating; load average before: {}",
         load_average()
@@ -309,6 +325,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let without = serve(pages_router().with_state(state.clone())).await?;
 
+    if std::env::args().any(|a| a == "--in-process") {
+        let cases = cases_of(&topic_path, &cookie, &refuser_cookie);
+        return in_process(&state, &cases, rounds, calibrate).await;
+    }
+
     // The check runs on one and not the other: the analytics tag is there only when granted.
     let client = reqwest::Client::new();
     for (address, expected) in [(with, !calibrate), (without, false)] {
@@ -325,9 +346,6 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    if std::env::args().any(|a| a == "--in-process") {
-        return in_process(&state, &cases_of(&topic_path, &cookie, &refuser_cookie), rounds).await;
-    }
     println!(
         "wrk -t{threads} -c{connections} -d{duration}, {rounds} rounds, alternating; load average before: {}",
         load_average()

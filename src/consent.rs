@@ -17,7 +17,7 @@ use covenant_core::diff::diff;
 use covenant_core::policy::{CookieCategory, Policy};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use time::OffsetDateTime;
 
 mod cache;
@@ -701,26 +701,36 @@ impl Consent {
         &self,
         request: RequestSubjects<'_>,
         policies: &Policies,
-    ) -> Option<ConsentContext> {
+    ) -> Option<Arc<ConsentContext>> {
         if request.account.is_some() {
             return None;
         }
+        // One context per answer to GPC: without the signal, and with it.
+        let slot = usize::from(request.gpc);
         let signals = Signals {
             gpc: request.gpc,
             ..Signals::default()
         };
         let Some(id) = request.device.and_then(ConsentId::parse) else {
-            return Some(assemble(
-                ConsentState::default(),
-                [false; 4],
-                None,
-                signals,
-                None,
-                None,
-            ));
+            static NO_CHOICE: [OnceLock<Arc<ConsentContext>>; 2] =
+                [OnceLock::new(), OnceLock::new()];
+            let context = NO_CHOICE[slot].get_or_init(|| {
+                Arc::new(assemble(
+                    ConsentState::default(),
+                    [false; 4],
+                    None,
+                    signals,
+                    None,
+                    None,
+                ))
+            });
+            return Some(context.clone());
         };
         let day = crate::policy::today_number();
         let standing = self.cache.get(&SubjectKey::Device(id), day).ok()?;
+        if let Some(context) = standing.visitor_contexts[slot].get() {
+            return Some(context.clone());
+        }
         let records = standing.records.as_slice();
         if request.gpc && !records.iter().any(|record| record.method == Method::Gpc) {
             return None;
@@ -735,14 +745,21 @@ impl Consent {
                 self.asked_again_in_memory(version, held)
             })?;
         }
-        Some(assemble(
+        let context = Arc::new(assemble(
             state,
             lapsed,
             in_force.as_deref(),
             signals,
             Some(id),
             None,
-        ))
+        ));
+        // Worked out from what the entry holds and verdicts that never change for it: the
+        // next page of this visitor takes it as it is.
+        Some(
+            standing.visitor_contexts[slot]
+                .get_or_init(|| context)
+                .clone(),
+        )
     }
 
     /// A subject's records and the id of the policy version in force, in one query; the
@@ -763,10 +780,7 @@ impl Consent {
                 &crate::policy::day_text(day),
             )
             .await?;
-        let standing = Standing {
-            records: Arc::new(parse_rows(&rows)?),
-            in_force,
-        };
+        let standing = Standing::new(parse_rows(&rows)?, in_force);
         self.cache.keep(ticket, subject, day, &standing);
         Ok((standing.records, standing.in_force))
     }

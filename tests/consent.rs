@@ -648,7 +648,7 @@ async fn same_context(
     app: &TestApp,
     device: Option<&str>,
     gpc: bool,
-) -> covenant::consent::ConsentContext {
+) -> std::sync::Arc<covenant::consent::ConsentContext> {
     let (consent, policies) = (&app.state.consent, &app.state.policy);
     let subjects = covenant::consent::RequestSubjects {
         device,
@@ -691,6 +691,8 @@ on_both_stores! {
         assert!(consent.context_in_memory(subjects(false), policies).is_none(), "a subject just written is read from the store");
         wait_out_the_write().await;
         let granted = same_context(app, Some(&device), false).await;
+        let again = consent.context_in_memory(subjects(false), policies).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&granted, &again), "the next page takes the context worked out for this one");
         assert!(granted.allows(CookieCategory::Analytics) && granted.allows(CookieCategory::Advertising) && !granted.show_banner());
 
         // GPC: the first signal is recorded by the full path, then decided from memory.

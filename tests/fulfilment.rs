@@ -324,6 +324,20 @@ on_both_stores! {
                        "data/user.device.ip_address.csv", "data/user.content.public.json"] {
             assert!(names.contains(&needed), "{needed} missing from {names:?}");
         }
+        // Each post's text comes with where and when it was written.
+        let file = |name: &str| -> serde_json::Value {
+            let (_, text) = files.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{name} missing"));
+            serde_json::from_str(text).unwrap()
+        };
+        let texts = file("data/user.content.public.json")["records"]["post_bodies"].as_array().expect("the posts' text").clone();
+        let places = file("data/context/posts.json")["records"].as_array().expect("the posts' places").clone();
+        assert!(!texts.is_empty() && texts.len() == places.len(), "{} texts, {} places", texts.len(), places.len());
+        for text in &texts {
+            let place = places.iter().find(|p| p["id"] == text["post_id"])
+                .unwrap_or_else(|| panic!("no place for post {}", text["post_id"]));
+            assert_eq!(place["user_id"], serde_json::json!(id));
+            assert!(place["topic_id"].as_i64().is_some() && place["created_at"].as_i64().unwrap() > 0, "{place}");
+        }
         let everything: String = files.iter().map(|(_, text)| text.as_str()).collect();
         for (marker, withheld) in &markers {
             assert_eq!(everything.contains(marker.as_str()), !withheld, "marker {marker}");

@@ -16,6 +16,7 @@
 //!   [`LOOKBACK`] ids. Deletions (erasure, retention) are not visible to it: an entry is trusted
 //!   for [`TIME_TO_LIVE`] at most.
 
+use crate::consent::ConsentContext;
 use crate::store::Store;
 use covenant_core::consent::ConsentRecord;
 use std::collections::{BTreeMap, HashMap};
@@ -150,6 +151,20 @@ pub struct Standing {
     /// Shared with the cache: a page reads them without copying.
     pub records: Arc<Vec<ConsentRecord>>,
     pub in_force: Option<Option<i64>>,
+    /// The context these records give a visitor who is not signed in, without and with a GPC
+    /// signal, once a page has worked it out (`Consent::context_in_memory`): nothing else it
+    /// depends on changes while the entry is held (a new policy version drops every entry).
+    pub visitor_contexts: Arc<[OnceLock<Arc<ConsentContext>>; 2]>,
+}
+
+impl Standing {
+    pub fn new(records: Vec<ConsentRecord>, in_force: Option<Option<i64>>) -> Self {
+        Self {
+            records: Arc::new(records),
+            in_force,
+            visitor_contexts: Arc::default(),
+        }
+    }
 }
 
 struct Entry {
@@ -339,10 +354,7 @@ mod tests {
     }
 
     fn standing() -> Standing {
-        Standing {
-            records: Arc::default(),
-            in_force: None,
-        }
+        Standing::new(Vec::new(), None)
     }
 
     #[test]

@@ -239,10 +239,16 @@ fn zip_error(error: zip::result::ZipError) -> anyhow::Error {
     anyhow::Error::new(error).context("writing the export archive")
 }
 
-/// Reads every inventory table for the subject.
+/// Reads every inventory table for the subject: those with personal data, and those whose rows
+/// are the subject's without any (`posts`, whose text is in `post_bodies`), which the archive
+/// gives as context.
 async fn subject_data(store: &Store, user_id: i64) -> anyhow::Result<Vec<TableRows>> {
     let mut data = Vec::new();
-    for table in inventory::TABLES.iter().filter(|t| t.holds_personal_data()) {
+    let tables = inventory::TABLES.iter().filter(|t| {
+        t.concerns_subject()
+            && !matches!(t.link, inventory::Link::Nobody | inventory::Link::IdsOnly)
+    });
+    for table in tables {
         let rows = store.subject_rows(table, user_id).await?;
         if !rows.is_empty() {
             data.push(TableRows { table, rows });
@@ -402,6 +408,35 @@ pub async fn build_archive(
         files.push(csv_name);
     }
 
+    // Rows of the subject's that hold nothing personal themselves but say where and when the
+    // rest was written (a post's topic, number and times, beside its text in `post_bodies`).
+    let mut context_manifest = Vec::new();
+    for TableRows { table, rows } in data.iter().filter(|t| !t.table.holds_personal_data()) {
+        let name = format!("data/context/{}.json", table.name);
+        let records: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|row| {
+                let object: Map<String, serde_json::Value> = table
+                    .columns
+                    .iter()
+                    .zip(row)
+                    .map(|(column, value)| (column.name.to_string(), json!(value)))
+                    .collect();
+                serde_json::Value::Object(object)
+            })
+            .collect();
+        writer
+            .start_file(name.as_str(), options)
+            .map_err(zip_error)?;
+        serde_json::to_writer_pretty(
+            &mut writer,
+            &json!({"table": table.name, "records": records}),
+        )
+        .context("writing a context file")?;
+        context_manifest.push(json!({"table": table.name, "rows": rows.len(), "file": name}));
+        files.push(name);
+    }
+
     writer
         .start_file("consent/receipts.json", options)
         .map_err(zip_error)?;
@@ -416,6 +451,7 @@ pub async fn build_archive(
         "policy_version": policy_version.unwrap_or(policy.version()),
         "controller": policy.controller(),
         "categories": categories_manifest,
+        "context": context_manifest,
         "right_to_know": answer,
         "consent_records": receipts.len(),
         "request_records": "Privacy requests are recorded under the category user.privacy_request.details above, where any exist.",
@@ -513,7 +549,9 @@ fn readme(policy: &Policy, jurisdiction: Jurisdiction, files: &[String]) -> Stri
          manifest.json says, for the rules of {}: which categories we collect and from which \
          sources, why we use them and on which legal basis, who receives them (naming the third \
          parties where the law asks), and how long each is kept. consent/receipts.json holds \
-         every privacy choice you made, with the policy version and the time.\n\n\
+         every privacy choice you made, with the policy version and the time. \
+         data/context/posts.json says where and when you wrote each post whose text is under \
+         the public content category (by post_id).\n\n\
          Two values are listed but withheld: your 2-step verification key and the anti-forgery \
          token of your open sessions. Whoever held this file could act as you with them.\n\n\
          Questions: {}\n\nFiles:\n",

@@ -240,7 +240,7 @@ fn decided_in_memory(state: &AppState, request: &Request) -> Option<(RequestCons
 /// What the layout and the handlers read of the request's consent, and whether a theme cookie
 /// left from before preferences were withdrawn is to be cleared (it is also ignored).
 fn request_consent(
-    context: ConsentContext,
+    context: Arc<ConsentContext>,
     stored_theme: Option<Theme>,
     uri: &axum::http::Uri,
 ) -> (RequestConsent, bool) {
@@ -251,7 +251,7 @@ fn request_consent(
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let clear_theme = stored_theme.is_some() && !preferences;
     let request_consent = RequestConsent {
-        context: Arc::new(context),
+        context,
         return_to: ReturnTo(Some(return_to)),
         theme: stored_theme.filter(|_| preferences),
     };
@@ -295,7 +295,8 @@ where
             ConsentContext::default()
         }
     };
-    let (request_consent, clear_theme) = request_consent(context, stored_theme, &parts.uri);
+    let (request_consent, clear_theme) =
+        request_consent(Arc::new(context), stored_theme, &parts.uri);
     let request = Request::from_parts(parts, body);
     let mut response = REQUEST_CONSENT
         .scope(request_consent, inner.call(request))

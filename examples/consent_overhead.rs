@@ -1,33 +1,44 @@
-//! What the per-request consent check costs in throughput (issue 4): serves the same pages twice
-//! on loopback, from one process and one database, and loads both alternately with wrk.
+//! What the per-request consent check costs in throughput (issue 4): serves the same pages from
+//! three servers on loopback, one process and one database, and loads them in turn with wrk.
 //!
-//! - `with`: the page handlers behind the real consent middleware
-//!   (`web::consent::ConsentLayer`: the device's records read from the store, lapses after a
-//!   policy change, the core's decision);
-//! - `without`: the same handlers with no middleware, so every page gets the fixed
-//!   "necessary only" context (`ConsentContext::default()`, what a page gets outside a request
-//!   scope).
+//! - `with`: the page handlers behind the real consent layer (`web::consent::ConsentLayer`:
+//!   the session and consent cookies, the device's records from the node's cache or the store,
+//!   lapses after a policy change, the core's decision);
+//! - `without`: the same handlers, each page given the context the check decides for its
+//!   visitor, worked out once before the run (`web::consent::scoped`, the layer's own code after
+//!   deciding), so both serve the same page (checked byte for byte) and the difference is the
+//!   deciding alone;
+//! - `twin`: a second `without`, so each run measures what two identical servers differ by.
+//!
+//! `--default-context` gives the `without` pages the fixed "necessary only" context instead
+//! (`ConsentContext::default()`, what a page gets outside a request scope): the benchmark's
+//! earlier form, which sets a different page (banner shown, no view counted) against the
+//! checked one for every visitor who has chosen.
 //!
 //! Nothing here changes the product: the server has no way to turn the check off; this example
-//! builds its two small routers from the library's public handlers. The load is a visitor whose
-//! browser holds a consent cookie with choices recorded (the check's most expensive case: its
-//! records are read on every request, from the store or its per-node cache), one who refused
-//! everything (the same reading, none of the work a grant allows), and one without any cookie. A benchmark, not
-//! a test: see BENCHMARKS.md.
+//! builds its small routers from the library's public handlers. The load is a visitor whose
+//! browser holds a consent cookie with every category granted (the page also counts the view),
+//! one who refused everything, and one without any cookie. A benchmark, not a test: see
+//! BENCHMARKS.md.
 //!
 //! cargo run --release --example consent_overhead -- [--rounds 5] [--duration 5s]
-//!     [--connections 16] [--threads 1] [--data-dir DIR] [--database-url URL] [--calibrate]
-//!     [--in-process]
+//!     [--connections 16] [--threads 1] [--data-dir DIR] [--database-url URL]
+//!     [--in-process [--calibrate]] [--default-context] [--serve]
 
 use axum::Router;
+use axum::extract::Request;
+use axum::response::Response;
 use axum::routing::get;
 use covenant::config::Config;
+use covenant::consent::{ConsentContext, RequestSubjects};
 use covenant::consent::{CookieNotice, new_consent_id};
 use covenant::web::{AppState, pages};
 use covenant_core::consent::{Choice, ConsentSubject, Method};
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -63,6 +74,90 @@ fn pages_router() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::home))
         .route("/t/{slug}/{id}", get(pages::topic))
+}
+
+/// The `without` side's stand-in for the check: every page gets `context`, decided before the
+/// run, through the code the layer runs once it has decided; boxed like the layer's future.
+#[derive(Clone)]
+struct Decided<S> {
+    context: Arc<ConsentContext>,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Decided<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let uri = request.uri().clone();
+        Box::pin(covenant::web::consent::scoped(
+            thread_copy(&self.context),
+            &uri,
+            inner.call(request),
+        ))
+    }
+}
+
+/// This thread's own copy of a context, as the check serves a returning visitor's (so neither
+/// side's pages write to a reference count shared between cores).
+fn thread_copy(shared: &Arc<ConsentContext>) -> Arc<ConsentContext> {
+    thread_local! {
+        static COPIES: std::cell::RefCell<std::collections::HashMap<usize, Arc<ConsentContext>>> =
+            Default::default();
+    }
+    COPIES.with_borrow_mut(|copies| {
+        copies
+            .entry(Arc::as_ptr(shared) as usize)
+            .or_insert_with(|| Arc::new(ConsentContext::clone(shared)))
+            .clone()
+    })
+}
+
+/// The pages without the check: with `context` given to every page, or none (the default).
+fn without_router(state: &AppState, context: Option<Arc<ConsentContext>>) -> Router {
+    match context {
+        Some(context) => pages_router()
+            .layer(tower::layer::layer_fn(move |inner| Decided {
+                context: context.clone(),
+                inner,
+            }))
+            .with_state(state.clone()),
+        None => pages_router().with_state(state.clone()),
+    }
+}
+
+/// What the check decides for a visitor sending `cookie` (no GPC, not signed in).
+async fn decided_for(
+    state: &AppState,
+    cookie: Option<&str>,
+) -> anyhow::Result<Arc<ConsentContext>> {
+    let device = cookie.and_then(|c| c.strip_prefix("covenant_consent="));
+    let subjects = RequestSubjects {
+        device,
+        account: None,
+        gpc: false,
+    };
+    Ok(Arc::new(
+        state
+            .consent
+            .context(subjects, &state.policy, covenant::now())
+            .await?,
+    ))
 }
 
 /// The pages measured, each with the cookie its visitor sends.
@@ -116,6 +211,7 @@ async fn in_process(
     cases: &[(&str, &str, Option<&str>)],
     rounds: usize,
     calibrate: bool,
+    default_context: bool,
 ) -> anyhow::Result<()> {
     let layer = covenant::web::consent::ConsentLayer::new(state.clone());
     let fixed = || async { axum::response::Html("<p>fixed</p>") };
@@ -130,17 +226,7 @@ async fn in_process(
     } else {
         (bare().layer(layer.clone()), bare())
     };
-    let (pages_with, pages_without): (Router, Router) = if calibrate {
-        (
-            pages_router().with_state(state.clone()),
-            pages_router().with_state(state.clone()),
-        )
-    } else {
-        (
-            pages_router().layer(layer).with_state(state.clone()),
-            pages_router().with_state(state.clone()),
-        )
-    };
+    let checked = pages_router().layer(layer).with_state(state.clone());
     println!(
         "in process, {rounds} rounds, alternating; load average before: {}",
         load_average()
@@ -150,6 +236,17 @@ async fn in_process(
     );
     println!("|---|---|---|---|---|---|");
     for &(name, path, cookie) in cases {
+        let decided = if default_context {
+            None
+        } else {
+            Some(decided_for(state, cookie).await?)
+        };
+        let pages_without = without_router(state, decided.clone());
+        let pages_with = if calibrate {
+            without_router(state, decided)
+        } else {
+            checked.clone()
+        };
         let (mut page_ratios, mut page_with, mut page_without, mut layer_ns) =
             (vec![], vec![], vec![], vec![]);
         // Warm both, then alternate which goes first.
@@ -310,90 +407,134 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(covenant::consent::WRITE_WINDOW + std::time::Duration::from_millis(200))
         .await;
 
-    // `--calibrate`: both sides without the check, to see what ratio two identical servers
-    // measure (the benchmark's own bias and noise).
+    // `--calibrate` (in process only): both sides without the check, to see what ratio two
+    // identical routers measure. Under wrk every round measures that itself (the twin below).
     let calibrate = std::env::args().any(|a| a == "--calibrate");
-    let with = if calibrate {
-        serve(pages_router().with_state(state.clone())).await?
-    } else {
-        serve(
+    let default_context = std::env::args().any(|a| a == "--default-context");
+    let cases = cases_of(&topic_path, &cookie, &refuser_cookie);
+    if std::env::args().any(|a| a == "--in-process") {
+        return in_process(&state, &cases, rounds, calibrate, default_context).await;
+    }
+
+    // Per page, three servers: the check on one; the context it decides given on the other two
+    // (`without` and its twin, whose ratio is what two identical servers measure in the same
+    // run: the benchmark's own noise and bias, the band a cost must leave to be measurable).
+    let client = reqwest::Client::new();
+    let mut servers = Vec::new();
+    for &(name, path, cookie) in &cases {
+        // Each page its own three servers, none with a history the others lack.
+        let checked = serve(
             pages_router()
                 .layer(covenant::web::consent::ConsentLayer::new(state.clone()))
                 .with_state(state.clone()),
         )
-        .await?
-    };
-    let without = serve(pages_router().with_state(state.clone())).await?;
-
-    if std::env::args().any(|a| a == "--in-process") {
-        let cases = cases_of(&topic_path, &cookie, &refuser_cookie);
-        return in_process(&state, &cases, rounds, calibrate).await;
+        .await?;
+        let decided = if default_context {
+            None
+        } else {
+            Some(decided_for(&state, cookie).await?)
+        };
+        let without = serve(without_router(&state, decided.clone())).await?;
+        let twin = serve(without_router(&state, decided)).await?;
+        // What each serves this visitor, set side by side before the load.
+        let mut bodies = Vec::new();
+        for address in [checked, without, twin] {
+            let mut request = client.get(format!("http://{address}{path}"));
+            if let Some(cookie) = cookie {
+                request = request.header("cookie", cookie);
+            }
+            bodies.push(request.send().await?.text().await?);
+        }
+        let same = bodies[0] == bodies[1];
+        println!(
+            "{name}: {} bytes with the check, {} without, {}",
+            bodies[0].len(),
+            bodies[1].len(),
+            if same {
+                "the same page"
+            } else {
+                "different pages"
+            }
+        );
+        anyhow::ensure!(
+            bodies[1] == bodies[2],
+            "{name}: the twins serve different pages"
+        );
+        anyhow::ensure!(
+            same || default_context,
+            "{name}: the page without the check is not the page the check serves"
+        );
+        servers.push([checked, without, twin]);
     }
 
-    // The check runs on one and not the other: the analytics tag is there only when granted.
-    let client = reqwest::Client::new();
-    for (address, expected) in [(with, !calibrate), (without, false)] {
-        let html = client
-            .get(format!("http://{address}/"))
-            .header("cookie", &cookie)
-            .send()
-            .await?
-            .text()
-            .await?;
-        anyhow::ensure!(
-            html.contains("/static/analytics.js") == expected,
-            "unexpected page from {address}"
-        );
+    // `--serve`: only serve, for a profiler or a load of one's own.
+    if std::env::args().any(|a| a == "--serve") {
+        for (&(name, path, cookie), [with, without, twin]) in cases.iter().zip(&servers) {
+            println!(
+                "{name}: with http://{with}{path} without http://{without}{path} twin http://{twin}{path} cookie {cookie:?}"
+            );
+        }
+        std::future::pending::<()>().await;
     }
 
     println!(
-        "wrk -t{threads} -c{connections} -d{duration}, {rounds} rounds, alternating; load average before: {}",
+        "wrk -t{threads} -c{connections} -d{duration}, {rounds} rounds, order rotated; load average before: {}",
         load_average()
     );
-    let cases = cases_of(&topic_path, &cookie, &refuser_cookie);
-    println!("| page | round | with check (req/s) | without (req/s) | ratio |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| page | round | with check (req/s) | without (req/s) | twin (req/s) | with / without | twin / without |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     let mut summary = Vec::new();
-    for &(name, path, cookie) in &cases {
-        let (mut with_rates, mut without_rates, mut ratios) = (vec![], vec![], vec![]);
+    for (&(name, path, cookie), addresses) in cases.iter().zip(&servers) {
+        let mut rates: [Vec<f64>; 3] = Default::default();
+        let (mut ratios, mut twin_ratios) = (vec![], vec![]);
         for round in 0..rounds {
-            let url_with = format!("http://{with}{path}");
-            let url_without = format!("http://{without}{path}");
-            // Alternate which goes first, so a drift in the machine's load favours neither.
-            let (a, b) = if round % 2 == 0 {
-                let a = wrk(&url_with, cookie, &threads, &connections, &duration);
-                let b = wrk(&url_without, cookie, &threads, &connections, &duration);
-                (a, b)
-            } else {
-                let b = wrk(&url_without, cookie, &threads, &connections, &duration);
-                let a = wrk(&url_with, cookie, &threads, &connections, &duration);
-                (a, b)
-            };
+            // Rotate which goes first, so a drift in the machine's load favours none.
+            let mut rate = [0.0; 3];
+            for k in 0..3 {
+                let which = (round + k) % 3;
+                let url = format!("http://{}{path}", addresses[which]);
+                rate[which] = wrk(&url, cookie, &threads, &connections, &duration);
+            }
+            let [a, b, c] = rate;
             println!(
-                "| {name} | {} | {a:.0} | {b:.0} | {:.3} |",
+                "| {name} | {} | {a:.0} | {b:.0} | {c:.0} | {:.3} | {:.3} |",
                 round + 1,
-                a / b
+                a / b,
+                c / b
             );
-            with_rates.push(a);
-            without_rates.push(b);
+            for (kept, value) in rates.iter_mut().zip(rate) {
+                kept.push(value);
+            }
             ratios.push(a / b);
+            twin_ratios.push(c / b);
         }
+        let range = |values: &[f64]| {
+            (
+                values.iter().cloned().fold(f64::INFINITY, f64::min),
+                values.iter().cloned().fold(0.0, f64::max),
+            )
+        };
         summary.push((
             name,
-            median(&with_rates),
-            median(&without_rates),
+            median(&rates[0]),
+            median(&rates[1]),
             median(&ratios),
-            ratios.iter().cloned().fold(f64::INFINITY, f64::min),
-            ratios.iter().cloned().fold(0.0, f64::max),
+            range(&ratios),
+            median(&twin_ratios),
+            range(&twin_ratios),
         ));
     }
     println!();
     println!(
-        "| page | with check, median req/s | without, median req/s | median ratio | ratio range |"
+        "| page | with check / without, median req/s | with / without: median (range) | twin / without: median (range) |"
     );
-    println!("|---|---|---|---|---|");
-    for (name, a, b, ratio, low, high) in summary {
-        println!("| {name} | {a:.0} | {b:.0} | {ratio:.3} | {low:.3} – {high:.3} |");
+    println!("|---|---|---|---|");
+    for (name, a, b, ratio, (low, high), twin, (twin_low, twin_high)) in summary {
+        println!(
+            "| {name} | {a:.0} / {b:.0} | {ratio:.3} ({low:.3} – {high:.3}) | {twin:.3} ({twin_low:.3} – {twin_high:.3}) |"
+        );
     }
     println!("load average after: {}", load_average());
     Ok(())

@@ -17,7 +17,7 @@ use covenant_core::diff::diff;
 use covenant_core::policy::{CookieCategory, Policy};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use time::OffsetDateTime;
 
 mod cache;
@@ -712,25 +712,32 @@ impl Consent {
             ..Signals::default()
         };
         let Some(id) = request.device.and_then(ConsentId::parse) else {
-            static NO_CHOICE: [OnceLock<Arc<ConsentContext>>; 2] =
-                [OnceLock::new(), OnceLock::new()];
-            let context = NO_CHOICE[slot].get_or_init(|| {
-                Arc::new(assemble(
-                    ConsentState::default(),
-                    [false; 4],
-                    None,
-                    signals,
-                    None,
-                    None,
-                ))
-            });
-            return Some(context.clone());
+            // One per thread, so that pages on different cores share no reference count.
+            thread_local! {
+                static NO_CHOICE: [std::cell::OnceCell<Arc<ConsentContext>>; 2] =
+                    Default::default();
+            }
+            return Some(NO_CHOICE.with(|contexts| {
+                contexts[slot]
+                    .get_or_init(|| {
+                        Arc::new(assemble(
+                            ConsentState::default(),
+                            [false; 4],
+                            None,
+                            signals,
+                            None,
+                            None,
+                        ))
+                    })
+                    .clone()
+            }));
         };
-        let day = crate::policy::today_number();
-        let standing = self.cache.get(&SubjectKey::Device(id), day).ok()?;
-        if let Some(context) = standing.visitor_contexts[slot].get() {
-            return Some(context.clone());
+        let key = SubjectKey::Device(id);
+        if let Some(context) = self.cache.visitor_context(&key, slot) {
+            return Some(context);
         }
+        let day = crate::policy::today_number();
+        let standing = self.cache.get(&key, day).ok()?;
         let records = standing.records.as_slice();
         if request.gpc && !records.iter().any(|record| record.method == Method::Gpc) {
             return None;

@@ -123,8 +123,7 @@ pub fn mark_writing(subject: &str) {
     WRITING_UNTIL_MS.fetch_max(millis_since_base(until) + 1, Ordering::AcqRel);
 }
 
-fn being_written(key: &SubjectKey) -> bool {
-    let now = Instant::now();
+fn being_written(key: &SubjectKey, now: Instant) -> bool {
     if millis_since_base(now) >= WRITING_UNTIL_MS.load(Ordering::Acquire) {
         return false;
     }
@@ -172,13 +171,33 @@ struct Entry {
     /// The day (days since 1970-01-01, UTC) the version in force was read for: a version can
     /// come into force at midnight.
     day: i64,
-    read_at: Instant,
+    /// When the entry stops being served: [`TIME_TO_LIVE`] after the read, or the end of
+    /// `day` if sooner, so a lookup needs only the monotonic clock.
+    expires: Instant,
+}
+
+/// When an entry read at `now` for `day` stops being served: after [`TIME_TO_LIVE`], or at the
+/// day's end (UTC) if that comes first (a policy version can come into force at midnight).
+fn expiry(day: i64, now: Instant) -> Instant {
+    let day_ends = day.saturating_add(1).saturating_mul(86_400);
+    let left = u64::try_from(day_ends.saturating_sub(crate::now())).unwrap_or(0);
+    now + TIME_TO_LIVE.min(Duration::from_secs(left))
+}
+
+impl Entry {
+    fn is_fresh(&self, day: i64, now: Instant) -> bool {
+        self.day == day && now < self.expires
+    }
+
+    /// Fresh by the monotonic clock alone (the end of its day is in `expires`).
+    fn is_current(&self, now: Instant) -> bool {
+        now < self.expires
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     entries: HashMap<SubjectKey, Entry>,
-    epoch: u64,
     /// The records a sync has seen near the top of the table, by id, with their subject.
     recent: BTreeMap<i64, String>,
     /// The highest record id seen by a sync; `None` until the first round.
@@ -187,9 +206,43 @@ struct Inner {
 }
 
 /// Pages only read it, concurrently (a read lock); writes, evictions and syncs take it whole.
-#[derive(Default)]
+/// A visitor's pages usually skip even the read lock: each thread keeps the contexts it served
+/// last ([`THREAD_MEMO`]) for as long as the epoch they were read in lasts.
 pub struct RecordCache {
     inner: RwLock<Inner>,
+    /// Advanced, under the write lock, by every eviction and clearing: a read begun in an
+    /// older epoch is neither kept nor served from a thread's memo.
+    epoch: AtomicU64,
+    /// Which cache a thread's memo belongs to (a process can hold several nodes in tests).
+    id: u64,
+}
+
+impl Default for RecordCache {
+    fn default() -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        Self {
+            inner: RwLock::default(),
+            epoch: AtomicU64::new(0),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
+/// Most contexts a thread's memo holds before it starts over.
+const THREAD_MEMO_CAPACITY: usize = 256;
+
+/// What one thread last served from a cache: the contexts of recent visitors, each in an `Arc`
+/// of the thread's own, so pages on different cores never write to one shared reference count
+/// (on two cores that traffic cost more than the rest of the check).
+#[derive(Default)]
+struct ThreadMemo {
+    cache: u64,
+    epoch: u64,
+    contexts: HashMap<(SubjectKey, usize), (Arc<ConsentContext>, Instant)>,
+}
+
+thread_local! {
+    static THREAD_MEMO: std::cell::RefCell<ThreadMemo> = std::cell::RefCell::default();
 }
 
 /// The epoch a read began in; hand it back to [`RecordCache::keep`].
@@ -208,26 +261,81 @@ impl RecordCache {
             .expect("the consent cache lock is never poisoned")
     }
 
+    /// Call with the write lock held.
+    fn advance_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// The standing records of `subject`, if held, read for `day`, and fresh enough; else a
     /// ticket for the read that replaces them.
     pub fn get(&self, subject: &SubjectKey, day: i64) -> Result<Standing, ReadTicket> {
-        if being_written(subject) {
+        let now = Instant::now();
+        if being_written(subject, now) {
             // A ticket no epoch matches: the read is served, not kept.
             return Err(ReadTicket(u64::MAX));
         }
         let inner = self.read();
         match inner.entries.get(subject) {
-            Some(entry) if entry.day == day && entry.read_at.elapsed() < TIME_TO_LIVE => {
-                Ok(entry.standing.clone())
-            }
-            _ => Err(ReadTicket(inner.epoch)),
+            Some(entry) if entry.is_fresh(day, now) => Ok(entry.standing.clone()),
+            _ => Err(ReadTicket(self.epoch.load(Ordering::Acquire))),
         }
+    }
+
+    /// The context `subject`'s entry gives a visitor (`slot`: without or with GPC), if the
+    /// entry is held and fresh and a page has already worked it out: from this thread's memo
+    /// while no eviction happened since, else from the entry (under the read lock), copied
+    /// into the memo.
+    pub fn visitor_context(
+        &self,
+        subject: &SubjectKey,
+        slot: usize,
+    ) -> Option<Arc<ConsentContext>> {
+        let now = Instant::now();
+        if being_written(subject, now) {
+            return None;
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let memo = THREAD_MEMO.with_borrow_mut(|memo| {
+            if memo.cache != self.id || memo.epoch != epoch {
+                memo.contexts.clear();
+                memo.cache = self.id;
+                memo.epoch = epoch;
+                return None;
+            }
+            match memo.contexts.get(&(*subject, slot)) {
+                Some((context, expires)) if now < *expires => Some(context.clone()),
+                _ => None,
+            }
+        });
+        if memo.is_some() {
+            return memo;
+        }
+        let (context, expires) = {
+            let inner = self.read();
+            let entry = inner.entries.get(subject)?;
+            if !entry.is_current(now) || self.epoch.load(Ordering::Acquire) != epoch {
+                return None;
+            }
+            let context = entry.standing.visitor_contexts.get(slot)?.get()?;
+            (Arc::new(ConsentContext::clone(context)), entry.expires)
+        };
+        THREAD_MEMO.with_borrow_mut(|memo| {
+            // Kept only if nothing was evicted since the entry was read.
+            if memo.cache == self.id && memo.epoch == epoch {
+                if memo.contexts.len() >= THREAD_MEMO_CAPACITY {
+                    memo.contexts.clear();
+                }
+                memo.contexts
+                    .insert((*subject, slot), (context.clone(), expires));
+            }
+        });
+        Some(context)
     }
 
     /// Keeps what a read returned, unless an eviction happened since the read began.
     pub fn keep(&self, ticket: ReadTicket, subject: SubjectKey, day: i64, standing: &Standing) {
         let mut inner = self.lock();
-        if inner.epoch != ticket.0 {
+        if self.epoch.load(Ordering::Acquire) != ticket.0 {
             return;
         }
         if inner.entries.len() >= CAPACITY {
@@ -238,7 +346,7 @@ impl RecordCache {
             Entry {
                 standing: standing.clone(),
                 day,
-                read_at: Instant::now(),
+                expires: expiry(day, Instant::now()),
             },
         );
     }
@@ -246,7 +354,7 @@ impl RecordCache {
     /// Forgets the subjects a write of this process changed; call after its commit.
     pub fn evict<'a>(&self, subjects: impl IntoIterator<Item = &'a str>) {
         let mut inner = self.lock();
-        inner.epoch += 1;
+        self.advance_epoch();
         for subject in subjects {
             if let Some(key) = SubjectKey::parse(subject) {
                 inner.entries.remove(&key);
@@ -257,7 +365,7 @@ impl RecordCache {
     /// Forgets everything (a policy version was published, or too much changed to track).
     pub fn clear(&self) {
         let mut inner = self.lock();
-        inner.epoch += 1;
+        self.advance_epoch();
         inner.entries.clear();
     }
 
@@ -280,7 +388,7 @@ impl RecordCache {
             inner.seen_record = Some(top);
             inner.seen_policy = Some(latest_policy);
             // Anything read before this first round may predate a write it cannot see now.
-            inner.epoch += 1;
+            self.advance_epoch();
             inner.entries.clear();
             return Ok(());
         };
@@ -290,7 +398,7 @@ impl RecordCache {
         let mut inner = self.lock();
         if seen_policy != Some(latest_policy) {
             inner.seen_policy = Some(latest_policy);
-            inner.epoch += 1;
+            self.advance_epoch();
             inner.entries.clear();
         }
         let flooded = changes.len() as i64 >= SYNC_BATCH;
@@ -312,10 +420,10 @@ impl RecordCache {
         inner.recent = inner.recent.split_off(&(top - LOOKBACK));
         inner.seen_record = Some(top);
         if flooded {
-            inner.epoch += 1;
+            self.advance_epoch();
             inner.entries.clear();
         } else if !changed.is_empty() {
-            inner.epoch += 1;
+            self.advance_epoch();
             for key in changed
                 .iter()
                 .filter_map(|subject| SubjectKey::parse(subject))
@@ -360,32 +468,119 @@ mod tests {
     #[test]
     fn a_subject_being_written_is_served_from_the_store_not_kept() {
         let cache = RecordCache::default();
+        let today = crate::policy::today_number();
         let key = SubjectKey::Account(-7_001);
-        let ticket = cache.get(&key, 1).err().expect("nothing held yet");
-        cache.keep(ticket, key, 1, &standing());
-        assert!(cache.get(&key, 1).is_ok());
+        let ticket = cache.get(&key, today).err().expect("nothing held yet");
+        cache.keep(ticket, key, today, &standing());
+        assert!(cache.get(&key, today).is_ok());
         // Another day: the version in force may have changed at midnight.
-        assert!(cache.get(&key, 2).is_err());
+        assert!(cache.get(&key, today + 1).is_err());
         mark_writing("account:-7001");
-        let ticket = cache.get(&key, 1).err().expect("being written");
-        cache.keep(ticket, key, 1, &standing());
+        let ticket = cache.get(&key, today).err().expect("being written");
+        cache.keep(ticket, key, today, &standing());
         // Others are untouched by the mark.
         let other = SubjectKey::Account(-7_002);
-        let ticket = cache.get(&other, 1).err().expect("nothing held yet");
-        cache.keep(ticket, other, 1, &standing());
-        assert!(cache.get(&other, 1).is_ok());
+        let ticket = cache.get(&other, today).err().expect("nothing held yet");
+        cache.keep(ticket, other, today, &standing());
+        assert!(cache.get(&other, today).is_ok());
+    }
+
+    #[test]
+    fn an_entry_read_for_a_day_ends_with_it() {
+        let cache = RecordCache::default();
+        let today = crate::policy::today_number();
+        let key = SubjectKey::Account(-7_010);
+        let held = standing();
+        held.visitor_contexts[0].get_or_init(|| Arc::new(ConsentContext::default()));
+        // Read just before midnight, kept just after: never served.
+        let ticket = cache.get(&key, today - 1).err().expect("nothing held yet");
+        cache.keep(ticket, key, today - 1, &held);
+        assert!(cache.get(&key, today - 1).is_err());
+        assert!(cache.visitor_context(&key, 0).is_none());
+        // Read today: served, with the context a page worked out, until its subject is written.
+        let ticket = cache
+            .get(&key, today)
+            .err()
+            .expect("a stale entry is not served");
+        cache.keep(ticket, key, today, &held);
+        let first = cache.visitor_context(&key, 0).expect("held and worked out");
+        let second = cache.visitor_context(&key, 0).expect("held and worked out");
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "the thread's own copy, from its memo"
+        );
+        assert!(!Arc::ptr_eq(
+            &first,
+            held.visitor_contexts[0].get().unwrap()
+        ));
+        assert!(
+            cache.visitor_context(&key, 1).is_none(),
+            "not worked out with GPC"
+        );
+        // Another cache of the process (another node) never serves this one's memo.
+        let other = RecordCache::default();
+        assert!(other.visitor_context(&key, 0).is_none());
+        assert!(cache.visitor_context(&key, 0).is_some());
+        mark_writing("account:-7010");
+        assert!(cache.visitor_context(&key, 0).is_none());
+    }
+
+    #[test]
+    fn an_eviction_ends_what_threads_remember() {
+        let cache = RecordCache::default();
+        let today = crate::policy::today_number();
+        let key = SubjectKey::Account(-7_011);
+        let held = standing();
+        held.visitor_contexts[0].get_or_init(|| Arc::new(ConsentContext::default()));
+        let ticket = cache.get(&key, today).err().expect("nothing held yet");
+        cache.keep(ticket, key, today, &held);
+        let before = cache.visitor_context(&key, 0).unwrap();
+        assert!(
+            Arc::ptr_eq(&before, &cache.visitor_context(&key, 0).unwrap()),
+            "from the memo"
+        );
+        // Any eviction starts every thread's memo over, even for subjects still held.
+        cache.evict(["account:-7999"]);
+        let after = cache.visitor_context(&key, 0).unwrap();
+        assert!(!Arc::ptr_eq(&before, &after), "read from the entry again");
+        cache.evict(["account:-7011"]);
+        assert!(
+            cache.visitor_context(&key, 0).is_none(),
+            "evicted: the memo is gone too"
+        );
+        let ticket = cache.get(&key, today).err().expect("evicted");
+        cache.keep(ticket, key, today, &held);
+        assert!(cache.visitor_context(&key, 0).is_some());
+        cache.clear();
+        assert!(
+            cache.visitor_context(&key, 0).is_none(),
+            "cleared: the memo is gone too"
+        );
+        // From another thread: its own memo, the same answer.
+        let ticket = cache.get(&key, today).err().expect("cleared");
+        cache.keep(ticket, key, today, &held);
+        let here = cache.visitor_context(&key, 0).unwrap();
+        let there = std::thread::scope(|scope| {
+            scope
+                .spawn(|| cache.visitor_context(&key, 0).unwrap())
+                .join()
+                .unwrap()
+        });
+        assert!(!Arc::ptr_eq(&here, &there));
+        assert_eq!(format!("{here:?}"), format!("{there:?}"));
     }
 
     #[test]
     fn a_read_overtaken_by_an_eviction_is_not_kept() {
         let cache = RecordCache::default();
+        let today = crate::policy::today_number();
         let key = SubjectKey::Account(-7_003);
-        let ticket = cache.get(&key, 1).err().expect("nothing held yet");
+        let ticket = cache.get(&key, today).err().expect("nothing held yet");
         cache.evict(["account:-7003"]);
-        cache.keep(ticket, key, 1, &standing());
-        assert!(cache.get(&key, 1).is_err());
-        let ticket = cache.get(&key, 1).err().expect("nothing held yet");
-        cache.keep(ticket, key, 1, &standing());
+        cache.keep(ticket, key, today, &standing());
+        assert!(cache.get(&key, today).is_err());
+        let ticket = cache.get(&key, today).err().expect("nothing held yet");
+        cache.keep(ticket, key, today, &standing());
         assert_eq!(cache.held(), 1);
         cache.evict(["account:-7003"]);
         assert_eq!(cache.held(), 0);

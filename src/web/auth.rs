@@ -65,7 +65,7 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(AUTHORIZATION)?
         .to_str()
@@ -91,7 +91,12 @@ pub(crate) fn credential<'a>(
             false,
         ),
     };
-    (!token.is_empty() && token.len() < 128).then_some((token, by_bearer))
+    usable_token(token).then_some((token, by_bearer))
+}
+
+/// Whether a token is worth looking up: sessions' tokens are never empty nor this long.
+pub(crate) fn usable_token(token: &str) -> bool {
+    !token.is_empty() && token.len() < 128
 }
 
 impl FromRequestParts<AppState> for Viewer {

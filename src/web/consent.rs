@@ -69,6 +69,17 @@ tokio::task_local! {
     static REQUEST_CONSENT: RequestConsent;
 }
 
+/// Runs a page's future with `context` as its request's consent, decided beforehand: what the
+/// layer does once it has decided. Public so the throughput benchmark of issue 4 can serve the
+/// very page the check serves, with the deciding left out.
+pub fn scoped<F: std::future::Future>(
+    context: Arc<ConsentContext>,
+    uri: &axum::http::Uri,
+    page: F,
+) -> tokio::task::futures::TaskLocalFuture<RequestConsent, F> {
+    REQUEST_CONSENT.scope(request_consent(context, None, uri).0, page)
+}
+
 /// The consent of the request being handled; outside a page request, nothing optional.
 pub fn current() -> RequestConsent {
     REQUEST_CONSENT.try_with(Clone::clone).unwrap_or_default()
@@ -85,10 +96,21 @@ pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a
         .map(|(_, value)| value)
 }
 
-/// The device's consent id and the remembered theme, in one pass over the Cookie headers; as
-/// [`device_id`] and [`crate::web::theme::cookie_theme`] each find them.
-fn consent_cookies(headers: &HeaderMap) -> (Option<&str>, Option<Theme>) {
-    let (mut device, mut theme) = (None, None);
+/// What a page request's Cookie headers say to the consent check, found in one pass.
+#[derive(Debug, PartialEq)]
+struct PageCookies<'a> {
+    /// The device's consent id, if well-formed (as [`device_id`] finds it).
+    device: Option<&'a str>,
+    /// The remembered theme (as [`crate::web::theme::cookie_theme`] finds it).
+    theme: Option<Theme>,
+    /// The session cookie's value, as [`crate::web::auth::credential`] finds it.
+    session: Option<&'a str>,
+}
+
+/// The consent id, the theme and the session cookie, in one pass over the Cookie headers; the
+/// first of each name counts, as where each is looked up on its own.
+fn page_cookies<'a>(headers: &'a HeaderMap, session_name: &str) -> PageCookies<'a> {
+    let (mut device, mut theme, mut session) = (None, None, None);
     let pairs = headers
         .get_all(COOKIE)
         .iter()
@@ -100,15 +122,26 @@ fn consent_cookies(headers: &HeaderMap) -> (Option<&str>, Option<Theme>) {
             device.get_or_insert(value);
         } else if key == THEME_COOKIE {
             theme.get_or_insert(value);
+        } else if key == session_name {
+            session.get_or_insert(value);
         }
-        if device.is_some() && theme.is_some() {
+        if device.is_some() && theme.is_some() && session.is_some() {
             break;
         }
     }
-    (
-        device.filter(|id| is_consent_id(id)),
-        theme.and_then(Theme::parse),
-    )
+    PageCookies {
+        device: device.filter(|id| is_consent_id(id)),
+        theme: theme.and_then(Theme::parse),
+        session,
+    }
+}
+
+/// Whether a page request brings a token [`crate::web::auth::credential`] would look up (or,
+/// for a bearer token too long to use, a session cookie it would not): such a request takes
+/// the consent check's full path, which asks who is signed in.
+fn may_sign_in(headers: &HeaderMap, cookies: &PageCookies) -> bool {
+    let token = crate::web::auth::bearer(headers).or(cookies.session);
+    token.is_some_and(crate::web::auth::usable_token)
 }
 
 /// The device's consent id, if the browser holds a well-formed one.
@@ -223,18 +256,20 @@ where
 /// be cleared; `None` sends the request down the full path.
 fn decided_in_memory(state: &AppState, request: &Request) -> Option<(RequestConsent, bool)> {
     let headers = request.headers();
-    let path = request.uri().path();
-    if crate::web::auth::credential(headers, path, state.config.secure_cookies()).is_some() {
+    // Anything that may sign someone in takes the full path (a page's path never starts with
+    // `/api/`, so `credential` would take the same two places).
+    let session_name = crate::web::auth::session_cookie_name(state.config.secure_cookies());
+    let cookies = page_cookies(headers, session_name);
+    if may_sign_in(headers, &cookies) {
         return None;
     }
-    let (device, stored_theme) = consent_cookies(headers);
     let subjects = RequestSubjects {
-        device,
+        device: cookies.device,
         account: None,
         gpc: gpc_signal(headers),
     };
     let context = state.consent.context_in_memory(subjects, &state.policy)?;
-    Some(request_consent(context, stored_theme, request.uri()))
+    Some(request_consent(context, cookies.theme, request.uri()))
 }
 
 /// What the layout and the handlers read of the request's consent, and whether a theme cookie
@@ -278,9 +313,11 @@ where
     let viewer = Viewer::from_request_parts(&mut parts, &state)
         .await
         .unwrap_or(Viewer(None));
-    let (device, stored_theme) = consent_cookies(&parts.headers);
+    let session_name = crate::web::auth::session_cookie_name(state.config.secure_cookies());
+    let cookies = page_cookies(&parts.headers, session_name);
+    let stored_theme = cookies.theme;
     let subjects = RequestSubjects {
-        device,
+        device: cookies.device,
         account: viewer.0.as_ref().map(|s| s.user.user_id),
         gpc: gpc_signal(&parts.headers),
     };
@@ -976,32 +1013,62 @@ mod tests {
 
     #[test]
     fn one_pass_over_the_cookies_finds_what_each_reader_finds() {
+        use crate::web::auth::{credential, session_cookie_name};
         let id = "a".repeat(43);
-        for header in [
-            format!("covenant_theme=dark; covenant_consent={id}"),
-            format!("x=1; covenant_consent={id}; covenant_consent=short; covenant_theme=light"),
-            "covenant_consent=short; covenant_theme=blue".to_string(),
-            format!("covenant_consent={id}"),
-            "covenant_theme=dark".to_string(),
-            "other=1;=;novalue".to_string(),
-        ] {
-            let mut headers = HeaderMap::new();
-            headers.insert(COOKIE, header.parse().unwrap());
-            assert_eq!(
-                consent_cookies(&headers),
-                (
-                    device_id(&headers),
-                    crate::web::theme::cookie_theme(&headers)
-                ),
-                "{header}"
-            );
+        let long = "t".repeat(200);
+        for secure in [false, true] {
+            let session = session_cookie_name(secure);
+            for header in [
+                format!("covenant_theme=dark; covenant_consent={id}"),
+                format!("x=1; covenant_consent={id}; covenant_consent=short; covenant_theme=light"),
+                "covenant_consent=short; covenant_theme=blue".to_string(),
+                format!("covenant_consent={id}"),
+                "covenant_theme=dark".to_string(),
+                "other=1;=;novalue".to_string(),
+                format!("{session}=token; covenant_consent={id}"),
+                format!("covenant_consent={id}; {session}=; {session}=second"),
+                format!("{session}={long}"),
+                "covenant_session=a; __Host-covenant_session=b".to_string(),
+            ] {
+                for authorization in [
+                    None,
+                    Some("Bearer abc".to_string()),
+                    Some(format!("Bearer {long}")),
+                ] {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(COOKIE, header.parse().unwrap());
+                    if let Some(value) = &authorization {
+                        headers.insert("authorization", value.parse().unwrap());
+                    }
+                    let cookies = page_cookies(&headers, session);
+                    assert_eq!(cookies.device, device_id(&headers), "{header}");
+                    assert_eq!(
+                        cookies.theme,
+                        crate::web::theme::cookie_theme(&headers),
+                        "{header}"
+                    );
+                    // Never anonymous where `credential` finds a token to look up.
+                    let signs_in = credential(&headers, "/t/a/1", secure).is_some();
+                    assert!(
+                        !signs_in || may_sign_in(&headers, &cookies),
+                        "{header} {authorization:?}"
+                    );
+                    if authorization.is_none() {
+                        assert_eq!(may_sign_in(&headers, &cookies), signs_in, "{header}");
+                    }
+                }
+            }
         }
         let mut two = HeaderMap::new();
         two.append(COOKIE, "covenant_theme=dark".parse().unwrap());
         two.append(COOKIE, format!("covenant_consent={id}").parse().unwrap());
         assert_eq!(
-            consent_cookies(&two),
-            (Some(id.as_str()), Some(Theme::Dark))
+            page_cookies(&two, "covenant_session"),
+            PageCookies {
+                device: Some(id.as_str()),
+                theme: Some(Theme::Dark),
+                session: None
+            }
         );
     }
 

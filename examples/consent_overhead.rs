@@ -297,8 +297,42 @@ async fn serve(router: Router) -> anyhow::Result<SocketAddr> {
     Ok(address)
 }
 
-/// Runs wrk once and returns its requests per second.
-fn wrk(url: &str, cookie: Option<&str>, threads: &str, connections: &str, duration: &str) -> f64 {
+/// CPU time this process has used so far (user and system, every thread it has had), in
+/// nanoseconds: the servers' work, since wrk is a process of its own. Linux counts it in
+/// clock ticks (100 a second), so a run of a few seconds measures it to a few tenths of a
+/// percent.
+fn process_cpu_ns() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0;
+    };
+    // After the command name (in parentheses): state is field 3, utime 14 and stime 15.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    ticks * 10_000_000
+}
+
+/// One wrk run: its requests per second, and the server CPU per request in microseconds.
+struct Load {
+    rate: f64,
+    cpu_us: f64,
+}
+
+/// The smallest and largest of `values`.
+fn range(values: &[f64]) -> (f64, f64) {
+    (
+        values.iter().cloned().fold(f64::INFINITY, f64::min),
+        values.iter().cloned().fold(0.0, f64::max),
+    )
+}
+
+/// Runs wrk once against `url`.
+fn wrk(url: &str, cookie: Option<&str>, threads: &str, connections: &str, duration: &str) -> Load {
     let mut command = Command::new("wrk");
     command.args([
         "-t",
@@ -312,19 +346,31 @@ fn wrk(url: &str, cookie: Option<&str>, threads: &str, connections: &str, durati
     if let Some(cookie) = cookie {
         command.args(["-H", &format!("Cookie: {cookie}")]);
     }
+    let cpu_before = process_cpu_ns();
     let output = command
         .arg(url)
         .output()
         .expect("wrk runs (apt-get install wrk)");
+    let cpu = process_cpu_ns().saturating_sub(cpu_before);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         !text.contains("Non-2xx"),
         "wrk saw errors from {url}:\n{text}"
     );
-    text.lines()
+    let rate: f64 = text
+        .lines()
         .find_map(|line| line.strip_prefix("Requests/sec:"))
         .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"))
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"));
+    let requests: f64 = text
+        .lines()
+        .find_map(|line| line.trim().split_once(" requests in "))
+        .and_then(|(count, _)| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no request count in wrk's output:\n{text}"));
+    Load {
+        rate,
+        cpu_us: cpu as f64 / 1000.0 / requests,
+    }
 }
 
 #[tokio::main]
@@ -482,58 +528,68 @@ async fn main() -> anyhow::Result<()> {
         load_average()
     );
     println!(
-        "| page | round | with check (req/s) | without (req/s) | twin (req/s) | with / without | twin / without |"
+        "| page | round | with check (req/s) | without (req/s) | twin (req/s) | with / without | twin / without | server CPU per request, µs: with / without / twin |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut summary = Vec::new();
     for (&(name, path, cookie), addresses) in cases.iter().zip(&servers) {
         let mut rates: [Vec<f64>; 3] = Default::default();
-        let (mut ratios, mut twin_ratios) = (vec![], vec![]);
+        let mut cpu: [Vec<f64>; 3] = Default::default();
+        let (mut ratios, mut twin_ratios, mut cpu_ratios, mut twin_cpu_ratios) =
+            (vec![], vec![], vec![], vec![]);
         for round in 0..rounds {
             // Rotate which goes first, so a drift in the machine's load favours none.
-            let mut rate = [0.0; 3];
+            let mut load: [Option<Load>; 3] = [None, None, None];
             for k in 0..3 {
                 let which = (round + k) % 3;
                 let url = format!("http://{}{path}", addresses[which]);
-                rate[which] = wrk(&url, cookie, &threads, &connections, &duration);
+                load[which] = Some(wrk(&url, cookie, &threads, &connections, &duration));
             }
-            let [a, b, c] = rate;
+            let load = load.map(|one| one.expect("each server loaded"));
+            let [a, b, c] = [load[0].rate, load[1].rate, load[2].rate];
+            let [x, y, z] = [load[0].cpu_us, load[1].cpu_us, load[2].cpu_us];
             println!(
-                "| {name} | {} | {a:.0} | {b:.0} | {c:.0} | {:.3} | {:.3} |",
+                "| {name} | {} | {a:.0} | {b:.0} | {c:.0} | {:.3} | {:.3} | {x:.1} / {y:.1} / {z:.1} |",
                 round + 1,
                 a / b,
                 c / b
             );
-            for (kept, value) in rates.iter_mut().zip(rate) {
+            for (kept, value) in rates.iter_mut().zip([a, b, c]) {
+                kept.push(value);
+            }
+            for (kept, value) in cpu.iter_mut().zip([x, y, z]) {
                 kept.push(value);
             }
             ratios.push(a / b);
             twin_ratios.push(c / b);
+            cpu_ratios.push(x / y);
+            twin_cpu_ratios.push(z / y);
         }
-        let range = |values: &[f64]| {
-            (
-                values.iter().cloned().fold(f64::INFINITY, f64::min),
-                values.iter().cloned().fold(0.0, f64::max),
-            )
-        };
         summary.push((
             name,
-            median(&rates[0]),
-            median(&rates[1]),
-            median(&ratios),
-            range(&ratios),
-            median(&twin_ratios),
-            range(&twin_ratios),
+            [median(&rates[0]), median(&rates[1])],
+            [median(&ratios), median(&twin_ratios)],
+            [range(&ratios), range(&twin_ratios)],
+            [median(&cpu[0]), median(&cpu[1])],
+            [median(&cpu_ratios), median(&twin_cpu_ratios)],
         ));
     }
     println!();
     println!(
-        "| page | with check / without, median req/s | with / without: median (range) | twin / without: median (range) |"
+        "| page | with check / without, median req/s | with / without: median (range) | twin / without: median (range) | server CPU per request, µs: with / without | CPU with / without, twin / without |"
     );
-    println!("|---|---|---|---|");
-    for (name, a, b, ratio, (low, high), twin, (twin_low, twin_high)) in summary {
+    println!("|---|---|---|---|---|---|");
+    for (
+        name,
+        [a, b],
+        [ratio, twin],
+        [(low, high), (twin_low, twin_high)],
+        [x, y],
+        [cpu, twin_cpu],
+    ) in summary
+    {
         println!(
-            "| {name} | {a:.0} / {b:.0} | {ratio:.3} ({low:.3} – {high:.3}) | {twin:.3} ({twin_low:.3} – {twin_high:.3}) |"
+            "| {name} | {a:.0} / {b:.0} | {ratio:.3} ({low:.3} – {high:.3}) | {twin:.3} ({twin_low:.3} – {twin_high:.3}) | {x:.1} / {y:.1} | {cpu:.3}, {twin_cpu:.3} |"
         );
     }
     println!("load average after: {}", load_average());

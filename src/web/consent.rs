@@ -237,13 +237,15 @@ where
         // their context is decided here, without an await, and the page future is all that
         // runs in the scope.
         if let Some((request_consent, clear_theme)) = decided_in_memory(&self.state, &request) {
-            let secure = self.state.config.secure_cookies();
             let page = REQUEST_CONSENT.scope(request_consent, inner.call(request));
+            // Nothing to add to the response (the usual case): the page's own future, scoped.
+            if !clear_theme {
+                return Box::pin(page);
+            }
+            let secure = self.state.config.secure_cookies();
             return Box::pin(async move {
                 let mut response = page.await?;
-                if clear_theme {
-                    append_theme_clearing(&mut response, secure);
-                }
+                append_theme_clearing(&mut response, secure);
                 Ok(response)
             });
         }

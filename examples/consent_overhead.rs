@@ -30,7 +30,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use axum::routing::get;
 use covenant::config::Config;
-use covenant::consent::{ConsentContext, RequestSubjects};
+use covenant::consent::{ConsentContext, ConsentId, RequestSubjects};
 use covenant::consent::{CookieNotice, new_consent_id};
 use covenant::web::{AppState, pages};
 use covenant_core::consent::{Choice, ConsentSubject, Method};
@@ -146,7 +146,9 @@ async fn decided_for(
     state: &AppState,
     cookie: Option<&str>,
 ) -> anyhow::Result<Arc<ConsentContext>> {
-    let device = cookie.and_then(|c| c.strip_prefix("covenant_consent="));
+    let device = cookie
+        .and_then(|c| c.strip_prefix("covenant_consent="))
+        .and_then(ConsentId::parse);
     let subjects = RequestSubjects {
         device,
         account: None,

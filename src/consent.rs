@@ -255,9 +255,9 @@ pub fn analytics_allowed(context: &ConsentContext) -> bool {
 
 /// Who a request speaks for, as the web edge found it.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RequestSubjects<'a> {
-    /// The consent id of the device cookie, if the browser has one.
-    pub device: Option<&'a str>,
+pub struct RequestSubjects {
+    /// The consent id of the device cookie, if the browser has a well-formed one.
+    pub device: Option<ConsentId>,
     pub account: Option<i64>,
     pub gpc: bool,
 }
@@ -581,11 +581,11 @@ impl Consent {
     /// the first time a subject sends it, never again.
     pub async fn context(
         &self,
-        request: RequestSubjects<'_>,
+        request: RequestSubjects,
         policies: &Policies,
         now: i64,
     ) -> Result<ConsentContext> {
-        let device = request.device.and_then(ConsentId::parse);
+        let device = request.device;
         // The version in force comes with the records, so a page costs no extra round trip.
         let mut known_in_force = None;
         let mut device_records = match device {
@@ -699,7 +699,7 @@ impl Consent {
     /// written: the caller then takes the full path. Both give the same context.
     pub fn context_in_memory(
         &self,
-        request: RequestSubjects<'_>,
+        request: RequestSubjects,
         policies: &Policies,
     ) -> Option<Arc<ConsentContext>> {
         if request.account.is_some() {
@@ -711,7 +711,7 @@ impl Consent {
             gpc: request.gpc,
             ..Signals::default()
         };
-        let Some(id) = request.device.and_then(ConsentId::parse) else {
+        let Some(id) = request.device else {
             // One per thread, so that pages on different cores share no reference count.
             thread_local! {
                 static NO_CHOICE: [std::cell::OnceCell<Arc<ConsentContext>>; 2] =

@@ -651,7 +651,7 @@ async fn same_context(
 ) -> std::sync::Arc<covenant::consent::ConsentContext> {
     let (consent, policies) = (&app.state.consent, &app.state.policy);
     let subjects = covenant::consent::RequestSubjects {
-        device,
+        device: device.and_then(covenant::consent::ConsentId::parse),
         account: None,
         gpc,
     };
@@ -674,7 +674,7 @@ on_both_stores! {
     /// recorded, a signed-in member) is decided from memory.
     /// Proves: C1, C2, C3
     async fn a_context_decided_from_memory_is_the_one_read_from_the_store(app) {
-        use covenant::consent::RequestSubjects;
+        use covenant::consent::{ConsentId, RequestSubjects};
         use covenant_core::policy::CookieCategory;
         publish_version(app, DEFAULT_POLICY, "2025-01-01").await;
         let (consent, policies) = (&app.state.consent, &app.state.policy);
@@ -687,7 +687,7 @@ on_both_stores! {
 
         let visitor = app.new_client();
         let device = consent_id(&banner(app, &visitor, "accept_all").await);
-        let subjects = |gpc| RequestSubjects { device: Some(&device), account: None, gpc };
+        let subjects = |gpc| RequestSubjects { device: ConsentId::parse(&device), account: None, gpc };
         assert!(consent.context_in_memory(subjects(false), policies).is_none(), "a subject just written is read from the store");
         wait_out_the_write().await;
         let granted = same_context(app, Some(&device), false).await;
@@ -715,7 +715,7 @@ on_both_stores! {
         // A signed-in member's context always comes from the full path.
         app.member("vera").await;
         let member = user_id(app, "vera").await;
-        let signed_in = RequestSubjects { device: Some(&device), account: Some(member), gpc: false };
+        let signed_in = RequestSubjects { device: ConsentId::parse(&device), account: Some(member), gpc: false };
         consent.context(signed_in, policies, covenant::now()).await.unwrap();
         assert!(consent.context_in_memory(signed_in, policies).is_none());
     }

@@ -13,7 +13,7 @@ use crate::store::SessionUser;
 use crate::web::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, COOKIE, USER_AGENT};
+use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -54,17 +54,6 @@ impl Viewer {
     }
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
-}
-
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(AUTHORIZATION)?
@@ -87,7 +76,7 @@ pub(crate) fn credential<'a>(
         Some(token) => (token, true),
         None if path.starts_with("/api/") => return None,
         None => (
-            cookie_value(headers, session_cookie_name(secure_cookies))?,
+            crate::web::consent::cookie_value(headers, session_cookie_name(secure_cookies))?,
             false,
         ),
     };

@@ -5,8 +5,8 @@
 //! cookie from here. Consent ids never reach a log line.
 
 use crate::consent::{
-    CHOICES_NOTICE, ConsentContext, CookieNotice, NoticeStamp, RequestSubjects, WrittenOptOut,
-    is_consent_id, new_consent_id,
+    CHOICES_NOTICE, ConsentContext, ConsentId, CookieNotice, NoticeStamp, RequestSubjects,
+    WrittenOptOut, is_consent_id, new_consent_id,
 };
 use crate::domain::InvalidField;
 use crate::error::Error;
@@ -20,7 +20,7 @@ use askama::Template;
 use axum::extract::{FromRequestParts, Query, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use covenant_core::consent::{Choice, ConsentSubject, Method, Receipt, Signals, decide};
 use covenant_core::policy::CookieCategory;
@@ -85,22 +85,50 @@ pub fn current() -> RequestConsent {
     REQUEST_CONSENT.try_with(Clone::clone).unwrap_or_default()
 }
 
-pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// Every cookie of the request's Cookie headers, name and value as sent, in order. Read as
+/// bytes, and only the values asked for are taken as text: every page reads its cookies, and
+/// checking each header's whole text first cost more than the rest of the reading.
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
+        .flat_map(|value| CookiePairs(value.as_bytes()))
+}
+
+/// The `name=value` pairs of one Cookie header; a part without `=` is skipped.
+struct CookiePairs<'a>(&'a [u8]);
+
+impl<'a> Iterator for CookiePairs<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.0.is_empty() {
+            let (pair, rest) = match memchr::memchr(b';', self.0) {
+                Some(semicolon) => (&self.0[..semicolon], &self.0[semicolon + 1..]),
+                None => (self.0, &[][..]),
+            };
+            self.0 = rest;
+            let pair = pair.trim_ascii();
+            if let Some(equals) = memchr::memchr(b'=', pair) {
+                return Some((&pair[..equals], &pair[equals + 1..]));
+            }
+        }
+        None
+    }
+}
+
+/// The text of the first cookie named `name`; `None` if there is none or its value is not
+/// UTF-8. Every reader of a cookie asks this, so they all agree on what a request carries.
+pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let (_, value) = cookies(headers).find(|(key, _)| *key == name.as_bytes())?;
+    std::str::from_utf8(value).ok()
 }
 
 /// What a page request's Cookie headers say to the consent check, found in one pass.
 #[derive(Debug, PartialEq)]
 struct PageCookies<'a> {
     /// The device's consent id, if well-formed (as [`device_id`] finds it).
-    device: Option<&'a str>,
+    device: Option<ConsentId>,
     /// The remembered theme (as [`crate::web::theme::cookie_theme`] finds it).
     theme: Option<Theme>,
     /// The session cookie's value, as [`crate::web::auth::credential`] finds it.
@@ -111,28 +139,23 @@ struct PageCookies<'a> {
 /// first of each name counts, as where each is looked up on its own.
 fn page_cookies<'a>(headers: &'a HeaderMap, session_name: &str) -> PageCookies<'a> {
     let (mut device, mut theme, mut session) = (None, None, None);
-    let pairs = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='));
-    for (key, value) in pairs {
-        if key == CONSENT_COOKIE {
+    for (name, value) in cookies(headers) {
+        if name == CONSENT_COOKIE.as_bytes() {
             device.get_or_insert(value);
-        } else if key == THEME_COOKIE {
+        } else if name == THEME_COOKIE.as_bytes() {
             theme.get_or_insert(value);
-        } else if key == session_name {
+        } else if name == session_name.as_bytes() {
             session.get_or_insert(value);
         }
         if device.is_some() && theme.is_some() && session.is_some() {
             break;
         }
     }
+    let text = |value: &'a [u8]| std::str::from_utf8(value).ok();
     PageCookies {
-        device: device.filter(|id| is_consent_id(id)),
-        theme: theme.and_then(Theme::parse),
-        session,
+        device: device.and_then(ConsentId::from_bytes),
+        theme: theme.and_then(text).and_then(Theme::parse),
+        session: session.and_then(text),
     }
 }
 
@@ -145,14 +168,17 @@ fn may_sign_in(headers: &HeaderMap, cookies: &PageCookies) -> bool {
 }
 
 /// The device's consent id, if the browser holds a well-formed one.
-pub fn device_id(headers: &HeaderMap) -> Option<&str> {
-    cookie_value(headers, CONSENT_COOKIE).filter(|id| is_consent_id(id))
+pub fn device_id(headers: &HeaderMap) -> Option<ConsentId> {
+    cookie_value(headers, CONSENT_COOKIE).and_then(ConsentId::parse)
 }
+
+/// The Global Privacy Control header, named once rather than parsed on every page.
+static SEC_GPC: HeaderName = HeaderName::from_static("sec-gpc");
 
 /// Whether the request carries the Global Privacy Control signal (`Sec-GPC: 1`).
 pub fn gpc_signal(headers: &HeaderMap) -> bool {
     headers
-        .get("sec-gpc")
+        .get(&SEC_GPC)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim() == "1")
 }
@@ -728,9 +754,14 @@ pub async fn advertising_js() -> Response {
 /// At sign-in the stricter of the device's and the account's choices wins. A failure is logged
 /// and does not stop the sign-in: every later request still takes the stricter of the two.
 pub async fn merge_at_sign_in(state: &AppState, headers: &HeaderMap, user_id: i64) {
+    let device = device_id(headers);
     if let Err(error) = state
         .consent
-        .merge_at_sign_in(device_id(headers), user_id, crate::now())
+        .merge_at_sign_in(
+            device.as_ref().map(ConsentId::as_str),
+            user_id,
+            crate::now(),
+        )
         .await
     {
         tracing::error!(user_id, error = %format!("{error:#}"), "merging consent at sign-in failed");
@@ -1016,6 +1047,7 @@ mod tests {
     #[test]
     fn one_pass_over_the_cookies_finds_what_each_reader_finds() {
         use crate::web::auth::{credential, session_cookie_name};
+        use axum::http::HeaderValue;
         let id = "a".repeat(43);
         let long = "t".repeat(200);
         for secure in [false, true] {
@@ -1067,11 +1099,56 @@ mod tests {
         assert_eq!(
             page_cookies(&two, "covenant_session"),
             PageCookies {
-                device: Some(id.as_str()),
+                device: ConsentId::parse(&id),
                 theme: Some(Theme::Dark),
                 session: None
             }
         );
+        // A cookie sent in bytes beyond ASCII leaves the others readable, and a value that is
+        // not text is no value to any reader: not a session to look up, here or in `credential`.
+        let session = session_cookie_name(false);
+        let mut bytes =
+            format!("x=\u{e9}t\u{e9}; covenant_consent={id}; covenant_theme=dark; {session}=")
+                .into_bytes();
+        bytes.push(0xff);
+        let mut odd = HeaderMap::new();
+        odd.insert(COOKIE, HeaderValue::from_bytes(&bytes).unwrap());
+        let cookies = page_cookies(&odd, session);
+        assert_eq!(
+            cookies,
+            PageCookies {
+                device: ConsentId::parse(&id),
+                theme: Some(Theme::Dark),
+                session: None
+            }
+        );
+        assert_eq!(cookies.device, device_id(&odd));
+        assert_eq!(cookies.theme, crate::web::theme::cookie_theme(&odd));
+        assert_eq!(credential(&odd, "/t/a/1", false), None);
+        assert!(!may_sign_in(&odd, &cookies));
+    }
+
+    #[test]
+    fn a_cookie_header_splits_into_its_named_pairs() {
+        let mut headers = HeaderMap::new();
+        headers.append(COOKIE, " a=1;b= two ;;c;=e; d=x=y ;".parse().unwrap());
+        headers.append(COOKIE, "f=".parse().unwrap());
+        let text = |bytes| std::str::from_utf8(bytes).unwrap();
+        let pairs: Vec<_> = cookies(&headers)
+            .map(|(name, value)| (text(name), text(value)))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("a", "1"),
+                ("b", " two"),
+                ("", "e"),
+                ("d", "x=y"),
+                ("f", "")
+            ]
+        );
+        assert_eq!(cookie_value(&headers, "d"), Some("x=y"));
+        assert_eq!(cookie_value(&headers, "c"), None);
     }
 
     #[test]

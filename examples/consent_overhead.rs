@@ -21,8 +21,13 @@
 //! one who refused everything, and one without any cookie. A benchmark, not a test: see
 //! BENCHMARKS.md.
 //!
+//! Each round gives, per server, its requests per second and its CPU per request; the summary
+//! sets the check against the two servers without it, and the twin against `without`, as a
+//! mean over the rounds with a 95 % confidence interval. `--pin` puts the servers on the first
+//! core (one worker thread) and wrk on the second, so that the two never trade cores mid-run.
+//!
 //! cargo run --release --example consent_overhead -- [--rounds 5] [--duration 5s]
-//!     [--connections 16] [--threads 1] [--data-dir DIR] [--database-url URL]
+//!     [--connections 16] [--threads 1] [--pin] [--data-dir DIR] [--database-url URL]
 //!     [--in-process [--calibrate]] [--default-context] [--serve]
 
 use axum::Router;
@@ -325,6 +330,31 @@ struct Load {
     cpu_us: f64,
 }
 
+/// The mean of `samples` and the half-width of its 95 % confidence interval (Student's t):
+/// the per-round differences of one run, each round loading the servers back to back.
+fn mean_and_interval(samples: &[f64]) -> (f64, f64) {
+    // Student's t at 97.5 %, for 1 to 30 degrees of freedom.
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    let n = samples.len();
+    let mean = samples.iter().sum::<f64>() / n as f64;
+    if n < 2 {
+        return (mean, f64::NAN);
+    }
+    let variance = samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let t = T.get(n - 2).copied().unwrap_or(1.96);
+    (mean, t * (variance / n as f64).sqrt())
+}
+
+/// How much `a` is above `b`, in percent of `b`, on a log scale (so that the differences of
+/// several rounds average without bias).
+fn percent_above(a: f64, b: f64) -> f64 {
+    100.0 * (a / b).ln()
+}
+
 /// The smallest and largest of `values`.
 fn range(values: &[f64]) -> (f64, f64) {
     (
@@ -333,9 +363,32 @@ fn range(values: &[f64]) -> (f64, f64) {
     )
 }
 
-/// Runs wrk once against `url`.
-fn wrk(url: &str, cookie: Option<&str>, threads: &str, connections: &str, duration: &str) -> Load {
-    let mut command = Command::new("wrk");
+/// `--pin`: this process (the servers, every thread they start) on the first core, wrk on
+/// the second, so that neither is scheduled onto the other's core mid-run (util-linux
+/// `taskset`).
+fn pin_servers() -> anyhow::Result<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "taskset could not pin the servers");
+    Ok(())
+}
+
+/// Runs wrk once against `url` (on the second core with `pinned`).
+fn wrk(
+    url: &str,
+    cookie: Option<&str>,
+    [threads, connections, duration]: [&str; 3],
+    pinned: bool,
+) -> Load {
+    let mut command = if pinned {
+        let mut taskset = Command::new("taskset");
+        taskset.args(["-c", "1", "wrk"]);
+        taskset
+    } else {
+        Command::new("wrk")
+    };
     command.args([
         "-t",
         threads,
@@ -375,8 +428,20 @@ fn wrk(url: &str, cookie: Option<&str>, threads: &str, connections: &str, durati
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let pinned = std::env::args().any(|a| a == "--pin");
+    if pinned {
+        pin_servers()?;
+    }
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // Pinned, the servers have one core: one worker thread for it.
+    if pinned {
+        runtime.worker_threads(1);
+    }
+    runtime.enable_all().build()?.block_on(run(pinned))
+}
+
+async fn run(pinned: bool) -> anyhow::Result<()> {
     let rounds: usize = arg("--rounds").map_or(Ok(5), |v| v.parse())?;
     let duration = arg("--duration").unwrap_or_else(|| "5s".into());
     let connections = arg("--connections").unwrap_or_else(|| "16".into());
@@ -526,26 +591,36 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!(
-        "wrk -t{threads} -c{connections} -d{duration}, {rounds} rounds, order rotated; load average before: {}",
+        "wrk -t{threads} -c{connections} -d{duration}, {rounds} rounds, order rotated{}; load average before: {}",
+        if pinned {
+            ", servers on core 0 (one worker thread), wrk on core 1"
+        } else {
+            ""
+        },
         load_average()
     );
+    let wrk_args = [threads.as_str(), connections.as_str(), duration.as_str()];
     println!(
         "| page | round | with check (req/s) | without (req/s) | twin (req/s) | with / without | twin / without | server CPU per request, µs: with / without / twin |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     let mut summary = Vec::new();
+    let mut statistics = Vec::new();
     for (&(name, path, cookie), addresses) in cases.iter().zip(&servers) {
         let mut rates: [Vec<f64>; 3] = Default::default();
         let mut cpu: [Vec<f64>; 3] = Default::default();
         let (mut ratios, mut twin_ratios, mut cpu_ratios, mut twin_cpu_ratios) =
             (vec![], vec![], vec![], vec![]);
+        // Per round, in percent: the check against both servers without it (their geometric
+        // mean), and the twin against `without`, for throughput and for CPU per request.
+        let mut differences: [Vec<f64>; 4] = Default::default();
         for round in 0..rounds {
             // Rotate which goes first, so a drift in the machine's load favours none.
             let mut load: [Option<Load>; 3] = [None, None, None];
             for k in 0..3 {
                 let which = (round + k) % 3;
                 let url = format!("http://{}{path}", addresses[which]);
-                load[which] = Some(wrk(&url, cookie, &threads, &connections, &duration));
+                load[which] = Some(wrk(&url, cookie, wrk_args, pinned));
             }
             let load = load.map(|one| one.expect("each server loaded"));
             let [a, b, c] = [load[0].rate, load[1].rate, load[2].rate];
@@ -566,7 +641,16 @@ async fn main() -> anyhow::Result<()> {
             twin_ratios.push(c / b);
             cpu_ratios.push(x / y);
             twin_cpu_ratios.push(z / y);
+            for (kept, value) in differences.iter_mut().zip([
+                percent_above(a, (b * c).sqrt()),
+                percent_above(c, b),
+                percent_above(x, (y * z).sqrt()),
+                percent_above(z, y),
+            ]) {
+                kept.push(value);
+            }
         }
+        statistics.push((name, differences.map(|d| mean_and_interval(&d))));
         summary.push((
             name,
             [median(&rates[0]), median(&rates[1])],
@@ -592,6 +676,31 @@ async fn main() -> anyhow::Result<()> {
     {
         println!(
             "| {name} | {a:.0} / {b:.0} | {ratio:.3} ({low:.3} – {high:.3}) | {twin:.3} ({twin_low:.3} – {twin_high:.3}) | {x:.1} / {y:.1} | {cpu:.3}, {twin_cpu:.3} |"
+        );
+    }
+    println!();
+    println!(
+        "Mean difference over the rounds, in percent, with its 95 % confidence interval: the check against the two servers without it, and the twin against `without` (what identical servers differ by). A difference is measurable when its interval leaves out 0."
+    );
+    println!(
+        "| page | throughput: with check vs without | twin vs without | CPU per request: with check vs without | twin vs without | the check's cost |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, [rate, twin_rate, cpu, twin_cpu]) in statistics {
+        let shown = |(mean, half): (f64, f64)| format!("{mean:+.2} ± {half:.2}");
+        let measurable = |(mean, half): (f64, f64)| mean.abs() > half;
+        let verdict = match (measurable(rate), measurable(cpu)) {
+            (false, false) => "not measurable",
+            (true, false) => "measurable in throughput",
+            (false, true) => "measurable in CPU",
+            (true, true) => "measurable",
+        };
+        println!(
+            "| {name} | {} | {} | {} | {} | {verdict} |",
+            shown(rate),
+            shown(twin_rate),
+            shown(cpu),
+            shown(twin_cpu)
         );
     }
     println!("load average after: {}", load_average());

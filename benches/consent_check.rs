@@ -174,3 +174,79 @@ fn without_check(bencher: Bencher, visitor: &str) {
         .with_inputs(|| request(cookie, gpc))
         .bench_local_values(|request| ready(service.call(request)));
 }
+
+/// What a page's work leaves of the caches before the next request of a busy server: a
+/// buffer larger than the core's own caches, written over before each timed request.
+fn evict_caches() {
+    thread_local! {
+        static SPILL: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 8 << 20]);
+    }
+    SPILL.with_borrow_mut(|spill| {
+        for (i, byte) in spill.iter_mut().enumerate().step_by(64) {
+            *byte = byte.wrapping_add(i as u8);
+        }
+        divan::black_box(&spill[..]);
+    });
+}
+
+/// The page behind the check, each request timed alone after the caches were spilled: what the
+/// check costs where a page's own work has just run, as in the throughput benchmark.
+#[divan::bench(args = VISITORS, sample_size = 1, sample_count = 3000)]
+fn with_check_cold(bencher: Bencher, visitor: &str) {
+    let setup = Setup::get();
+    let (cookie, gpc) = setup.visitor(visitor);
+    let mut service = ConsentLayer::new(setup.state.clone()).layer(tower::service_fn(page));
+    for _ in 0..2 {
+        setup
+            ._runtime
+            .block_on(service.call(request(cookie, gpc)))
+            .expect("the page");
+    }
+    bencher
+        .with_inputs(|| {
+            // The request itself is fresh, as one just parsed is.
+            evict_caches();
+            request(cookie, gpc)
+        })
+        .bench_local_values(|request| ready(service.call(request)));
+}
+
+/// The same page given the context the check decides for this visitor, decided beforehand and
+/// scoped as the layer scopes it (`web::consent::scoped`): the throughput benchmark's
+/// `without` side, each request timed alone after the caches were spilled.
+#[divan::bench(args = VISITORS, sample_size = 1, sample_count = 3000)]
+fn decided_cold(bencher: Bencher, visitor: &str) {
+    let setup = Setup::get();
+    let (cookie, gpc) = setup.visitor(visitor);
+    let mut checked = ConsentLayer::new(setup.state.clone()).layer(tower::service_fn(
+        |_request: Request| async {
+            let mut response = Response::new(Body::empty());
+            response.extensions_mut().insert(current().context);
+            Ok::<_, Infallible>(response)
+        },
+    ));
+    let response = setup
+        ._runtime
+        .block_on(checked.call(request(cookie, gpc)))
+        .expect("the page");
+    let context = response
+        .extensions()
+        .get::<std::sync::Arc<covenant::consent::ConsentContext>>()
+        .expect("the context the check decided")
+        .clone();
+    let mut service = tower::service_fn(page);
+    bencher
+        .with_inputs(|| {
+            // The request itself is fresh, as one just parsed is.
+            evict_caches();
+            request(cookie, gpc)
+        })
+        .bench_local_values(|request| {
+            let uri = request.uri().clone();
+            ready(covenant::web::consent::scoped(
+                context.clone(),
+                &uri,
+                service.call(request),
+            ))
+        });
+}

@@ -113,6 +113,11 @@ static WRITING: Mutex<Vec<(SubjectKey, Instant)>> = Mutex::new(Vec::new());
 /// a page's lookup takes no lock for [`WRITING`].
 static WRITING_UNTIL_MS: AtomicU64 = AtomicU64::new(0);
 
+/// Advanced by every [`mark_writing`], after the mark: a thread's memo starts over when it
+/// moves, so a page served from the memo need not look at what is being written (the read
+/// that replaces the memo does).
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
 fn clock_base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
     *BASE.get_or_init(Instant::now)
@@ -135,6 +140,7 @@ pub fn mark_writing(subject: &str) {
     writing.push((key, until));
     // One millisecond more, so that rounding down never ends the window early.
     WRITING_UNTIL_MS.fetch_max(millis_since_base(until) + 1, Ordering::AcqRel);
+    WRITES.fetch_add(1, Ordering::AcqRel);
 }
 
 fn being_written(key: &SubjectKey, now: Instant) -> bool {
@@ -242,27 +248,74 @@ impl Default for RecordCache {
     }
 }
 
-/// Most contexts a thread's memo holds before it starts over.
-const THREAD_MEMO_CAPACITY: usize = 256;
+/// How many contexts a thread's memo holds: one per place, a visitor's place chosen by the
+/// first bytes of the consent id (random) and the GPC slot.
+const THREAD_MEMO_PLACES: usize = 128;
+
+/// One visitor's context, as a thread's memo holds it.
+struct Remembered {
+    subject: SubjectKey,
+    slot: usize,
+    context: Arc<ConsentContext>,
+    /// The entry's own end (see [`Entry::expires`]).
+    expires: Instant,
+}
 
 /// What one thread last served from a cache: the contexts of recent visitors, each in an `Arc`
 /// of the thread's own, so pages on different cores never write to one shared reference count
 /// (on two cores that traffic cost more than the rest of the check).
 ///
-/// Keyed with foldhash rather than SipHash: every page with a consent cookie hashes its id
-/// here, and SipHash over it was a tenth of the check. Foldhash is seeded at random per
-/// process; should someone still find colliding cookies, the memo holds at most
-/// [`THREAD_MEMO_CAPACITY`] entries, so a lookup can never cost more than a scan of those.
-#[derive(Default)]
+/// Every page with a consent cookie looks here after a page's work has filled the core's
+/// caches, so the memo is made to be read with few memory accesses: it lives in the thread's
+/// own storage, each visitor in one place found without hashing. Two visitors sharing a place
+/// take turns in it; a cookie chosen to collide with another visitor's only sends that
+/// visitor's pages to the read under the cache's lock, never to the store.
 struct ThreadMemo {
     cache: u64,
     epoch: u64,
-    contexts:
-        HashMap<(SubjectKey, usize), (Arc<ConsentContext>, Instant), foldhash::fast::RandomState>,
+    /// [`WRITES`] as it was when the memo started over.
+    writes: u64,
+    places: [Option<Remembered>; THREAD_MEMO_PLACES],
+}
+
+impl ThreadMemo {
+    const fn new() -> Self {
+        ThreadMemo {
+            cache: 0,
+            epoch: 0,
+            writes: 0,
+            places: [const { None }; THREAD_MEMO_PLACES],
+        }
+    }
+
+    /// Whether the memo was filled under the cache, epoch and writes given.
+    fn is_of(&self, cache: u64, epoch: u64, writes: u64) -> bool {
+        self.cache == cache && self.epoch == epoch && self.writes == writes
+    }
+
+    fn start_over(&mut self, cache: u64, epoch: u64, writes: u64) {
+        self.places.iter_mut().for_each(|place| *place = None);
+        (self.cache, self.epoch, self.writes) = (cache, epoch, writes);
+    }
+}
+
+/// The place of `subject`'s context (`slot`: without or with GPC) in a thread's memo.
+fn memo_place(subject: &SubjectKey, slot: usize) -> usize {
+    let bits = match subject {
+        SubjectKey::Device(id) => {
+            let [a, b, c, d, e, f, g, h, ..] = id.0;
+            u64::from_le_bytes([a, b, c, d, e, f, g, h])
+        }
+        SubjectKey::Account(id) => id.unsigned_abs(),
+    };
+    // A multiplicative hash: its top bits depend on every byte.
+    let top = bits.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - 6);
+    (top as usize * 2 + (slot & 1)) % THREAD_MEMO_PLACES
 }
 
 thread_local! {
-    static THREAD_MEMO: std::cell::RefCell<ThreadMemo> = std::cell::RefCell::default();
+    static THREAD_MEMO: std::cell::RefCell<ThreadMemo> =
+        const { std::cell::RefCell::new(ThreadMemo::new()) };
 }
 
 /// The epoch a read began in; hand it back to [`RecordCache::keep`].
@@ -303,32 +356,38 @@ impl RecordCache {
 
     /// The context `subject`'s entry gives a visitor (`slot`: without or with GPC), if the
     /// entry is held and fresh and a page has already worked it out: from this thread's memo
-    /// while no eviction happened since, else from the entry (under the read lock), copied
-    /// into the memo.
+    /// while no eviction and no write happened since, else from the entry (under the read
+    /// lock), copied into the memo.
     pub fn visitor_context(
         &self,
         subject: &SubjectKey,
         slot: usize,
     ) -> Option<Arc<ConsentContext>> {
         let now = Instant::now();
-        if being_written(subject, now) {
-            return None;
-        }
         let epoch = self.epoch.load(Ordering::Acquire);
+        let writes = WRITES.load(Ordering::Acquire);
+        let place = memo_place(subject, slot);
         let memo = THREAD_MEMO.with_borrow_mut(|memo| {
-            if memo.cache != self.id || memo.epoch != epoch {
-                memo.contexts.clear();
-                memo.cache = self.id;
-                memo.epoch = epoch;
+            if !memo.is_of(self.id, epoch, writes) {
+                memo.start_over(self.id, epoch, writes);
                 return None;
             }
-            match memo.contexts.get(&(*subject, slot)) {
-                Some((context, expires)) if now < *expires => Some(context.clone()),
+            match &memo.places[place] {
+                Some(held)
+                    if held.subject == *subject && held.slot == slot && now < held.expires =>
+                {
+                    Some(held.context.clone())
+                }
                 _ => None,
             }
         });
         if memo.is_some() {
             return memo;
+        }
+        // Marked after `writes` was read: seen here. Marked later: the memo starts over at
+        // the next page, as `WRITES` will have moved.
+        if being_written(subject, now) {
+            return None;
         }
         let (context, expires) = {
             let inner = self.read();
@@ -340,13 +399,14 @@ impl RecordCache {
             (Arc::new(ConsentContext::clone(context)), entry.expires)
         };
         THREAD_MEMO.with_borrow_mut(|memo| {
-            // Kept only if nothing was evicted since the entry was read.
-            if memo.cache == self.id && memo.epoch == epoch {
-                if memo.contexts.len() >= THREAD_MEMO_CAPACITY {
-                    memo.contexts.clear();
-                }
-                memo.contexts
-                    .insert((*subject, slot), (context.clone(), expires));
+            // Kept only if nothing was evicted or written since the entry was read.
+            if memo.is_of(self.id, epoch, writes) {
+                memo.places[place] = Some(Remembered {
+                    subject: *subject,
+                    slot,
+                    context: context.clone(),
+                    expires,
+                });
             }
         });
         Some(context)

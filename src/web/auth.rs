@@ -55,12 +55,12 @@ impl Viewer {
 }
 
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    bearer_token(headers.get(AUTHORIZATION)?)
+}
+
+/// The token an Authorization header's value carries, if it is a bearer token.
+pub(crate) fn bearer_token(value: &axum::http::HeaderValue) -> Option<&str> {
+    value.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 /// The token a request signs in with, and whether it came as a bearer token: the API takes

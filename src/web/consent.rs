@@ -18,7 +18,9 @@ use crate::web::pages::{Layout, date};
 use crate::web::theme::{THEME_COOKIE, Theme};
 use askama::Template;
 use axum::extract::{FromRequestParts, Query, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE,
+};
 use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -124,46 +126,59 @@ pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a
     std::str::from_utf8(value).ok()
 }
 
-/// What a page request's Cookie headers say to the consent check, found in one pass.
+/// What a page request's headers say to the consent check, found in one pass over them.
 #[derive(Debug, PartialEq)]
-struct PageCookies<'a> {
+struct PageHeaders<'a> {
     /// The device's consent id, if well-formed (as [`device_id`] finds it).
     device: Option<ConsentId>,
     /// The remembered theme (as [`crate::web::theme::cookie_theme`] finds it).
     theme: Option<Theme>,
     /// The session cookie's value, as [`crate::web::auth::credential`] finds it.
     session: Option<&'a str>,
+    /// The bearer token, as [`crate::web::auth::bearer`] finds it.
+    bearer: Option<&'a str>,
+    /// The GPC signal, as [`gpc_signal`] finds it.
+    gpc: bool,
 }
 
-/// The consent id, the theme and the session cookie, in one pass over the Cookie headers; the
-/// first of each name counts, as where each is looked up on its own.
-fn page_cookies<'a>(headers: &'a HeaderMap, session_name: &str) -> PageCookies<'a> {
+/// The consent id, the theme, the session cookie, the bearer token and the GPC signal, in one
+/// pass over the headers (a page's are few, and a look-up by name hashes the name); the first
+/// of each counts, as where each is looked up on its own.
+fn page_headers<'a>(headers: &'a HeaderMap, session_name: &str) -> PageHeaders<'a> {
     let (mut device, mut theme, mut session) = (None, None, None);
-    for (name, value) in cookies(headers) {
-        if name == CONSENT_COOKIE.as_bytes() {
-            device.get_or_insert(value);
-        } else if name == THEME_COOKIE.as_bytes() {
-            theme.get_or_insert(value);
-        } else if name == session_name.as_bytes() {
-            session.get_or_insert(value);
-        }
-        if device.is_some() && theme.is_some() && session.is_some() {
-            break;
+    let (mut authorization, mut gpc) = (None, None);
+    for (name, value) in headers {
+        if *name == COOKIE {
+            for (cookie, value) in CookiePairs(value.as_bytes()) {
+                if cookie == CONSENT_COOKIE.as_bytes() {
+                    device.get_or_insert(value);
+                } else if cookie == THEME_COOKIE.as_bytes() {
+                    theme.get_or_insert(value);
+                } else if cookie == session_name.as_bytes() {
+                    session.get_or_insert(value);
+                }
+            }
+        } else if *name == AUTHORIZATION {
+            authorization.get_or_insert(value);
+        } else if *name == SEC_GPC {
+            gpc.get_or_insert(value);
         }
     }
     let text = |value: &'a [u8]| std::str::from_utf8(value).ok();
-    PageCookies {
+    PageHeaders {
         device: device.and_then(ConsentId::from_bytes),
         theme: theme.and_then(text).and_then(Theme::parse),
         session: session.and_then(text),
+        bearer: authorization.and_then(crate::web::auth::bearer_token),
+        gpc: gpc.is_some_and(is_gpc),
     }
 }
 
 /// Whether a page request brings a token [`crate::web::auth::credential`] would look up (or,
 /// for a bearer token too long to use, a session cookie it would not): such a request takes
 /// the consent check's full path, which asks who is signed in.
-fn may_sign_in(headers: &HeaderMap, cookies: &PageCookies) -> bool {
-    let token = crate::web::auth::bearer(headers).or(cookies.session);
+fn may_sign_in(found: &PageHeaders) -> bool {
+    let token = found.bearer.or(found.session);
     token.is_some_and(crate::web::auth::usable_token)
 }
 
@@ -177,10 +192,12 @@ static SEC_GPC: HeaderName = HeaderName::from_static("sec-gpc");
 
 /// Whether the request carries the Global Privacy Control signal (`Sec-GPC: 1`).
 pub fn gpc_signal(headers: &HeaderMap) -> bool {
-    headers
-        .get(&SEC_GPC)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim() == "1")
+    headers.get(&SEC_GPC).is_some_and(is_gpc)
+}
+
+/// Whether a `Sec-GPC` header's value is the signal: `1`, nothing else.
+fn is_gpc(value: &axum::http::HeaderValue) -> bool {
+    value.as_bytes().trim_ascii() == b"1"
 }
 
 fn consent_cookie(id: &str, secure: bool) -> String {
@@ -219,8 +236,11 @@ impl<S> tower::Layer<S> for ConsentLayer {
     type Service = ConsentService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        let secure = self.state.config.secure_cookies();
         ConsentService {
             state: self.state.clone(),
+            secure,
+            session_name: crate::web::auth::session_cookie_name(secure),
             inner,
         }
     }
@@ -230,6 +250,9 @@ impl<S> tower::Layer<S> for ConsentLayer {
 #[derive(Clone)]
 pub struct ConsentService<S> {
     state: AppState,
+    /// From the configuration, held here: a page's check reads the service it runs in anyway.
+    secure: bool,
+    session_name: &'static str,
     inner: S,
 }
 
@@ -262,13 +285,15 @@ where
         // Most pages go to visitors who are not signed in and whose choices this node holds:
         // their context is decided here, without an await, and the page future is all that
         // runs in the scope.
-        if let Some((request_consent, clear_theme)) = decided_in_memory(&self.state, &request) {
+        if let Some((request_consent, clear_theme)) =
+            decided_in_memory(&self.state, self.session_name, &request)
+        {
             let page = REQUEST_CONSENT.scope(request_consent, inner.call(request));
             // Nothing to add to the response (the usual case): the page's own future, scoped.
             if !clear_theme {
                 return Box::pin(page);
             }
-            let secure = self.state.config.secure_cookies();
+            let secure = self.secure;
             return Box::pin(async move {
                 let mut response = page.await?;
                 append_theme_clearing(&mut response, secure);
@@ -282,22 +307,25 @@ where
 /// The consent of a request the store need not be asked about (see
 /// [`crate::consent::Consents::context_in_memory`]), and whether a stale theme cookie is to
 /// be cleared; `None` sends the request down the full path.
-fn decided_in_memory(state: &AppState, request: &Request) -> Option<(RequestConsent, bool)> {
+fn decided_in_memory(
+    state: &AppState,
+    session_name: &str,
+    request: &Request,
+) -> Option<(RequestConsent, bool)> {
     let headers = request.headers();
     // Anything that may sign someone in takes the full path (a page's path never starts with
     // `/api/`, so `credential` would take the same two places).
-    let session_name = crate::web::auth::session_cookie_name(state.config.secure_cookies());
-    let cookies = page_cookies(headers, session_name);
-    if may_sign_in(headers, &cookies) {
+    let found = page_headers(headers, session_name);
+    if may_sign_in(&found) {
         return None;
     }
     let subjects = RequestSubjects {
-        device: cookies.device,
+        device: found.device,
         account: None,
-        gpc: gpc_signal(headers),
+        gpc: found.gpc,
     };
     let context = state.consent.context_in_memory(subjects, &state.policy)?;
-    Some(request_consent(context, cookies.theme, request.uri()))
+    Some(request_consent(context, found.theme, request.uri()))
 }
 
 /// What the layout and the handlers read of the request's consent, and whether a theme cookie
@@ -342,12 +370,12 @@ where
         .await
         .unwrap_or(Viewer(None));
     let session_name = crate::web::auth::session_cookie_name(state.config.secure_cookies());
-    let cookies = page_cookies(&parts.headers, session_name);
-    let stored_theme = cookies.theme;
+    let found = page_headers(&parts.headers, session_name);
+    let stored_theme = found.theme;
     let subjects = RequestSubjects {
-        device: cookies.device,
+        device: found.device,
         account: viewer.0.as_ref().map(|s| s.user.user_id),
-        gpc: gpc_signal(&parts.headers),
+        gpc: found.gpc,
     };
     let context = match state
         .consent
@@ -1045,7 +1073,7 @@ mod tests {
     }
 
     #[test]
-    fn one_pass_over_the_cookies_finds_what_each_reader_finds() {
+    fn one_pass_over_the_headers_finds_what_each_reader_finds() {
         use crate::web::auth::{credential, session_cookie_name};
         use axum::http::HeaderValue;
         let id = "a".repeat(43);
@@ -1064,31 +1092,41 @@ mod tests {
                 format!("{session}={long}"),
                 "covenant_session=a; __Host-covenant_session=b".to_string(),
             ] {
-                for authorization in [
-                    None,
-                    Some("Bearer abc".to_string()),
-                    Some(format!("Bearer {long}")),
+                for (authorization, gpc) in [
+                    (None, None),
+                    (Some("Bearer abc".to_string()), Some("1")),
+                    (Some(format!("Bearer {long}")), Some(" 1 ")),
+                    (Some("Basic abc".to_string()), Some("0")),
+                    (None, Some("true")),
                 ] {
                     let mut headers = HeaderMap::new();
                     headers.insert(COOKIE, header.parse().unwrap());
                     if let Some(value) = &authorization {
                         headers.insert("authorization", value.parse().unwrap());
                     }
-                    let cookies = page_cookies(&headers, session);
-                    assert_eq!(cookies.device, device_id(&headers), "{header}");
+                    if let Some(value) = gpc {
+                        headers.insert("sec-gpc", HeaderValue::from_str(value).unwrap());
+                    }
+                    // Other headers, before and after, change nothing.
+                    headers.insert("accept", "text/html".parse().unwrap());
+                    headers.insert("x-covenant-test", "1".parse().unwrap());
+                    let found = page_headers(&headers, session);
+                    assert_eq!(found.device, device_id(&headers), "{header}");
                     assert_eq!(
-                        cookies.theme,
+                        found.theme,
                         crate::web::theme::cookie_theme(&headers),
                         "{header}"
                     );
+                    assert_eq!(found.gpc, gpc_signal(&headers), "{gpc:?}");
+                    assert_eq!(found.bearer, crate::web::auth::bearer(&headers));
                     // Never anonymous where `credential` finds a token to look up.
                     let signs_in = credential(&headers, "/t/a/1", secure).is_some();
                     assert!(
-                        !signs_in || may_sign_in(&headers, &cookies),
+                        !signs_in || may_sign_in(&found),
                         "{header} {authorization:?}"
                     );
                     if authorization.is_none() {
-                        assert_eq!(may_sign_in(&headers, &cookies), signs_in, "{header}");
+                        assert_eq!(may_sign_in(&found), signs_in, "{header}");
                     }
                 }
             }
@@ -1096,12 +1134,16 @@ mod tests {
         let mut two = HeaderMap::new();
         two.append(COOKIE, "covenant_theme=dark".parse().unwrap());
         two.append(COOKIE, format!("covenant_consent={id}").parse().unwrap());
+        two.append("sec-gpc", "1".parse().unwrap());
+        two.append("sec-gpc", "0".parse().unwrap());
         assert_eq!(
-            page_cookies(&two, "covenant_session"),
-            PageCookies {
+            page_headers(&two, "covenant_session"),
+            PageHeaders {
                 device: ConsentId::parse(&id),
                 theme: Some(Theme::Dark),
-                session: None
+                session: None,
+                bearer: None,
+                gpc: true,
             }
         );
         // A cookie sent in bytes beyond ASCII leaves the others readable, and a value that is
@@ -1113,19 +1155,21 @@ mod tests {
         bytes.push(0xff);
         let mut odd = HeaderMap::new();
         odd.insert(COOKIE, HeaderValue::from_bytes(&bytes).unwrap());
-        let cookies = page_cookies(&odd, session);
+        let found = page_headers(&odd, session);
         assert_eq!(
-            cookies,
-            PageCookies {
+            found,
+            PageHeaders {
                 device: ConsentId::parse(&id),
                 theme: Some(Theme::Dark),
-                session: None
+                session: None,
+                bearer: None,
+                gpc: false,
             }
         );
-        assert_eq!(cookies.device, device_id(&odd));
-        assert_eq!(cookies.theme, crate::web::theme::cookie_theme(&odd));
+        assert_eq!(found.device, device_id(&odd));
+        assert_eq!(found.theme, crate::web::theme::cookie_theme(&odd));
         assert_eq!(credential(&odd, "/t/a/1", false), None);
-        assert!(!may_sign_in(&odd, &cookies));
+        assert!(!may_sign_in(&found));
     }
 
     #[test]

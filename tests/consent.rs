@@ -692,11 +692,16 @@ on_both_stores! {
         wait_out_the_write().await;
         let granted = same_context(app, Some(&device), false).await;
         // The next pages take the context worked out for this one: copied once into this
-        // thread's memo, then shared by the pages this thread serves.
+        // thread's memo, then shared by the pages this thread serves (a consent write anywhere
+        // in the process, as other tests make, starts the memo over: hence a few tries).
         let again = consent.context_in_memory(subjects(false), policies).unwrap();
-        let third = consent.context_in_memory(subjects(false), policies).unwrap();
         assert_eq!(format!("{again:?}"), format!("{granted:?}"));
-        assert!(std::sync::Arc::ptr_eq(&again, &third), "the thread's copy is shared");
+        let shared = (0..50).any(|_| {
+            let one = consent.context_in_memory(subjects(false), policies).unwrap();
+            let next = consent.context_in_memory(subjects(false), policies).unwrap();
+            std::sync::Arc::ptr_eq(&one, &next)
+        });
+        assert!(shared, "the thread's copy is shared");
         assert!(granted.allows(CookieCategory::Analytics) && granted.allows(CookieCategory::Advertising) && !granted.show_banner());
 
         // GPC: the first signal is recorded by the full path, then decided from memory.

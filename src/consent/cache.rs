@@ -562,6 +562,22 @@ mod tests {
         assert_eq!(ConsentId::parse(id).unwrap().as_str(), id);
     }
 
+    /// Two reads of `key`'s context in a row with no consent write in the process between
+    /// them: other tests write consent too, and every write starts every memo over.
+    fn two_reads(
+        cache: &RecordCache,
+        key: &SubjectKey,
+    ) -> (Arc<ConsentContext>, Arc<ConsentContext>) {
+        loop {
+            let writes = WRITES.load(Ordering::SeqCst);
+            let first = cache.visitor_context(key, 0).expect("held and worked out");
+            let second = cache.visitor_context(key, 0).expect("held and worked out");
+            if WRITES.load(Ordering::SeqCst) == writes {
+                return (first, second);
+            }
+        }
+    }
+
     fn standing() -> Standing {
         Standing::new(Vec::new(), None)
     }
@@ -604,8 +620,7 @@ mod tests {
             .err()
             .expect("a stale entry is not served");
         cache.keep(ticket, key, today, &held);
-        let first = cache.visitor_context(&key, 0).expect("held and worked out");
-        let second = cache.visitor_context(&key, 0).expect("held and worked out");
+        let (first, second) = two_reads(&cache, &key);
         assert!(
             Arc::ptr_eq(&first, &second),
             "the thread's own copy, from its memo"
@@ -621,7 +636,13 @@ mod tests {
         // Another cache of the process (another node) never serves this one's memo.
         let other = RecordCache::default();
         assert!(other.visitor_context(&key, 0).is_none());
-        assert!(cache.visitor_context(&key, 0).is_some());
+        let before = cache.visitor_context(&key, 0).expect("still held");
+        // A write of another subject anywhere in the process starts the memo over: the
+        // context is read from the entry again, still served.
+        mark_writing("account:-7012");
+        let after = cache.visitor_context(&key, 0).expect("still held");
+        assert!(!Arc::ptr_eq(&before, &after), "read from the entry again");
+        // A write of this subject: not served from memory at all while it lasts.
         mark_writing("account:-7010");
         assert!(cache.visitor_context(&key, 0).is_none());
     }
@@ -635,11 +656,8 @@ mod tests {
         held.visitor_contexts[0].get_or_init(|| Arc::new(ConsentContext::default()));
         let ticket = cache.get(&key, today).err().expect("nothing held yet");
         cache.keep(ticket, key, today, &held);
-        let before = cache.visitor_context(&key, 0).unwrap();
-        assert!(
-            Arc::ptr_eq(&before, &cache.visitor_context(&key, 0).unwrap()),
-            "from the memo"
-        );
+        let (before, again) = two_reads(&cache, &key);
+        assert!(Arc::ptr_eq(&before, &again), "from the memo");
         // Any eviction starts every thread's memo over, even for subjects still held.
         cache.evict(["account:-7999"]);
         let after = cache.visitor_context(&key, 0).unwrap();

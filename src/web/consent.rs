@@ -238,22 +238,31 @@ impl<S> tower::Layer<S> for ConsentLayer {
     fn layer(&self, inner: S) -> Self::Service {
         let secure = self.state.config.secure_cookies();
         ConsentService {
-            state: self.state.clone(),
-            secure,
-            session_name: crate::web::auth::session_cookie_name(secure),
+            held: Arc::new(Held {
+                state: self.state.clone(),
+                secure,
+                session_name: crate::web::auth::session_cookie_name(secure),
+            }),
             inner,
         }
     }
 }
 
-/// The service of [`ConsentLayer`].
+/// The service of [`ConsentLayer`]. The router clones it for every request: it holds one
+/// reference count of its own, not the application state's, which every handler's `State`
+/// also counts (on two cores that shared count is written from both for every request).
 #[derive(Clone)]
 pub struct ConsentService<S> {
+    held: Arc<Held>,
+    inner: S,
+}
+
+/// What the check reads besides the request.
+struct Held {
     state: AppState,
-    /// From the configuration, held here: a page's check reads the service it runs in anyway.
+    /// From the configuration, fixed for the server's life.
     secure: bool,
     session_name: &'static str,
-    inner: S,
 }
 
 type ResponseFuture =
@@ -285,22 +294,23 @@ where
         // Most pages go to visitors who are not signed in and whose choices this node holds:
         // their context is decided here, without an await, and the page future is all that
         // runs in the scope.
+        let held = &*self.held;
         if let Some((request_consent, clear_theme)) =
-            decided_in_memory(&self.state, self.session_name, &request)
+            decided_in_memory(&held.state, held.session_name, &request)
         {
             let page = REQUEST_CONSENT.scope(request_consent, inner.call(request));
             // Nothing to add to the response (the usual case): the page's own future, scoped.
             if !clear_theme {
                 return Box::pin(page);
             }
-            let secure = self.secure;
+            let secure = held.secure;
             return Box::pin(async move {
                 let mut response = page.await?;
                 append_theme_clearing(&mut response, secure);
                 Ok(response)
             });
         }
-        Box::pin(with_consent(self.state.clone(), inner, request))
+        Box::pin(with_consent(held.state.clone(), inner, request))
     }
 }
 

@@ -116,7 +116,22 @@ static WRITING_UNTIL_MS: AtomicU64 = AtomicU64::new(0);
 /// Advanced by every [`mark_writing`], after the mark: a thread's memo starts over when it
 /// moves, so a page served from the memo need not look at what is being written (the read
 /// that replaces the memo does).
-static WRITES: AtomicU64 = AtomicU64::new(0);
+static WRITES: OwnLine<AtomicU64> = OwnLine(AtomicU64::new(0));
+
+/// A value alone on its cache lines (128 bytes: two lines, as adjacent-line prefetching pairs
+/// them). Every page reads [`WRITES`] and the cache's epoch from both cores; what is written
+/// for every page (a reference count, the visit counter's lock) must not share their lines,
+/// or each read waits for the line to come back from the other core.
+#[repr(align(128))]
+struct OwnLine<T>(T);
+
+impl<T> std::ops::Deref for OwnLine<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 fn clock_base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
@@ -232,7 +247,7 @@ pub struct RecordCache {
     inner: RwLock<Inner>,
     /// Advanced, under the write lock, by every eviction and clearing: a read begun in an
     /// older epoch is neither kept nor served from a thread's memo.
-    epoch: AtomicU64,
+    epoch: OwnLine<AtomicU64>,
     /// Which cache a thread's memo belongs to (a process can hold several nodes in tests).
     id: u64,
 }
@@ -242,7 +257,7 @@ impl Default for RecordCache {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Self {
             inner: RwLock::default(),
-            epoch: AtomicU64::new(0),
+            epoch: OwnLine(AtomicU64::new(0)),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
